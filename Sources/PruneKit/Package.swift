@@ -1,0 +1,36 @@
+// swift-tools-version:6.0
+// The PruneKit SDK: one shared library (libPruneKit.so) that the command-line tool,
+// the harness and every plugin link against, so that a process holds exactly one
+// copy of every SDK type. It lives in a package of its own because SwiftPM links a
+// `.dynamic` product statically into targets of the same package.
+import PackageDescription
+
+let package = Package(
+    name: "PruneKit",
+    products: [
+        .library(name: "PruneKit", type: .dynamic, targets: ["PruneKit"]),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev", "pkg-config"])]
+        ),
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev", "pkg-config"])]
+        ),
+        .target(
+            name: "PruneKit",
+            dependencies: ["COpenBLAS", "CZlib"],
+            swiftSettings: [
+                // Library evolution lets a plugin built against SDK 1.x keep working
+                // when 1.(x+1) adds a protocol requirement with a default.
+                .unsafeFlags(["-enable-library-evolution",
+                              "-no-verify-emitted-module-interface"]),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v5]
+)
