@@ -1,0 +1,114 @@
+/// The geometry of a 2-d convolution or pooling window over channel-major feature maps
+/// `[C, N, H, W]`.
+public struct ConvGeometry: Equatable, Sendable {
+    public var batch: Int, height: Int, width: Int
+    public var kernelHeight: Int, kernelWidth: Int
+    public var stride: Int, padding: Int
+
+    public init(batch: Int, height: Int, width: Int, kernelHeight: Int, kernelWidth: Int,
+                stride: Int, padding: Int) {
+        self.batch = batch; self.height = height; self.width = width
+        self.kernelHeight = kernelHeight; self.kernelWidth = kernelWidth
+        self.stride = stride; self.padding = padding
+    }
+
+    public var outHeight: Int { (height + 2 * padding - kernelHeight) / stride + 1 }
+    public var outWidth: Int { (width + 2 * padding - kernelWidth) / stride + 1 }
+    /// Elements of one input channel over the whole batch.
+    public var planeCount: Int { batch * height * width }
+    /// Columns of the im2col matrix: one per output position of the batch.
+    public var columnCount: Int { batch * outHeight * outWidth }
+    /// Rows of the im2col matrix contributed by one input channel.
+    public var rowsPerChannel: Int { kernelHeight * kernelWidth }
+
+    /// The output columns `x0..<x1` whose input column `x·stride − padding + kernelColumn`
+    /// lies inside the image; the others read padding.
+    @inlinable
+    public func validOutputColumns(kernelColumn kj: Int) -> (Int, Int) {
+        let first = padding - kj > 0 ? (padding - kj + stride - 1) / stride : 0
+        let last = width - 1 + padding - kj          // largest x·stride allowed
+        guard last >= 0 else { return (0, 0) }
+        let x0 = min(outWidth, first)
+        return (x0, max(x0, min(outWidth, last / stride + 1)))
+    }
+}
+
+/// Unfolds `channels` channel-major input planes into the `[channels·kh·kw, N·Ho·Wo]`
+/// column matrix of a convolution, zero where the window overlaps the padding.
+///
+/// - Parameters:
+///   - src: `[channels, N, H, W]`.
+///   - dst: `[channels·kh·kw, N·Ho·Wo]`, every element written.
+/// - Cost: one read and one write per column element; rows in parallel.
+public func im2col(_ src: UnsafePointer<Float>, channels: Int, _ g: ConvGeometry,
+                   into dst: UnsafeMutablePointer<Float>) {
+    let (kh, kw, s, p) = (g.kernelHeight, g.kernelWidth, g.stride, g.padding)
+    let (h, w, ho, wo, n) = (g.height, g.width, g.outHeight, g.outWidth, g.batch)
+    let columns = g.columnCount, plane = g.planeCount
+    Parallel.forEach(channels * kh * kw, grain: 1) { rows in
+        for r in rows {
+            let c = r / (kh * kw), ki = (r / kw) % kh, kj = r % kw
+            let channel = src + c * plane
+            var d = dst + r * columns
+            let (x0, x1) = g.validOutputColumns(kernelColumn: kj)
+            for img in 0..<n {
+                let image = channel + img * h * w
+                for y in 0..<ho {
+                    let iy = y * s - p + ki
+                    if iy < 0 || iy >= h {
+                        d.update(repeating: 0, count: wo)
+                    } else {
+                        let row = image + iy * w
+                        if x0 > 0 { d.update(repeating: 0, count: x0) }
+                        if s == 1 {
+                            (d + x0).update(from: row + (x0 - p + kj), count: x1 - x0)
+                        } else {
+                            var x = x0
+                            while x < x1 { d[x] = row[x * s - p + kj]; x += 1 }
+                        }
+                        if x1 < wo { (d + x1).update(repeating: 0, count: wo - x1) }
+                    }
+                    d += wo
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of ``im2col(_:channels:_:into:)``: adds each column element back into the
+/// input position it was read from.
+///
+/// - Parameters:
+///   - src: `[channels·kh·kw, N·Ho·Wo]`.
+///   - dst: `[channels, N, H, W]`, accumulated into (zero it first for a plain fold).
+/// - Cost: one read and one read–modify–write per column element; channels in parallel,
+///   each summed in a fixed order, so the result does not depend on timing.
+public func col2im(_ src: UnsafePointer<Float>, channels: Int, _ g: ConvGeometry,
+                   into dst: UnsafeMutablePointer<Float>) {
+    let (kh, kw, s, p) = (g.kernelHeight, g.kernelWidth, g.stride, g.padding)
+    let (h, w, ho, wo, n) = (g.height, g.width, g.outHeight, g.outWidth, g.batch)
+    let columns = g.columnCount, plane = g.planeCount
+    Parallel.forEach(channels, grain: 1) { chans in
+        for c in chans {
+            let channel = dst + c * plane
+            for ki in 0..<kh {
+                for kj in 0..<kw {
+                    var d = UnsafePointer(src + ((c * kh + ki) * kw + kj) * columns)
+                    let (x0, x1) = g.validOutputColumns(kernelColumn: kj)
+                    for img in 0..<n {
+                        let image = channel + img * h * w
+                        for y in 0..<ho {
+                            let iy = y * s - p + ki
+                            if iy >= 0 && iy < h {
+                                let row = image + iy * w
+                                var x = x0
+                                while x < x1 { row[x * s - p + kj] += d[x]; x += 1 }
+                            }
+                            d += wo
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

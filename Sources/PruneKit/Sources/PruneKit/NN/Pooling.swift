@@ -1,0 +1,301 @@
+/// Max pooling over square windows of channel-major feature maps (no padding).
+///
+/// Input `[C, N, H, W]`, output `[C, N, Ho, Wo]`; `stride` defaults to the window size.
+/// Backward sends each output's gradient to the position of its maximum (the first one
+/// on ties). Cost: one pass over the input; planes in parallel.
+public final class MaxPool2d: Layer {
+    public let kind = LayerKind.maxPool2d
+    public let kernelSize: Int, stride: Int
+    private var argmax: [Int32] = []
+    private var inputShape: [Int] = []
+
+    public init(kernelSize: Int, stride: Int? = nil) {
+        self.kernelSize = kernelSize
+        self.stride = stride ?? kernelSize
+    }
+
+    public var configuration: [String: Double] { ["kernel_size": Double(kernelSize), "stride": Double(stride)] }
+
+    public func outputShape(for inputShapes: [[Int]]) throws -> [Int] {
+        try poolOutputShape(inputShapes, kernelSize, stride, "MaxPool2d")
+    }
+
+    public func forward(_ inputs: [Tensor], mode: ForwardMode) -> Tensor {
+        let x = inputs[0]
+        let (planes, h, w) = (x.shape[0] * x.shape[1], x.shape[2], x.shape[3])
+        let ho = (h - kernelSize) / stride + 1, wo = (w - kernelSize) / stride + 1
+        var y = Tensor(uninitializedShape: [x.shape[0], x.shape[1], ho, wo])
+        var idx = [Int32](repeating: 0, count: mode.recordsForBackward ? planes * ho * wo : 0)
+        let (k, s) = (kernelSize, stride)
+        x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in idx.withUnsafeMutableBufferPointer { ip in
+            let (src, dst) = (xp.baseAddress!, yp.baseAddress!)
+            let record = mode.recordsForBackward ? ip.baseAddress : nil
+            Parallel.forEach(planes, grain: 4) { r in
+                for pl in r {
+                    let image = src + pl * h * w
+                    for oy in 0..<ho {
+                        for ox in 0..<wo {
+                            var best = (oy * s) * w + ox * s
+                            var bestValue = image[best]
+                            for ky in 0..<k {
+                                let row = (oy * s + ky) * w + ox * s
+                                for kx in 0..<k where image[row + kx] > bestValue {
+                                    bestValue = image[row + kx]; best = row + kx
+                                }
+                            }
+                            let o = (pl * ho + oy) * wo + ox
+                            dst[o] = bestValue
+                            record?[o] = Int32(best)
+                        }
+                    }
+                }
+            }
+        } } }
+        if mode.recordsForBackward { argmax = idx; inputShape = x.shape }
+        return y
+    }
+
+    public func backward(_ gradOutput: Tensor, needsInputGradient: [Bool]) -> [Tensor?] {
+        guard needsInputGradient.first == true, !argmax.isEmpty else { argmax = []; return [nil] }
+        var dx = Tensor(shape: inputShape)
+        let planeIn = inputShape[2] * inputShape[3]
+        let planeOut = gradOutput.count / (inputShape[0] * inputShape[1])
+        gradOutput.withUnsafeBufferPointer { gp in dx.withUnsafeMutableBufferPointer { dp in argmax.withUnsafeBufferPointer { ip in
+            let (g, d, idx) = (gp.baseAddress!, dp.baseAddress!, ip.baseAddress!)
+            Parallel.forEach(inputShape[0] * inputShape[1], grain: 4) { r in
+                for pl in r {
+                    for o in (pl * planeOut)..<((pl + 1) * planeOut) { d[pl * planeIn + Int(idx[o])] += g[o] }
+                }
+            }
+        } } }
+        argmax = []
+        return [dx]
+    }
+}
+
+/// Average pooling over square windows of channel-major feature maps (no padding).
+///
+/// Input `[C, N, H, W]`, output `[C, N, Ho, Wo]`; `stride` defaults to the window size.
+public final class AvgPool2d: Layer {
+    public let kind = LayerKind.avgPool2d
+    public let kernelSize: Int, stride: Int
+    private var inputShape: [Int] = []
+
+    public init(kernelSize: Int, stride: Int? = nil) {
+        self.kernelSize = kernelSize
+        self.stride = stride ?? kernelSize
+    }
+
+    public var configuration: [String: Double] { ["kernel_size": Double(kernelSize), "stride": Double(stride)] }
+
+    public func outputShape(for inputShapes: [[Int]]) throws -> [Int] {
+        try poolOutputShape(inputShapes, kernelSize, stride, "AvgPool2d")
+    }
+
+    public func forward(_ inputs: [Tensor], mode: ForwardMode) -> Tensor {
+        let x = inputs[0]
+        let (planes, h, w) = (x.shape[0] * x.shape[1], x.shape[2], x.shape[3])
+        let ho = (h - kernelSize) / stride + 1, wo = (w - kernelSize) / stride + 1
+        var y = Tensor(uninitializedShape: [x.shape[0], x.shape[1], ho, wo])
+        let (k, s) = (kernelSize, stride), scale = 1 / Float(kernelSize * kernelSize)
+        x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
+            let (src, dst) = (xp.baseAddress!, yp.baseAddress!)
+            Parallel.forEach(planes, grain: 4) { r in
+                for pl in r {
+                    let image = src + pl * h * w
+                    for oy in 0..<ho { for ox in 0..<wo {
+                        var acc: Float = 0
+                        for ky in 0..<k { for kx in 0..<k { acc += image[(oy * s + ky) * w + ox * s + kx] } }
+                        dst[(pl * ho + oy) * wo + ox] = acc * scale
+                    } }
+                }
+            }
+        } }
+        if mode.recordsForBackward { inputShape = x.shape }
+        return y
+    }
+
+    public func backward(_ gradOutput: Tensor, needsInputGradient: [Bool]) -> [Tensor?] {
+        guard needsInputGradient.first == true, !inputShape.isEmpty else { return [nil] }
+        var dx = Tensor(shape: inputShape)
+        let (h, w) = (inputShape[2], inputShape[3])
+        let ho = gradOutput.shape[2], wo = gradOutput.shape[3]
+        let (k, s) = (kernelSize, stride), scale = 1 / Float(kernelSize * kernelSize)
+        gradOutput.withUnsafeBufferPointer { gp in dx.withUnsafeMutableBufferPointer { dp in
+            let (g, d) = (gp.baseAddress!, dp.baseAddress!)
+            Parallel.forEach(inputShape[0] * inputShape[1], grain: 4) { r in
+                for pl in r {
+                    let image = d + pl * h * w
+                    for oy in 0..<ho { for ox in 0..<wo {
+                        let v = g[(pl * ho + oy) * wo + ox] * scale
+                        for ky in 0..<k { for kx in 0..<k { image[(oy * s + ky) * w + ox * s + kx] += v } }
+                    } }
+                }
+            }
+        } }
+        inputShape = []
+        return [dx]
+    }
+}
+
+/// The mean of each channel over all spatial positions: `[C, N, H, W]` → `[N, C]`.
+public final class GlobalAvgPool: Layer {
+    public let kind = LayerKind.globalAvgPool
+    private var inputShape: [Int] = []
+
+    public init() {}
+
+    public func outputShape(for inputShapes: [[Int]]) throws -> [Int] {
+        try requireShape(inputShapes.count == 1 && inputShapes[0].count == 3,
+                         "GlobalAvgPool expects [C, H, W] inputs, got \(inputShapes)")
+        return [inputShapes[0][0]]
+    }
+
+    public func forward(_ inputs: [Tensor], mode: ForwardMode) -> Tensor {
+        let x = inputs[0]
+        let (c, n, hw) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
+        var y = Tensor(uninitializedShape: [n, c])
+        let scale = 1 / Float(hw)
+        x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
+            for ch in 0..<c { for i in 0..<n {
+                var acc: Float = 0
+                let plane = (ch * n + i) * hw
+                for j in 0..<hw { acc += xp[plane + j] }
+                yp[i * c + ch] = acc * scale
+            } }
+        } }
+        if mode.recordsForBackward { inputShape = x.shape }
+        return y
+    }
+
+    public func backward(_ gradOutput: Tensor, needsInputGradient: [Bool]) -> [Tensor?] {
+        guard needsInputGradient.first == true, !inputShape.isEmpty else { return [nil] }
+        let (c, n, hw) = (inputShape[0], inputShape[1], inputShape[2] * inputShape[3])
+        var dx = Tensor(uninitializedShape: inputShape)
+        let scale = 1 / Float(hw)
+        gradOutput.withUnsafeBufferPointer { gp in dx.withUnsafeMutableBufferPointer { dp in
+            for ch in 0..<c { for i in 0..<n {
+                let v = gp[i * c + ch] * scale
+                let plane = (ch * n + i) * hw
+                for j in 0..<hw { dp[plane + j] = v }
+            } }
+        } }
+        inputShape = []
+        return [dx]
+    }
+}
+
+/// Flattens each example to a vector in PyTorch's (c, h, w) order:
+/// `[C, N, H, W]` → `[N, C·H·W]`; vectors pass through unchanged.
+public final class Flatten: Layer {
+    public let kind = LayerKind.flatten
+    private var inputShape: [Int] = []
+
+    public init() {}
+
+    public func outputShape(for inputShapes: [[Int]]) throws -> [Int] {
+        try requireShape(inputShapes.count == 1, "Flatten takes one input, got \(inputShapes.count)")
+        return [inputShapes[0].reduce(1, *)]
+    }
+
+    public func forward(_ inputs: [Tensor], mode: ForwardMode) -> Tensor {
+        let x = inputs[0]
+        guard x.rank == 4 else { return x }
+        inputShape = x.shape
+        return channelMajorToBatchMajor(x).reshaped([x.shape[1], x.count / x.shape[1]])
+    }
+
+    public func backward(_ gradOutput: Tensor, needsInputGradient: [Bool]) -> [Tensor?] {
+        guard needsInputGradient.first == true else { return [nil] }
+        guard inputShape.count == 4 else { return [gradOutput] }
+        let s = inputShape
+        return [batchMajorToChannelMajor(gradOutput.reshaped([s[1], s[0], s[2], s[3]]))]
+    }
+}
+
+/// The shortcut of a CIFAR ResNet block that changes width ("option A", He et al. 2016):
+/// subsamples with `stride` and pads the channels with zeros, equally on both sides.
+/// Parameter-free. `[C, N, H, W]` → `[outChannels, N, ⌈H/s⌉, ⌈W/s⌉]`.
+public final class ChannelPadShortcut: Layer {
+    public let kind = LayerKind.channelPadShortcut
+    public let outChannels: Int, stride: Int
+    private var inputShape: [Int] = []
+
+    public init(outChannels: Int, stride: Int) {
+        self.outChannels = outChannels
+        self.stride = stride
+    }
+
+    public var configuration: [String: Double] { ["out_channels": Double(outChannels), "stride": Double(stride)] }
+
+    public func outputShape(for inputShapes: [[Int]]) throws -> [Int] {
+        try requireShape(inputShapes.count == 1 && inputShapes[0].count == 3 && inputShapes[0][0] <= outChannels,
+                         "ChannelPadShortcut(\(outChannels)) expects [C ≤ \(outChannels), H, W], got \(inputShapes)")
+        let s = inputShapes[0]
+        return [outChannels, (s[1] + stride - 1) / stride, (s[2] + stride - 1) / stride]
+    }
+
+    private func padLow(_ c: Int) -> Int { (outChannels - c) / 2 }
+
+    public func forward(_ inputs: [Tensor], mode: ForwardMode) -> Tensor {
+        let x = inputs[0]
+        let (c, n, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let ho = (h + stride - 1) / stride, wo = (w + stride - 1) / stride
+        var y = Tensor(shape: [outChannels, n, ho, wo])
+        let low = padLow(c)
+        x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
+            for ch in 0..<c { for i in 0..<n { for oy in 0..<ho { for ox in 0..<wo {
+                yp[(((ch + low) * n + i) * ho + oy) * wo + ox] = xp[((ch * n + i) * h + oy * stride) * w + ox * stride]
+            } } } }
+        } }
+        inputShape = x.shape
+        return y
+    }
+
+    public func backward(_ gradOutput: Tensor, needsInputGradient: [Bool]) -> [Tensor?] {
+        guard needsInputGradient.first == true else { return [nil] }
+        let (c, n, h, w) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3])
+        let (ho, wo) = (gradOutput.shape[2], gradOutput.shape[3])
+        var dx = Tensor(shape: inputShape)
+        let low = padLow(c)
+        gradOutput.withUnsafeBufferPointer { gp in dx.withUnsafeMutableBufferPointer { dp in
+            for ch in 0..<c { for i in 0..<n { for oy in 0..<ho { for ox in 0..<wo {
+                dp[((ch * n + i) * h + oy * stride) * w + ox * stride] = gp[(((ch + low) * n + i) * ho + oy) * wo + ox]
+            } } } }
+        } }
+        return [dx]
+    }
+}
+
+private func poolOutputShape(_ inputShapes: [[Int]], _ k: Int, _ s: Int, _ name: String) throws -> [Int] {
+    try requireShape(inputShapes.count == 1 && inputShapes[0].count == 3,
+                     "\(name) expects [C, H, W] inputs, got \(inputShapes)")
+    let x = inputShapes[0]
+    try requireShape(x[1] >= k && x[2] >= k, "\(name): a \(k)×\(k) window does not fit input \(x)")
+    return [x[0], (x[1] - k) / s + 1, (x[2] - k) / s + 1]
+}
+
+/// `[C, N, H, W]` → `[N, C, H, W]`.
+public func channelMajorToBatchMajor(_ x: Tensor) -> Tensor {
+    swapLeadingAxes(x)
+}
+
+/// `[N, C, H, W]` → `[C, N, H, W]`.
+public func batchMajorToChannelMajor(_ x: Tensor) -> Tensor {
+    swapLeadingAxes(x)
+}
+
+/// Swaps the first two axes of a rank-4 tensor, moving `H·W` planes as blocks.
+private func swapLeadingAxes(_ x: Tensor) -> Tensor {
+    precondition(x.rank == 4, "swapLeadingAxes: needs rank 4, got \(x.shape)")
+    let (a, b, hw) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
+    if a == 1 || b == 1 { return x.reshaped([b, a, x.shape[2], x.shape[3]]) }
+    var y = Tensor(uninitializedShape: [b, a, x.shape[2], x.shape[3]])
+    x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
+        let (src, dst) = (xp.baseAddress!, yp.baseAddress!)
+        Parallel.forEach(a, grain: max(1, 8192 / max(hw * b, 1))) { r in
+            for i in r { for j in 0..<b { (dst + (j * a + i) * hw).update(from: src + (i * b + j) * hw, count: hw) } }
+        }
+    } }
+    return y
+}

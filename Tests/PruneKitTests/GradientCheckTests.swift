@@ -1,0 +1,186 @@
+import PruneKit
+import XCTest
+
+/// Every layer's backward pass against central finite differences of L = Σ r ⊙ y,
+/// with r a fixed random tensor, so ∂L/∂y = r.
+final class GradientCheckTests: XCTestCase {
+    private func loss(_ y: Tensor, _ r: Tensor) -> Double {
+        y.withUnsafeBufferPointer { yp in r.withUnsafeBufferPointer { rp in
+            var s: Double = 0
+            for i in 0..<yp.count { s += Double(yp[i]) * Double(rp[i]) }
+            return s
+        } }
+    }
+
+    /// Checks ∂L/∂input and ∂L/∂parameters of `layer` at `inputs`, on up to `samples`
+    /// coordinates of each tensor.
+    private func check(_ layer: Layer, inputs: [Tensor], mode: ForwardMode = .training, eps: Float = 1e-2,
+                       tolerance: Double = 2e-2, samples: Int = 40, file: StaticString = #filePath, line: UInt = #line) {
+        var rng = RandomGenerator(seed: 7)
+        let y0 = layer.forward(inputs, mode: mode)
+        let r = Tensor.randomNormal(y0.shape, using: &rng)
+        for p in layer.parameters where p.parameter.isTrainable { p.parameter.zeroGradient() }
+        let grads = layer.backward(r, needsInputGradient: inputs.map { _ in true })
+        XCTAssertEqual(grads.count, inputs.count, file: file, line: line)
+
+        func numeric(_ perturb: (Float) -> Void) -> Double {
+            perturb(eps); let lp = loss(layer.forward(inputs, mode: mode), r)
+            perturb(-2 * eps); let lm = loss(layer.forward(inputs, mode: mode), r)
+            perturb(eps)
+            return (lp - lm) / (2 * Double(eps))
+        }
+        func compare(_ analytic: Double, _ num: Double, _ what: String) {
+            let scale = max(1, abs(analytic), abs(num))
+            XCTAssertLessThanOrEqual(abs(analytic - num) / scale, tolerance,
+                                     "\(type(of: layer)) \(what): analytic \(analytic), numeric \(num)", file: file, line: line)
+        }
+
+        var ins = inputs
+        for k in 0..<ins.count {
+            guard let g = grads[k] else { XCTFail("no input gradient for input \(k)", file: file, line: line); continue }
+            XCTAssertEqual(g.shape, ins[k].shape, file: file, line: line)
+            for i in sampleIndices(ins[k].count, samples, &rng) {
+                let plus: Double, minus: Double
+                ins[k].withUnsafeMutableBufferPointer { $0[i] += eps }
+                plus = loss(layer.forward(ins, mode: mode), r)
+                ins[k].withUnsafeMutableBufferPointer { $0[i] -= 2 * eps }
+                minus = loss(layer.forward(ins, mode: mode), r)
+                ins[k].withUnsafeMutableBufferPointer { $0[i] += eps }
+                compare(Double(g.scalars[i]), (plus - minus) / (2 * Double(eps)), "input \(k)[\(i)]")
+            }
+        }
+        for (name, p) in layer.parameters where p.isTrainable {
+            let analytic = p.gradient
+            for i in sampleIndices(p.value.count, samples, &rng) {
+                let num = numeric { d in p.value.withUnsafeMutableBufferPointer { $0[i] += d } }
+                compare(Double(analytic.scalars[i]), num, "\(name)[\(i)]")
+            }
+        }
+    }
+
+    private func sampleIndices(_ n: Int, _ k: Int, _ rng: inout RandomGenerator) -> [Int] {
+        n <= k ? Array(0..<n) : (0..<k).map { _ in rng.nextInt(below: n) }
+    }
+
+    private func random(_ shape: [Int], seed: UInt64 = 1) -> Tensor {
+        var rng = RandomGenerator(seed: seed)
+        return .randomNormal(shape, using: &rng)
+    }
+
+    func testLinear() {
+        var rng = RandomGenerator(seed: 3)
+        check(Linear(inFeatures: 5, outFeatures: 4, rng: &rng), inputs: [random([3, 5])])
+        check(Linear(inFeatures: 5, outFeatures: 4, bias: false, rng: &rng), inputs: [random([3, 5])])
+    }
+
+    func testConv2dPaddedStrided() {
+        var rng = RandomGenerator(seed: 3)
+        check(Conv2d(inChannels: 3, outChannels: 4, kernelSize: 3, stride: 2, padding: 1, rng: &rng),
+              inputs: [random([3, 2, 7, 6])])
+        check(Conv2d(inChannels: 2, outChannels: 3, kernelSize: 5, padding: 2, rng: &rng), inputs: [random([2, 2, 6, 6])])
+    }
+
+    func testConv2dGroupsDepthwiseAndPointwise() {
+        var rng = RandomGenerator(seed: 3)
+        check(Conv2d(inChannels: 4, outChannels: 6, kernelSize: 3, padding: 1, groups: 2, rng: &rng),
+              inputs: [random([4, 2, 5, 5])])
+        check(Conv2d(inChannels: 3, outChannels: 3, kernelSize: 3, stride: 1, padding: 1, groups: 3, bias: false, rng: &rng),
+              inputs: [random([3, 2, 5, 4])])
+        check(Conv2d(inChannels: 3, outChannels: 2, kernelSize: 1, rng: &rng), inputs: [random([3, 2, 4, 4])])
+    }
+
+    func testBatchNorm2dAndEval() {
+        let bn = BatchNorm(featureCount: 3)
+        bn.weight.assign(random([3], seed: 4)); bn.bias.assign(random([3], seed: 5))
+        check(bn, inputs: [random([3, 4, 3, 3])], tolerance: 3e-2)
+        bn.runningVar.assign(Tensor(shape: [3], scalars: [0.5, 2, 1.5]))
+        check(bn, inputs: [random([3, 4, 3, 3])], mode: .evaluationWithGradients)
+    }
+
+    func testBatchNorm1d() {
+        let bn = BatchNorm(featureCount: 4)
+        bn.weight.assign(random([4], seed: 4))
+        check(bn, inputs: [random([6, 4])], tolerance: 3e-2)
+    }
+
+    func testReLU() { check(ReLU(), inputs: [random([2, 3, 4, 4])], eps: 1e-3) }
+
+    func testMaxPool() { check(MaxPool2d(kernelSize: 2), inputs: [random([2, 3, 6, 6])], eps: 1e-3) }
+
+    func testMaxPoolOverlapping() { check(MaxPool2d(kernelSize: 3, stride: 2), inputs: [random([2, 2, 7, 7])], eps: 1e-3) }
+
+    func testAvgPool() { check(AvgPool2d(kernelSize: 2), inputs: [random([2, 3, 6, 6])]) }
+
+    func testGlobalAvgPool() { check(GlobalAvgPool(), inputs: [random([3, 2, 4, 5])]) }
+
+    func testFlatten() { check(Flatten(), inputs: [random([3, 2, 2, 2])]) }
+
+    func testAdd() { check(Add(), inputs: [random([2, 3, 2, 2], seed: 1), random([2, 3, 2, 2], seed: 2)]) }
+
+    func testChannelPadShortcut() {
+        check(ChannelPadShortcut(outChannels: 4, stride: 2), inputs: [random([2, 2, 5, 5])])
+    }
+
+    func testDropoutUsesTheSameMaskForwardAndBackward() {
+        let d = Dropout(probability: 0.5, seed: 1)
+        let x = random([4, 10])
+        let y = d.forward([x], mode: .training)
+        let g = d.backward(Tensor(shape: [4, 10], repeating: 1), needsInputGradient: [true])[0]!
+        for i in 0..<x.count {
+            // y = x·m/(1−p) and ∂y/∂x = m/(1−p): the same factor.
+            XCTAssertEqual(y.scalars[i], x.scalars[i] * g.scalars[i], accuracy: 1e-6)
+            XCTAssert(g.scalars[i] == 0 || g.scalars[i] == 2)
+        }
+        XCTAssertEqual(d.forward([x], mode: .inference), x)
+    }
+
+    func testSoftmaxCrossEntropyGradient() {
+        let logits = random([3, 5])
+        let labels = [0, 4, 2]
+        let (l0, g) = softmaxCrossEntropy(logits: logits, labels: labels)
+        // Reference value by hand for row 0 in double precision.
+        let rows = logits.rows.map { $0.map(Double.init) }
+        let expected = zip(rows, labels).map { row, y in log(row.map(exp).reduce(0, +)) - row[y] }.reduce(0, +) / 3
+        XCTAssertEqual(Double(l0), expected, accuracy: 1e-5)
+        let eps: Float = 1e-2
+        for i in 0..<logits.count {
+            var p = logits, m = logits
+            p.withUnsafeMutableBufferPointer { $0[i] += eps }
+            m.withUnsafeMutableBufferPointer { $0[i] -= eps }
+            let num = (softmaxCrossEntropy(logits: p, labels: labels).loss - softmaxCrossEntropy(logits: m, labels: labels).loss) / (2 * eps)
+            XCTAssertEqual(g.scalars[i], num, accuracy: 2e-3)
+        }
+        // Stable for huge logits.
+        let big = Tensor(shape: [1, 3], scalars: [1000, -1000, 999])
+        let (lb, gb) = softmaxCrossEntropy(logits: big, labels: [2])
+        XCTAssert(lb.isFinite && gb.isFinite)
+        XCTAssertEqual(Double(lb), log(1 + exp(-1.0)) + 1, accuracy: 1e-4)
+    }
+
+    /// A whole residual model end to end: the graph's backward against finite differences
+    /// of the cross-entropy loss.
+    func testResidualModelEndToEnd() throws {
+        let model = try ModelZoo.make("resnet-20", inputShape: [3, 8, 8], classCount: 3, seed: 1)
+        let x = random([2, 3, 8, 8])
+        let labels = [1, 2]
+        model.isTraining = true
+        model.zeroGradients()
+        let (_, g) = softmaxCrossEntropy(logits: model.forward(x), labels: labels)
+        model.backward(g)
+        var rng = RandomGenerator(seed: 9)
+        let eps: Float = 1e-2
+        for name in ["conv1.weight", "layer2.0.conv1.weight", "layer3.2.bn2.weight", "fc.bias"] {
+            let p = model.namedParameters.first { $0.path == name }!.parameter
+            for _ in 0..<4 {
+                let i = rng.nextInt(below: p.value.count)
+                p.value.withUnsafeMutableBufferPointer { $0[i] += eps }
+                let lp = softmaxCrossEntropy(logits: model.forward(x), labels: labels).loss
+                p.value.withUnsafeMutableBufferPointer { $0[i] -= 2 * eps }
+                let lm = softmaxCrossEntropy(logits: model.forward(x), labels: labels).loss
+                p.value.withUnsafeMutableBufferPointer { $0[i] += eps }
+                let num = (lp - lm) / (2 * eps)
+                XCTAssertEqual(p.gradient.scalars[i], num, accuracy: 3e-2 * max(1, abs(num)), "\(name)[\(i)]")
+            }
+        }
+    }
+}
