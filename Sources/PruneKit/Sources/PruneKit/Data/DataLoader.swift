@@ -83,10 +83,12 @@ public struct DataLoader: Sequence {
     public init(_ dataset: Dataset, batchSize: Int, shuffle: Bool = false, seed: UInt64 = 0, epoch: Int = 0,
                 dropLast: Bool = false, augmentation: Augmentation = .none) throws {
         guard batchSize >= 1 else {
-            throw PruneKitError(.invalidArgument, "batch size \(batchSize) must be at least 1")
+            throw PruneKitError(.invalidArgument, "batch size \(batchSize) must be at least 1",
+                                hint: "give a positive batch size, such as 128")
         }
         guard augmentation.cropPadding >= 0 else {
-            throw PruneKitError(.invalidArgument, "crop padding \(augmentation.cropPadding) must not be negative")
+            throw PruneKitError(.invalidArgument, "crop padding \(augmentation.cropPadding) must not be negative",
+                                hint: "use 0 for no cropping, 4 for the usual CIFAR augmentation")
         }
         self.dataset = dataset
         self.batchSize = batchSize

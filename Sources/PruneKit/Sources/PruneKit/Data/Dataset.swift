@@ -83,16 +83,18 @@ public struct Dataset: Sendable {
                                 hint: "give the shape of one image as [channels, height, width]")
         }
         guard classCount > 0 else {
-            throw PruneKitError(.invalidArgument, "data set \(name): class count \(classCount) must be positive")
+            throw PruneKitError(.invalidArgument, "data set \(name): class count \(classCount) must be positive",
+                                hint: "give the number of classes the labels come from")
         }
         let size = imageShape.reduce(1, *)
         guard pixels.count == labels.count * size else {
             throw PruneKitError(.shapeMismatch, "data set \(name): \(pixels.count) pixel values for \(labels.count) labels "
-                                + "of images \(imageShape) (expected \(labels.count * size))")
+                                + "of images \(imageShape) (expected \(labels.count * size))",
+                                hint: "give C·H·W bytes per label, in NCHW order")
         }
         if let bad = labels.firstIndex(where: { $0 < 0 || Int($0) >= classCount }) {
             throw PruneKitError(.invalidArgument, "data set \(name): label \(labels[bad]) of image \(bad) is outside 0..<\(classCount)",
-                                hint: "check the class count")
+                                hint: "check the class count and the labels")
         }
         let channels = imageShape[0]
         guard normalization.mean.count == channels, normalization.std.count == channels else {
@@ -102,10 +104,12 @@ public struct Dataset: Sendable {
         }
         guard normalization.std.allSatisfy({ $0 > 0 && $0.isFinite }), normalization.mean.allSatisfy(\.isFinite) else {
             throw PruneKitError(.invalidArgument, "data set \(name): normalisation std must be positive and finite "
-                                + "(got \(normalization.std)) and the means finite")
+                                + "(got \(normalization.std)) and the means finite",
+                                hint: "use the per-channel statistics of the training images, on the 0…1 scale")
         }
         if let sourceIndices, sourceIndices.count != labels.count {
-            throw PruneKitError(.shapeMismatch, "data set \(name): \(sourceIndices.count) source indices for \(labels.count) images")
+            throw PruneKitError(.shapeMismatch, "data set \(name): \(sourceIndices.count) source indices for \(labels.count) images",
+                                hint: "give one source index per image, or none")
         }
         self.init(unchecked: name, imageShape: imageShape, classCount: classCount, pixels: pixels, labels: labels,
                   normalization: normalization, sourceIndices: sourceIndices ?? Array(0..<labels.count))

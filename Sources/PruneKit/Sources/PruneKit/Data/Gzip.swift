@@ -85,7 +85,8 @@ enum Gzip {
                 case Z_BUF_ERROR:
                     continue            // the output buffer was full; it grows above
                 case Z_MEM_ERROR:
-                    throw PruneKitError(.io, "\(source): out of memory while inflating")
+                    throw PruneKitError(.io, "\(source): out of memory while inflating",
+                                hint: "free some memory, or decompress the file first (gunzip)")
                 default:
                     let reason = stream.msg.map { String(cString: $0) } ?? "zlib status \(status)"
                     throw corrupt(reason)
