@@ -50,7 +50,8 @@ public enum DatasetCatalog {
     /// the same splits.
     /// - Parameters:
     ///   - name: one of ``names`` (case-insensitive; `_` may stand for `-`).
-    ///   - directory: where the files of a non-bundled data set are.
+    ///   - directory: where the files of a non-bundled data set are (ignored for `mnist-5k`,
+    ///     which `PRUNEKIT_DATA_DIR` can override).
     ///   - validationCount: how many training images to hold out, `0..<train count`.
     ///   - seed: the seed of the validation split.
     /// - Throws: ``PruneKitError`` `.invalidArgument` for an unknown name or a bad

@@ -148,7 +148,7 @@ public enum IDX {
     }
 }
 
-func hex(_ b: UInt8) -> String {
+private func hex(_ b: UInt8) -> String {
     let s = String(b, radix: 16)
     return "0x" + (s.count == 1 ? "0" + s : s)
 }
