@@ -24,6 +24,8 @@ let package = Package(
         .target(
             name: "PruneKit",
             dependencies: ["COpenBLAS", "CZlib"],
+            // The bundled data set `mnist-5k` (two gzip'd IDX files; see its README.md).
+            resources: [.copy("Resources/mnist-5k")],
             swiftSettings: [
                 // Library evolution lets a plugin built against SDK 1.x keep working
                 // when 1.(x+1) adds a protocol requirement with a default.
