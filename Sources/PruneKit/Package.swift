@@ -21,9 +21,11 @@ let package = Package(
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev", "pkg-config"])]
         ),
+        // glibc's malloc tuning (mallopt), which the Glibc module does not export.
+        .systemLibrary(name: "CSupport"),
         .target(
             name: "PruneKit",
-            dependencies: ["COpenBLAS", "CZlib"],
+            dependencies: ["COpenBLAS", "CZlib", "CSupport"],
             // The bundled data set `mnist-5k` (two gzip'd IDX files; see its README.md).
             resources: [.copy("Resources/mnist-5k")],
             swiftSettings: [

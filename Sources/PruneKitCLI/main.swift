@@ -1,5 +1,15 @@
 import PruneKit
 import Foundation
+func gflops(_ n: Int) -> Double {
+    var r = RandomGenerator(seed: 2)
+    let a = Tensor.randomNormal([n, n], using: &r), b = Tensor.randomNormal([n, n], using: &r)
+    _ = a.matmul(b)
+    let t0 = Date(); let reps = 5
+    for _ in 0..<reps { _ = a.matmul(b) }
+    return 2 * Double(n * n * n) * Double(reps) / Date().timeIntervalSince(t0) / 1e9
+}
+print("sgemm 1024: 2 threads", gflops(1024))
+Parallel.setThreadCount(1); print("sgemm 1024: 1 thread", gflops(1024)); Parallel.setThreadCount(2)
 var rng = RandomGenerator(seed: 1)
 let n = 4000
 let images = Tensor.randomNormal([n, 1, 28, 28], using: &rng)

@@ -38,20 +38,21 @@ public struct ConvGeometry: Equatable, Sendable {
 ///
 /// - Parameters:
 ///   - src: `[channels, N, H, W]`.
-///   - dst: `[channels·kh·kw, N·Ho·Wo]`, every element written.
-/// - Cost: one read and one write per column element; rows in parallel.
-public func im2col(_ src: UnsafePointer<Float>, channels: Int, _ g: ConvGeometry,
+///   - images: the examples to unfold; the matrix has `images.count·Ho·Wo` columns.
+///   - dst: `[channels·kh·kw, images.count·Ho·Wo]`, every element written.
+/// - Cost: one read and one write per column element, on the calling thread.
+public func im2col(_ src: UnsafePointer<Float>, channels: Int, _ g: ConvGeometry, images: Range<Int>,
                    into dst: UnsafeMutablePointer<Float>) {
     let (kh, kw, s, p) = (g.kernelHeight, g.kernelWidth, g.stride, g.padding)
-    let (h, w, ho, wo, n) = (g.height, g.width, g.outHeight, g.outWidth, g.batch)
-    let columns = g.columnCount, plane = g.planeCount
-    Parallel.forEach(channels * kh * kw, grain: 1) { rows in
-        for r in rows {
+    let (h, w, ho, wo) = (g.height, g.width, g.outHeight, g.outWidth)
+    let columns = images.count * ho * wo, plane = g.planeCount
+    do {
+        for r in 0..<(channels * kh * kw) {
             let c = r / (kh * kw), ki = (r / kw) % kh, kj = r % kw
             let channel = src + c * plane
             var d = dst + r * columns
             let (x0, x1) = g.validOutputColumns(kernelColumn: kj)
-            for img in 0..<n {
+            for img in images {
                 let image = channel + img * h * w
                 for y in 0..<ho {
                     let iy = y * s - p + ki
@@ -79,30 +80,36 @@ public func im2col(_ src: UnsafePointer<Float>, channels: Int, _ g: ConvGeometry
 /// input position it was read from.
 ///
 /// - Parameters:
-///   - src: `[channels·kh·kw, N·Ho·Wo]`.
+///   - src: `[channels·kh·kw, images.count·Ho·Wo]`.
+///   - images: the examples the columns belong to.
 ///   - dst: `[channels, N, H, W]`, accumulated into (zero it first for a plain fold).
-/// - Cost: one read and one read–modify–write per column element; channels in parallel,
-///   each summed in a fixed order, so the result does not depend on timing.
-public func col2im(_ src: UnsafePointer<Float>, channels: Int, _ g: ConvGeometry,
+/// - Cost: one read and one read–modify–write per column element, on the calling thread,
+///   in a fixed order.
+public func col2im(_ src: UnsafePointer<Float>, channels: Int, _ g: ConvGeometry, images: Range<Int>,
                    into dst: UnsafeMutablePointer<Float>) {
     let (kh, kw, s, p) = (g.kernelHeight, g.kernelWidth, g.stride, g.padding)
-    let (h, w, ho, wo, n) = (g.height, g.width, g.outHeight, g.outWidth, g.batch)
-    let columns = g.columnCount, plane = g.planeCount
-    Parallel.forEach(channels, grain: 1) { chans in
-        for c in chans {
+    let (h, w, ho, wo) = (g.height, g.width, g.outHeight, g.outWidth)
+    let columns = images.count * ho * wo, plane = g.planeCount
+    do {
+        for c in 0..<channels {
             let channel = dst + c * plane
             for ki in 0..<kh {
                 for kj in 0..<kw {
                     var d = UnsafePointer(src + ((c * kh + ki) * kw + kj) * columns)
                     let (x0, x1) = g.validOutputColumns(kernelColumn: kj)
-                    for img in 0..<n {
+                    for img in images {
                         let image = channel + img * h * w
                         for y in 0..<ho {
                             let iy = y * s - p + ki
                             if iy >= 0 && iy < h {
                                 let row = image + iy * w
-                                var x = x0
-                                while x < x1 { row[x * s - p + kj] += d[x]; x += 1 }
+                                if s == 1 {
+                                    let out = row + (x0 - p + kj)
+                                    for x in 0..<(x1 - x0) { out[x] += d[x0 + x] }
+                                } else {
+                                    var x = x0
+                                    while x < x1 { row[x * s - p + kj] += d[x]; x += 1 }
+                                }
                             }
                             d += wo
                         }

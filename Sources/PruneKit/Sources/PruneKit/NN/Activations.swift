@@ -32,7 +32,9 @@ public final class ReLU: Layer {
             dx.withUnsafeMutableBufferPointer { dp in
                 let (out, g, d) = (yp.baseAddress!, gp.baseAddress!, dp.baseAddress!)
                 Parallel.forEach(y.count, grain: 65_536) { r in
-                    for i in r { d[i] = out[i] > 0 ? g[i] : 0 }
+                    // Load g[i] unconditionally: a conditional load blocks vectorisation and
+                    // mispredicts on random signs (measured: 11 % of a VGG epoch).
+                    for i in r { let gi = g[i]; d[i] = out[i] > 0 ? gi : 0 }
                 }
             }
         } }

@@ -69,15 +69,10 @@ public final class BatchNorm: Layer {
                                         let base = ch * lay.channelStride, st = lay.elementStride
                                         var mu = rm[ch], istd = 1 / (rv[ch] + epsilon).squareRoot()
                                         if batchStatistics {
-                                            var s: Double = 0
-                                            for j in 0..<m { s += Double(xp[base + j * st]) }
-                                            let mean = s / Double(m)
-                                            var q: Double = 0
-                                            for j in 0..<m { let d = Double(xp[base + j * st]) - mean; q += d * d }
-                                            let variance = q / Double(m)
-                                            mu = Float(mean)
-                                            istd = Float(1 / (variance + Double(epsilon)).squareRoot())
-                                            mp[ch] = mu; vp[ch] = Float(variance)
+                                            let (mean, variance) = meanAndVariance(xp.baseAddress! + base, count: m, stride: st)
+                                            mu = mean
+                                            istd = 1 / (variance + epsilon).squareRoot()
+                                            mp[ch] = mean; vp[ch] = variance
                                         }
                                         let gamma = gp[ch], beta = bp[ch]
                                         if record {
@@ -128,9 +123,14 @@ public final class BatchNorm: Layer {
                     Parallel.forEach(c, grain: max(1, 8192 / max(m, 1))) { chans in
                         for ch in chans {
                             let base = ch * lay.channelStride, st = lay.elementStride
-                            var a: Double = 0, b: Double = 0
-                            for j in 0..<m { let i = base + j * st; a += Double(dy[i]); b += Double(dy[i] * hp[i]) }
-                            s1[ch] = Float(a); s2[ch] = Float(b)
+                            var a: Float = 0, b: Float = 0
+                            if st == 1 {
+                                a = simdSum(dy.baseAddress! + base, m)
+                                b = simdDot(dy.baseAddress! + base, hp.baseAddress! + base, m)
+                            } else {
+                                for j in 0..<m { let i = base + j * st; a += dy[i]; b += dy[i] * hp[i] }
+                            }
+                            s1[ch] = a; s2[ch] = b
                             guard wantsInput else { continue }
                             if batchStatistics {
                                 // x̂ depends on x through the batch mean and variance too.
@@ -154,6 +154,20 @@ public final class BatchNorm: Layer {
         } }
         return [wantsInput ? dx : nil]
     }
+}
+
+/// The mean and biased variance of `count` values `stride` apart (two passes).
+func meanAndVariance(_ p: UnsafePointer<Float>, count m: Int, stride st: Int) -> (Float, Float) {
+    if st == 1 {
+        let mean = simdSum(p, m) / Float(m)
+        return (mean, simdSumOfSquaredDeviations(p, m, from: mean) / Float(m))
+    }
+    var s: Double = 0
+    for j in 0..<m { s += Double(p[j * st]) }
+    let mean = s / Double(m)
+    var q: Double = 0
+    for j in 0..<m { let d = Double(p[j * st]) - mean; q += d * d }
+    return (Float(mean), Float(q / Double(m)))
 }
 
 /// Where the elements of each channel lie in a batch tensor: `[N, F]` (features strided)

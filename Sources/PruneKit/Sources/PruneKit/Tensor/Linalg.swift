@@ -1,6 +1,7 @@
 import COpenBLAS
 
-/// C ← α·op(A)·op(B) + β·C on raw row-major buffers, through OpenBLAS `cblas_sgemm`.
+/// C ← α·op(A)·op(B) + β·C on raw row-major buffers, through OpenBLAS `cblas_sgemm`,
+/// split into column blocks over ``Parallel/threadCount`` threads.
 ///
 /// - Parameters:
 ///   - m, n, k: op(A) is `[m, k]`, op(B) is `[k, n]`, C is `[m, n]`.
@@ -13,6 +14,31 @@ public func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k:
     guard m > 0, n > 0 else { return }
     if k == 0 {   // BLAS implementations disagree on k = 0; define it: C ← β·C.
         for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
+        return
+    }
+    // Split the columns of C (and of op(B)) over the engine's threads; each block is an
+    // independent single-threaded OpenBLAS call, in a fixed partition (deterministic).
+    let blocks = m * n * k >= 1 << 18 ? min(Parallel.threadCount, max(1, n / 16)) : 1
+    Parallel.forEach(blocks, grain: 1) { r in
+        for blk in r {
+            let cols = Parallel.range(of: blk, in: n, chunks: blocks)
+            let bOffset = transB ? cols.lowerBound * ldb : cols.lowerBound
+            cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                        Int32(m), Int32(cols.count), Int32(k), alpha, a, Int32(lda), b + bOffset, Int32(ldb),
+                        beta, c + cols.lowerBound, Int32(ldc))
+        }
+    }
+}
+
+/// ``sgemm(transA:transB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)`` on the calling thread
+/// only, for kernels that already run one task per thread.
+public func sgemmSerial(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                        alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                        b: UnsafePointer<Float>, ldb: Int,
+                        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    guard m > 0, n > 0, k > 0 else {
+        sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+              b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
         return
     }
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
