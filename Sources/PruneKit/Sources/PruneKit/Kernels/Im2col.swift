@@ -57,17 +57,17 @@ public func im2col(_ src: UnsafePointer<Float>, channels: Int, _ g: ConvGeometry
                 for y in 0..<ho {
                     let iy = y * s - p + ki
                     if iy < 0 || iy >= h {
-                        d.update(repeating: 0, count: wo)
+                        zeroFloats(d, wo)
                     } else {
                         let row = image + iy * w
-                        if x0 > 0 { d.update(repeating: 0, count: x0) }
+                        if x0 > 0 { zeroFloats(d, x0) }
                         if s == 1 {
-                            (d + x0).update(from: row + (x0 - p + kj), count: x1 - x0)
+                            copyFloats(d + x0, row + (x0 - p + kj), x1 - x0)
                         } else {
                             var x = x0
                             while x < x1 { d[x] = row[x * s - p + kj]; x += 1 }
                         }
-                        if x1 < wo { (d + x1).update(repeating: 0, count: wo - x1) }
+                        if x1 < wo { zeroFloats(d + x1, wo - x1) }
                     }
                     d += wo
                 }
@@ -118,4 +118,30 @@ public func col2im(_ src: UnsafePointer<Float>, channels: Int, _ g: ConvGeometry
             }
         }
     }
+}
+
+/// Copies `n` floats with 8-wide vector moves. Image rows are short (28 floats for MNIST),
+/// where a `memmove` call costs more than the copy: measured at 8 % of a VGG epoch.
+@inline(__always)
+func copyFloats(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int) {
+    let rd = UnsafeMutableRawPointer(dst), rs = UnsafeRawPointer(src)
+    var i = 0
+    while i + 8 <= n {
+        rd.storeBytes(of: rs.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self), toByteOffset: i * 4,
+                      as: SIMD8<Float>.self)
+        i += 8
+    }
+    while i < n { dst[i] = src[i]; i += 1 }
+}
+
+/// Sets `n` floats to zero with 8-wide vector stores (see ``copyFloats(_:_:_:)``).
+@inline(__always)
+func zeroFloats(_ dst: UnsafeMutablePointer<Float>, _ n: Int) {
+    let rd = UnsafeMutableRawPointer(dst)
+    var i = 0
+    while i + 8 <= n {
+        rd.storeBytes(of: SIMD8<Float>(), toByteOffset: i * 4, as: SIMD8<Float>.self)
+        i += 8
+    }
+    while i < n { dst[i] = 0; i += 1 }
 }

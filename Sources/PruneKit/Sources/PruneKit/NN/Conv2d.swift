@@ -73,7 +73,7 @@ public final class Conv2d: Layer {
         x.withUnsafeBufferPointer { xp in weight.value.withUnsafeBufferPointer { wp in
             y.withUnsafeMutableBufferPointer { yp in
                 let (xb, wb, yb) = (xp.baseAddress!, wp.baseAddress!, yp.baseAddress!)
-                forEachImageChunk(g, k: k) { images, col in
+                forEachImageChunk(g, floatsPerImage: k * hw) { images, col in
                     let cols = images.count * hw, first = images.lowerBound * hw
                     for grp in 0..<groups {
                         let src = xb + grp * cg * g.planeCount
@@ -97,18 +97,34 @@ public final class Conv2d: Layer {
         let cg = inChannels / groups, og = outChannels / groups
         let k = cg * g.rowsPerChannel, l = g.columnCount, hw = g.outHeight * g.outWidth
         let wantsInput = needsInputGradient.first == true
-        var dx: Tensor? = wantsInput ? Tensor(shape: inputShape) : nil
         let pointwise = isPointwise, groups = self.groups, weightCount = weight.value.count
-        let chunks = imageChunkCount(g, k: k)
+        // For stride 1 (and no groups), ∂L/∂x is itself a convolution: of ∂L/∂y with the
+        // weights flipped in space and transposed in channels, padded by k−1−p. Its
+        // im2col copies rows, where the general route (col2im) scatters and must zero
+        // ∂L/∂x first — measured here at 11 % of a VGG epoch.
+        let (kh, kw) = kernelSize
+        // Only for "same" padding: otherwise the transposed convolution pads by k−1−p and
+        // does more work than the scatter (2× for LeNet-5's unpadded 5×5).
+        let asConvolution = wantsInput && !pointwise && stride == 1 && groups == 1
+            && 2 * padding == kh - 1 && 2 * padding == kw - 1
+        let transposedGeometry = ConvGeometry(batch: g.batch, height: g.outHeight, width: g.outWidth,
+                                              kernelHeight: kh, kernelWidth: kw, stride: 1,
+                                              padding: kh - 1 - padding)
+        let flipped = asConvolution ? flippedTransposedWeight() : nil
+        let kTransposed = outChannels * kh * kw
+        var dx: Tensor? = wantsInput
+            ? (asConvolution ? Tensor(uninitializedShape: inputShape) : Tensor(shape: inputShape)) : nil
+        let floatsPerImage = max(k * hw, asConvolution ? kTransposed * g.height * g.width : 0)
+        let chunks = imageChunkCount(g, floatsPerImage: floatsPerImage)
         gradOutput.withUnsafeBufferPointer { gp in
             if let b = bias { accumulateChannelSums(gp.baseAddress!, planeCount: l, into: b) }
             x.withUnsafeBufferPointer { xp in weight.value.withUnsafeBufferPointer { wp in
+                withOptionalMutablePointer(&dx) { dxBase in withOptionalPointer(flipped) { flippedBase in
                 // One weight-gradient buffer per thread, summed in thread order afterwards.
                 Workspace.withBuffer(count: chunks.threads * weightCount) { partial in
                     partial.update(repeating: 0, count: chunks.threads * weightCount)
-                    let dxBase = dx.map { _ in dx!.withUnsafeMutableBufferPointer { $0.baseAddress! } }
                     let (xb, wb, dyb) = (xp.baseAddress!, wp.baseAddress!, gp.baseAddress!)
-                    forEachImageChunk(g, k: k) { images, col, thread in
+                    forEachImageChunk(g, floatsPerImage: floatsPerImage) { images, col, thread in
                         let cols = images.count * hw, first = images.lowerBound * hw
                         let dw = partial + thread * weightCount
                         for grp in 0..<groups {
@@ -121,10 +137,18 @@ public final class Conv2d: Layer {
                                         beta: 1, c: dw + grp * og * k, ldc: k)
                             guard let dxb = dxBase else { continue }
                             let dst = dxb + grp * cg * g.planeCount
-                            // dcol[k, cols] = W_gᵀ[k, og] · dY_g[og, cols], then fold back.
-                            sgemmSerial(transA: true, m: k, n: cols, k: og, a: wb + grp * og * k, lda: k,
-                                        b: dy, ldb: l, c: pointwise ? dst + first : col, ldc: pointwise ? l : cols)
-                            if !pointwise { col2im(col, channels: cg, g, images: images, into: dst) }
+                            let inCols = images.count * g.height * g.width, inFirst = images.lowerBound * g.height * g.width
+                            if let wt = flippedBase {
+                                // dX[C, cols] = W'[C, O·kh·kw] · im2col(dY)
+                                im2col(dyb, channels: outChannels, transposedGeometry, images: images, into: col)
+                                sgemmSerial(m: inChannels, n: inCols, k: kTransposed, a: wt, lda: kTransposed,
+                                            b: col, ldb: inCols, c: dst + inFirst, ldc: g.planeCount)
+                            } else {
+                                // dcol[k, cols] = W_gᵀ[k, og] · dY_g[og, cols], then fold back.
+                                sgemmSerial(transA: true, m: k, n: cols, k: og, a: wb + grp * og * k, lda: k,
+                                            b: dy, ldb: l, c: pointwise ? dst + first : col, ldc: pointwise ? l : cols)
+                                if !pointwise { col2im(col, channels: cg, g, images: images, into: dst) }
+                            }
                         }
                     }
                     weight.gradient.withUnsafeMutableBufferPointer { gw in
@@ -134,15 +158,29 @@ public final class Conv2d: Layer {
                         }
                     }
                 }
+                } }
             } }
         }
         return [dx]
+    }
+
+    /// W'[c, o, a, b] = W[o, c, kh−1−a, kw−1−b]: the weights of the convolution that maps
+    /// ∂L/∂y to ∂L/∂x for stride 1.
+    private func flippedTransposedWeight() -> Tensor {
+        let (o, c, kh, kw) = (outChannels, inChannels, kernelSize.height, kernelSize.width)
+        var out = Tensor(uninitializedShape: [c, o, kh, kw])
+        weight.value.withUnsafeBufferPointer { w in out.withUnsafeMutableBufferPointer { t in
+            for oc in 0..<o { for ic in 0..<c { for a in 0..<kh { for b in 0..<kw {
+                t[((ic * o + oc) * kh + a) * kw + b] = w[((oc * c + ic) * kh + (kh - 1 - a)) * kw + (kw - 1 - b)]
+            } } } }
+        } }
+        return out
     }
 }
 
 /// How a convolution's batch is divided: each of `threads` threads takes a contiguous
 /// range of images and walks it in chunks of `imagesPerChunk`, sized so that a chunk's
-/// column matrix (`k` rows) stays in cache.
+/// column matrix stays in cache.
 struct ImageChunking {
     var threads: Int
     var imagesPerChunk: Int
@@ -152,22 +190,21 @@ struct ImageChunking {
 /// convolutions ran fastest with 1–4 MiB of columns per chunk.
 let columnChunkBudget = 512 * 1024
 
-func imageChunkCount(_ g: ConvGeometry, k: Int) -> ImageChunking {
-    let perImage = max(1, k * g.outHeight * g.outWidth)
+func imageChunkCount(_ g: ConvGeometry, floatsPerImage: Int) -> ImageChunking {
+    let perImage = max(1, floatsPerImage)
     let threads = Parallel.chunkCount(g.batch, grain: 1)
     return ImageChunking(threads: max(threads, 1), imagesPerChunk: max(1, columnChunkBudget / perImage))
 }
 
 /// Runs `body(images, columnBuffer, thread)` over the batch's images: the threads take
 /// fixed contiguous ranges, each walked in cache-sized chunks with the thread's own
-/// column buffer. The partition depends only on the shapes and the thread count.
-func forEachImageChunk(_ g: ConvGeometry, k: Int,
+/// column buffer of `floatsPerImage` floats per image. The partition depends only on the shapes and the thread count.
+func forEachImageChunk(_ g: ConvGeometry, floatsPerImage: Int,
                        _ body: (Range<Int>, UnsafeMutablePointer<Float>, Int) -> Void) {
-    let plan = imageChunkCount(g, k: k)
-    let hw = g.outHeight * g.outWidth
+    let plan = imageChunkCount(g, floatsPerImage: floatsPerImage)
     DispatchQueue.concurrentPerform(iterations: plan.threads) { t in
         let mine = Parallel.range(of: t, in: g.batch, chunks: plan.threads)
-        Workspace.withBuffer(count: k * hw * min(plan.imagesPerChunk, max(mine.count, 1))) { col in
+        Workspace.withBuffer(count: max(1, floatsPerImage) * min(plan.imagesPerChunk, max(mine.count, 1))) { col in
             var start = mine.lowerBound
             while start < mine.upperBound {
                 let end = min(mine.upperBound, start + plan.imagesPerChunk)
@@ -178,9 +215,9 @@ func forEachImageChunk(_ g: ConvGeometry, k: Int,
     }
 }
 
-/// ``forEachImageChunk(_:k:_:)`` for callers that do not need the thread index.
-func forEachImageChunk(_ g: ConvGeometry, k: Int, _ body: (Range<Int>, UnsafeMutablePointer<Float>) -> Void) {
-    forEachImageChunk(g, k: k) { images, col, _ in body(images, col) }
+/// ``forEachImageChunk(_:floatsPerImage:_:)`` for callers that do not need the thread index.
+func forEachImageChunk(_ g: ConvGeometry, floatsPerImage: Int, _ body: (Range<Int>, UnsafeMutablePointer<Float>) -> Void) {
+    forEachImageChunk(g, floatsPerImage: floatsPerImage) { images, col, _ in body(images, col) }
 }
 
 /// y[c, ·] += b[c] for a channel-major tensor with `planeCount` elements per channel.

@@ -99,6 +99,12 @@ public final class Adam: Optimizer {
 
 import Foundation
 
+/// Calls `body` with the tensor's mutable base address, or `nil` when there is no tensor.
+func withOptionalMutablePointer<R>(_ t: inout Tensor?, _ body: (UnsafeMutablePointer<Float>?) -> R) -> R {
+    guard t != nil else { return body(nil) }
+    return t!.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
+}
+
 /// Calls `body` with the tensor's base address, or `nil` when there is no tensor.
 func withOptionalPointer<R>(_ t: Tensor?, _ body: (UnsafePointer<Float>?) -> R) -> R {
     guard let t else { return body(nil) }
