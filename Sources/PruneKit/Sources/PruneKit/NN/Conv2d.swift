@@ -203,6 +203,7 @@ func forEachImageChunk(_ g: ConvGeometry, floatsPerImage: Int,
                        _ body: (Range<Int>, UnsafeMutablePointer<Float>, Int) -> Void) {
     let plan = imageChunkCount(g, floatsPerImage: floatsPerImage)
     DispatchQueue.concurrentPerform(iterations: plan.threads) { t in
+        Parallel.flushDenormals()
         let mine = Parallel.range(of: t, in: g.batch, chunks: plan.threads)
         Workspace.withBuffer(count: max(1, floatsPerImage) * min(plan.imagesPerChunk, max(mine.count, 1))) { col in
             var start = mine.lowerBound

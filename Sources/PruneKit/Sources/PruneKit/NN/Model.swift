@@ -1,3 +1,5 @@
+import Dispatch
+
 /// A network: a graph of named layers, run in order, with a forward and a backward pass.
 ///
 /// Every node has a dotted name (`features.3`, `layer2.0.conv1`) and every parameter a
@@ -47,6 +49,9 @@ public final class Model {
     /// Called with each node's index and the gradient of the loss with respect to its
     /// output during ``backward(_:)``.
     public var backwardObserver: ((Int, Tensor) -> Void)?
+
+    /// When set, every node's forward and backward time is added to it (for benchmarks).
+    public var profile: ModelProfile?
 
     private let requiresGradient: [Bool]
     private let lastUse: [Int]
@@ -134,7 +139,9 @@ public final class Model {
         var outputs = [Tensor?](repeating: nil, count: nodes.count)
         for (i, node) in nodes.enumerated() {
             let ins = node.inputs.map { $0 == Model.inputIndex ? x : outputs[$0]! }
+            let t0 = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
             let y = node.layer.forward(ins, mode: mode)
+            if let profile { profile.forward[i] += Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9 }
             forwardObserver?(i, y)
             outputs[i] = y
             for j in node.inputs where j >= 0 && lastUse[j] == i { outputs[j] = nil }
@@ -154,11 +161,26 @@ public final class Model {
             backwardObserver?(i, g)
             let node = nodes[i]
             let needs = node.inputs.map { $0 >= 0 && requiresGradient[$0] }
+            let t0 = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
             let inputGrads = node.layer.backward(g, needsInputGradient: needs)
+            if let profile { profile.backward[i] += Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9 }
             for (j, dx) in zip(node.inputs, inputGrads) where j >= 0 {
                 guard let dx else { continue }
                 if grads[j] == nil { grads[j] = dx } else { grads[j]!.add(dx) }
             }
         }
+    }
+}
+
+/// Seconds spent in each node of a model, accumulated while ``Model/profile`` is set.
+public final class ModelProfile {
+    /// Forward seconds per node index.
+    public var forward: [Double]
+    /// Backward seconds per node index.
+    public var backward: [Double]
+
+    public init(nodeCount: Int) {
+        forward = Array(repeating: 0, count: nodeCount)
+        backward = Array(repeating: 0, count: nodeCount)
     }
 }

@@ -1,0 +1,134 @@
+import ArgumentParser
+import Foundation
+import PruneKit
+
+/// Where a data set comes from, shared by the commands that read one.
+struct DataOptions: ParsableArguments {
+    @Option(help: "Data set: mnist-5k (bundled), mnist, fashion-mnist, cifar-10, cifar-100.")
+    var dataset: String = DatasetCatalog.defaultName
+
+    @Option(help: "Folder holding the data set's files (not needed for mnist-5k).")
+    var dataDir: String?
+
+    func load(validation: Int = 0, seed: UInt64 = 0) throws -> DataSplits {
+        try DatasetCatalog.load(dataset, directory: dataDir, validationCount: validation, seed: seed)
+    }
+}
+
+/// What `prunekit train` writes beside the model: how it was trained and how it did.
+struct TrainingLog: Codable {
+    var model: String
+    var dataset: String
+    var seed: UInt64
+    var settings: [String: String]
+    var epochs: [EpochRecord]
+    var testTop1: Double
+    var testTop5: Double
+    var testLoss: Float
+    var seconds: Double
+
+    static let fileName = "training.json"
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a zoo model and save it.",
+        discussion: "Example: prunekit train --model lenet-5 --dataset mnist-5k --epochs 10 --seed 0 --out runs/lenet5")
+
+    @Option(help: "Model: \(ModelZoo.names.joined(separator: ", ")).")
+    var model: String = "lenet-5"
+    @OptionGroup var data: DataOptions
+    @Option(help: "Epochs.") var epochs: Int = 10
+    @Option(help: "Examples per batch.") var batchSize: Int = 64
+    @Option(help: "Optimiser: sgd or adam.") var optimizer: String = "sgd"
+    @Option(name: .customLong("lr"), help: "Initial learning rate.") var learningRate: Float = 0.05
+    @Option(help: "SGD momentum.") var momentum: Float = 0.9
+    @Flag(help: "Nesterov momentum (SGD).") var nesterov = false
+    @Option(help: "L2 weight decay.") var weightDecay: Float = 5e-4
+    @Option(help: "Learning-rate decay: cosine, step or constant.") var schedule: String = "cosine"
+    @Option(help: "For --schedule step: epochs between decays.") var stepEvery: Int = 30
+    @Option(help: "For --schedule step: the decay factor.") var gamma: Float = 0.1
+    @Option(help: "Epochs of linear learning-rate warm-up.") var warmup: Double = 0
+    @Flag(help: "Random crop and horizontal flip (for CIFAR).") var augment = false
+    @Option(help: "Training images held out for validation (reported each epoch; never the test split).")
+    var validation: Int = 0
+    @Option(help: "Seed for the initial weights, data order and augmentation.") var seed: UInt64 = 0
+    @Option(help: "Folder to save the trained model in (default: runs/MODEL-DATASET-sSEED).") var out: String?
+    @OptionGroup var engine: EngineOptions
+
+    func run() throws {
+        try reportingErrors {
+            try engine.apply()
+            var config = TrainingConfiguration()
+            config.epochs = epochs; config.batchSize = batchSize
+            config.learningRate = learningRate; config.weightDecay = weightDecay
+            config.warmupEpochs = warmup; config.seed = seed
+            config.augmentation = augment ? .cifar : .none
+            switch optimizer {
+            case "sgd": config.optimizer = .sgd(momentum: momentum, nesterov: nesterov)
+            case "adam": config.optimizer = .adam()
+            default: throw PruneKitError(.invalidArgument, "unknown optimiser '\(optimizer)'", hint: "use sgd or adam")
+            }
+            switch schedule {
+            case "cosine": config.decay = .cosine(minimum: 0)
+            case "step": config.decay = .step(every: stepEvery, gamma: gamma)
+            case "constant": config.decay = .constant
+            default: throw PruneKitError(.invalidArgument, "unknown schedule '\(schedule)'", hint: "use cosine, step or constant")
+            }
+            try config.validate()
+            let splits = try data.load(validation: validation, seed: seed)
+            let net = try ModelZoo.make(model, inputShape: splits.train.imageShape,
+                                        classCount: splits.train.classCount, seed: seed)
+            let outDir = out ?? "runs/\(model)-\(splits.train.name)-s\(seed)"
+            print("training \(model) (\(net.parameterCount) parameters) on \(splits.train.name): "
+                  + "\(splits.train.count) training, \(splits.validation?.count ?? 0) validation, \(splits.test.count) test images")
+            let display = ProgressDisplay()
+            let start = Date()
+            let records = try net.fit(splits.train, validation: splits.validation, configuration: config,
+                                      progress: display.update,
+                                      epochEnded: { display.epochEnded($0, epochs: epochs) })
+            let seconds = Date().timeIntervalSince(start)
+            let test = net.evaluate(splits.test)
+            print("test accuracy: top-1 \(percent(test.top1)), top-5 \(percent(test.top5)), loss "
+                  + String(format: "%.4f", test.loss) + " on \(test.count) images; trained in "
+                  + String(format: "%.1f s", seconds))
+            try net.save(to: outDir, metadata: ["dataset": splits.train.name, "seed": "\(seed)"])
+            let log = TrainingLog(
+                model: model, dataset: data.dataset, seed: seed,
+                settings: ["epochs": "\(epochs)", "batch_size": "\(batchSize)", "optimizer": optimizer,
+                           "lr": "\(learningRate)", "momentum": "\(momentum)", "nesterov": "\(nesterov)",
+                           "weight_decay": "\(weightDecay)", "schedule": schedule, "warmup": "\(warmup)",
+                           "augment": "\(augment)", "validation": "\(validation)", "threads": "\(Parallel.threadCount)"],
+                epochs: records, testTop1: test.top1, testTop5: test.top5, testLoss: test.loss, seconds: seconds)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(log).write(to: URL(fileURLWithPath: outDir).appendingPathComponent(TrainingLog.fileName))
+            print("saved to \(outDir)")
+        }
+    }
+}
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval", abstract: "Evaluate a saved model on a data set's test split.")
+
+    @Option(help: "Folder of a saved model (written by prunekit train).") var model: String
+    @Option(help: "Data set (default: the one the model was trained on, else mnist-5k).") var dataset: String?
+    @Option(help: "Folder holding the data set's files (not needed for mnist-5k).") var dataDir: String?
+    @OptionGroup var engine: EngineOptions
+
+    func run() throws {
+        try reportingErrors {
+            try engine.apply()
+            let net = try Model.load(from: model)
+            let logURL = URL(fileURLWithPath: model).appendingPathComponent(TrainingLog.fileName)
+            let trainedOn = (try? Data(contentsOf: logURL)).flatMap { try? JSONDecoder().decode(TrainingLog.self, from: $0) }?.dataset
+            let name = dataset ?? trainedOn ?? DatasetCatalog.defaultName
+            let splits = try DatasetCatalog.load(name, directory: dataDir)
+            try net.checkFits(splits.test)
+            let e = net.evaluate(splits.test)
+            print("\(net.architecture) on \(splits.test.name): top-1 \(percent(e.top1)), top-5 \(percent(e.top5)), "
+                  + String(format: "loss %.4f", e.loss) + " (\(e.count) images)")
+        }
+    }
+}
