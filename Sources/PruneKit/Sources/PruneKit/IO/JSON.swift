@@ -76,17 +76,19 @@ enum JSONValue: Equatable {
     // MARK: Writing
 
     /// The value as JSON text: compact on one line, or indented by two spaces with
-    /// short arrays of scalars kept on one line.
+    /// values nested at most two deep (a shape, a model node with its config) kept on one line.
     func serialized(pretty: Bool = false) -> String {
         var out = ""
         write(into: &out, pretty: pretty, indent: 0)
         return out
     }
 
-    private var isScalar: Bool {
+    /// 0 for scalars, 1 + the deepest member for arrays and objects.
+    private var nestingDepth: Int {
         switch self {
-        case .array, .object: return false
-        default: return true
+        case .array(let a): return 1 + (a.map(\.nestingDepth).max() ?? 0)
+        case .object(let m): return 1 + (m.map(\.1.nestingDepth).max() ?? 0)
+        default: return 0
         }
     }
 
@@ -97,7 +99,7 @@ enum JSONValue: Equatable {
         case .number(let s): out += s
         case .string(let s): JSONValue.writeString(s, into: &out)
         case .array(let a):
-            if !pretty || a.allSatisfy(\.isScalar) {
+            if !pretty || nestingDepth <= 2 {
                 out += "["
                 for (i, v) in a.enumerated() {
                     if i > 0 { out += pretty ? ", " : "," }
@@ -115,8 +117,7 @@ enum JSONValue: Equatable {
             }
         case .object(let members):
             if members.isEmpty { out += "{}"; return }
-            // Objects whose members are all scalars stay on one line (a node's config).
-            if !pretty || (members.count <= 8 && members.allSatisfy { $0.1.isScalar }) {
+            if !pretty || nestingDepth <= 2 {
                 out += "{"
                 for (i, (k, v)) in members.enumerated() {
                     if i > 0 { out += pretty ? ", " : "," }
