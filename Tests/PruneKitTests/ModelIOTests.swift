@@ -392,6 +392,37 @@ final class ModelIOTests: XCTestCase {
         assertError(.invalidFile, ["model.json", "does not exist"]) { _ = try Model.load(from: dir) }
     }
 
+    func testInconsistentArchitectureAndBadSaveTargets() throws {
+        let model = try ModelZoo.make("lenet-5", inputShape: [1, 28, 28], classCount: 10, seed: 1)
+        let dir = path("lenet")
+        try model.save(to: dir)
+        let jsonPath = dir + "/model.json"
+        let original = try String(contentsOfFile: jsonPath, encoding: .utf8)
+        try original.replacingOccurrences(of: #""in_features": 400"#, with: #""in_features": 300"#)
+            .write(toFile: jsonPath, atomically: true, encoding: .utf8)
+        assertError(.invalidFile, ["model.json", "do not fit together", "classifier.0"]) { _ = try Model.load(from: dir) }
+        try original.replacingOccurrences(of: #""class_count": 10"#, with: #""class_count": 3"#)
+            .write(toFile: jsonPath, atomically: true, encoding: .utf8)
+        assertError(.invalidFile, ["class_count is 3", "[10]"]) { _ = try Model.load(from: dir) }
+
+        assertError(.invalidArgument, ["is a file"]) { try model.save(to: jsonPath) }
+        assertError(.invalidArgument, ["prunekit.architecture", "reserved"]) {
+            try model.save(to: self.path("other"), metadata: ["prunekit.architecture": "x"])
+        }
+    }
+
+    func testCloneKeepsMasks() throws {
+        let model = try ModelZoo.make("lenet-300-100", inputShape: [1, 28, 28], classCount: 10, seed: 1)
+        let w = model.nodes[0].layer.parameter(named: "weight")!
+        w.mask = Tensor(shape: w.value.shape, repeating: 0)
+        let copy = try model.clone()
+        let cw = copy.nodes[0].layer.parameter(named: "weight")!
+        XCTAssertEqual(cw.mask, w.mask)
+        XCTAssertEqual(cw.value.scalars.max(), 0)
+        cw.mask = nil
+        XCTAssertNotNil(w.mask)
+    }
+
     func testLayerFactoryErrors() {
         assertError(.invalidArgument, ["node 'x'", "unknown layer kind 'conv3d'"]) {
             _ = try LayerFactory.make(kind: "conv3d", configuration: [:], nodeName: "x")
