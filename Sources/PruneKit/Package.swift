@@ -26,6 +26,8 @@ let package = Package(
         .target(
             name: "PruneKit",
             dependencies: ["COpenBLAS", "CZlib", "CSupport"],
+            // Documentation kept beside the code it describes (the model file format).
+            exclude: ["IO/FORMAT.md"],
             // The bundled data set `mnist-5k` (two gzip'd IDX files; see its README.md).
             resources: [.copy("Resources/mnist-5k")],
             swiftSettings: [

@@ -1,0 +1,160 @@
+/// Builds layers from their kind and configuration: the inverse of ``Layer/kind`` and
+/// ``Layer/configuration``, used to load `model.json` and by ``Model/clone()``.
+///
+/// Configuration keys per kind (optional keys have PyTorch's defaults):
+///
+/// | kind | required | optional (default) |
+/// |---|---|---|
+/// | `linear` | `in_features`, `out_features` | `bias` (1) |
+/// | `conv2d` | `in_channels`, `out_channels`, `kernel_size` | `stride` (1), `padding` (0), `groups` (1), `bias` (1) |
+/// | `batchNorm` | `num_features` | `eps` (1e-5), `momentum` (0.1) |
+/// | `maxPool2d`, `avgPool2d` | `kernel_size` | `stride` (= `kernel_size`) |
+/// | `dropout` | | `p` (0.5) |
+/// | `channelPadShortcut` | `out_channels`, `stride` | |
+/// | `relu`, `globalAvgPool`, `flatten`, `add` | | |
+///
+/// Counts must be whole numbers, `bias` 0 or 1. Keys a kind does not know are an error
+/// (they are usually typos).
+public enum LayerFactory {
+    /// The largest number of elements a layer's weight may have (2³¹), so that a damaged
+    /// configuration cannot make PruneKit try to allocate terabytes.
+    public static let maximumWeightElements = 1 << 31
+
+    /// A new layer of `kind` with `configuration`, its weights initialised from `seed`
+    /// (PyTorch's default initialisation; loading weights overwrites them).
+    ///
+    /// - Parameters:
+    ///   - nodeName: the node's dotted name, for error messages.
+    /// - Throws: ``PruneKitError`` (`.invalidArgument`) naming the node for a missing,
+    ///   unknown or invalid configuration key.
+    public static func make(kind: LayerKind, configuration: [String: Double], nodeName: String,
+                            seed: UInt64 = 0) throws -> Layer {
+        var c = Config(values: configuration, kind: kind, node: nodeName)
+        var rng = RandomGenerator(seed: seed, stream: "init." + nodeName)
+        let layer: Layer
+        switch kind {
+        case .linear:
+            let i = try c.count("in_features"), o = try c.count("out_features")
+            let bias = try c.flag("bias", default: true)
+            try c.checkWeight([i, o])
+            try c.finish()
+            layer = Linear(inFeatures: i, outFeatures: o, bias: bias, rng: &rng)
+        case .conv2d:
+            let i = try c.count("in_channels"), o = try c.count("out_channels"), k = try c.count("kernel_size")
+            let stride = try c.count("stride", default: 1), padding = try c.count("padding", minimum: 0, default: 0)
+            let groups = try c.count("groups", default: 1), bias = try c.flag("bias", default: true)
+            guard i % groups == 0, o % groups == 0 else {
+                throw c.error("in_channels \(i) and out_channels \(o) must both be divisible by groups \(groups)")
+            }
+            try c.checkWeight([o, i / groups, k, k])
+            try c.finish()
+            layer = Conv2d(inChannels: i, outChannels: o, kernelSize: k, stride: stride, padding: padding,
+                           groups: groups, bias: bias, rng: &rng)
+        case .batchNorm:
+            let n = try c.count("num_features")
+            let eps = try c.real("eps", default: 1e-5), momentum = try c.real("momentum", default: 0.1)
+            guard eps > 0 else { throw c.error("eps must be positive, got \(eps)") }
+            guard (0...1).contains(momentum) else { throw c.error("momentum must be in [0, 1], got \(momentum)") }
+            try c.checkWeight([n])
+            try c.finish()
+            layer = BatchNorm(featureCount: n, epsilon: Float(eps), momentum: Float(momentum))
+        case .maxPool2d, .avgPool2d:
+            let k = try c.count("kernel_size")
+            let stride = try c.count("stride", default: k)
+            try c.finish()
+            layer = kind == .maxPool2d ? MaxPool2d(kernelSize: k, stride: stride) : AvgPool2d(kernelSize: k, stride: stride)
+        case .dropout:
+            let p = try c.real("p", default: 0.5)
+            guard p >= 0, p < 1 else { throw c.error("p must be in [0, 1), got \(p)") }
+            try c.finish()
+            layer = Dropout(probability: Float(p), seed: seed)
+        case .channelPadShortcut:
+            let o = try c.count("out_channels"), stride = try c.count("stride")
+            try c.finish()
+            layer = ChannelPadShortcut(outChannels: o, stride: stride)
+        case .relu: try c.finish(); layer = ReLU()
+        case .globalAvgPool: try c.finish(); layer = GlobalAvgPool()
+        case .flatten: try c.finish(); layer = Flatten()
+        case .add: try c.finish(); layer = Add()
+        }
+        return layer
+    }
+
+    /// As ``make(kind:configuration:nodeName:seed:)``, with the kind by name (as in `model.json`).
+    /// - Throws: ``PruneKitError`` (`.invalidArgument`) for an unknown kind, listing the known ones.
+    public static func make(kind name: String, configuration: [String: Double], nodeName: String,
+                            seed: UInt64 = 0) throws -> Layer {
+        guard let kind = LayerKind(rawValue: name) else {
+            throw PruneKitError(.invalidArgument, "node '\(nodeName)' has the unknown layer kind '\(name)'",
+                                hint: "known kinds: \(LayerKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return try make(kind: kind, configuration: configuration, nodeName: nodeName, seed: seed)
+    }
+
+    /// Reads and checks configuration values, remembering which keys were used.
+    private struct Config {
+        let values: [String: Double]
+        let kind: LayerKind
+        let node: String
+        var used = Set<String>()
+
+        init(values: [String: Double], kind: LayerKind, node: String) {
+            self.values = values; self.kind = kind; self.node = node
+        }
+
+        func error(_ message: String) -> PruneKitError {
+            PruneKitError(.invalidArgument, "node '\(node)' (\(kind.rawValue)): \(message)",
+                          hint: "fix the node's \"config\" in model.json; see FORMAT.md for each kind's keys")
+        }
+
+        mutating func value(_ key: String) -> Double? {
+            used.insert(key)
+            return values[key]
+        }
+
+        /// A whole number ≥ `minimum` (1 unless told), below 2³¹.
+        mutating func count(_ key: String, minimum: Int = 1, default fallback: Int? = nil) throws -> Int {
+            guard let v = value(key) else {
+                if let fallback { return fallback }
+                throw error("the configuration key '\(key)' is missing")
+            }
+            guard v.isFinite, v == v.rounded(), v >= Double(minimum), v < Double(1 << 31) else {
+                throw error("'\(key)' must be a whole number ≥ \(minimum), got \(v)")
+            }
+            return Int(v)
+        }
+
+        mutating func flag(_ key: String, default fallback: Bool) throws -> Bool {
+            guard let v = value(key) else { return fallback }
+            guard v == 0 || v == 1 else { throw error("'\(key)' must be 0 or 1, got \(v)") }
+            return v == 1
+        }
+
+        mutating func real(_ key: String, default fallback: Double) throws -> Double {
+            guard let v = value(key) else { return fallback }
+            guard v.isFinite else { throw error("'\(key)' must be a finite number, got \(v)") }
+            return v
+        }
+
+        func checkWeight(_ shape: [Int]) throws {
+            var elements = 1
+            for d in shape {
+                let (p, overflow) = elements.multipliedReportingOverflow(by: d)
+                guard !overflow, p <= LayerFactory.maximumWeightElements else {
+                    throw error("its weight of shape \(shape) would have more than the \(LayerFactory.maximumWeightElements) elements PruneKit allows")
+                }
+                elements = p
+            }
+        }
+
+        /// Rejects keys the kind does not use.
+        func finish() throws {
+            let unknown = values.keys.filter { !used.contains($0) }.sorted()
+            guard unknown.isEmpty else {
+                let known = used.sorted()
+                throw error("unknown configuration key\(unknown.count > 1 ? "s" : "") \(unknown.map { "'\($0)'" }.joined(separator: ", "))"
+                            + (known.isEmpty ? " (this kind takes none)" : " (this kind takes \(known.joined(separator: ", ")))"))
+            }
+        }
+    }
+}
