@@ -22,6 +22,7 @@ struct EngineBench: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Models to time.")
     var models: [String] = ["lenet-300-100", "lenet-5", "vgg-small"]
     @Option(help: "Epochs timed per model (the median is reported).") var epochs: Int = 3
+    @Flag(help: "Print each layer's forward and backward time for one more epoch.") var profile = false
     @OptionGroup var engine: EngineOptions
 
     func run() throws {
@@ -62,6 +63,7 @@ struct EngineBench: ParsableCommand {
                 }
                 print(line)
                 if name == "vgg-small" { try convolutionShare(model, train, config, peak: peak) }
+                if profile { try printProfile(model, train, config) }
             }
         }
     }
@@ -84,6 +86,22 @@ struct EngineBench: ParsableCommand {
         let total = profile.forward.reduce(0, +) + profile.backward.reduce(0, +)
         print(String(format: "  vgg-small convolutions: %.2f s of %.2f s in layers, %.1f GFLOP/s = %.0f%% of the sgemm peak (%.1f)",
                      seconds, total, flops / seconds / 1e9, 100 * flops / seconds / 1e9 / peak, peak))
+    }
+
+    private func printProfile(_ model: Model, _ train: Dataset, _ config: TrainingConfiguration) throws {
+        let profile = ModelProfile(nodeCount: model.nodes.count)
+        model.profile = profile
+        defer { model.profile = nil }
+        let t0 = Date()
+        try model.fit(train, configuration: config)
+        let wall = Date().timeIntervalSince(t0)
+        print("  layer                      forward  backward   (seconds over one epoch)")
+        for (i, node) in model.nodes.enumerated() {
+            print("  " + node.name.padding(toLength: 24, withPad: " ", startingAt: 0)
+                  + String(format: "%9.3f %9.3f  %@", profile.forward[i], profile.backward[i], node.layer.kind.rawValue))
+        }
+        let layers = profile.forward.reduce(0, +) + profile.backward.reduce(0, +)
+        print(String(format: "  in layers %.3f s of %.3f s (the rest: data, loss, optimiser)", layers, wall))
     }
 
     private func sgemmRate(_ n: Int) -> Double {
