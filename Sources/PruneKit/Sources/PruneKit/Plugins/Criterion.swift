@@ -1,0 +1,229 @@
+/// What a criterion ranks: single weights (unstructured pruning) or whole output channels.
+public enum Granularity: String, Sendable, Codable, CaseIterable {
+    /// One score per weight of the layer, `[outputs · fanIn]` in row order.
+    case weight
+    /// One score per output channel (row of the weight matrix).
+    case channel
+}
+
+/// The data a criterion needs beyond the weights, gathered over calibration batches.
+public struct Evidence: OptionSet, Sendable, Hashable {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+
+    /// ∂L/∂W of each prunable layer, summed over the calibration batches
+    /// (``ScoringContext/weightGradient``).
+    public static let weightGradients = Evidence(rawValue: 1 << 0)
+    /// Each layer's output after its non-linearity (and BatchNorm, where there is one),
+    /// per batch (``LayerBatch/activations``).
+    public static let activations = Evidence(rawValue: 1 << 1)
+    /// ∂L/∂(that output), per batch (``LayerBatch/activationGradients``).
+    public static let activationGradients = Evidence(rawValue: 1 << 2)
+    /// The inputs of the next prunable layer, and its view, per batch
+    /// (``LayerBatch/nextLayerInputs``): what ThiNet reconstructs.
+    public static let nextLayerInputs = Evidence(rawValue: 1 << 3)
+
+    /// The names used in manifests and listings.
+    public static let names: [(String, Evidence)] = [
+        ("weight-gradients", .weightGradients), ("activations", .activations),
+        ("activation-gradients", .activationGradients), ("next-layer-inputs", .nextLayerInputs),
+    ]
+
+    public var names: [String] { Evidence.names.filter { contains($0.1) }.map(\.0) }
+}
+
+/// A normalised view of one prunable layer (a convolution or a linear layer): criteria
+/// see this, never layer types.
+public struct PrunableLayer {
+    /// The dotted path of the layer's node (`features.3`); its weight is `path + ".weight"`.
+    public let path: String
+    /// `linear` or `conv2d`, for reports; a criterion should not need it.
+    public let kind: LayerKind
+    /// The weights as a matrix `[outputs, fanIn]` (a conv's `[O, C/g, kh, kw]` flattened per filter).
+    public let weights: Tensor
+    /// The weight tensor's own shape (`[O, C/g, kh, kw]` or `[out, in]`).
+    public let weightShape: [Int]
+    /// The bias `[outputs]`, if the layer has one.
+    public let bias: Tensor?
+    /// Multiply–accumulates of one example's forward pass through this layer.
+    public let macs: Int
+    /// The position of the layer among the model's prunable layers.
+    public let index: Int
+    /// Whether this is the model's last prunable layer (the classifier).
+    public let isClassifier: Bool
+
+    public init(path: String, kind: LayerKind, weights: Tensor, weightShape: [Int], bias: Tensor?,
+                macs: Int, index: Int, isClassifier: Bool) {
+        self.path = path; self.kind = kind; self.weights = weights; self.weightShape = weightShape
+        self.bias = bias; self.macs = macs; self.index = index; self.isClassifier = isClassifier
+    }
+
+    /// Output channels (rows of ``weights``).
+    public var outputs: Int { weights.shape[0] }
+    /// Inputs per output (columns of ``weights``).
+    public var fanIn: Int { weights.shape[1] }
+    /// FLOPs of one example's forward pass (2 per multiply–accumulate).
+    public var flops: Int { 2 * macs }
+}
+
+/// The evidence of one calibration batch for one prunable layer: only what the
+/// criterion declared in ``Criterion/evidence`` is filled in.
+public struct LayerBatch {
+    /// The layer's output after its non-linearity: `[C, N, H, W]` (channel-major) for a
+    /// convolution, `[N, F]` for a linear layer.
+    public var activations: Tensor?
+    /// ∂L/∂``activations``, the same shape.
+    public var activationGradients: Tensor?
+    /// The input of the next prunable layer (same layouts), and that layer's view.
+    public var nextLayerInputs: Tensor?
+    public var nextLayer: PrunableLayer?
+    /// The number of examples in the batch.
+    public var exampleCount: Int
+
+    public init(activations: Tensor? = nil, activationGradients: Tensor? = nil, nextLayerInputs: Tensor? = nil,
+                nextLayer: PrunableLayer? = nil, exampleCount: Int) {
+        self.activations = activations; self.activationGradients = activationGradients
+        self.nextLayerInputs = nextLayerInputs; self.nextLayer = nextLayer; self.exampleCount = exampleCount
+    }
+}
+
+/// What a criterion has accumulated for one layer over the calibration batches.
+public struct CriterionState {
+    /// Named accumulators (sums, counts, samples), as the criterion chooses.
+    public var tensors: [String: Tensor] = [:]
+    /// Named counters.
+    public var counts: [String: Int] = [:]
+
+    public init() {}
+}
+
+/// Everything a criterion may use to score one layer besides the layer itself.
+public struct ScoringContext {
+    /// ∂L/∂W summed over the calibration batches, `[outputs, fanIn]`, when the criterion
+    /// asked for ``Evidence/weightGradients``.
+    public var weightGradient: Tensor?
+    /// What ``Criterion/observe(_:layer:state:)`` accumulated for this layer.
+    public var state: CriterionState
+    /// Calibration batches and examples seen.
+    public var batchCount: Int
+    public var exampleCount: Int
+    /// A generator for this layer, derived from the run's seed and the layer's path, so a
+    /// random criterion is reproducible and layers are independent.
+    public var rng: RandomGenerator
+
+    public init(weightGradient: Tensor? = nil, state: CriterionState = CriterionState(), batchCount: Int = 0,
+                exampleCount: Int = 0, rng: RandomGenerator) {
+        self.weightGradient = weightGradient; self.state = state
+        self.batchCount = batchCount; self.exampleCount = exampleCount; self.rng = rng
+    }
+}
+
+/// A pruning criterion: scores weights or channels; the lowest scores are pruned first.
+///
+/// One method is required, ``scores(for:context:)``. Everything else has a default:
+/// a criterion that needs data declares it in ``evidence`` and receives it batch by
+/// batch in ``observe(_:layer:state:)``; one that changes training (network slimming)
+/// implements ``regularize(_:)``; one that fixes weights after selection (ThiNet)
+/// implements ``adjustWeights(of:keeping:model:context:)``.
+///
+/// ```swift
+/// public struct L1Filter: Criterion {
+///     public static let id = "l1-filter"
+///     public let granularity = Granularity.channel
+///     public init(options: OptionValues) {}
+///     public func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
+///         layer.weights.rows.map { $0.reduce(0) { $0 + abs($1) } }
+///     }
+/// }
+/// ```
+public protocol Criterion {
+    /// The id users name the criterion by (`l1-filter`); unique across plugins.
+    static var id: String { get }
+    /// A line describing the criterion, with its paper.
+    static var summary: String { get }
+    /// The options the criterion accepts (set as `key=value`).
+    static var options: [OptionSpec] { get }
+
+    /// Creates the criterion with checked option values.
+    init(options: OptionValues) throws
+
+    /// Weights or channels.
+    var granularity: Granularity { get }
+    /// The evidence to gather before scoring (default: none, weights only).
+    var evidence: Evidence { get }
+
+    /// Accumulates one calibration batch's evidence for `layer` into `state`.
+    /// Called only when ``evidence`` asks for per-batch data. Default: does nothing.
+    func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout CriterionState) throws
+
+    /// The scores of `layer`: `outputs` of them for ``Granularity/channel``,
+    /// `outputs · fanIn` (row order) for ``Granularity/weight``. Higher is kept.
+    func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float]
+
+    /// Adds a training-time penalty's gradient after each backward pass (network
+    /// slimming's L1 on BatchNorm γ). Default: none.
+    func regularize(_ model: Model)
+
+    /// Adjusts the weights of the layer after `layer` once the channels to keep are
+    /// chosen (ThiNet's least-squares rescaling). Default: nothing.
+    func adjustWeights(of layer: PrunableLayer, keeping kept: [Int], model: Model, context: ScoringContext) throws
+}
+
+extension Criterion {
+    public static var summary: String { "" }
+    public static var options: [OptionSpec] { [] }
+    public var evidence: Evidence { [] }
+    public func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout CriterionState) throws {}
+    public func regularize(_ model: Model) {}
+    public func adjustWeights(of layer: PrunableLayer, keeping kept: [Int], model: Model, context: ScoringContext) throws {}
+}
+
+/// How much to prune at each pruning step.
+public protocol Schedule {
+    static var id: String { get }
+    static var summary: String { get }
+    static var options: [OptionSpec] { get }
+    init(options: OptionValues) throws
+
+    /// The sparsity (fraction of prunable weights removed) to reach at each pruning step,
+    /// ending at `target`.
+    func sparsities(toward target: Double) -> [Double]
+}
+
+extension Schedule {
+    public static var summary: String { "" }
+    public static var options: [OptionSpec] { [] }
+}
+
+/// What happens to the weights between and after pruning steps.
+public protocol FinetuneStrategy {
+    static var id: String { get }
+    static var summary: String { get }
+    static var options: [OptionSpec] { get }
+    init(options: OptionValues) throws
+
+    /// Trains (or resets) `model` after pruning step `step` of `stepCount`.
+    func finetune(_ model: Model, step: Int, of stepCount: Int, context: FinetuneContext) throws
+}
+
+extension FinetuneStrategy {
+    public static var summary: String { "" }
+    public static var options: [OptionSpec] { [] }
+}
+
+/// What a finetuning strategy may use.
+public struct FinetuneContext {
+    public var train: Dataset
+    /// Held out from the training data; strategies that keep a best epoch choose on it.
+    public var validation: Dataset?
+    /// The settings of the original training (epochs, optimiser, schedule, seed).
+    public var training: TrainingConfiguration
+    /// Weights saved during the original training, by epoch (0: at initialisation), for
+    /// rewinding strategies.
+    public var checkpoints: [Int: [String: Tensor]]
+
+    public init(train: Dataset, validation: Dataset?, training: TrainingConfiguration,
+                checkpoints: [Int: [String: Tensor]] = [:]) {
+        self.train = train; self.validation = validation; self.training = training; self.checkpoints = checkpoints
+    }
+}
