@@ -151,6 +151,9 @@ public protocol Criterion {
     var granularity: Granularity { get }
     /// The evidence to gather before scoring (default: none, weights only).
     var evidence: Evidence { get }
+    /// How the criterion's paper selects: one threshold over all layers, or the same
+    /// fraction per layer. Default: global for weights, per layer for channels.
+    var preferredScope: SelectionSettings.Scope { get }
 
     /// Accumulates one calibration batch's evidence for `layer` into `state`.
     /// Called only when ``evidence`` asks for per-batch data. Default: does nothing.
@@ -173,6 +176,7 @@ extension Criterion {
     public static var summary: String { "" }
     public static var options: [OptionSpec] { [] }
     public var evidence: Evidence { [] }
+    public var preferredScope: SelectionSettings.Scope { granularity == .weight ? .global : .perLayer }
     public func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout CriterionState) throws {}
     public func regularize(_ model: Model) {}
     public func adjustWeights(of layer: PrunableLayer, keeping kept: [Int], model: Model, context: ScoringContext) throws {}

@@ -1,0 +1,189 @@
+import Foundation
+
+extension Model {
+    /// The model's prunable layers (convolutions and linear layers) in node order, as the
+    /// views criteria see.
+    public func prunableLayers() -> [PrunableLayer] {
+        let indices = prunableNodeIndices
+        return indices.enumerated().map { k, i in prunableView(node: i, index: k, isLast: k == indices.count - 1) }
+    }
+
+    /// Node indices of the convolutions and linear layers.
+    public var prunableNodeIndices: [Int] {
+        nodes.indices.filter { nodes[$0].layer.kind == .conv2d || nodes[$0].layer.kind == .linear }
+    }
+
+    func prunableView(node i: Int, index: Int, isLast: Bool) -> PrunableLayer {
+        let layer = nodes[i].layer
+        let w = layer.parameter(named: "weight")!.value
+        let outputs = w.shape[0]
+        return PrunableLayer(path: nodes[i].name, kind: layer.kind, weights: w.reshaped([outputs, w.count / max(outputs, 1)]),
+                             weightShape: w.shape, bias: layer.parameter(named: "bias")?.value,
+                             macs: layer.macs(inputShapes: inputShapes(ofNode: i)), index: index, isClassifier: isLast)
+    }
+
+    /// The only node reading node `i`'s output, if exactly one does.
+    func soleConsumer(of i: Int) -> Int? {
+        let readers = nodes.indices.filter { nodes[$0].inputs.contains(i) }
+        return readers.count == 1 ? readers[0] : nil
+    }
+
+    /// The node whose output is prunable node `i`'s activation: its output after a
+    /// following BatchNorm and ReLU, where they follow directly (the layer's own output otherwise).
+    func activationNode(after i: Int) -> Int {
+        var j = i
+        while let c = soleConsumer(of: j), [.batchNorm, .relu].contains(nodes[c].layer.kind) {
+            j = c
+            if nodes[c].layer.kind == .relu { break }
+        }
+        return j
+    }
+
+    /// The next prunable node fed only by node `i` through shape-preserving or pooling
+    /// layers, if there is one (not across residual joins).
+    func nextPrunableNode(after i: Int) -> Int? {
+        var j = activationNode(after: i)
+        while let c = soleConsumer(of: j) {
+            switch nodes[c].layer.kind {
+            case .conv2d, .linear: return c
+            case .maxPool2d, .avgPool2d, .flatten, .dropout, .globalAvgPool, .relu, .batchNorm: j = c
+            default: return nil
+            }
+        }
+        return nil
+    }
+}
+
+/// How the evidence a criterion needs is gathered.
+public struct CalibrationSettings: Sendable, Equatable {
+    /// Calibration batches (the gradient-magnitude and Taylor papers use a few).
+    public var batches: Int = 10
+    public var batchSize: Int = 64
+    /// Chooses the calibration images (a seeded shuffle of the data) and seeds random criteria.
+    public var seed: UInt64 = 0
+
+    public init(batches: Int = 10, batchSize: Int = 64, seed: UInt64 = 0) {
+        self.batches = batches; self.batchSize = batchSize; self.seed = seed
+    }
+}
+
+/// One layer's scores.
+public struct LayerScores {
+    public let layer: PrunableLayer
+    /// `outputs` scores (channel criteria) or `outputs · fanIn` (weight criteria), higher kept.
+    public let scores: [Float]
+
+    public init(layer: PrunableLayer, scores: [Float]) {
+        self.layer = layer; self.scores = scores
+    }
+}
+
+extension Model {
+    /// Scores every prunable layer with `criterion`, gathering the evidence it declares.
+    ///
+    /// Evidence comes from the same `settings.batches` calibration batches of `data` for
+    /// every criterion (a seeded shuffle), passed forward and backward in evaluation mode
+    /// (BatchNorm uses its running statistics) with the cross-entropy loss of the true labels.
+    /// The model's weights are not changed; gradients are left at zero.
+    /// - Throws: ``PruneKitError`` when the criterion needs data and none is given, when it
+    ///   returns the wrong number of scores or a non-finite score, or when it throws.
+    public func score(with criterion: any Criterion, data: Dataset?, settings: CalibrationSettings = CalibrationSettings()) throws -> [LayerScores] {
+        let id = type(of: criterion).id
+        let layers = prunableLayers()
+        let prunable = prunableNodeIndices
+        var states = [CriterionState](repeating: CriterionState(), count: layers.count)
+        var gradients: [Tensor?] = Array(repeating: nil, count: layers.count)
+        var batchCount = 0, exampleCount = 0
+        let evidence = criterion.evidence
+        if !evidence.isEmpty {
+            guard let data else {
+                throw PruneKitError(.invalidArgument, "criterion '\(id)' needs calibration data (\(evidence.names.joined(separator: ", ")))",
+                                    hint: "give a data set to score on")
+            }
+            try checkFits(data)
+            guard settings.batches >= 1, settings.batchSize >= 1 else {
+                throw PruneKitError(.invalidArgument, "calibration needs at least one batch of at least one image, got \(settings.batches) × \(settings.batchSize)")
+            }
+            (batchCount, exampleCount) = try gatherEvidence(criterion, data: data, settings: settings, layers: layers,
+                                                            prunable: prunable, states: &states, gradients: &gradients)
+        }
+        return try layers.enumerated().map { k, layer in
+            var rng = RandomGenerator(seed: settings.seed, stream: "criterion:\(id):\(layer.path)")
+            _ = rng.next()
+            let context = ScoringContext(weightGradient: gradients[k], state: states[k], batchCount: batchCount,
+                                         exampleCount: exampleCount, rng: rng)
+            let scores: [Float]
+            do {
+                scores = try criterion.scores(for: layer, context: context)
+            } catch let e as PruneKitError {
+                throw PruneKitError(e.kind, "criterion '\(id)' failed on layer '\(layer.path)': \(e.message)", hint: e.hint)
+            } catch {
+                throw PruneKitError(.plugin, "criterion '\(id)' failed on layer '\(layer.path)': \(error)")
+            }
+            let expected = criterion.granularity == .channel ? layer.outputs : layer.outputs * layer.fanIn
+            guard scores.count == expected else {
+                throw PruneKitError(.plugin, "criterion '\(id)' returned \(scores.count) scores for layer '\(layer.path)', expected \(expected) (\(criterion.granularity.rawValue) granularity)")
+            }
+            if let bad = scores.firstIndex(where: { !$0.isFinite }) {
+                throw PruneKitError(.plugin, "criterion '\(id)' returned a non-finite score (\(scores[bad])) at position \(bad) of layer '\(layer.path)'")
+            }
+            return LayerScores(layer: layer, scores: scores)
+        }
+    }
+
+    private func gatherEvidence(_ criterion: any Criterion, data: Dataset, settings: CalibrationSettings,
+                                layers: [PrunableLayer], prunable: [Int], states: inout [CriterionState],
+                                gradients: inout [Tensor?]) throws -> (Int, Int) {
+        let evidence = criterion.evidence
+        let perBatch = !evidence.subtracting(.weightGradients).isEmpty
+        let activationNodes = prunable.map { activationNode(after: $0) }
+        let nextNodes = prunable.map { nextPrunableNode(after: $0) }
+        let nextViews: [PrunableLayer?] = nextNodes.map { n in
+            n.flatMap { node in prunable.firstIndex(of: node).map { layers[$0] } }
+        }
+        // Which node outputs to keep during a batch: activations, and the inputs of next layers.
+        var wantedOutputs = Set<Int>(), wantedGradients = Set<Int>()
+        if evidence.contains(.activations) { wantedOutputs.formUnion(activationNodes) }
+        if evidence.contains(.activationGradients) { wantedGradients.formUnion(activationNodes) }
+        if evidence.contains(.nextLayerInputs) {
+            for n in nextNodes.compactMap({ $0 }) { wantedOutputs.formUnion(nodes[n].inputs.filter { $0 >= 0 }) }
+        }
+        let savedMode = mode
+        defer {
+            mode = savedMode; forwardObserver = nil; backwardObserver = nil
+            zeroGradients()
+        }
+        mode = .evaluationWithGradients
+        zeroGradients()
+        let loader = try DataLoader(data, batchSize: settings.batchSize, shuffle: true, seed: settings.seed, epoch: 0)
+        var batches = 0, examples = 0
+        for b in 0..<min(settings.batches, loader.batchCount) {
+            let batch = loader.batch(b)
+            var outputs: [Int: Tensor] = [:], grads: [Int: Tensor] = [:]
+            forwardObserver = { i, y in if wantedOutputs.contains(i) { outputs[i] = y } }
+            backwardObserver = { i, g in if wantedGradients.contains(i) { grads[i] = g } }
+            let logits = forward(batch.images)
+            let (_, g) = softmaxCrossEntropy(logits: logits, labels: batch.labels)
+            backward(g)
+            batches += 1; examples += batch.count
+            guard perBatch else { continue }
+            for k in layers.indices {
+                let a = activationNodes[k]
+                var lb = LayerBatch(exampleCount: batch.count)
+                if evidence.contains(.activations) { lb.activations = outputs[a] }
+                if evidence.contains(.activationGradients) { lb.activationGradients = grads[a] }
+                if evidence.contains(.nextLayerInputs), let n = nextNodes[k], let src = nodes[n].inputs.first, src >= 0 {
+                    lb.nextLayerInputs = outputs[src]; lb.nextLayer = nextViews[k]
+                }
+                try criterion.observe(lb, layer: layers[k], state: &states[k])
+            }
+        }
+        if evidence.contains(.weightGradients) {
+            for (k, i) in prunable.enumerated() {
+                let g = nodes[i].layer.parameter(named: "weight")!.gradient
+                gradients[k] = g.reshaped([layers[k].outputs, layers[k].fanIn])
+            }
+        }
+        return (batches, examples)
+    }
+}
