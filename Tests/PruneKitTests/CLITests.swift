@@ -1,0 +1,95 @@
+import Foundation
+import XCTest
+
+/// The `prunekit` executable end to end: exit status and messages for good and bad input.
+final class CLITests: XCTestCase {
+    /// The built executable, next to the test bundle.
+    private var executable: URL {
+        var dir = Bundle(for: CLITests.self).bundleURL
+        while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("prunekit").path), dir.path != "/" {
+            dir = dir.deletingLastPathComponent()
+        }
+        return dir.appendingPathComponent("prunekit")
+    }
+
+    private func run(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    private func temporaryDirectory() throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("prunekit-cli-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        return dir
+    }
+
+    func testTrainThenEvaluate() throws {
+        let dir = try temporaryDirectory().appendingPathComponent("model")
+        let train = try run(["train", "--model", "lenet-300-100", "--epochs", "1", "--out", dir.path])
+        XCTAssertEqual(train.status, 0, train.err)
+        XCTAssert(train.out.contains("test accuracy: top-1"), train.out)
+        XCTAssert(train.out.contains("epoch 1/1"), "plain per-epoch lines when not on a terminal: \(train.out)")
+        for file in ["model.json", "model.safetensors", "training.json"] {
+            XCTAssert(FileManager.default.fileExists(atPath: dir.appendingPathComponent(file).path), file)
+        }
+        let eval = try run(["eval", "--model", dir.path])
+        XCTAssertEqual(eval.status, 0, eval.err)
+        XCTAssert(eval.out.contains("lenet-300-100 on mnist-5k/test: top-1"), eval.out)
+    }
+
+    func testUnknownModelAndDataSetAreClearErrors() throws {
+        let model = try run(["train", "--model", "alexnet", "--epochs", "1"])
+        XCTAssertNotEqual(model.status, 0)
+        XCTAssert(model.err.contains("unknown model 'alexnet'") && model.err.contains("hint: known models"), model.err)
+        let data = try run(["train", "--dataset", "imagenet", "--epochs", "1"])
+        XCTAssertNotEqual(data.status, 0)
+        XCTAssert(data.err.contains("imagenet"), data.err)
+        XCTAssertFalse(data.err.contains("Fatal error") || model.err.contains("Fatal error"))
+    }
+
+    func testMissingDataFilesAndModelsAreClearErrors() throws {
+        let empty = try temporaryDirectory()
+        let data = try run(["train", "--dataset", "mnist", "--data-dir", empty.path, "--epochs", "1"])
+        XCTAssertNotEqual(data.status, 0)
+        XCTAssert(data.err.contains("train-images-idx3-ubyte"), data.err)
+        let model = try run(["eval", "--model", empty.appendingPathComponent("nothing").path])
+        XCTAssertNotEqual(model.status, 0)
+        XCTAssert(model.err.hasPrefix("error: "), model.err)
+    }
+
+    func testCorruptWeightsFileIsAClearError() throws {
+        let dir = try temporaryDirectory().appendingPathComponent("model")
+        XCTAssertEqual(try run(["train", "--model", "lenet-300-100", "--epochs", "0", "--out", dir.path]).status, 0)
+        let weights = dir.appendingPathComponent("model.safetensors")
+        let bytes = try Data(contentsOf: weights)
+        try bytes.prefix(bytes.count / 2).write(to: weights)
+        let eval = try run(["eval", "--model", dir.path])
+        XCTAssertNotEqual(eval.status, 0)
+        XCTAssert(eval.err.contains("model.safetensors"), eval.err)
+    }
+
+    func testDivergenceStopsWithEpochBatchAndAHint() throws {
+        let r = try run(["train", "--model", "lenet-300-100", "--epochs", "1", "--lr", "1e12", "--out", try temporaryDirectory().path])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssert(r.err.contains("the loss became") && r.err.contains("epoch 1, batch"), r.err)
+        XCTAssert(r.err.contains("lower the learning rate"), r.err)
+    }
+
+    func testBadOptionValuesAreRefused() throws {
+        let r = try run(["train", "--threads", "0"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssert(r.err.contains("--threads"), r.err)
+        let lr = try run(["train", "--lr", "-1", "--epochs", "1"])
+        XCTAssertNotEqual(lr.status, 0)
+        XCTAssert(lr.err.contains("learning rate"), lr.err)
+    }
+}
