@@ -193,6 +193,39 @@ final class ForeignCriterionTests: XCTestCase {
         XCTAssertEqual(registry.entries.count, 1)
     }
 
+    func testConcurrentCallsShareOnePreparedCall() throws {
+        let registry = Registry()
+        _ = try loadTemplate(into: registry)
+        let l1 = try registry.criterion("c-l1")
+        let lock = NSLock()
+        var results: [[Float]] = []
+        DispatchQueue.concurrentPerform(iterations: 16) { _ in
+            let s = (try? l1.scores(for: self.layer(), context: self.context())) ?? []
+            lock.lock(); results.append(s); lock.unlock()
+        }
+        XCTAssertEqual(results, Array(repeating: [6, 0, 3], count: 16))
+    }
+
+    /// The registry's factory path is also the one Swift criterion types go through.
+    func testSwiftCriterionTypesStillRegisterBesideCCriteria() throws {
+        struct Constant: Criterion {
+            static let id = "constant"
+            static let options: [OptionSpec] = [.double("value", default: 1, help: "the score")]
+            let value: Float
+            init(options: OptionValues) { value = Float(options.double("value")) }
+            var granularity: Granularity { .channel }
+            func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
+                Array(repeating: value, count: layer.outputs)
+            }
+        }
+        let registry = Registry()
+        try registry.register(criterion: Constant.self)
+        _ = try loadTemplate(into: registry)
+        XCTAssertEqual(registry.ids(of: .criterion), ["c-l1", "constant"])
+        XCTAssertEqual(try registry.criterion("constant", options: ["value=2"]).scores(for: layer(), context: context()), [2, 2, 2])
+        XCTAssertEqual(registry.entries.first { $0.id == "constant" }?.file, "built-in")
+    }
+
     func testTheTypeAloneCannotBeInstantiated() {
         XCTAssertThrowsError(try ForeignCriterion(options: OptionValues(defaultsOf: []))) { error in
             XCTAssertEqual((error as? PruneKitError)?.kind, .plugin)
