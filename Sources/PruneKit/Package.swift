@@ -21,13 +21,20 @@ let package = Package(
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev", "pkg-config"])]
         ),
+        // libffi: calls C criteria whose signature a JSON manifest describes (Plugins/Foreign).
+        .systemLibrary(
+            name: "CFFI",
+            pkgConfig: "libffi",
+            providers: [.apt(["libffi-dev", "pkg-config"])]
+        ),
         // glibc's malloc tuning (mallopt), which the Glibc module does not export.
         .systemLibrary(name: "CSupport"),
         .target(
             name: "PruneKit",
-            dependencies: ["COpenBLAS", "CZlib", "CSupport"],
-            // Documentation kept beside the code it describes (the model file format).
-            exclude: ["IO/FORMAT.md"],
+            dependencies: ["COpenBLAS", "CZlib", "CSupport", "CFFI"],
+            // Documentation kept beside the code it describes (the model file format, the C
+            // criterion manifest).
+            exclude: ["IO/FORMAT.md", "Plugins/Foreign/MANIFEST.md"],
             // The bundled data set `mnist-5k` (two gzip'd IDX files; see its README.md).
             resources: [.copy("Resources/mnist-5k")],
             swiftSettings: [

@@ -36,7 +36,9 @@ public final class Registry {
     public static let shared = Registry()
 
     private let lock = NSLock()
-    private var criteria: [String: any Criterion.Type] = [:]
+    /// Criteria by id: their options and how to make one (a type's `init(options:)`, or a
+    /// factory for criteria that are not Swift types of their own, such as C criteria).
+    private var criteria: [String: (options: [OptionSpec], make: (OptionValues) throws -> any Criterion)] = [:]
     private var schedules: [String: any Schedule.Type] = [:]
     private var finetunes: [String: any FinetuneStrategy.Type] = [:]
     private var entryList: [RegistryEntry] = []
@@ -54,7 +56,16 @@ public final class Registry {
     }
 
     public func register(criterion type: any Criterion.Type) throws {
-        try add(type.id, .criterion, type.summary, type.options) { criteria[type.id] = type }
+        try register(criterion: type.id, summary: type.summary, options: type.options) { try type.init(options: $0) }
+    }
+
+    /// Registers a criterion that is not a Swift type of its own: `make` creates an
+    /// instance from options checked against `options`. Used for criteria whose behaviour
+    /// comes from data, such as C criteria loaded from a manifest
+    /// (``ForeignCriterion/loadManifest(at:into:)``).
+    public func register(criterion id: String, summary: String, options: [OptionSpec],
+                         factory make: @escaping (OptionValues) throws -> any Criterion) throws {
+        try add(id, .criterion, summary, options) { criteria[id] = (options, make) }
     }
 
     public func register(schedule type: any Schedule.Type) throws {
@@ -108,9 +119,9 @@ public final class Registry {
     /// A criterion instance by id, with `key=value` options.
     /// - Throws: ``PruneKitError`` for an unknown id (listing the known ones) or bad options.
     public func criterion(_ id: String, options: [String] = []) throws -> any Criterion {
-        lock.lock(); let type = criteria[id]; lock.unlock()
-        guard let type else { throw unknown(id, .criterion) }
-        return try type.init(options: OptionValues(parsing: options, specs: type.options, owner: id))
+        lock.lock(); let entry = criteria[id]; lock.unlock()
+        guard let entry else { throw unknown(id, .criterion) }
+        return try entry.make(OptionValues(parsing: options, specs: entry.options, owner: id))
     }
 
     public func schedule(_ id: String, options: [String] = []) throws -> any Schedule {
