@@ -147,6 +147,10 @@ public protocol Criterion {
     /// Creates the criterion with checked option values.
     init(options: OptionValues) throws
 
+    /// This instance's id: ``id`` for ordinary criteria; criteria defined at run time
+    /// (C criteria from a manifest) share one type and differ here.
+    var id: String { get }
+
     /// Weights or channels.
     var granularity: Granularity { get }
     /// The evidence to gather before scoring (default: none, weights only).
@@ -173,6 +177,7 @@ public protocol Criterion {
 }
 
 extension Criterion {
+    public var id: String { Self.id }
     public static var summary: String { "" }
     public static var options: [OptionSpec] { [] }
     public var evidence: Evidence { [] }

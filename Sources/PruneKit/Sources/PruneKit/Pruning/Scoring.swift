@@ -88,7 +88,7 @@ extension Model {
     /// - Throws: ``PruneKitError`` when the criterion needs data and none is given, when it
     ///   returns the wrong number of scores or a non-finite score, or when it throws.
     public func score(with criterion: any Criterion, data: Dataset?, settings: CalibrationSettings = CalibrationSettings()) throws -> [LayerScores] {
-        let id = type(of: criterion).id
+        let id = criterion.id
         let layers = prunableLayers()
         let prunable = prunableNodeIndices
         var states = [CriterionState](repeating: CriterionState(), count: layers.count)

@@ -9,7 +9,7 @@ import Foundation
 /// `registry.criterion(manifest.id, options: ["p=2"])` makes a criterion like any other.
 ///
 /// Every instance of this one type behaves as its manifest says, so the static ``id`` is
-/// only the kind (`foreign`): the criterion's own id is ``manifest``'s (``criterionID``).
+/// only the kind (`foreign`): the criterion's own id is ``manifest``'s (``id`` and ``criterionID``).
 public struct ForeignCriterion: Criterion {
     /// The kind of every C criterion; each registers under its manifest's id.
     public static let id = "foreign"
@@ -24,6 +24,8 @@ public struct ForeignCriterion: Criterion {
 
     /// The id it was registered under: the manifest's.
     public var criterionID: String { manifest.id }
+    /// The manifest's id, as users name this criterion.
+    public var id: String { manifest.id }
     public var granularity: Granularity { manifest.granularity }
     public var evidence: Evidence { manifest.evidence }
 
