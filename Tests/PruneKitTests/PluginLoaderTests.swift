@@ -215,6 +215,33 @@ final class PluginLoaderTests: XCTestCase {
         assertRefused(unlinked, ["does not link libPruneKit.so"])
     }
 
+    func testSDKTypeDescriptorsTellACopyFromAnExtension() throws {
+        for copy in ["$s8PruneKitMXM", "$s8PruneKit8RegistryCMn", "$s8PruneKit9CriterionMp", "$s8PruneKit6TensorVMn",
+                     "$s8PruneKit6TensorV4ViewVMn"] {
+            XCTAssertTrue(PluginLoader.isSDKTypeDescriptor(copy), copy)
+        }
+        // What a plugin defines legitimately: helpers for SDK types it uses, members of its
+        // own extensions of SDK types (observed in a build of the Random plugin with extensions).
+        for legit in ["$s8PruneKit11GranularityOSgMD", "$s8PruneKit11GranularityOSgWOh", "$s8PruneKit0aB5ErrorVACs0C0AAWl",
+                      "$s8PruneKit6TensorV0aB6RandomE9zzExtFuncSiyF", "$s8PruneKit8RegistryC0aB6RandomE8ZZNestedVMn",
+                      "$s8PruneKit11GranularityO0aB6RandomE8zzStaticSivpZ", "$s8PruneKit5Dummy", "$s8PruneKit", "$s8PruneKit99X",
+                      "$s6Random0A9CriterionVMn"] {
+            XCTAssertFalse(PluginLoader.isSDKTypeDescriptor(legit), legit)
+        }
+        // A plugin that exports an extension member of an SDK type is not refused for it.
+        let ext = try compileC("libExtension.so", Self.infoSource + "\nint ext __asm__(\"$s8PruneKit6TensorV0aB6RandomE9zzExtFuncSiyF\") = 1;\n",
+                               tag: true, linkSDK: true)
+        assertRefused(ext, ["does not export prunekit_plugin_entry"])
+    }
+
+    func testDlopenFailureCarriesDlerror() throws {
+        let dep = try compileC("libGoneDependency.so", "int gone(void) { return 1; }", tag: false, linkSDK: false)
+        let lib = try compileC("libNeedsGone.so", Self.infoSource + "\nint gone(void);\nint use(void) { return gone(); }\n",
+                               tag: true, linkSDK: true, flags: ["-shared", "-L", scratch.path, "-Wl,--no-as-needed", "-lGoneDependency"])
+        try FileManager.default.removeItem(atPath: dep)
+        assertRefused(lib, ["dlopen failed", "libGoneDependency.so"], hint: "ldd")
+    }
+
     func testMissingInfoAndEntrySymbols() throws {
         let noEntry = try compileC("libNoEntry.so", Self.infoSource, tag: true, linkSDK: true)
         assertRefused(noEntry, ["does not export prunekit_plugin_entry"], hint: "exportPluginEntry")

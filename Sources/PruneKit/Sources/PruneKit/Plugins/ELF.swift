@@ -237,7 +237,9 @@ public final class ELFSharedObject {
     /// a metadata cache; `…WOh`, an outlined destroy; `…Wl`, a witness-table accessor)
     /// into every client of the SDK, while a copy of the SDK exports its public symbols.
     /// Cost: reads both symbol tables and their string tables once.
-    public func definedSymbols(withPrefix prefix: String, limit: Int = 10) throws -> [String] {
+    /// - Parameter filter: a further test on each name (default: all).
+    public func definedSymbols(withPrefix prefix: String, limit: Int = 10,
+                               where filter: (String) -> Bool = { _ in true }) throws -> [String] {
         let p = Array(prefix.utf8)
         var found: [String] = []
         for table in sections where table.type == 2 || table.type == 11 {  // SHT_SYMTAB, SHT_DYNSYM
@@ -253,7 +255,7 @@ public final class ELFSharedObject {
                 guard shndx != 0, binding == 1 || binding == 2 || binding == 10, visibility == 0 || visibility == 3,
                       nameOffset < strs.count, strs.count - nameOffset >= p.count else { continue }
                 if strs[nameOffset..<(nameOffset + p.count)].elementsEqual(p),
-                   let name = ELFSharedObject.cString(strs, nameOffset), !found.contains(name) {
+                   let name = ELFSharedObject.cString(strs, nameOffset), !found.contains(name), filter(name) {
                     found.append(name)
                 }
             }

@@ -76,7 +76,8 @@ public final class PluginLoader: @unchecked Sendable {
 
     /// The registry plugins register into.
     public let registry: Registry
-    private let lock = NSLock()
+    /// Recursive: a plugin's register(into:) may ask the loader what is loaded.
+    private let lock = NSRecursiveLock()
     private var loadedByPath: [String: LoadedPlugin] = [:]
     private var order: [String] = []
 
@@ -252,15 +253,42 @@ public final class PluginLoader: @unchecked Sendable {
         let hint = "depend on .product(name: \"PruneKit\", package: \"PruneKit\") from the SDK's own package (a .dynamic product); don't add the SDK's sources or target to the plugin's package"
         let own: [String], needed: [String]
         do {
-            own = try elf.definedSymbols(withPrefix: sdkSymbolPrefix, limit: 3)
+            own = try elf.definedSymbols(withPrefix: sdkSymbolPrefix, limit: 3, where: isSDKTypeDescriptor)
             needed = try elf.neededLibraries()
         } catch let e as PruneKitError { throw asPluginError(e) }
         guard own.isEmpty else {
-            throw PruneKitError(.plugin, "\(path) carries its own copy of the PruneKit SDK (it defines SDK symbols such as \(own.joined(separator: ", ")))", hint: hint)
+            throw PruneKitError(.plugin, "\(path) carries its own copy of the PruneKit SDK (it defines and exports the SDK's own type descriptors: \(own.joined(separator: ", ")))", hint: hint)
         }
         guard needed.contains(sdkLibraryName) else {
             throw PruneKitError(.plugin, "\(path) does not link \(sdkLibraryName) (it needs \(needed.isEmpty ? "no libraries" : needed.joined(separator: ", "))): it is not built against the shared SDK", hint: hint)
         }
+    }
+
+    /// Whether `symbol` is the module descriptor of the SDK (`$s8PruneKitMXM`) or the
+    /// descriptor of a type declared in the SDK itself: `$s8PruneKit8RegistryCMn`,
+    /// `$s8PruneKit9CriterionMp`, `$s8PruneKit6TensorV4ViewVMn` (nested). A copy of the SDK
+    /// exports these; a plugin never does. Every other `$s8PruneKit…` symbol a plugin may
+    /// define legitimately: the compiler's local helpers for SDK types it uses, and the
+    /// members of its own extensions of SDK types (`$s8PruneKit6TensorV0aB6RandomE…`, where
+    /// `…6RandomE` marks an extension declared in module PruneKitRandom), which this
+    /// strict parse (plain `<length><identifier>` contexts only) never matches.
+    public static func isSDKTypeDescriptor(_ symbol: String) -> Bool {
+        let prefix = sdkSymbolPrefix
+        guard symbol.hasPrefix(prefix) else { return false }
+        var rest = Substring(symbol.dropFirst(prefix.count))
+        if rest == "MXM" { return true }
+        var contexts = 0
+        while let first = rest.first, first.isASCII, first.isNumber, first != "0" {
+            let digits = rest.prefix(while: { $0.isASCII && $0.isNumber })
+            guard let length = Int(digits), length > 0, rest.count >= digits.count + length else { return false }
+            rest = rest.dropFirst(digits.count + length)
+            contexts += 1
+            if rest == "Mp" { return true }                         // a protocol descriptor
+            guard let kind = rest.first, "CVO".contains(kind) else { return false }
+            rest = rest.dropFirst()
+            if rest == "Mn" { return true }                         // a class, struct or enum descriptor
+        }
+        return false
     }
 
     static func parseInfo(_ p: UnsafePointer<CChar>?, _ path: String) throws -> (name: String, version: String) {
