@@ -3,11 +3,38 @@
 // The SDK itself is the nested package in Sources/PruneKit (see its Package.swift for why).
 import PackageDescription
 
+/// What every plugin target depends on: the shared SDK (never a copy of it) and the ABI
+/// tag that the loader checks before dlopen (see Sources/PruneKit/.../Plugins/PLUGINS.md).
+let pluginDependencies: [Target.Dependency] = [
+    .product(name: "PruneKit", package: "PruneKit"),
+    .product(name: "PruneKitPluginABI", package: "PruneKit"),
+]
+
+/// A plugin: a module in `directory`, built as its own shared library lib<name>.so.
+func plugin(_ name: String, path: String) -> (Product, Target) {
+    (.library(name: name, type: .dynamic, targets: [name]),
+     .target(name: name, dependencies: pluginDependencies, path: path))
+}
+
+/// Built-in plugins: loaded at run time from the executable's directory; the CLI has no
+/// compile-time dependency on any of them.
+let plugins = [
+    plugin("PruneKitRandom", path: "Plugins/Random"),
+]
+
+/// Test fixture plugins (libPruneKitFixture*.so): directory scans skip them; the tests
+/// load them by file (`--plugin FILE`).
+let fixtures = [
+    plugin("PruneKitFixtureThrowing", path: "Tests/Fixtures/Plugins/Throwing"),
+    plugin("PruneKitFixtureDuplicate", path: "Tests/Fixtures/Plugins/Duplicate"),
+    plugin("PruneKitFixtureSharedSDK", path: "Tests/Fixtures/Plugins/SharedSDK"),
+]
+
 let package = Package(
     name: "PruneKitTools",
     products: [
         .executable(name: "prunekit", targets: ["PruneKitCLI"]),
-    ],
+    ] + plugins.map(\.0) + fixtures.map(\.0),
     dependencies: [
         .package(path: "Sources/PruneKit"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -22,8 +49,9 @@ let package = Package(
         ),
         .testTarget(
             name: "PruneKitTests",
-            dependencies: [.product(name: "PruneKit", package: "PruneKit")]
+            dependencies: [.product(name: "PruneKit", package: "PruneKit")],
+            exclude: []
         ),
-    ],
+    ] + plugins.map(\.1) + fixtures.map(\.1),
     swiftLanguageModes: [.v5]
 )

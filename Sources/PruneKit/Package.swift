@@ -9,6 +9,9 @@ let package = Package(
     name: "PruneKit",
     products: [
         .library(name: "PruneKit", type: .dynamic, targets: ["PruneKit"]),
+        // Every plugin links this: it puts the ABI tag (SDK version, compiler) into
+        // the plugin's ELF section `.prunekit_abi`, which the loader reads before dlopen.
+        .library(name: "PruneKitPluginABI", type: .static, targets: ["PruneKitPluginABI"]),
     ],
     targets: [
         .systemLibrary(
@@ -29,12 +32,14 @@ let package = Package(
         ),
         // glibc's malloc tuning (mallopt), which the Glibc module does not export.
         .systemLibrary(name: "CSupport"),
+        // The plugin ABI tag (see Plugins/PLUGINS.md). The SDK links it too, to know its own tag.
+        .target(name: "PruneKitPluginABI"),
         .target(
             name: "PruneKit",
-            dependencies: ["COpenBLAS", "CZlib", "CSupport", "CFFI"],
-            // Documentation kept beside the code it describes (the model file format, the C
-            // criterion manifest).
-            exclude: ["IO/FORMAT.md", "Plugins/Foreign/MANIFEST.md"],
+            dependencies: ["COpenBLAS", "CZlib", "CSupport", "CFFI", "PruneKitPluginABI"],
+            // Documentation kept beside the code it describes (the model file format, the
+            // plugin ABI, the C criterion manifest).
+            exclude: ["IO/FORMAT.md", "Plugins/PLUGINS.md", "Plugins/Foreign/MANIFEST.md"],
             // The bundled data set `mnist-5k` (two gzip'd IDX files; see its README.md).
             resources: [.copy("Resources/mnist-5k")],
             swiftSettings: [
