@@ -19,6 +19,9 @@ func plugin(_ name: String, path: String) -> (Product, Target) {
 /// Built-in plugins: loaded at run time from the executable's directory; the CLI has no
 /// compile-time dependency on any of them.
 let plugins = [
+    plugin("PruneKitMagnitude", path: "Plugins/Magnitude"),
+    plugin("PruneKitGradientMagnitude", path: "Plugins/GradientMagnitude"),
+    plugin("PruneKitL1Filter", path: "Plugins/L1Filter"),
     plugin("PruneKitRandom", path: "Plugins/Random"),
 ]
 

@@ -52,3 +52,16 @@ func weightTimesGradient(_ layer: PrunableLayer, _ context: ScoringContext) thro
         g.withUnsafeBufferPointer { gp in (0..<w.count).map { abs(w[$0] * gp[$0]) } }
     }
 }
+
+final class GradientMagnitudePlugin: PluginEntry {
+    func register(into registry: Registry) throws {
+        try registry.register(criterion: GlobalGradientMagnitude.self)
+        try registry.register(criterion: LayerGradientMagnitude.self)
+    }
+}
+
+@_cdecl("prunekit_plugin_info")
+public func prunekitPluginInfo() -> UnsafePointer<CChar> { exportPluginInfo(name: "gradient-magnitude", version: "1.0.0") }
+
+@_cdecl("prunekit_plugin_entry")
+public func prunekitPluginEntry() -> UnsafeMutableRawPointer { exportPluginEntry(GradientMagnitudePlugin()) }

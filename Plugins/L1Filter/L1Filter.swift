@@ -27,3 +27,15 @@ public struct L1Filter: Criterion {
         }
     }
 }
+
+final class L1FilterPlugin: PluginEntry {
+    func register(into registry: Registry) throws {
+        try registry.register(criterion: L1Filter.self)
+    }
+}
+
+@_cdecl("prunekit_plugin_info")
+public func prunekitPluginInfo() -> UnsafePointer<CChar> { exportPluginInfo(name: "l1-filter", version: "1.0.0") }
+
+@_cdecl("prunekit_plugin_entry")
+public func prunekitPluginEntry() -> UnsafeMutableRawPointer { exportPluginEntry(L1FilterPlugin()) }

@@ -43,3 +43,16 @@ public struct LayerMagnitude: Criterion {
 func magnitudes(_ w: Tensor) -> [Float] {
     w.withUnsafeBufferPointer { p in p.map { abs($0) } }
 }
+
+final class MagnitudePlugin: PluginEntry {
+    func register(into registry: Registry) throws {
+        try registry.register(criterion: GlobalMagnitude.self)
+        try registry.register(criterion: LayerMagnitude.self)
+    }
+}
+
+@_cdecl("prunekit_plugin_info")
+public func prunekitPluginInfo() -> UnsafePointer<CChar> { exportPluginInfo(name: "magnitude", version: "1.0.0") }
+
+@_cdecl("prunekit_plugin_entry")
+public func prunekitPluginEntry() -> UnsafeMutableRawPointer { exportPluginEntry(MagnitudePlugin()) }

@@ -28,6 +28,8 @@ public struct PluginLoadFailure: Error, Sendable, CustomStringConvertible {
 /// The outcome of loading every plugin on a search path: one failure never stops the others.
 public struct PluginLoadReport: Sendable {
     public var loaded: [LoadedPlugin] = []
+    /// C-criterion manifests (`--plugin FILE.json`) registered.
+    public var manifests: [String] = []
     public var failures: [PluginLoadFailure] = []
     public init() {}
 }
@@ -166,7 +168,15 @@ public final class PluginLoader: @unchecked Sendable {
         func attempt(_ file: String) {
             let key = Self.realPath(file) ?? file
             guard seen.insert(key).inserted else { return }
-            do { report.loaded.append(try load(file: file)) } catch let e as PruneKitError {
+            do {
+                if file.hasSuffix(".json") {
+                    // A criterion written in C: a manifest naming its library (Plugins/Foreign).
+                    try ForeignCriterion.loadManifest(at: file, into: registry)
+                    report.manifests.append(file)
+                } else {
+                    report.loaded.append(try load(file: file))
+                }
+            } catch let e as PruneKitError {
                 report.failures.append(PluginLoadFailure(file: file, error: e))
             } catch {
                 report.failures.append(PluginLoadFailure(file: file, error: PruneKitError(.plugin, "\(file): \(error)")))
