@@ -51,11 +51,16 @@ public struct PrunableLayer {
     public let index: Int
     /// Whether this is the model's last prunable layer (the classifier).
     public let isClassifier: Bool
+    /// The scale γ `[outputs]` of a BatchNorm that directly follows the layer, if one does
+    /// (what network slimming ranks), and that BatchNorm's dotted path.
+    public let batchNormScale: Tensor?
+    public let batchNormPath: String?
 
     public init(path: String, kind: LayerKind, weights: Tensor, weightShape: [Int], bias: Tensor?,
-                macs: Int, index: Int, isClassifier: Bool) {
+                macs: Int, index: Int, isClassifier: Bool, batchNormScale: Tensor? = nil, batchNormPath: String? = nil) {
         self.path = path; self.kind = kind; self.weights = weights; self.weightShape = weightShape
         self.bias = bias; self.macs = macs; self.index = index; self.isClassifier = isClassifier
+        self.batchNormScale = batchNormScale; self.batchNormPath = batchNormPath
     }
 
     /// Output channels (rows of ``weights``).

@@ -17,9 +17,12 @@ extension Model {
         let layer = nodes[i].layer
         let w = layer.parameter(named: "weight")!.value
         let outputs = w.shape[0]
+        let bn = soleConsumer(of: i).flatMap { nodes[$0].layer.kind == .batchNorm ? $0 : nil }
         return PrunableLayer(path: nodes[i].name, kind: layer.kind, weights: w.reshaped([outputs, w.count / max(outputs, 1)]),
                              weightShape: w.shape, bias: layer.parameter(named: "bias")?.value,
-                             macs: layer.macs(inputShapes: inputShapes(ofNode: i)), index: index, isClassifier: isLast)
+                             macs: layer.macs(inputShapes: inputShapes(ofNode: i)), index: index, isClassifier: isLast,
+                             batchNormScale: bn.flatMap { nodes[$0].layer.parameter(named: "weight")?.value },
+                             batchNormPath: bn.map { nodes[$0].name })
     }
 
     /// The only node reading node `i`'s output, if exactly one does.
@@ -72,9 +75,12 @@ public struct LayerScores {
     public let layer: PrunableLayer
     /// `outputs` scores (channel criteria) or `outputs · fanIn` (weight criteria), higher kept.
     public let scores: [Float]
+    /// What the criterion was given for this layer (its accumulated evidence), for hooks
+    /// that run after selection.
+    public let context: ScoringContext?
 
-    public init(layer: PrunableLayer, scores: [Float]) {
-        self.layer = layer; self.scores = scores
+    public init(layer: PrunableLayer, scores: [Float], context: ScoringContext? = nil) {
+        self.layer = layer; self.scores = scores; self.context = context
     }
 }
 
@@ -127,7 +133,7 @@ extension Model {
             if let bad = scores.firstIndex(where: { !$0.isFinite }) {
                 throw PruneKitError(.plugin, "criterion '\(id)' returned a non-finite score (\(scores[bad])) at position \(bad) of layer '\(layer.path)'")
             }
-            return LayerScores(layer: layer, scores: scores)
+            return LayerScores(layer: layer, scores: scores, context: context)
         }
     }
 

@@ -83,6 +83,8 @@ extension Model {
     /// After each epoch the model is evaluated on `validation`, if given (never on the
     /// test split: selecting on test data would bias every comparison).
     /// - Parameters:
+    ///   - regularizer: adds a penalty's gradient after each backward pass, before the
+    ///     update (a criterion's ``Criterion/regularize(_:)``, e.g. network slimming's L1 on γ).
     ///   - epochEnded: called after each epoch with its record; a run can checkpoint here.
     ///   - progress: called after every batch.
     /// - Throws: ``PruneKitError`` `.numerical` if the loss becomes NaN or infinite,
@@ -90,6 +92,7 @@ extension Model {
     ///   not fit the model.
     @discardableResult
     public func fit(_ train: Dataset, validation: Dataset? = nil, configuration c: TrainingConfiguration,
+                    regularizer: ((Model) -> Void)? = nil,
                     progress: ((TrainingProgress) -> Void)? = nil,
                     epochEnded: ((EpochRecord) throws -> Void)? = nil) throws -> [EpochRecord] {
         try c.validate()
@@ -97,6 +100,7 @@ extension Model {
         if let validation { try checkFits(validation) }
         let optimizer = c.makeOptimizer()
         let trainer = Trainer(model: self, optimizer: optimizer)
+        if let regularizer { trainer.regularizers.append(regularizer) }
         for node in nodes { (node.layer as? Dropout)?.reseed(c.seed) }
         let schedule = c.schedule
         var records: [EpochRecord] = []

@@ -1,0 +1,30 @@
+extension Model {
+    /// Scores, selects and masks in one call: what `prunekit prune` and the harness do
+    /// for one pruning step.
+    ///
+    /// 1. ``score(with:data:settings:)`` gathers the criterion's evidence and scores every layer;
+    /// 2. ``selectPruning(_:granularity:settings:criterion:)`` chooses exact counts, in
+    ///    `scope` or else the criterion's ``Criterion/preferredScope``;
+    /// 3. for channel criteria, ``Criterion/adjustWeights(of:keeping:model:context:)`` runs
+    ///    for every pruned layer (ThiNet's least-squares rescaling of the next layer);
+    /// 4. the plan is applied as masks (physical removal is the job of surgery).
+    ///
+    /// - Returns: the plan that was applied.
+    @discardableResult
+    public func prune(with criterion: any Criterion, sparsity: Double, scope: SelectionSettings.Scope? = nil,
+                      excluded: Set<String> = [], keepClassifier: Bool = true, data: Dataset?,
+                      calibration: CalibrationSettings = CalibrationSettings()) throws -> PruningPlan {
+        let scores = try score(with: criterion, data: data, settings: calibration)
+        let settings = SelectionSettings(scope: scope ?? criterion.preferredScope, sparsity: sparsity,
+                                         excluded: excluded, keepClassifier: keepClassifier)
+        let plan = try selectPruning(scores, granularity: criterion.granularity, settings: settings, criterion: criterion.id)
+        if criterion.granularity == .channel {
+            for (layerPlan, s) in zip(plan.layers, scores) where layerPlan.keptCount < layerPlan.units {
+                let context = s.context ?? ScoringContext(rng: RandomGenerator(seed: calibration.seed))
+                try criterion.adjustWeights(of: s.layer, keeping: layerPlan.keptPositions, model: self, context: context)
+            }
+        }
+        try plan.apply(to: self)
+        return plan
+    }
+}
