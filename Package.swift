@@ -10,6 +10,7 @@ let package = Package(
     ],
     dependencies: [
         .package(path: "Sources/PruneKit"),
+        .package(path: "Sources/PruneKitTesting"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
@@ -22,7 +23,10 @@ let package = Package(
         ),
         .testTarget(
             name: "PruneKitTests",
-            dependencies: [.product(name: "PruneKit", package: "PruneKit")]
+            dependencies: [
+                .product(name: "PruneKit", package: "PruneKit"),
+                .product(name: "PruneKitTesting", package: "PruneKitTesting"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v5]
