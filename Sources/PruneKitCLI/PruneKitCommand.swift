@@ -7,7 +7,7 @@ struct PruneKitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "prunekit",
         abstract: "Prune neural networks and compare pruning strategies fairly.",
-        subcommands: [Train.self, Evaluate.self, Bench.self, ListModels.self, ListDatasets.self]
+        subcommands: [Train.self, Evaluate.self, Bench.self, ListModels.self, ListDatasets.self, New.self]
     )
 }
 
