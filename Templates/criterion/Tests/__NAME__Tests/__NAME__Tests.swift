@@ -23,6 +23,13 @@ final class __NAME__Tests: XCTestCase {
         XCTAssertThrowsError(try __NAME__(options: OptionValues(parsing: ["scale=0"], specs: __NAME__.options, owner: __NAME__.id)))
     }
 
+    /// The test links the SDK's shared library, not a copy of it (as `prunekit` and the plugin do).
+    func testOneCopyOfTheSDK() {
+        XCTAssertTrue(SDKLinkage.registry === Registry.shared)
+        XCTAssertEqual(SDKLinkage.sdkImagePath.map { $0.hasSuffix("/libPruneKit.so") }, true,
+                       "PruneKit's types come from \(SDKLinkage.sdkImagePath ?? "?"), not libPruneKit.so")
+    }
+
     /// The entry point registers the criterion (the host calls it the same way).
     func testEntryRegisters() throws {
         let registry = Registry()
