@@ -40,6 +40,7 @@ let package = Package(
     ] + plugins.map(\.0) + fixtures.map(\.0),
     dependencies: [
         .package(path: "Sources/PruneKit"),
+        .package(path: "Sources/PruneKitTesting"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
@@ -52,8 +53,10 @@ let package = Package(
         ),
         .testTarget(
             name: "PruneKitTests",
-            dependencies: [.product(name: "PruneKit", package: "PruneKit")],
-            exclude: []
+            dependencies: [
+                .product(name: "PruneKit", package: "PruneKit"),
+                .product(name: "PruneKitTesting", package: "PruneKitTesting"),
+            ]
         ),
     ] + plugins.map(\.1) + fixtures.map(\.1),
     swiftLanguageModes: [.v5]

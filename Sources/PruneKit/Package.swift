@@ -4,6 +4,7 @@
 // copy of every SDK type. It lives in a package of its own because SwiftPM links a
 // `.dynamic` product statically into targets of the same package.
 import PackageDescription
+import Foundation
 
 let package = Package(
     name: "PruneKit",
@@ -52,3 +53,10 @@ let package = Package(
     ],
     swiftLanguageModes: [.v5]
 )
+
+// DocC (`.ci/docs`, or `PRUNEKIT_DOCC=1 swift package generate-documentation --target PruneKit`):
+// swift-docc-plugin is added only when asked for, so the SDK that every plugin package
+// depends on keeps no dependencies of its own to resolve.
+if ProcessInfo.processInfo.environment["PRUNEKIT_DOCC"] != nil {
+    package.dependencies.append(.package(url: "https://github.com/swiftlang/swift-docc-plugin", exact: "1.5.0"))
+}

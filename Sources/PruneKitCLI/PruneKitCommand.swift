@@ -7,7 +7,8 @@ struct PruneKitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "prunekit",
         abstract: "Prune neural networks and compare pruning strategies fairly.",
-        subcommands: [Train.self, Evaluate.self, Score.self, Bench.self, ListModels.self, ListDatasets.self, ListPlugins.self]
+        subcommands: [Train.self, Evaluate.self, Score.self, Bench.self, ListModels.self, ListDatasets.self,
+                      ListPlugins.self, New.self]
     )
 }
 
