@@ -21,8 +21,8 @@ let package = Package(
             name: "__NAME__Plugin",
             dependencies: [
                 .product(name: "PruneKit", package: "PruneKit"),
-                // PRUNEKIT-ABI: TODO(integrator): enable once the SDK vends the ABI-tag product.
-                // .product(name: "PruneKitPluginABI", package: "PruneKit"),
+                // The ABI tag the loader checks before it maps the library (SDK version, compiler).
+                .product(name: "PruneKitPluginABI", package: "PruneKit"),
             ]
         ),
         .testTarget(

@@ -66,6 +66,5 @@ public func prunekitPluginEntry() -> UnsafeMutableRawPointer { exportPluginEntry
 /// (a Swift string literal is stored NUL-terminated in the binary).
 @_cdecl("prunekit_plugin_info")
 public func prunekitPluginInfo() -> UnsafePointer<CChar> {
-    let info: StaticString = #"{"name":"__ID__","version":"0.1.0"}"#
-    return UnsafeRawPointer(info.utf8Start).assumingMemoryBound(to: CChar.self)
+    exportPluginInfo(name: "__ID__", version: "0.1.0")
 }
