@@ -70,7 +70,7 @@ public struct ThiNet: Criterion {
     public static let summary = "greedy channel selection reconstructing the next layer, then least-squares rescaling (Luo et al. 2017)"
     public static let options: [OptionSpec] = [
         .int("samples-per-image", default: 10,
-             help: "random outputs (channel, position) of the next layer sampled per calibration image, as in the paper; 0 = all"),
+             help: "random outputs (channel, position) of the next layer sampled per calibration image, as in the paper; 0 = every output (small layers only)"),
         .double("ridge", default: 1e-6, help: "ridge λ of the rescaling, relative to the mean diagonal of the kept channels' Gram matrix"),
         .bool("rescale", default: true, help: "rescale the next layer's weights by least squares after selection"),
     ]
@@ -233,6 +233,7 @@ public func thinetContributions(input x: Tensor, nextLayer next: PrunableLayer, 
         guard ho >= 1, wo >= 1 else {
             throw PruneKitError(.shapeMismatch, "thinet: next layer '\(next.path)' has no output on input \(x.shape)")
         }
+        try checkSampleMemory(samplesPerImage == 0 ? n * o * ho * wo : n * samplesPerImage, channels: c, next: next)
         // Samples as (image, output channel, row, column).
         var samples: [(Int, Int, Int, Int)] = []
         if samplesPerImage == 0 {
@@ -274,6 +275,7 @@ public func thinetContributions(input x: Tensor, nextLayer next: PrunableLayer, 
     }
     let (n, f, o) = (x.shape[0], x.shape[1], ws[0])
     let block = f / c
+    try checkSampleMemory(samplesPerImage == 0 ? n * o : n * samplesPerImage, channels: c, next: next)
     var samples: [(Int, Int)] = []
     if samplesPerImage == 0 {
         for i in 0..<n { for k in 0..<o { samples.append((i, k)) } }
@@ -291,6 +293,15 @@ public func thinetContributions(input x: Tensor, nextLayer next: PrunableLayer, 
         }
     } } }
     return out
+}
+
+/// Refuses a batch whose `[m, C]` contributions would exceed 2²⁸ floats (1 GiB), which
+/// `samples-per-image=0` (every output) reaches on large layers.
+func checkSampleMemory(_ m: Int, channels c: Int, next: PrunableLayer) throws {
+    guard m.multipliedReportingOverflow(by: c).partialValue <= 1 << 28, m <= (1 << 28) else {
+        throw PruneKitError(.invalidArgument, "thinet: \(m) samples × \(c) channels of contributions for '\(next.path)' exceed 1 GiB per batch",
+                            hint: "sample fewer outputs (samples-per-image=10, the paper's choice) or use smaller calibration batches")
+    }
 }
 
 /// ThiNet's greedy removal order from the Gram matrix `[C, C]` (row-major) of the
