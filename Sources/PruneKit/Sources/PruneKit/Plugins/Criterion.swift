@@ -55,6 +55,10 @@ public struct PrunableLayer {
     /// (what network slimming ranks), and that BatchNorm's dotted path.
     public let batchNormScale: Tensor?
     public let batchNormPath: String?
+    /// A convolution's stride, zero padding and groups (`nil` for a linear layer): what the
+    /// weights alone don't say, needed to recompute the layer's output from its input
+    /// (ThiNet's per-channel contributions).
+    public var convolution: ConvolutionSettings?
 
     public init(path: String, kind: LayerKind, weights: Tensor, weightShape: [Int], bias: Tensor?,
                 macs: Int, index: Int, isClassifier: Bool, batchNormScale: Tensor? = nil, batchNormPath: String? = nil) {
@@ -69,6 +73,17 @@ public struct PrunableLayer {
     public var fanIn: Int { weights.shape[1] }
     /// FLOPs of one example's forward pass (2 per multiply–accumulate).
     public var flops: Int { 2 * macs }
+}
+
+/// The geometry of a convolution beyond its weight shape `[O, C/groups, kh, kw]`.
+public struct ConvolutionSettings: Sendable, Equatable {
+    public var stride: Int
+    public var padding: Int
+    public var groups: Int
+
+    public init(stride: Int = 1, padding: Int = 0, groups: Int = 1) {
+        self.stride = stride; self.padding = padding; self.groups = groups
+    }
 }
 
 /// The evidence of one calibration batch for one prunable layer: only what the

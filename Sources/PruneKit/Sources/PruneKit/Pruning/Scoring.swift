@@ -18,11 +18,15 @@ extension Model {
         let w = layer.parameter(named: "weight")!.value
         let outputs = w.shape[0]
         let bn = soleConsumer(of: i).flatMap { nodes[$0].layer.kind == .batchNorm ? $0 : nil }
-        return PrunableLayer(path: nodes[i].name, kind: layer.kind, weights: w.reshaped([outputs, w.count / max(outputs, 1)]),
-                             weightShape: w.shape, bias: layer.parameter(named: "bias")?.value,
-                             macs: layer.macs(inputShapes: inputShapes(ofNode: i)), index: index, isClassifier: isLast,
-                             batchNormScale: bn.flatMap { nodes[$0].layer.parameter(named: "weight")?.value },
-                             batchNormPath: bn.map { nodes[$0].name })
+        var view = PrunableLayer(path: nodes[i].name, kind: layer.kind, weights: w.reshaped([outputs, w.count / max(outputs, 1)]),
+                                 weightShape: w.shape, bias: layer.parameter(named: "bias")?.value,
+                                 macs: layer.macs(inputShapes: inputShapes(ofNode: i)), index: index, isClassifier: isLast,
+                                 batchNormScale: bn.flatMap { nodes[$0].layer.parameter(named: "weight")?.value },
+                                 batchNormPath: bn.map { nodes[$0].name })
+        if let conv = layer as? Conv2d {
+            view.convolution = ConvolutionSettings(stride: conv.stride, padding: conv.padding, groups: conv.groups)
+        }
+        return view
     }
 
     /// The only node reading node `i`'s output, if exactly one does.
