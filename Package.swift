@@ -23,6 +23,7 @@ let plugins = [
     plugin("PruneKitGradientMagnitude", path: "Plugins/GradientMagnitude"),
     plugin("PruneKitL1Filter", path: "Plugins/L1Filter"),
     plugin("PruneKitRandom", path: "Plugins/Random"),
+    plugin("PruneKitSlimming", path: "Plugins/Slimming"),
 ]
 
 /// Test fixture plugins (libPruneKitFixture*.so): directory scans skip them; the tests
