@@ -33,7 +33,8 @@ import PruneKit
 /// Removing a channel, as the paper does, removes its BatchNorm channel too: after
 /// selection, ``adjustWeights(of:keeping:model:context:)`` masks the γ and β of the pruned
 /// channels in the following BatchNorm (the SDK's plan masks only the layer's weight rows
-/// and bias, which would leave the channel emitting the constant ReLU(β − γ·μ/σ)). A masked
+/// and bias, which would leave the channel emitting a constant: ReLU(β) in training mode,
+/// ReLU(β − γ·μ/√(σ² + ε)) with the running statistics in evaluation). A masked
 /// γ stays zero: the regulariser adds nothing to it and the optimisers respect masks.
 ///
 /// Deviations: none in the criterion. The paper also prunes the next layer's input weights
