@@ -24,6 +24,7 @@ let plugins = [
     plugin("PruneKitL1Filter", path: "Plugins/L1Filter"),
     plugin("PruneKitRandom", path: "Plugins/Random"),
     plugin("PruneKitThiNet", path: "Plugins/ThiNet"),
+    plugin("PruneKitSlimming", path: "Plugins/Slimming"),
 ]
 
 /// Test fixture plugins (libPruneKitFixture*.so): directory scans skip them; the tests
