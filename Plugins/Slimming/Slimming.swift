@@ -30,17 +30,14 @@ import PruneKit
 /// convolution has a BatchNorm and only the classifier lacks one, so the default scope is
 /// exactly the paper's.
 ///
-/// Removing a channel, as the paper does, removes its BatchNorm channel too: after
-/// selection, ``adjustWeights(of:keeping:model:context:)`` masks the γ and β of the pruned
-/// channels in the following BatchNorm (the SDK's plan masks only the layer's weight rows
-/// and bias, which would leave the channel emitting a constant: ReLU(β) in training mode,
-/// ReLU(β − γ·μ/√(σ² + ε)) with the running statistics in evaluation). A masked
-/// γ stays zero: the regulariser adds nothing to it and the optimisers respect masks.
+/// Removing a channel, as the paper does, removes its BatchNorm channel too: the SDK's
+/// `PruningPlan.apply` masks the γ and β of a pruned channel in the BatchNorm that
+/// directly follows the layer, so the channel outputs exactly zero. A masked γ stays
+/// zero: the regulariser adds nothing to it and the optimisers respect masks.
 ///
 /// Deviations: none in the criterion. The paper also prunes the next layer's input weights
 /// of a pruned channel; with masks that is implied (the channel is zero), and physical
-/// removal is surgery's job. A plan saved to a file records the channels, not these
-/// BatchNorm masks: applying it later masks the layers only.
+/// removal is surgery's job.
 ///
 /// References: Liu, Li, Shen, Huang, Yan & Zhang, "Learning Efficient Convolutional
 /// Networks through Network Slimming", ICCV 2017.
@@ -87,20 +84,6 @@ public struct Slimming: Criterion {
         for node in model.nodes where node.layer.kind == .batchNorm {
             guard let gamma = node.layer.parameter(named: "weight") else { continue }
             addSignPenalty(gamma, rate: s)
-        }
-    }
-
-    /// Masks the γ and β of the pruned channels in the BatchNorm after `layer`, if any.
-    public func adjustWeights(of layer: PrunableLayer, keeping kept: [Int], model: Model, context: ScoringContext) throws {
-        guard let path = layer.batchNormPath, let i = model.nodeIndex(named: path) else { return }
-        let keep = Set(kept)
-        for name in ["weight", "bias"] {
-            guard let p = model.nodes[i].layer.parameter(named: name), p.value.count == layer.outputs else { continue }
-            var mask = Tensor(shape: p.value.shape, repeating: 1)
-            mask.withUnsafeMutableBufferPointer { m in
-                for j in 0..<m.count where !keep.contains(j) { m[j] = 0 }
-            }
-            p.mask = p.mask.map { $0 * mask } ?? mask
         }
     }
 }

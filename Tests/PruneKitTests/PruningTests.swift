@@ -144,6 +144,34 @@ final class PruningTests: XCTestCase {
         XCTAssertThrowsError(try PruningPlan.load(from: path)) { XCTAssertEqual(($0 as? PruneKitError)?.kind, .invalidFile) }
     }
 
+    /// A pruned channel of a conv followed by BatchNorm outputs exactly zero: the plan masks
+    /// the channel's γ and β too, not only its filter.
+    func testChannelPlanSilencesTheFollowingBatchNorm() throws {
+        let model = try ModelZoo.make("vgg-small", inputShape: [1, 12, 12], classCount: 4, seed: 2)
+        for node in model.nodes where node.layer.kind == .batchNorm {
+            let bn = node.layer as! BatchNorm
+            bn.bias.assign(Tensor(shape: [bn.featureCount], repeating: 0.5))      // would leak ReLU(β) otherwise
+        }
+        let layers = model.prunableLayers()
+        let scores = layers.map { LayerScores(layer: $0, scores: (0..<$0.outputs).map(Float.init)) }
+        let plan = try selectPruning(scores, granularity: .channel, settings: .init(scope: .perLayer, sparsity: 0.5), criterion: "x")
+        try plan.apply(to: model)
+        var rng = RandomGenerator(seed: 4)
+        let x = Tensor.randomNormal([3, 1, 12, 12], using: &rng)
+        let relu = model.nodeIndex(named: "features.2")!            // conv → BN → ReLU
+        for mode in [ForwardMode.training, .inference] {
+            var captured: Tensor?
+            model.mode = mode
+            model.forwardObserver = { i, y in if i == relu { captured = y } }
+            _ = model.forward(x)
+            let y = try XCTUnwrap(captured), perChannel = y.count / y.shape[0]
+            for c in plan.layers[0].prunedPositions {
+                XCTAssert(y.scalars[(c * perChannel)..<((c + 1) * perChannel)].allSatisfy { $0 == 0 }, "channel \(c) leaks in \(mode)")
+            }
+            XCTAssert(plan.layers[0].keptPositions.contains { c in y.scalars[(c * perChannel)..<((c + 1) * perChannel)].contains { $0 != 0 } })
+        }
+    }
+
     /// The gathered weight gradient equals the sum of the calibration batches' gradients,
     /// computed here directly; activations come after the ReLU; next-layer inputs fit.
     func testEvidenceMatchesADirectComputation() throws {

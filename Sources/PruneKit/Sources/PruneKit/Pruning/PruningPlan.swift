@@ -42,11 +42,12 @@ public struct PruningPlan: Equatable {
     }
 
     /// Masks the model: weight plans mask single weights; channel plans mask each pruned
-    /// channel's weight row and bias (physical removal is the job of surgery).
+    /// channel's weight row and bias, and its γ and β in a BatchNorm that directly follows
+    /// the layer, so the channel outputs exactly zero (physical removal is the job of surgery).
     /// The masks stay in force through training (optimisers respect them).
     /// - Throws: ``PruneKitError`` if a layer of the plan is not in the model or its size differs.
     public func apply(to model: Model) throws {
-        var targets: [(Parameter, Parameter?, Layer)] = []
+        var targets: [(Parameter, [Parameter], Layer)] = []
         for plan in layers {
             guard let i = model.nodeIndex(named: plan.path), let w = model.nodes[i].layer.parameter(named: "weight") else {
                 throw PruneKitError(.invalidArgument, "the plan prunes layer '\(plan.path)', which the model does not have")
@@ -55,9 +56,15 @@ public struct PruningPlan: Equatable {
             guard plan.units == expected else {
                 throw PruneKitError(.shapeMismatch, "the plan has \(plan.units) \(plan.granularity.rawValue) entries for layer '\(plan.path)', which has \(expected)")
             }
-            targets.append((w, model.nodes[i].layer.parameter(named: "bias"), plan))
+            // Per-channel vectors that go with a pruned channel: the bias, and γ, β of a
+            // BatchNorm that reads only this layer.
+            var perChannel = [model.nodes[i].layer.parameter(named: "bias")].compactMap { $0 }
+            if let bn = model.soleConsumer(of: i), model.nodes[bn].layer.kind == .batchNorm {
+                perChannel += ["weight", "bias"].compactMap { model.nodes[bn].layer.parameter(named: $0) }
+            }
+            targets.append((w, perChannel, plan))
         }
-        for (w, b, plan) in targets where plan.keptCount < plan.units {
+        for (w, perChannel, plan) in targets where plan.keptCount < plan.units {
             let perRow = w.value.count / max(w.value.shape[0], 1)
             var mask = Tensor(shape: w.value.shape, repeating: 1)
             mask.withUnsafeMutableBufferPointer { m in
@@ -66,10 +73,11 @@ public struct PruningPlan: Equatable {
                 }
             }
             w.mask = combined(w.mask, mask)
-            if let b, plan.granularity == .channel {
-                var bm = Tensor(shape: b.value.shape, repeating: 1)
-                bm.withUnsafeMutableBufferPointer { m in for p in plan.prunedPositions { m[p] = 0 } }
-                b.mask = combined(b.mask, bm)
+            guard plan.granularity == .channel else { continue }
+            for v in perChannel where v.value.count == plan.units {
+                var vm = Tensor(shape: v.value.shape, repeating: 1)
+                vm.withUnsafeMutableBufferPointer { m in for p in plan.prunedPositions { m[p] = 0 } }
+                v.mask = combined(v.mask, vm)
             }
         }
     }
