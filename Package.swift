@@ -23,6 +23,8 @@ let plugins = [
     plugin("PruneKitGradientMagnitude", path: "Plugins/GradientMagnitude"),
     plugin("PruneKitL1Filter", path: "Plugins/L1Filter"),
     plugin("PruneKitRandom", path: "Plugins/Random"),
+    plugin("PruneKitAPoZ", path: "Plugins/APoZ"),
+    plugin("PruneKitTaylor", path: "Plugins/Taylor"),
 ]
 
 /// Test fixture plugins (libPruneKitFixture*.so): directory scans skip them; the tests
