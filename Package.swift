@@ -25,6 +25,8 @@ let plugins = [
     plugin("PruneKitRandom", path: "Plugins/Random"),
     plugin("PruneKitThiNet", path: "Plugins/ThiNet"),
     plugin("PruneKitSlimming", path: "Plugins/Slimming"),
+    plugin("PruneKitAPoZ", path: "Plugins/APoZ"),
+    plugin("PruneKitTaylor", path: "Plugins/Taylor"),
 ]
 
 /// Test fixture plugins (libPruneKitFixture*.so): directory scans skip them; the tests

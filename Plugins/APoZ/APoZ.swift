@@ -1,0 +1,131 @@
+import PruneKit
+
+/// Ranks the output channels of each layer by how often their ReLU output is non-zero
+/// (Average Percentage of Zeros, APoZ) and prunes the same fraction in every layer.
+///
+/// Formula: APoZ_c = (number of zeros in channel c's ReLU output) / (examples · H · W),
+/// counted over every example and spatial position of every calibration batch (zeros and
+/// totals are accumulated as integers; batches are not averaged one by one, so a short
+/// last batch weighs by its size). The activation is ``LayerBatch/activations``: the
+/// layer's output after its BatchNorm and ReLU where those follow directly,
+/// `[C, N, H, W]` for a convolution, `[N, F]` for a linear layer (H = W = 1).
+///
+/// Score: **1 − APoZ_c**, the fraction of positions where the channel fires, in [0, 1].
+/// The paper prunes the highest APoZ first; 1 − APoZ gives exactly the same order (higher
+/// kept, as every criterion here) and, unlike −APoZ, is a readable non-negative quantity.
+/// It is computed as (total − zeros) / total in `Double`, so it is exact to `Float` rounding.
+///
+/// Layers whose activation is not a ReLU output (a negative value was seen in any batch):
+/// APoZ is not defined there. For the classifier (the last prunable layer, whose outputs
+/// are the classes, kept whole by default selection) every score is 0 — a constant that
+/// ranks nothing. For any other layer (a ResNet block's second convolution, whose ReLU
+/// follows the residual sum and so is not its own) scoring throws, naming the layer:
+/// returning constant scores there would let a selection prune arbitrary channels silently.
+///
+/// Scope: per layer, as the paper trims layer by layer.
+///
+/// Deviation from the paper: the paper computes APoZ on a validation set of the trained
+/// network; here it is computed on the calibration batches (``CalibrationSettings``), in
+/// evaluation mode (BatchNorm running statistics).
+///
+/// Cost: one pass over each batch's activations, O(C · N · H · W); state O(C).
+///
+/// References: Hu, Peng, Tai & Tang, "Network Trimming: A Data-Driven Neuron Pruning
+/// Approach towards Efficient Deep Architectures", arXiv:1607.03250, 2016.
+public struct APoZ: Criterion {
+    public static let id = "apoz"
+    public static let summary = "1 − fraction of zeros after the ReLU per channel, the same fraction per layer (Hu et al. 2016)"
+    public let granularity = Granularity.channel
+    public let evidence: Evidence = .activations
+    public let preferredScope = SelectionSettings.Scope.perLayer
+
+    public init(options: OptionValues) {}
+
+    public func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout CriterionState) throws {
+        guard let a = batch.activations else {
+            throw PruneKitError(.plugin, "apoz: no activations were gathered for layer '\(layer.path)'")
+        }
+        let (channels, perChannel, layout) = try channelLayout(a.shape, layer: layer, criterion: "apoz")
+        var zeros = [Int](repeating: 0, count: channels)
+        var negative = false
+        a.withUnsafeBufferPointer { x in
+            negative = countZeros(x, channels: channels, perChannel: perChannel, channelMajor: layout == .channelMajor,
+                                  into: &zeros)
+        }
+        for c in 0..<channels { state.counts["zeros.\(c)", default: 0] += zeros[c] }
+        state.counts["positions", default: 0] += perChannel
+        if negative { state.counts["negative", default: 0] += 1 }
+    }
+
+    public func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
+        let state = context.state
+        guard let total = state.counts["positions"], total > 0 else {
+            throw PruneKitError(.plugin, "apoz: no activations were observed for layer '\(layer.path)'")
+        }
+        if state.counts["negative", default: 0] > 0 {
+            if layer.isClassifier { return [Float](repeating: 0, count: layer.outputs) }
+            throw PruneKitError(.invalidArgument,
+                                "apoz: the activation of layer '\(layer.path)' has negative values, so it is not the output of a ReLU; APoZ is defined only on ReLU outputs",
+                                hint: "use apoz on models where a ReLU (after BatchNorm, if any) directly follows each pruned layer, or another criterion (taylor, l1-filter)")
+        }
+        return (0..<layer.outputs).map { c in
+            Float(Double(total - state.counts["zeros.\(c)", default: 0]) / Double(total))
+        }
+    }
+}
+
+enum Layout { case channelMajor, rowMajor }
+
+/// The channel count, the values per channel in one batch, and the layout of an activation.
+func channelLayout(_ shape: [Int], layer: PrunableLayer, criterion: String) throws -> (Int, Int, Layout) {
+    switch shape.count {
+    case 4 where shape[0] == layer.outputs:
+        return (shape[0], shape[1] * shape[2] * shape[3], .channelMajor)
+    case 2 where shape[1] == layer.outputs:
+        return (shape[1], shape[0], .rowMajor)
+    default:
+        throw PruneKitError(.shapeMismatch, "\(criterion): layer '\(layer.path)' has \(layer.outputs) outputs but its activation is \(shape); expected [C, N, H, W] or [N, F]")
+    }
+}
+
+/// Adds each channel's count of exact zeros to `zeros`; returns whether a negative value
+/// was seen. `x` is `[C, perChannel]` (channel-major) or `[perChannel, C]` (row-major).
+func countZeros(_ x: UnsafeBufferPointer<Float>, channels: Int, perChannel: Int, channelMajor: Bool,
+                into zeros: inout [Int]) -> Bool {
+    assert(x.count == channels * perChannel && zeros.count == channels)
+    var negative = false
+    if channelMajor {
+        for c in 0..<channels {
+            var z = 0
+            let base = c * perChannel
+            for i in base..<(base + perChannel) {
+                let v = x[i]
+                z &+= v == 0 ? 1 : 0
+                negative = negative || v < 0
+            }
+            zeros[c] += z
+        }
+    } else {
+        for n in 0..<perChannel {
+            let base = n * channels
+            for c in 0..<channels {
+                let v = x[base + c]
+                zeros[c] &+= v == 0 ? 1 : 0
+                negative = negative || v < 0
+            }
+        }
+    }
+    return negative
+}
+
+final class APoZPlugin: PluginEntry {
+    func register(into registry: Registry) throws {
+        try registry.register(criterion: APoZ.self)
+    }
+}
+
+@_cdecl("prunekit_plugin_info")
+public func prunekitPluginInfo() -> UnsafePointer<CChar> { exportPluginInfo(name: "apoz", version: "1.0.0") }
+
+@_cdecl("prunekit_plugin_entry")
+public func prunekitPluginEntry() -> UnsafeMutableRawPointer { exportPluginEntry(APoZPlugin()) }

@@ -1,0 +1,105 @@
+import ArgumentParser
+import Foundation
+import PruneKit
+
+/// PyTorch 2.x on this machine's CPU (2 threads): Taylor scores of vgg-small over 10
+/// batches of 64 from mnist-5k, and its forward+backward passes alone; and the target.
+private let taylorReference = (pytorch: 1.15, pytorchPasses: 1.0, target: 1.0)
+
+struct TaylorBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "taylor",
+        abstract: "Time of Taylor scoring (Molchanov et al. 2017) of vgg-small over calibration batches from mnist-5k, of the forward+backward passes alone, and peak memory.")
+
+    @Option(help: "Zoo model (freshly initialised, seed 0).") var model: String = "vgg-small"
+    @Option(help: "Calibration batches.") var batches: Int = 10
+    @Option(help: "Calibration batch size.") var batchSize: Int = 64
+    @Option(help: "Seed of the calibration shuffle.") var seed: UInt64 = 0
+    @Option(help: "Measurements (each one times the passes alone, then the scoring).") var repeats: Int = 1
+    @OptionGroup var plugins: PluginOptions
+    @OptionGroup var engine: EngineOptions
+
+    func run() throws {
+        try reportingErrors {
+            try engine.apply()
+            #if DEBUG
+            print("warning: this is a debug build; build with `swift build -c release` for meaningful figures")
+            #endif
+            plugins.load()
+            let taylor = try Registry.shared.criterion("taylor")
+            let train = try DatasetCatalog.load().train
+            let net = try ModelZoo.make(model, inputShape: train.imageShape, classCount: train.classCount, seed: 0)
+            let settings = CalibrationSettings(batches: batches, batchSize: batchSize, seed: seed)
+            print("taylor on \(model): \(batches) batches of \(batchSize) from \(train.name), \(Parallel.threadCount) thread(s)")
+            print("run   passes alone   taylor scoring   scoring − passes   in the criterion")
+            for r in 0..<max(repeats, 1) {
+                let passes = try timePasses(net, train, settings)
+                let timed = TimedCriterion(taylor)
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                let scores = try net.score(with: timed, data: train, settings: settings)
+                let scoring = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+                precondition(scores.allSatisfy { $0.scores.allSatisfy(\.isFinite) })
+                print(String(format: "%3d   %10.3f s   %12.3f s   %14.3f s   %12.4f s", r + 1, passes, scoring,
+                             scoring - passes, timed.clock.seconds))
+            }
+            let peak = peakResidentMiB()
+            print("peak resident memory (VmHWM): " + (peak.map { String(format: "%.1f MiB", $0) } ?? "unavailable"))
+            print(String(format: "reference: PyTorch %.2f s scoring, %.2f s passes alone; target ≤ %.2f s scoring",
+                         taylorReference.pytorch, taylorReference.pytorchPasses, taylorReference.target))
+        }
+    }
+
+    /// The forward and backward passes of the same calibration batches as Model.score
+    /// (evaluation mode, cross-entropy of the labels), with no criterion and no observers.
+    private func timePasses(_ net: Model, _ data: Dataset, _ settings: CalibrationSettings) throws -> Double {
+        let saved = net.mode
+        defer { net.mode = saved; net.zeroGradients() }
+        net.mode = .evaluationWithGradients
+        let loader = try DataLoader(data, batchSize: settings.batchSize, shuffle: true, seed: settings.seed, epoch: 0)
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        for b in 0..<min(settings.batches, loader.batchCount) {
+            let batch = loader.batch(b)
+            net.backward(softmaxCrossEntropy(logits: net.forward(batch.images), labels: batch.labels).gradient)
+        }
+        return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+    }
+}
+
+/// Wraps a criterion and adds the time spent in its `observe` and `scores` to `clock`,
+/// so a benchmark can separate the criterion's own work from the passes that feed it.
+struct TimedCriterion: Criterion {
+    final class Clock { var seconds = 0.0 }
+    static let id = "timed"
+    let inner: any Criterion
+    let clock = Clock()
+
+    init(_ inner: any Criterion) { self.inner = inner }
+    init(options: OptionValues) throws {
+        throw PruneKitError(.invalidArgument, "a timed criterion wraps another; it is not created from options")
+    }
+
+    var id: String { inner.id }
+    var granularity: Granularity { inner.granularity }
+    var evidence: Evidence { inner.evidence }
+    var preferredScope: SelectionSettings.Scope { inner.preferredScope }
+
+    func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout CriterionState) throws {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        defer { clock.seconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
+        try inner.observe(batch, layer: layer, state: &state)
+    }
+
+    func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        defer { clock.seconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
+        return try inner.scores(for: layer, context: context)
+    }
+}
+
+/// The process's peak resident set size in MiB (VmHWM in /proc/self/status), on Linux.
+func peakResidentMiB() -> Double? {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return nil }
+    let kb = line.split(separator: " ").dropFirst().first.flatMap { Double($0) }
+    return kb.map { $0 / 1024 }
+}
