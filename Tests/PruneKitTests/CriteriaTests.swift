@@ -73,3 +73,21 @@ final class CriteriaTests: XCTestCase {
         for (a, e) in zip(scored[1].scores, expected) { XCTAssertEqual(a, e, accuracy: 1e-6 * max(1, e)) }
     }
 }
+
+import PruneKitTesting
+
+/// Every built-in criterion passes the conformance checker that plugin authors use.
+final class BuiltInConformanceTests: XCTestCase {
+    func testEveryBuiltInCriterionConforms() throws {
+        let registry = try TestSupport.builtInRegistry()
+        let ids = registry.ids(of: .criterion)
+        XCTAssertEqual(Set(ids), ["global-magnitude", "layer-magnitude", "global-gradient-magnitude", "layer-gradient-magnitude",
+                                  "l1-filter", "random", "apoz", "taylor", "thinet", "slimming"])
+        for id in ids {
+            var skipping: [ConformanceCheck: String] = [:]
+            if id == "random" { skipping[.permutationEquivariance] = "random scores ignore the weights by design" }
+            let report = assertConformance(try registry.criterion(id), seed: 3, skipping: skipping)
+            XCTAssertFalse(report.results.isEmpty, id)
+        }
+    }
+}

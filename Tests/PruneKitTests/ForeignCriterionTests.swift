@@ -159,6 +159,21 @@ final class ForeignCriterionTests: XCTestCase {
         assertClose(try l3.scores(for: layer(), context: context()), [Float(pow(36.0, 1.0 / 3)), 0, Float(pow(3.0, 1.0 / 3))])
     }
 
+    /// The C template scores a whole model, through the same path as any criterion, and
+    /// agrees with the Swift l1-filter plugin on every layer.
+    func testTemplateScoresAModelLikeTheSwiftL1Filter() throws {
+        let registry = Registry()
+        _ = try loadTemplate(into: registry)
+        let model = try ModelZoo.make("lenet-5", inputShape: [1, 28, 28], classCount: 10, seed: 1)
+        let c = try model.score(with: registry.criterion("c-l1"), data: nil)
+        let swift = try model.score(with: TestSupport.builtInRegistry().criterion("l1-filter"), data: nil)
+        XCTAssertEqual(c.map(\.layer.path), swift.map(\.layer.path))
+        for (a, b) in zip(c, swift) { assertClose(a.scores, b.scores) }
+        let plan = try model.prune(with: registry.criterion("c-l1"), sparsity: 0.5, data: nil)
+        XCTAssertEqual(plan.criterion, "c-l1")
+        XCTAssertEqual(plan.layers[1].keptCount, 8)
+    }
+
     func testTemplateOptionsAreCheckedLikeAnyCriterion() throws {
         let registry = Registry()
         _ = try loadTemplate(into: registry)

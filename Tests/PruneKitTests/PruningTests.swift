@@ -121,6 +121,15 @@ final class PruningTests: XCTestCase {
         let scores = try model.score(with: AbsoluteWeight(options: OptionValues(defaultsOf: [])), data: nil)
         let plan = try selectPruning(scores, granularity: .weight, settings: .init(scope: .global, sparsity: 0.8), criterion: "test-abs")
         try plan.apply(to: model)
+        // Both compression axes, counted by hand: 80 % of the non-classifier weights are masked.
+        let inScope = model.prunableLayers().dropLast().reduce(0) { $0 + $1.weights.count }
+        let kept = plan.layers.dropLast().reduce(0) { $0 + $1.keptCount }
+        let figures = model.compression
+        XCTAssertEqual(figures.prunedWeights, inScope - kept)
+        XCTAssertEqual(figures.prunableWeights, model.prunableLayers().reduce(0) { $0 + $1.weights.count })
+        XCTAssertEqual(figures.parameters, model.parameterCount)
+        XCTAssertEqual(figures.wholeModelRatio, Double(model.parameterCount) / Double(model.parameterCount - (inScope - kept)), accuracy: 1e-12)
+        XCTAssertLessThan(figures.wholeModelRatio, figures.prunableRatio)
         let w = model.nodes[0].layer.parameter(named: "weight")!
         XCTAssertEqual(w.value.scalars.filter { $0 == 0 }.count, plan.layers[0].units - plan.layers[0].keptCount)
         // One training step does not revive pruned weights.

@@ -35,7 +35,7 @@ import PruneKit
 public func checkCriterion(_ criterion: any Criterion, seed: UInt64 = 0,
                            skipping: [ConformanceCheck: String] = [:]) -> ConformanceReport {
     let type = Swift.type(of: criterion)
-    var report = ConformanceReport(criterionID: type.id)
+    var report = ConformanceReport(criterionID: criterion.id)
     func skipped(_ check: ConformanceCheck, _ layer: String?) -> Bool {
         guard let why = skipping[check] else { return false }
         report.record(check, layer, .skipped("skipped by the caller: \(why)"))

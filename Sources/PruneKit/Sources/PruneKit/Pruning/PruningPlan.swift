@@ -183,3 +183,29 @@ func packBits(_ bits: [UInt8]) -> [UInt8] {
 func unpackBits(_ bytes: [UInt8], count: Int) -> [UInt8] {
     (0..<count).map { (bytes[$0 >> 3] >> UInt8($0 & 7)) & 1 }
 }
+
+/// A model's compression under its current masks, on the two axes reports use.
+public struct CompressionFigures: Sendable, Equatable {
+    /// Weights of convolutions and linear layers, and how many are masked to zero.
+    public var prunableWeights: Int, prunedWeights: Int
+    /// Every trainable scalar (biases and BatchNorm parameters included), and how many are masked.
+    public var parameters: Int, prunedParameters: Int
+
+    /// prunable / remaining prunable: PruneKit's "compression".
+    public var prunableRatio: Double { Double(prunableWeights) / Double(max(prunableWeights - prunedWeights, 1)) }
+    /// all / remaining parameters: the whole-model ratio (ShrinkBench's definition).
+    public var wholeModelRatio: Double { Double(parameters) / Double(max(parameters - prunedParameters, 1)) }
+}
+
+extension Model {
+    /// Compression figures from the masks in force (a weight counts as pruned when its mask is 0).
+    public var compression: CompressionFigures {
+        func masked(_ p: Parameter) -> Int { p.mask.map { m in m.withUnsafeBufferPointer { $0.reduce(0) { $0 + ($1 == 0 ? 1 : 0) } } } ?? 0 }
+        var f = CompressionFigures(prunableWeights: 0, prunedWeights: 0, parameters: 0, prunedParameters: 0)
+        for i in prunableNodeIndices {
+            if let w = nodes[i].layer.parameter(named: "weight") { f.prunableWeights += w.value.count; f.prunedWeights += masked(w) }
+        }
+        for p in trainableParameters { f.parameters += p.value.count; f.prunedParameters += masked(p) }
+        return f
+    }
+}
