@@ -25,7 +25,8 @@ public struct PruningPlan: Equatable {
             precondition(keepWords.count == Layer.wordCount(units), "\(keepWords.count) keep words for \(units) units")
             self.path = path; self.granularity = granularity; self.units = units
             self.keepWords = keepWords
-            if units % 64 != 0, !self.keepWords.isEmpty { self.keepWords[self.keepWords.count - 1] &= (1 << UInt64(units % 64)) - 1 }
+            let tail: UInt64 = units % 64 == 0 ? ~0 : (1 << UInt64(units % 64)) - 1
+            if let last = keepWords.last, last & ~tail != 0 { self.keepWords[keepWords.count - 1] = last & tail }
         }
 
         static func wordCount(_ units: Int) -> Int { (units + 63) / 64 }

@@ -246,9 +246,7 @@ extension ScoreSource {
                 throw wrapped(error, criterion, layer)
             }
             // Non-finite floats are those whose exponent bits are all ones.
-            var largest: UInt32 = 0
-            for v in buffer { largest = max(largest, v.bitPattern & 0x7fff_ffff) }
-            if largest >= 0x7f80_0000, let bad = buffer.firstIndex(where: { !$0.isFinite }) {
+            if containsNonFinite(UnsafeBufferPointer(buffer)), let bad = buffer.firstIndex(where: { !$0.isFinite }) {
                 throw PruneKitError(.plugin, "criterion '\(criterion.id)' returned a non-finite score (\(buffer[bad])) at position \(range.lowerBound + bad) of layer '\(layer.path)'")
             }
         }

@@ -252,7 +252,20 @@ public func selectLowest(_ sources: [ScoreSource], count: Int, chunkSize: Int = 
             if pass == 0 {
                 for v in scores { hp[Int(sortableKey(v) >> 16)] &+= 1 }
             } else {
-                for v in scores {
+                // Only keys under the prefix count (a small fraction): test 16 at a time.
+                let expectedHigh = SIMD16<Int32>(repeating: Int32(bitPattern: (expected << 16) ^ 0x8000_0000) &>> 16)
+                let base = scores.baseAddress!, n = scores.count
+                var j = 0
+                while j + 16 <= n {
+                    if any(signedKeys(base + j) &>> 16 .== expectedHigh) {
+                        for v in UnsafeBufferPointer(start: base + j, count: 16) {
+                            let key = sortableKey(v)
+                            if key >> 16 == expected { hp[Int(key & 0xffff)] &+= 1 }
+                        }
+                    }
+                    j += 16
+                }
+                for v in UnsafeBufferPointer(start: base + j, count: n - j) {
                     let key = sortableKey(v)
                     if key >> 16 == expected { hp[Int(key & 0xffff)] &+= 1 }
                 }
@@ -286,14 +299,24 @@ public func selectLowest(_ sources: [ScoreSource], count: Int, chunkSize: Int = 
             let out = wordBases[k] + range.lowerBound / 64
             var took = takenBase[p]
             let n = scores.count
+            let signedThreshold = SIMD16<Int32>(repeating: Int32(bitPattern: threshold ^ 0x8000_0000))
+            let base = scores.baseAddress!
             var j = 0, w = 0
             while j < n {
-                let m = min(64, n - j)
                 var keep: UInt64 = 0, equal: UInt64 = 0
-                for t in 0..<m {
-                    let key = sortableKey(scores[j + t])
-                    keep |= UInt64(truncatingIfNeeded: (key > threshold) ? 1 : 0) << UInt64(t)
-                    equal |= UInt64(truncatingIfNeeded: (key == threshold) ? 1 : 0) << UInt64(t)
+                if j + 64 <= n {
+                    for q in 0..<4 {
+                        let k = signedKeys(base + j + 16 * q)
+                        keep |= UInt64(bitsOf(k .> signedThreshold)) << UInt64(16 * q)
+                        let eq = k .== signedThreshold
+                        if any(eq) { equal |= UInt64(bitsOf(eq)) << UInt64(16 * q) }
+                    }
+                } else {
+                    for t in 0..<(n - j) {
+                        let key = sortableKey(base[j + t])
+                        if key > threshold { keep |= 1 << UInt64(t) }
+                        if key == threshold { equal |= 1 << UInt64(t) }
+                    }
                 }
                 while equal != 0 {
                     if took < quotaCopy[p] { took += 1 } else { keep |= equal & (~equal &+ 1) }
@@ -316,4 +339,33 @@ public func selectLowest(_ sources: [ScoreSource], count: Int, chunkSize: Int = 
 func sortableKey(_ v: Float) -> UInt32 {
     let b = v.bitPattern
     return b ^ (UInt32(bitPattern: Int32(bitPattern: b) >> 31) | 0x8000_0000)
+}
+
+/// The sortable keys of 16 floats as signed integers (the key with its top bit flipped,
+/// so that signed comparisons order them): `b` for positive floats, `b ^ 0x7fffffff` for negative.
+@inline(__always)
+func signedKeys(_ p: UnsafePointer<Float>) -> SIMD16<Int32> {
+    let b = UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Int32>.self)
+    return b ^ ((b &>> 31) & 0x7fff_ffff)
+}
+
+/// Lane i of the mask as bit i.
+@inline(__always)
+func bitsOf(_ m: SIMDMask<SIMD16<Int32>>) -> UInt32 {
+    let powers = SIMD16<Int32>(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+    return UInt32(bitPattern: SIMD16<Int32>(repeating: 0).replacing(with: powers, where: m).wrappedSum())
+}
+
+/// Whether any of the floats is infinite or NaN (exponent bits all ones).
+func containsNonFinite(_ p: UnsafeBufferPointer<Float>) -> Bool {
+    guard let base = p.baseAddress else { return false }
+    var largest = SIMD16<Int32>(repeating: 0)
+    var j = 0
+    while j + 16 <= p.count {
+        largest = pointwiseMax(largest, UnsafeRawPointer(base + j).loadUnaligned(as: SIMD16<Int32>.self) & 0x7fff_ffff)
+        j += 16
+    }
+    var tail: Int32 = 0
+    for v in p[j...] { tail = max(tail, Int32(bitPattern: v.bitPattern & 0x7fff_ffff)) }
+    return max(largest.max(), tail) >= 0x7f80_0000
 }
