@@ -120,10 +120,20 @@ final class SelectionScaleTests: XCTestCase {
         for threads in [1, 2] {
             XCTAssertThrowsError(try selectLowest([failing], count: 10, chunkSize: 1024, threads: threads)) { XCTAssert($0 is Boom) }
         }
-        let layer = TestSupport.layer([[1, .nan, 3], [4, 5, 6]])
         let context = ScoringContext(rng: RandomGenerator(seed: 0))
-        XCTAssertThrowsError(try selectLowest([ScoreSource(layer: layer, criterion: ChunkedAbs(chunked: true), context: context)], count: 2)) {
-            XCTAssert(($0 as? PruneKitError)?.message.contains("non-finite") == true, "\($0)")
+        // Non-finite scores in the vector part and in the tail of a chunk; the largest finite is fine.
+        for (position, bad) in [(1, Float.nan), (5, -.infinity), (17, .infinity), (38, .nan), (-1, 0)] {
+            var row = (0..<40).map { Float($0) - 20 }
+            row[0] = .greatestFiniteMagnitude; row[1] = -.greatestFiniteMagnitude
+            if position >= 0 { row[position] = bad }
+            let source = try! ScoreSource(layer: TestSupport.layer([row]), criterion: ChunkedAbs(chunked: true), context: context)
+            if position < 0 {
+                XCTAssertNoThrow(try selectLowest([source], count: 2))
+            } else {
+                XCTAssertThrowsError(try selectLowest([source], count: 2), "\(bad) at \(position)") {
+                    XCTAssert(($0 as? PruneKitError)?.message.contains("non-finite score (\(abs(bad))) at position \(position)") == true, "\($0)")
+                }
+            }
         }
     }
 

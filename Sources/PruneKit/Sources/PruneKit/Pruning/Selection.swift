@@ -356,16 +356,18 @@ func bitsOf(_ m: SIMDMask<SIMD16<Int32>>) -> UInt32 {
     return UInt32(bitPattern: SIMD16<Int32>(repeating: 0).replacing(with: powers, where: m).wrappedSum())
 }
 
-/// Whether any of the floats is infinite or NaN (exponent bits all ones).
+/// Whether any of the floats is infinite or NaN (exponent bits all ones): adding 1 to
+/// the exponent field carries into the sign bit exactly for those.
 func containsNonFinite(_ p: UnsafeBufferPointer<Float>) -> Bool {
     guard let base = p.baseAddress else { return false }
-    var largest = SIMD16<Int32>(repeating: 0)
+    var carry = SIMD16<UInt32>(repeating: 0)
     var j = 0
     while j + 16 <= p.count {
-        largest = pointwiseMax(largest, UnsafeRawPointer(base + j).loadUnaligned(as: SIMD16<Int32>.self) & 0x7fff_ffff)
+        carry |= (UnsafeRawPointer(base + j).loadUnaligned(as: SIMD16<UInt32>.self) & 0x7f80_0000) &+ 0x0080_0000
         j += 16
     }
-    var tail: Int32 = 0
-    for v in p[j...] { tail = max(tail, Int32(bitPattern: v.bitPattern & 0x7fff_ffff)) }
-    return max(largest.max(), tail) >= 0x7f80_0000
+    var tail: UInt32 = 0
+    for v in p[j...] { tail |= (v.bitPattern & 0x7f80_0000) &+ 0x0080_0000 }
+    for lane in carry.indices { tail |= carry[lane] }
+    return tail & 0x8000_0000 != 0
 }
