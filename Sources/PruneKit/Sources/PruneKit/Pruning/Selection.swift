@@ -189,7 +189,8 @@ public func lowestScores(_ layers: [(Int, [Float])], count: Int) -> [Int: [Int]]
 /// threads own fixed contiguous ranges of the sources' concatenation, so the result
 /// never depends on the thread count or the chunk size. Ties at the threshold are taken
 /// in order: the last pass's per-thread counts of the threshold key tell each range how
-/// many it may take.
+/// many it may take. Scores are ordered by their bit patterns: as floats, except that
+/// −0 ranks below +0 (as before the streaming path). Bits past a layer's units are 0.
 public func selectLowest(_ sources: [ScoreSource], count: Int, chunkSize: Int = 1 << 16,
                          threads: Int? = nil) throws -> [[UInt64]] {
     let total = sources.reduce(0) { $0 + $1.count }
