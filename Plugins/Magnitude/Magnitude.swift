@@ -24,6 +24,13 @@ public struct GlobalMagnitude: Criterion {
     public func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
         magnitudes(layer.weights)
     }
+
+    public var scoresInChunks: Bool { true }
+
+    public func scores(for layer: PrunableLayer, context: ScoringContext, chunk: Range<Int>,
+                       into buffer: UnsafeMutableBufferPointer<Float>) throws {
+        magnitudes(layer.weights, chunk, into: buffer)
+    }
 }
 
 /// `layer-magnitude`: |w| with the same fraction pruned in every layer. See ``GlobalMagnitude``.
@@ -38,10 +45,27 @@ public struct LayerMagnitude: Criterion {
     public func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
         magnitudes(layer.weights)
     }
+
+    public var scoresInChunks: Bool { true }
+
+    public func scores(for layer: PrunableLayer, context: ScoringContext, chunk: Range<Int>,
+                       into buffer: UnsafeMutableBufferPointer<Float>) throws {
+        magnitudes(layer.weights, chunk, into: buffer)
+    }
 }
 
 func magnitudes(_ w: Tensor) -> [Float] {
     w.withUnsafeBufferPointer { p in p.map { abs($0) } }
+}
+
+/// |w| of the weights `range` (row order) into `buffer`, computed on the fly: streaming
+/// selection reads magnitudes chunk by chunk and never holds a copy of the weights.
+func magnitudes(_ w: Tensor, _ range: Range<Int>, into buffer: UnsafeMutableBufferPointer<Float>) {
+    precondition(range.lowerBound >= 0 && range.upperBound <= w.count && buffer.count >= range.count)
+    w.withUnsafeBufferPointer { p in
+        let src = p.baseAddress! + range.lowerBound, dst = buffer.baseAddress!
+        for i in 0..<range.count { dst[i] = Float(bitPattern: src[i].bitPattern & 0x7fff_ffff) }
+    }
 }
 
 final class MagnitudePlugin: PluginEntry {

@@ -187,6 +187,19 @@ public protocol Criterion {
     /// `outputs · fanIn` (row order) for ``Granularity/weight``. Higher is kept.
     func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float]
 
+    /// Whether ``scores(for:context:chunk:into:)`` computes a chunk on its own, cheaply
+    /// (magnitude: |w| of the range), so that selection can stream the scores instead of
+    /// holding them all. Default: false (the scores are computed once per layer).
+    var scoresInChunks: Bool { get }
+
+    /// Writes the scores `chunk` (a range of the positions ``scores(for:context:)``
+    /// returns) into `buffer` (`chunk.count` floats). Called several times for the same
+    /// range, and concurrently for disjoint ranges; must give the same scores as
+    /// ``scores(for:context:)``. Default: computes all the layer's scores and copies the
+    /// range (criteria that override it say so with ``scoresInChunks``).
+    func scores(for layer: PrunableLayer, context: ScoringContext, chunk: Range<Int>,
+                into buffer: UnsafeMutableBufferPointer<Float>) throws
+
     /// Adds a training-time penalty's gradient after each backward pass (network
     /// slimming's L1 on BatchNorm γ). Default: none.
     func regularize(_ model: Model)
@@ -203,6 +216,15 @@ extension Criterion {
     public var evidence: Evidence { [] }
     public var preferredScope: SelectionSettings.Scope { granularity == .weight ? .global : .perLayer }
     public func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout CriterionState) throws {}
+    public var scoresInChunks: Bool { false }
+    public func scores(for layer: PrunableLayer, context: ScoringContext, chunk: Range<Int>,
+                       into buffer: UnsafeMutableBufferPointer<Float>) throws {
+        let all = try scores(for: layer, context: context)
+        guard chunk.lowerBound >= 0, chunk.upperBound <= all.count, buffer.count >= chunk.count else {
+            throw PruneKitError(.plugin, "criterion '\(id)': chunk \(chunk) of layer '\(layer.path)' is outside its \(all.count) scores")
+        }
+        all.withUnsafeBufferPointer { p in _ = buffer.initialize(from: p[chunk]) }
+    }
     public func regularize(_ model: Model) {}
     public func adjustWeights(of layer: PrunableLayer, keeping kept: [Int], model: Model, context: ScoringContext) throws {}
 }

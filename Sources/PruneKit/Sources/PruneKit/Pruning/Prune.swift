@@ -14,9 +14,16 @@ extension Model {
     public func prune(with criterion: any Criterion, sparsity: Double, scope: SelectionSettings.Scope? = nil,
                       excluded: Set<String> = [], keepClassifier: Bool = true, data: Dataset?,
                       calibration: CalibrationSettings = CalibrationSettings()) throws -> PruningPlan {
-        let scores = try score(with: criterion, data: data, settings: calibration)
         let settings = SelectionSettings(scope: scope ?? criterion.preferredScope, sparsity: sparsity,
                                          excluded: excluded, keepClassifier: keepClassifier)
+        if criterion.granularity == .weight {
+            // Streamed: a chunked criterion's scores never exist all at once.
+            let sources = try scoreSources(with: criterion, data: data, settings: calibration)
+            let plan = try selectPruning(sources, granularity: .weight, settings: settings, criterion: criterion.id)
+            try plan.apply(to: self)
+            return plan
+        }
+        let scores = try score(with: criterion, data: data, settings: calibration)
         let plan = try selectPruning(scores, granularity: criterion.granularity, settings: settings, criterion: criterion.id)
         if criterion.granularity == .channel {
             for (layerPlan, s) in zip(plan.layers, scores) where layerPlan.keptCount < layerPlan.units {

@@ -10,21 +10,63 @@ public struct PruningPlan: Equatable {
         public let granularity: Granularity
         /// Weights (weight granularity) or output channels (channel granularity) of the layer.
         public let units: Int
-        /// 1 kept, 0 pruned, one per unit.
-        public private(set) var keep: [UInt8]
+        /// The keep bits, one per unit: bit `i % 64` of word `i / 64` is 1 where unit `i` is
+        /// kept. Bits past `units` are always 0. 1/32 of the bytes of the layer's float
+        /// weights (a `[UInt8]` per unit would be 1/4: 35 MB for VGG-16).
+        public private(set) var keepWords: [UInt64]
 
         public init(path: String, granularity: Granularity, units: Int) {
             self.path = path; self.granularity = granularity; self.units = units
-            keep = [UInt8](repeating: 1, count: units)
+            keepWords = Layer.allKept(units)
         }
 
-        mutating func prune(_ positions: [Int]) { for p in positions { keep[p] = 0 } }
-        mutating func restore(_ positions: [Int]) { for p in positions { keep[p] = 1 } }
+        /// A layer from its keep bits (see ``keepWords``); bits past `units` are cleared.
+        public init(path: String, granularity: Granularity, units: Int, keepWords: [UInt64]) {
+            precondition(keepWords.count == Layer.wordCount(units), "\(keepWords.count) keep words for \(units) units")
+            self.path = path; self.granularity = granularity; self.units = units
+            self.keepWords = keepWords
+            let tail: UInt64 = units % 64 == 0 ? ~0 : (1 << UInt64(units % 64)) - 1
+            if let last = keepWords.last, last & ~tail != 0 { self.keepWords[keepWords.count - 1] = last & tail }
+        }
 
-        public var keptCount: Int { keep.reduce(0) { $0 + Int($1) } }
+        static func wordCount(_ units: Int) -> Int { (units + 63) / 64 }
+
+        static func allKept(_ units: Int) -> [UInt64] {
+            var w = [UInt64](repeating: ~0, count: wordCount(units))
+            if units % 64 != 0 { w[w.count - 1] = (1 << UInt64(units % 64)) - 1 }
+            return w
+        }
+
+        /// 1 kept, 0 pruned, one byte per unit (unpacked from ``keepWords``: prefer
+        /// ``isKept(_:)`` or the positions for large layers).
+        public var keep: [UInt8] { (0..<units).map { UInt8(truncatingIfNeeded: keepWords[$0 >> 6] >> UInt64($0 & 63)) & 1 } }
+
+        /// Whether unit `i` is kept.
+        @inline(__always)
+        public func isKept(_ i: Int) -> Bool { keepWords[i >> 6] >> UInt64(i & 63) & 1 != 0 }
+
+        mutating func prune(_ positions: [Int]) { for p in positions { keepWords[p >> 6] &= ~(1 << UInt64(p & 63)) } }
+        mutating func restore(_ positions: [Int]) { for p in positions { keepWords[p >> 6] |= 1 << UInt64(p & 63) } }
+
+        public var keptCount: Int { keepWords.reduce(0) { $0 + $1.nonzeroBitCount } }
         /// The kept channel indices, ascending (channel granularity).
-        public var keptPositions: [Int] { keep.indices.filter { keep[$0] != 0 } }
-        public var prunedPositions: [Int] { keep.indices.filter { keep[$0] == 0 } }
+        public var keptPositions: [Int] { positions(kept: true) }
+        /// The pruned indices, ascending.
+        public var prunedPositions: [Int] { positions(kept: false) }
+
+        private func positions(kept: Bool) -> [Int] {
+            var out: [Int] = []
+            out.reserveCapacity(kept ? keptCount : units - keptCount)
+            for (k, word) in keepWords.enumerated() {
+                var w = kept ? word : ~word
+                if !kept, k == keepWords.count - 1, units % 64 != 0 { w &= (1 << UInt64(units % 64)) - 1 }
+                while w != 0 {
+                    out.append(k << 6 | w.trailingZeroBitCount)
+                    w &= w - 1
+                }
+            }
+            return out
+        }
     }
 
     public var criterion: String
@@ -68,8 +110,10 @@ public struct PruningPlan: Equatable {
             let perRow = w.value.count / max(w.value.shape[0], 1)
             var mask = Tensor(shape: w.value.shape, repeating: 1)
             mask.withUnsafeMutableBufferPointer { m in
-                for p in plan.prunedPositions {
-                    if plan.granularity == .weight { m[p] = 0 } else { for j in 0..<perRow { m[p * perRow + j] = 0 } }
+                if plan.granularity == .weight {
+                    for p in 0..<plan.units where !plan.isKept(p) { m[p] = 0 }
+                } else {
+                    for p in plan.prunedPositions { for j in 0..<perRow { m[p * perRow + j] = 0 } }
                 }
             }
             w.mask = combined(w.mask, mask)
@@ -130,7 +174,7 @@ public struct PruningPlan: Equatable {
                         requested_sparsity: requestedSparsity, notes: notes, layers: layers.map { l in
             l.granularity == .channel
                 ? FileLayer(path: l.path, units: l.units, kept_channels: l.keptPositions, mask: nil)
-                : FileLayer(path: l.path, units: l.units, kept_channels: nil, mask: Data(packBits(l.keep)).base64EncodedString())
+                : FileLayer(path: l.path, units: l.units, kept_channels: nil, mask: Data(packBits(l.keepWords, count: l.units)).base64EncodedString())
         })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -162,8 +206,8 @@ public struct PruningPlan: Equatable {
                 let keptSet = Set(kept)
                 l.prune((0..<fl.units).filter { !keptSet.contains($0) })
             } else if let text = fl.mask, let bytes = Data(base64Encoded: text), bytes.count == (fl.units + 7) / 8 {
-                let bits = unpackBits([UInt8](bytes), count: fl.units)
-                l.prune(bits.indices.filter { bits[$0] == 0 })
+                l = Layer(path: fl.path, granularity: file.granularity, units: fl.units,
+                          keepWords: unpackBits([UInt8](bytes), count: fl.units))
             } else {
                 throw PruneKitError(.invalidFile, "\(path): layer '\(fl.path)' has neither kept channels nor a mask of \(fl.units) bits")
             }
@@ -174,14 +218,18 @@ public struct PruningPlan: Equatable {
     }
 }
 
-func packBits(_ bits: [UInt8]) -> [UInt8] {
-    var out = [UInt8](repeating: 0, count: (bits.count + 7) / 8)
-    for (i, b) in bits.enumerated() where b != 0 { out[i >> 3] |= 1 << UInt8(i & 7) }
+/// The keep bits as bytes, 8 per byte, least significant bit first (the file format).
+func packBits(_ words: [UInt64], count: Int) -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: (count + 7) / 8)
+    for j in out.indices { out[j] = UInt8(truncatingIfNeeded: words[j >> 3] >> UInt64((j & 7) * 8)) }
     return out
 }
 
-func unpackBits(_ bytes: [UInt8], count: Int) -> [UInt8] {
-    (0..<count).map { (bytes[$0 >> 3] >> UInt8($0 & 7)) & 1 }
+/// Bytes of the file format back to keep words (bits past `count` are left for the caller to clear).
+func unpackBits(_ bytes: [UInt8], count: Int) -> [UInt64] {
+    var words = [UInt64](repeating: 0, count: (count + 63) / 64)
+    for (j, b) in bytes.enumerated() { words[j >> 3] |= UInt64(b) << UInt64((j & 7) * 8) }
+    return words
 }
 
 /// A model's compression under its current masks, on the two axes reports use.

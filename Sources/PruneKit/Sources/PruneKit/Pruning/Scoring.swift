@@ -98,6 +98,29 @@ extension Model {
     /// - Throws: ``PruneKitError`` when the criterion needs data and none is given, when it
     ///   returns the wrong number of scores or a non-finite score, or when it throws.
     public func score(with criterion: any Criterion, data: Dataset?, settings: CalibrationSettings = CalibrationSettings()) throws -> [LayerScores] {
+        let (layers, contexts) = try scoringContexts(criterion, data: data, settings: settings)
+        return try zip(layers, contexts).map { layer, context in
+            let scores = try checkedScores(criterion, layer: layer, context: context)
+            return LayerScores(layer: layer, scores: scores, context: context)
+        }
+    }
+
+    /// Score sources for every prunable layer, for the streaming
+    /// ``selectPruning(_:granularity:settings:criterion:chunkSize:threads:)``: a criterion
+    /// that computes chunks on its own (``Criterion/scoresInChunks``, magnitude) is read
+    /// chunk by chunk and its scores never exist all at once; any other is scored layer
+    /// by layer here, as ``score(with:data:settings:)`` does.
+    /// - Throws: as ``score(with:data:settings:)``; a streamed criterion's errors and
+    ///   non-finite scores are thrown by the selection.
+    public func scoreSources(with criterion: any Criterion, data: Dataset?,
+                             settings: CalibrationSettings = CalibrationSettings()) throws -> [ScoreSource] {
+        let (layers, contexts) = try scoringContexts(criterion, data: data, settings: settings)
+        return try zip(layers, contexts).map { try ScoreSource(layer: $0, criterion: criterion, context: $1) }
+    }
+
+    /// Gathers the criterion's evidence and makes each layer's context.
+    private func scoringContexts(_ criterion: any Criterion, data: Dataset?,
+                                 settings: CalibrationSettings) throws -> ([PrunableLayer], [ScoringContext]) {
         let id = criterion.id
         let layers = prunableLayers()
         let prunable = prunableNodeIndices
@@ -117,28 +140,13 @@ extension Model {
             (batchCount, exampleCount) = try gatherEvidence(criterion, data: data, settings: settings, layers: layers,
                                                             prunable: prunable, states: &states, gradients: &gradients)
         }
-        return try layers.enumerated().map { k, layer in
+        let contexts = layers.enumerated().map { k, layer in
             var rng = RandomGenerator(seed: settings.seed, stream: "criterion:\(id):\(layer.path)")
             _ = rng.next()
-            let context = ScoringContext(weightGradient: gradients[k], state: states[k], batchCount: batchCount,
-                                         exampleCount: exampleCount, rng: rng)
-            let scores: [Float]
-            do {
-                scores = try criterion.scores(for: layer, context: context)
-            } catch let e as PruneKitError {
-                throw PruneKitError(e.kind, "criterion '\(id)' failed on layer '\(layer.path)': \(e.message)", hint: e.hint)
-            } catch {
-                throw PruneKitError(.plugin, "criterion '\(id)' failed on layer '\(layer.path)': \(error)")
-            }
-            let expected = criterion.granularity == .channel ? layer.outputs : layer.outputs * layer.fanIn
-            guard scores.count == expected else {
-                throw PruneKitError(.plugin, "criterion '\(id)' returned \(scores.count) scores for layer '\(layer.path)', expected \(expected) (\(criterion.granularity.rawValue) granularity)")
-            }
-            if let bad = scores.firstIndex(where: { !$0.isFinite }) {
-                throw PruneKitError(.plugin, "criterion '\(id)' returned a non-finite score (\(scores[bad])) at position \(bad) of layer '\(layer.path)'")
-            }
-            return LayerScores(layer: layer, scores: scores, context: context)
+            return ScoringContext(weightGradient: gradients[k], state: states[k], batchCount: batchCount,
+                                  exampleCount: exampleCount, rng: rng)
         }
+        return (layers, contexts)
     }
 
     private func gatherEvidence(_ criterion: any Criterion, data: Dataset, settings: CalibrationSettings,
@@ -195,5 +203,56 @@ extension Model {
             }
         }
         return (batches, examples)
+    }
+}
+
+/// A criterion's scores for one layer, checked: the right count, all finite.
+func checkedScores(_ criterion: any Criterion, layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
+    let id = criterion.id
+    let scores: [Float]
+    do {
+        scores = try criterion.scores(for: layer, context: context)
+    } catch {
+        throw wrapped(error, criterion, layer)
+    }
+    let expected = criterion.granularity == .channel ? layer.outputs : layer.outputs * layer.fanIn
+    guard scores.count == expected else {
+        throw PruneKitError(.plugin, "criterion '\(id)' returned \(scores.count) scores for layer '\(layer.path)', expected \(expected) (\(criterion.granularity.rawValue) granularity)")
+    }
+    if let bad = scores.firstIndex(where: { !$0.isFinite }) {
+        throw PruneKitError(.plugin, "criterion '\(id)' returned a non-finite score (\(scores[bad])) at position \(bad) of layer '\(layer.path)'")
+    }
+    return scores
+}
+
+private func wrapped(_ error: Error, _ criterion: any Criterion, _ layer: PrunableLayer) -> PruneKitError {
+    if let e = error as? PruneKitError {
+        return PruneKitError(e.kind, "criterion '\(criterion.id)' failed on layer '\(layer.path)': \(e.message)", hint: e.hint)
+    }
+    return PruneKitError(.plugin, "criterion '\(criterion.id)' failed on layer '\(layer.path)': \(error)")
+}
+
+extension ScoreSource {
+    /// A layer's scores under a criterion: streamed chunk by chunk when the criterion
+    /// computes chunks on its own (``Criterion/scoresInChunks``), else computed once here.
+    /// Streamed chunks are checked as they are read (a non-finite score throws).
+    public init(layer: PrunableLayer, criterion: any Criterion, context: ScoringContext) throws {
+        let units = criterion.granularity == .channel ? layer.outputs : layer.outputs * layer.fanIn
+        guard criterion.scoresInChunks else {
+            self.init(path: layer.path, scores: try checkedScores(criterion, layer: layer, context: context),
+                      isClassifier: layer.isClassifier)
+            return
+        }
+        self.init(path: layer.path, count: units, isClassifier: layer.isClassifier) { range, buffer in
+            do {
+                try criterion.scores(for: layer, context: context, chunk: range, into: buffer)
+            } catch {
+                throw wrapped(error, criterion, layer)
+            }
+            // Non-finite floats are those whose exponent bits are all ones.
+            if containsNonFinite(UnsafeBufferPointer(buffer)), let bad = buffer.firstIndex(where: { !$0.isFinite }) {
+                throw PruneKitError(.plugin, "criterion '\(criterion.id)' returned a non-finite score (\(buffer[bad])) at position \(range.lowerBound + bad) of layer '\(layer.path)'")
+            }
+        }
     }
 }
