@@ -157,6 +157,25 @@ final class GradientCheckTests: XCTestCase {
         XCTAssertEqual(Double(lb), log(1 + exp(-1.0)) + 1, accuracy: 1e-4)
     }
 
+    /// Without parameter gradients, backward gives the same input gradients and leaves every
+    /// parameter gradient untouched (what evidence gathering for Taylor relies on).
+    func testBackwardWithoutParameterGradients() throws {
+        let x = random([2, 1, 12, 12])
+        func run(_ params: Bool) throws -> (Tensor, [Float]) {
+            let model = try ModelZoo.make("vgg-small", inputShape: [1, 12, 12], classCount: 3, seed: 1)
+            model.mode = ForwardMode(training: false, recordsForBackward: true, parameterGradients: params)
+            model.zeroGradients()
+            var inputGradient: Tensor?
+            model.backwardObserver = { i, g in if i == 1 { inputGradient = g } }   // ∂L/∂(first conv's output)
+            model.backward(softmaxCrossEntropy(logits: model.forward(x), labels: [0, 2]).gradient)
+            return (try XCTUnwrap(inputGradient), model.trainableParameters.map { $0.gradient.maxAbs() })
+        }
+        let (withParams, gradsOn) = try run(true), (without, gradsOff) = try run(false)
+        XCTAssertEqual(withParams, without)
+        XCTAssert(gradsOn.allSatisfy { $0 > 0 })
+        XCTAssert(gradsOff.allSatisfy { $0 == 0 })
+    }
+
     /// A whole residual model end to end: the graph's backward against finite differences
     /// of the cross-entropy loss.
     func testResidualModelEndToEnd() throws {

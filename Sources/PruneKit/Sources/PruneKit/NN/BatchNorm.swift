@@ -22,6 +22,7 @@ public final class BatchNorm: Layer {
     private var normalized: Tensor?      // x̂, kept for backward
     private var invStd: [Float] = []
     private var usedBatchStatistics = true
+    private var parameterGradients = true
     private var layout = ChannelLayout(channels: 0, perChannel: 0, channelStride: 0, elementStride: 0)
 
     public init(featureCount: Int, epsilon: Float = 1e-5, momentum: Float = 0.1) {
@@ -106,6 +107,7 @@ public final class BatchNorm: Layer {
         }
         if record {
             normalized = xhat; invStd = inv; layout = lay; usedBatchStatistics = batchStatistics
+            parameterGradients = mode.parameterGradients
         }
         return y
     }
@@ -149,9 +151,11 @@ public final class BatchNorm: Layer {
                 } }
             } }
         } }
-        weight.gradient.withUnsafeMutableBufferPointer { gw in bias.gradient.withUnsafeMutableBufferPointer { gb in
-            for ch in 0..<c { gw[ch] += sumsDyH[ch]; gb[ch] += sumsDy[ch] }
-        } }
+        if parameterGradients {
+            weight.gradient.withUnsafeMutableBufferPointer { gw in bias.gradient.withUnsafeMutableBufferPointer { gb in
+                for ch in 0..<c { gw[ch] += sumsDyH[ch]; gb[ch] += sumsDy[ch] }
+            } }
+        }
         return [wantsInput ? dx : nil]
     }
 }

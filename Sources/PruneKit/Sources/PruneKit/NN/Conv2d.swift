@@ -17,6 +17,7 @@ public final class Conv2d: Layer {
     public var kernelSize: (height: Int, width: Int) { (weight.value.shape[2], weight.value.shape[3]) }
     private var input: Tensor?
     private var inputShape: [Int] = []
+    private var parameterGradients = true
 
     public init(inChannels: Int, outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
                 groups: Int = 1, bias: Bool = true, initializer: WeightInit = .pytorchDefault,
@@ -86,7 +87,7 @@ public final class Conv2d: Layer {
                 if let b = bias { addChannelBias(yb, b.value, planeCount: l) }
             }
         } }
-        if mode.recordsForBackward { input = x; inputShape = x.shape }
+        if mode.recordsForBackward { input = x; inputShape = x.shape; parameterGradients = mode.parameterGradients }
         return y
     }
 
@@ -117,12 +118,14 @@ public final class Conv2d: Layer {
         let floatsPerImage = max(k * hw, asConvolution ? kTransposed * g.height * g.width : 0)
         let chunks = imageChunkCount(g, floatsPerImage: floatsPerImage)
         gradOutput.withUnsafeBufferPointer { gp in
-            if let b = bias { accumulateChannelSums(gp.baseAddress!, planeCount: l, into: b) }
+            let wantsWeights = parameterGradients
+            if let b = bias, wantsWeights { accumulateChannelSums(gp.baseAddress!, planeCount: l, into: b) }
             x.withUnsafeBufferPointer { xp in weight.value.withUnsafeBufferPointer { wp in
                 withOptionalMutablePointer(&dx) { dxBase in withOptionalPointer(flipped) { flippedBase in
                 // One weight-gradient buffer per thread, summed in thread order afterwards.
-                Workspace.withBuffer(count: chunks.threads * weightCount) { partial in
-                    partial.update(repeating: 0, count: chunks.threads * weightCount)
+                let partialCount = wantsWeights ? chunks.threads * weightCount : 0
+                Workspace.withBuffer(count: partialCount) { partial in
+                    partial.update(repeating: 0, count: partialCount)
                     let (xb, wb, dyb) = (xp.baseAddress!, wp.baseAddress!, gp.baseAddress!)
                     forEachImageChunk(g, floatsPerImage: floatsPerImage) { images, col, thread in
                         let cols = images.count * hw, first = images.lowerBound * hw
@@ -130,11 +133,13 @@ public final class Conv2d: Layer {
                         for grp in 0..<groups {
                             let src = xb + grp * cg * g.planeCount
                             let dy = dyb + grp * og * l + first
-                            if !pointwise { im2col(src, channels: cg, g, images: images, into: col) }
-                            // dW_g[og, k] += dY_g[og, cols] · colᵀ[cols, k]
-                            sgemmSerial(transB: true, m: og, n: k, k: cols, a: dy, lda: l,
-                                        b: pointwise ? src + first : UnsafePointer(col), ldb: pointwise ? l : cols,
-                                        beta: 1, c: dw + grp * og * k, ldc: k)
+                            if wantsWeights {
+                                if !pointwise { im2col(src, channels: cg, g, images: images, into: col) }
+                                // dW_g[og, k] += dY_g[og, cols] · colᵀ[cols, k]
+                                sgemmSerial(transB: true, m: og, n: k, k: cols, a: dy, lda: l,
+                                            b: pointwise ? src + first : UnsafePointer(col), ldb: pointwise ? l : cols,
+                                            beta: 1, c: dw + grp * og * k, ldc: k)
+                            }
                             guard let dxb = dxBase else { continue }
                             let dst = dxb + grp * cg * g.planeCount
                             let inCols = images.count * g.height * g.width, inFirst = images.lowerBound * g.height * g.width
@@ -151,12 +156,12 @@ public final class Conv2d: Layer {
                             }
                         }
                     }
-                    weight.gradient.withUnsafeMutableBufferPointer { gw in
+                    if wantsWeights { weight.gradient.withUnsafeMutableBufferPointer { gw in
                         for t in 0..<chunks.threads {
                             let p = partial + t * weightCount
                             for i in 0..<weightCount { gw[i] += p[i] }
                         }
-                    }
+                    } }
                 }
                 } }
             } }

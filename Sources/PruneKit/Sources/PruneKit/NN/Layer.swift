@@ -99,10 +99,20 @@ public struct ForwardMode: Sendable, Equatable {
     public var training: Bool
     /// Keep what a following `backward` needs.
     public var recordsForBackward: Bool
+    /// Whether that backward accumulates the parameters' gradients. Evidence that needs
+    /// only ∂L/∂activations (Taylor) turns this off: a convolution then skips its
+    /// weight-gradient product, a third of its backward pass.
+    public var parameterGradients: Bool = true
 
     public init(training: Bool, recordsForBackward: Bool) {
         self.training = training
         self.recordsForBackward = recordsForBackward
+    }
+
+    public init(training: Bool, recordsForBackward: Bool, parameterGradients: Bool) {
+        self.training = training
+        self.recordsForBackward = recordsForBackward
+        self.parameterGradients = parameterGradients
     }
 
     /// Training: batch statistics, dropout, and a backward pass to follow.

@@ -9,6 +9,7 @@ public final class Linear: Layer {
     public var inFeatures: Int { weight.value.shape[1] }
     public var outFeatures: Int { weight.value.shape[0] }
     private var input: Tensor?
+    private var parameterGradients = true
 
     public init(inFeatures: Int, outFeatures: Int, bias: Bool = true,
                 initializer: WeightInit = .pytorchDefault, rng: inout RandomGenerator) {
@@ -48,7 +49,7 @@ public final class Linear: Layer {
                       b: wp.baseAddress!, ldb: inFeatures, beta: bias == nil ? 0 : 1, c: yp.baseAddress!, ldc: o)
             }
         } }
-        if mode.recordsForBackward { input = x }
+        if mode.recordsForBackward { input = x; parameterGradients = mode.parameterGradients }
         return y
     }
 
@@ -56,7 +57,7 @@ public final class Linear: Layer {
         guard let x = input else { return [nil] }
         input = nil
         let n = x.shape[0], o = outFeatures, i = inFeatures
-        gradOutput.withUnsafeBufferPointer { gp in
+        if parameterGradients { gradOutput.withUnsafeBufferPointer { gp in
             x.withUnsafeBufferPointer { xp in weight.gradient.withUnsafeMutableBufferPointer { gw in
                 // dW[o, i] += dYᵀ[o, n] · X[n, i]
                 sgemm(transA: true, m: o, n: i, k: n, a: gp.baseAddress!, lda: o,
@@ -67,7 +68,7 @@ public final class Linear: Layer {
                     for r in 0..<n { for j in 0..<o { gb[j] += gp[r * o + j] } }
                 }
             }
-        }
+        } }
         guard needsInputGradient.first == true else { return [nil] }
         var dx = Tensor(uninitializedShape: [n, i])
         gradOutput.withUnsafeBufferPointer { gp in weight.value.withUnsafeBufferPointer { wp in

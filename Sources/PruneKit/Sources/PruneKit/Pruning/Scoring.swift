@@ -171,7 +171,13 @@ extension Model {
             mode = savedMode; forwardObserver = nil; backwardObserver = nil
             zeroGradients()
         }
-        mode = .evaluationWithGradients
+        // Only what the evidence needs: no backward pass for forward-only evidence (APoZ,
+        // ThiNet), no weight-gradient products unless weight gradients are asked for (Taylor
+        // needs ∂L/∂activations only).
+        let needsBackward = !evidence.isDisjoint(with: [.weightGradients, .activationGradients])
+        mode = needsBackward
+            ? ForwardMode(training: false, recordsForBackward: true, parameterGradients: evidence.contains(.weightGradients))
+            : .inference
         zeroGradients()
         let loader = try DataLoader(data, batchSize: settings.batchSize, shuffle: true, seed: settings.seed, epoch: 0)
         var batches = 0, examples = 0
@@ -181,8 +187,7 @@ extension Model {
             forwardObserver = { i, y in if wantedOutputs.contains(i) { outputs[i] = y } }
             backwardObserver = { i, g in if wantedGradients.contains(i) { grads[i] = g } }
             let logits = forward(batch.images)
-            let (_, g) = softmaxCrossEntropy(logits: logits, labels: batch.labels)
-            backward(g)
+            if needsBackward { backward(softmaxCrossEntropy(logits: logits, labels: batch.labels).gradient) }
             batches += 1; examples += batch.count
             guard perBatch else { continue }
             for k in layers.indices {
