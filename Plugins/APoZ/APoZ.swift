@@ -45,11 +45,12 @@ public struct APoZ: Criterion {
         guard let a = batch.activations else {
             throw PruneKitError(.plugin, "apoz: no activations were gathered for layer '\(layer.path)'")
         }
-        let (channels, perChannel, layout) = try channelLayout(a.shape, layer: layer, criterion: "apoz")
+        let layout = try ActivationLayout(of: a, layer: layer, criterion: "apoz")
+        let (channels, perChannel) = (layout.channels, layout.perChannel)
         var zeros = [Int](repeating: 0, count: channels)
         var negative = false
         a.withUnsafeBufferPointer { x in
-            negative = countZeros(x, channels: channels, perChannel: perChannel, channelMajor: layout == .channelMajor,
+            negative = countZeros(x, channels: channels, perChannel: perChannel, channelMajor: layout.isChannelMajor,
                                   into: &zeros)
         }
         for c in 0..<channels { state.counts["zeros.\(c)", default: 0] += zeros[c] }
@@ -71,20 +72,6 @@ public struct APoZ: Criterion {
         return (0..<layer.outputs).map { c in
             Float(Double(total - state.counts["zeros.\(c)", default: 0]) / Double(total))
         }
-    }
-}
-
-enum Layout { case channelMajor, rowMajor }
-
-/// The channel count, the values per channel in one batch, and the layout of an activation.
-func channelLayout(_ shape: [Int], layer: PrunableLayer, criterion: String) throws -> (Int, Int, Layout) {
-    switch shape.count {
-    case 4 where shape[0] == layer.outputs:
-        return (shape[0], shape[1] * shape[2] * shape[3], .channelMajor)
-    case 2 where shape[1] == layer.outputs:
-        return (shape[1], shape[0], .rowMajor)
-    default:
-        throw PruneKitError(.shapeMismatch, "\(criterion): layer '\(layer.path)' has \(layer.outputs) outputs but its activation is \(shape); expected [C, N, H, W] or [N, F]")
     }
 }
 

@@ -73,13 +73,12 @@ public struct Taylor: Criterion {
         guard z.shape == g.shape else {
             throw PruneKitError(.shapeMismatch, "taylor: layer '\(layer.path)' activation \(z.shape) and gradient \(g.shape) differ")
         }
-        let (channels, _, layout) = try channelLayout(z.shape, layer: layer, criterion: "taylor")
-        let examples = layout == .channelMajor ? z.shape[1] : z.shape[0]
-        let positions = layout == .channelMajor ? z.shape[2] * z.shape[3] : 1
+        let layout = try ActivationLayout(of: z, layer: layer, criterion: "taylor")
+        let (channels, examples, positions) = (layout.channels, layout.examples, layout.positions)
         var sums = [Double](repeating: 0, count: channels)
         z.withUnsafeBufferPointer { zp in
             g.withUnsafeBufferPointer { gp in
-                if layout == .channelMajor {
+                if layout.isChannelMajor {
                     taylorSumsChannelMajor(zp, gp, channels: channels, examples: examples, positions: positions, into: &sums)
                 } else {
                     taylorSumsRowMajor(zp, gp, examples: examples, features: channels, into: &sums)
@@ -105,20 +104,6 @@ public struct Taylor: Criterion {
         let norm = theta.reduce(0) { $0 + $1 * $1 }.squareRoot()
         let penalty = flopsPenalty * Double(layer.flops) / Double(max(layer.outputs, 1)) / 1e6
         return theta.map { Float((norm > 0 ? $0 / norm : 0) - penalty) }
-    }
-}
-
-enum Layout { case channelMajor, rowMajor }
-
-/// The channel count, the values per channel in one batch, and the layout of an activation.
-func channelLayout(_ shape: [Int], layer: PrunableLayer, criterion: String) throws -> (Int, Int, Layout) {
-    switch shape.count {
-    case 4 where shape[0] == layer.outputs:
-        return (shape[0], shape[1] * shape[2] * shape[3], .channelMajor)
-    case 2 where shape[1] == layer.outputs:
-        return (shape[1], shape[0], .rowMajor)
-    default:
-        throw PruneKitError(.shapeMismatch, "\(criterion): layer '\(layer.path)' has \(layer.outputs) outputs but its activation is \(shape); expected [C, N, H, W] or [N, F]")
     }
 }
 

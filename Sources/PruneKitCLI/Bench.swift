@@ -28,9 +28,7 @@ struct EngineBench: ParsableCommand {
     func run() throws {
         try reportingErrors {
             try engine.apply()
-            #if DEBUG
-            print("warning: this is a debug build; build with `swift build -c release` for meaningful figures")
-            #endif
+            warnIfDebugBuild()
             let threads = Parallel.threadCount
             print("PruneKit engine benchmark — \(threads) thread(s)")
             var peak = 0.0
@@ -143,6 +141,13 @@ struct AccuracyBench: ParsableCommand {
             }
         }
     }
+}
+
+/// Benchmarks print figures; a debug build's figures mean nothing, so say so.
+func warnIfDebugBuild() {
+    #if DEBUG
+    print("warning: this is a debug build; build with `swift build -c release` for meaningful figures")
+    #endif
 }
 
 func median(_ xs: [Double]) -> Double {

@@ -22,9 +22,7 @@ struct TaylorBench: ParsableCommand {
     func run() throws {
         try reportingErrors {
             try engine.apply()
-            #if DEBUG
-            print("warning: this is a debug build; build with `swift build -c release` for meaningful figures")
-            #endif
+            warnIfDebugBuild()
             plugins.load()
             let taylor = try Registry.shared.criterion("taylor")
             let train = try DatasetCatalog.load().train

@@ -38,9 +38,7 @@ struct SelectionBench: ParsableCommand {
     func run() throws {
         try reportingErrors {
             try engine.apply()
-            #if DEBUG
-            print("warning: this is a debug build; build with `swift build -c release` for meaningful figures")
-            #endif
+            warnIfDebugBuild()
             let rssBefore = memoryStatus("VmRSS")
             // The layers: weights He-initialised (std √(2/fan-in)), biases N(0, 0.01²).
             var layers: [PrunableLayer] = []

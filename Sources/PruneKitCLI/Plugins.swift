@@ -79,9 +79,7 @@ struct PluginBench: ParsableCommand {
     @OptionGroup var plugins: PluginOptions
 
     func run() throws {
-        #if DEBUG
-        print("warning: this is a debug build; build with `swift build -c release` for meaningful figures")
-        #endif
+        warnIfDebugBuild()
         let path = plugins.searchPath
         let t0 = DispatchTime.now().uptimeNanoseconds
         let scanner = PluginLoader(registry: Registry())

@@ -22,23 +22,8 @@ final class PluginLoaderTests: XCTestCase {
     }
 
     /// The repository root (this file is Tests/PruneKitTests/PluginLoaderTests.swift).
-    private static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent()
-
-    /// The directory holding the built plugin libraries: the test runner's own directory,
-    /// else the bundle's, else .build/debug.
-    private static let buildDirectory: URL? = {
-        var candidates: [URL] = []
-        if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-            candidates.append(URL(fileURLWithPath: exe).deletingLastPathComponent())
-        }
-        candidates.append(Bundle.main.bundleURL)
-        candidates.append(Bundle.main.bundleURL.deletingLastPathComponent())
-        candidates.append(repoRoot.appendingPathComponent(".build/debug"))
-        return candidates.first {
-            FileManager.default.fileExists(atPath: $0.appendingPathComponent("libPruneKitRandom.so").path)
-        }
-    }()
+    private static let repoRoot = TestSupport.repoRoot
+    private static let buildDirectory = TestSupport.buildDirectory
 
     private func product(_ name: String) throws -> String {
         guard let dir = Self.buildDirectory else {

@@ -107,6 +107,37 @@ public struct LayerBatch {
     }
 }
 
+/// How the channels of an activation (or activation gradient) lie in memory, for criteria
+/// that reduce per channel.
+public struct ActivationLayout: Sendable, Equatable {
+    /// Channels (the layer's outputs).
+    public let channels: Int
+    /// Examples in the batch, and spatial positions per example (1 for vectors).
+    public let examples: Int, positions: Int
+    /// `[C, N, H, W]`: each channel's `examples · positions` values are contiguous
+    /// (per example, `positions` contiguous). Otherwise `[N, F]`: channel `c` of example
+    /// `n` is at `n · channels + c`.
+    public let isChannelMajor: Bool
+
+    /// Values of one channel in the batch.
+    public var perChannel: Int { examples * positions }
+
+    /// The layout of `tensor`, an activation of `layer`.
+    /// - Throws: ``PruneKitError`` `.shapeMismatch` naming the layer when the tensor is
+    ///   neither `[outputs, N, H, W]` nor `[N, outputs]`.
+    public init(of tensor: Tensor, layer: PrunableLayer, criterion: String) throws {
+        let shape = tensor.shape
+        switch shape.count {
+        case 4 where shape[0] == layer.outputs:
+            channels = shape[0]; examples = shape[1]; positions = shape[2] * shape[3]; isChannelMajor = true
+        case 2 where shape[1] == layer.outputs:
+            channels = shape[1]; examples = shape[0]; positions = 1; isChannelMajor = false
+        default:
+            throw PruneKitError(.shapeMismatch, "\(criterion): layer '\(layer.path)' has \(layer.outputs) outputs but its activation is \(shape); expected [C, N, H, W] or [N, F]")
+        }
+    }
+}
+
 /// What a criterion has accumulated for one layer over the calibration batches.
 public struct CriterionState {
     /// Named accumulators (sums, counts, samples), as the criterion chooses.
