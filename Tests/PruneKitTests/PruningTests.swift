@@ -149,6 +149,11 @@ final class PruningTests: XCTestCase {
         let cplan = try selectPruning(channels, granularity: .channel, settings: .init(scope: .perLayer, sparsity: 0.5), criterion: "x")
         try cplan.save(to: path)
         XCTAssertEqual(try PruningPlan.load(from: path), cplan)
+        // A plan file that lies about a layer's size is refused, not trusted.
+        var text = try String(contentsOfFile: path, encoding: .utf8)
+        text = text.replacingOccurrences(of: "\"units\" : 6", with: "\"units\" : -6")
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try PruningPlan.load(from: path)) { XCTAssert("\($0)".contains("-6 units"), "\($0)") }
         try Data("{\"format\": \"other\"}".utf8).write(to: URL(fileURLWithPath: path))
         XCTAssertThrowsError(try PruningPlan.load(from: path)) { XCTAssertEqual(($0 as? PruneKitError)?.kind, .invalidFile) }
     }

@@ -198,6 +198,9 @@ public struct PruningPlan: Equatable {
             throw PruneKitError(.invalidFile, "\(path): unsupported plan format '\(file.format)' version \(file.version)")
         }
         let layers = try file.layers.map { fl -> Layer in
+            guard fl.units >= 0 else {
+                throw PruneKitError(.invalidFile, "\(path): layer '\(fl.path)' has \(fl.units) units; a layer has zero or more")
+            }
             var l = Layer(path: fl.path, granularity: file.granularity, units: fl.units)
             if let kept = fl.kept_channels {
                 guard kept.allSatisfy({ $0 >= 0 && $0 < fl.units }) else {
