@@ -28,6 +28,7 @@ let plugins = [
     plugin("PruneKitAPoZ", path: "Plugins/APoZ"),
     plugin("PruneKitTaylor", path: "Plugins/Taylor"),
     plugin("PruneKitSchedules", path: "Plugins/Schedules"),
+    plugin("PruneKitFinetuning", path: "Plugins/Finetuning"),
 ]
 
 /// Test fixture plugins (libPruneKitFixture*.so): directory scans skip them; the tests
