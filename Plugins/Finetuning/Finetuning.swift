@@ -112,6 +112,9 @@ public struct Rewind: FinetuneStrategy {
         guard epoch >= 0 else { throw PruneKitError(.invalidArgument, "rewind: epoch must be ≥ 0, got \(epoch)") }
     }
 
+    /// The checkpoint of epoch k.
+    public var checkpointEpochs: Set<Int> { [epoch] }
+
     public func finetune(_ model: Model, step: Int, of stepCount: Int, context: FinetuneContext) throws {
         guard let weights = context.checkpoints[epoch] else {
             let saved = context.checkpoints.keys.sorted().map(String.init).joined(separator: ", ")

@@ -204,4 +204,14 @@ final class FinetuningTests: XCTestCase {
         XCTAssertThrowsError(try registry.finetune("lr-rewind", options: ["epoch=4"]).finetune(
             m, step: 0, of: 1, context: FinetuneContext(train: train, validation: nil, training: configuration(epochs: 3))))
     }
+
+    func testStrategiesDeclareTheCheckpointsTheyNeed() throws {
+        let registry = try TestSupport.builtInRegistry()
+        XCTAssertEqual(try registry.finetune("rewind", options: ["epoch=2"]).checkpointEpochs, [2])
+        XCTAssertEqual(try registry.finetune("rewind").checkpointEpochs, [0])
+        for id in ["none", "finetune", "reinit", "lr-rewind"] { XCTAssertEqual(try registry.finetune(id).checkpointEpochs, [], id) }
+        var c = configuration(epochs: 2)
+        c.startEpoch = 3
+        XCTAssertThrowsError(try model().fit(train, configuration: c)) { XCTAssert("\($0)".contains("start epoch"), "\($0)") }
+    }
 }

@@ -298,11 +298,18 @@ public protocol FinetuneStrategy {
 
     /// Trains (or resets) `model` after pruning step `step` of `stepCount`.
     func finetune(_ model: Model, step: Int, of stepCount: Int, context: FinetuneContext) throws
+
+    /// The epochs of the original training whose weights the strategy needs in
+    /// ``FinetuneContext/checkpoints`` (weight rewinding to epoch k: `[k]`): pass them to
+    /// ``Model/fit(_:validation:configuration:checkpointEpochs:regularizer:progress:epochEnded:)``.
+    /// Default: none. (An optional requirement added in SDK 1.x.)
+    var checkpointEpochs: Set<Int> { get }
 }
 
 extension FinetuneStrategy {
     public static var summary: String { "" }
     public static var options: [OptionSpec] { [] }
+    public var checkpointEpochs: Set<Int> { [] }
 }
 
 /// What a finetuning strategy may use.
