@@ -62,4 +62,56 @@ final class SchedulesTests: XCTestCase {
             }
         }
     }
+
+    // MARK: The prune–finetune loop (Model.prune(with:schedule:finetune:…))
+
+    private func tinyRun(epochs: Int) throws -> (Model, FinetuneContext) {
+        let data = try DatasetCatalog.load().train.subset(Array(0..<96))
+        var c = TrainingConfiguration()
+        c.epochs = epochs; c.batchSize = 32; c.seed = 1
+        let model = try ModelZoo.make("lenet-300-100", inputShape: [1, 28, 28], classCount: 10, seed: 0)
+        return (model, FinetuneContext(train: data, validation: nil, training: c))
+    }
+
+    /// The fraction of the non-classifier weights a plan prunes.
+    private func sparsity(_ plan: PruningPlan) -> Double {
+        let layers = plan.layers.filter { $0.path != "fc3" }
+        let units = layers.reduce(0) { $0 + $1.units }
+        return Double(units - layers.reduce(0) { $0 + $1.keptCount }) / Double(units)
+    }
+
+    func testIterativeRunPrunesEachStepThenFinetunes() throws {
+        let registry = try TestSupport.builtInRegistry()
+        var (model, context) = try tinyRun(epochs: 1)
+        var epochs = 0
+        context.epochEnded = { _ in epochs += 1 }
+        let schedule = try registry.schedule("iterative", options: ["steps=3", "decay=linear"])
+        let plans = try model.prune(with: registry.criterion("global-magnitude"), schedule: schedule,
+                                    finetune: registry.finetune("finetune", options: ["epochs=1"]),
+                                    target: 0.6, context: context, data: nil)
+        XCTAssertEqual(plans.count, 3)
+        for (plan, s) in zip(plans, [0.2, 0.4, 0.6]) { XCTAssertEqual(sparsity(plan), s, accuracy: 0.01) }
+        XCTAssertEqual(epochs, 3, "one finetuning epoch after each step")
+    }
+
+    func testAGPRunPrunesDuringTraining() throws {
+        let registry = try TestSupport.builtInRegistry()
+        var (model, context) = try tinyRun(epochs: 2)   // 3 batches an epoch: 6 training steps
+        var epochs = 0
+        context.epochEnded = { _ in epochs += 1 }
+        let schedule = try registry.schedule("agp", options: ["steps=6", "every=2"])
+        let plans = try model.prune(with: registry.criterion("global-magnitude"), schedule: schedule,
+                                    finetune: registry.finetune("none"), target: 0.8, context: context, data: nil)
+        XCTAssertEqual(plans.count, 3, "at t = 2, 4, 6")
+        for (plan, s) in zip(plans, schedule.sparsities(toward: 0.8)) { XCTAssertEqual(sparsity(plan), s, accuracy: 0.01) }
+        XCTAssertEqual(epochs, 2, "one training run, pruned along the way")
+        let fc1 = model.namedParameters.first { $0.path == "fc1.weight" }!.parameter
+        XCTAssertEqual(Double(fc1.mask!.scalars.filter { $0 == 0 }.count) / Double(fc1.value.count), 0.8, accuracy: 0.05)
+
+        XCTAssertThrowsError(try model.prune(with: registry.criterion("global-magnitude"),
+                                             schedule: registry.schedule("agp", options: ["steps=7"]),
+                                             finetune: registry.finetune("none"), target: 0.8, context: context, data: nil)) {
+            XCTAssert("\($0)".contains("only 6 batches"), "\($0)")
+        }
+    }
 }
