@@ -27,6 +27,8 @@ let plugins = [
     plugin("PruneKitSlimming", path: "Plugins/Slimming"),
     plugin("PruneKitAPoZ", path: "Plugins/APoZ"),
     plugin("PruneKitTaylor", path: "Plugins/Taylor"),
+    plugin("PruneKitSchedules", path: "Plugins/Schedules"),
+    plugin("PruneKitFinetuning", path: "Plugins/Finetuning"),
 ]
 
 /// Test fixture plugins (libPruneKitFixture*.so): directory scans skip them; the tests

@@ -270,11 +270,23 @@ public protocol Schedule {
     /// The sparsity (fraction of prunable weights removed) to reach at each pruning step,
     /// ending at `target`.
     func sparsities(toward target: Double) -> [Double]
+
+    /// When the pruning steps happen, for a schedule defined over training steps (AGP):
+    /// pruning step `i` (to `sparsities(toward:)[i]`) happens after `trainingSteps[i]`
+    /// batches of one continuous training run, counted from the start of the pruning
+    /// phase; the finetuning strategy runs once, after that run. `nil` (the default): the
+    /// steps are separated by finetuning: prune, then the strategy, then the next step
+    /// (one-shot, iterative).
+    ///
+    /// An optional requirement with a default, added in SDK 1.x: a schedule built before
+    /// it keeps working and is treated as separated by finetuning.
+    var trainingSteps: [Int]? { get }
 }
 
 extension Schedule {
     public static var summary: String { "" }
     public static var options: [OptionSpec] { [] }
+    public var trainingSteps: [Int]? { nil }
 }
 
 /// What happens to the weights between and after pruning steps.
@@ -286,11 +298,18 @@ public protocol FinetuneStrategy {
 
     /// Trains (or resets) `model` after pruning step `step` of `stepCount`.
     func finetune(_ model: Model, step: Int, of stepCount: Int, context: FinetuneContext) throws
+
+    /// The epochs of the original training whose weights the strategy needs in
+    /// ``FinetuneContext/checkpoints`` (weight rewinding to epoch k: `[k]`): pass them to
+    /// ``Model/fit(_:validation:configuration:checkpointEpochs:regularizer:progress:epochEnded:)``.
+    /// Default: none. (An optional requirement added in SDK 1.x.)
+    var checkpointEpochs: Set<Int> { get }
 }
 
 extension FinetuneStrategy {
     public static var summary: String { "" }
     public static var options: [OptionSpec] { [] }
+    public var checkpointEpochs: Set<Int> { [] }
 }
 
 /// What a finetuning strategy may use.
@@ -302,8 +321,16 @@ public struct FinetuneContext {
     public var training: TrainingConfiguration
     /// Weights saved during the original training, by epoch (0: at initialisation), for
     /// rewinding strategies.
+    /// Produced by ``Model/fit(_:validation:configuration:checkpointEpochs:regularizer:progress:epochEnded:)``.
     public var checkpoints: [Int: [String: Tensor]]
+    /// Multiply–accumulates of one example's forward pass through the model before any
+    /// pruning, for strategies that match a computation budget (Scratch-B). `nil`: the
+    /// pruned model's dense ``Model/macs`` (right when pruning only masks weights).
+    public var originalMACs: Int?
+    /// Called after every epoch a strategy trains, with its record (progress reports, logs).
+    public var epochEnded: ((EpochRecord) -> Void)?
 
+    /// (``originalMACs`` and ``epochEnded`` are set as properties: the 1.0 initialiser is kept.)
     public init(train: Dataset, validation: Dataset?, training: TrainingConfiguration,
                 checkpoints: [Int: [String: Tensor]] = [:]) {
         self.train = train; self.validation = validation; self.training = training; self.checkpoints = checkpoints

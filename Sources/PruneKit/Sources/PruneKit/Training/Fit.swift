@@ -23,6 +23,12 @@ public struct TrainingConfiguration: Sendable, Equatable {
     /// Seeds the data order, augmentation and dropout (initial weights come from the model).
     public var seed: UInt64 = 0
     public var augmentation: Augmentation = .none
+    /// The first epoch to run (0: from the start). Training runs epochs
+    /// `startEpoch..<epochs` with the learning-rate schedule of the whole `epochs`-long run
+    /// replayed from `startEpoch` (and the same data order as those epochs of the full run):
+    /// what weight rewinding and learning-rate rewinding need (Frankle et al. 2020; Renda
+    /// et al. 2020).
+    public var startEpoch: Int = 0
 
     public init() {}
 
@@ -44,6 +50,9 @@ public struct TrainingConfiguration: Sendable, Equatable {
     /// Checks the settings, throwing an error that names the bad one.
     public func validate() throws {
         guard epochs >= 0 else { throw PruneKitError(.invalidArgument, "epochs must be ≥ 0, got \(epochs)") }
+        guard startEpoch >= 0 && startEpoch <= epochs else {
+            throw PruneKitError(.invalidArgument, "the start epoch must be in 0...\(epochs) (the number of epochs), got \(startEpoch)")
+        }
         guard batchSize >= 1 else { throw PruneKitError(.invalidArgument, "the batch size must be ≥ 1, got \(batchSize)") }
         guard learningRate.isFinite && learningRate > 0 else {
             throw PruneKitError(.invalidArgument, "the learning rate must be a positive number, got \(learningRate)")
@@ -78,7 +87,8 @@ public struct EpochRecord: Sendable, Codable, Equatable {
 }
 
 extension Model {
-    /// Trains the model on `train` for `configuration.epochs` epochs.
+    /// Trains the model on `train` for `configuration.epochs` epochs (from
+    /// `configuration.startEpoch`, 0 unless a run is replayed from a later epoch).
     ///
     /// After each epoch the model is evaluated on `validation`, if given (never on the
     /// test split: selecting on test data would bias every comparison).
@@ -106,8 +116,8 @@ extension Model {
         var records: [EpochRecord] = []
         let start = Date()
         let batchesPerEpoch = try DataLoader(train, batchSize: c.batchSize).batchCount
-        let totalBatches = max(1, batchesPerEpoch * c.epochs)
-        for epoch in 0..<c.epochs {
+        let totalBatches = max(1, batchesPerEpoch * (c.epochs - c.startEpoch))
+        for epoch in c.startEpoch..<c.epochs {
             let loader = try DataLoader(train, batchSize: c.batchSize, shuffle: true, seed: c.seed,
                                         epoch: epoch, augmentation: c.augmentation)
             let epochStart = Date()
@@ -118,7 +128,7 @@ extension Model {
                 lossSum += Double(r.loss) * Double(r.count); correct += r.correct; seen += r.count
                 if let progress {
                     let elapsed = Date().timeIntervalSince(start)
-                    let done = epoch * batchesPerEpoch + b + 1
+                    let done = (epoch - c.startEpoch) * batchesPerEpoch + b + 1
                     progress(TrainingProgress(
                         epoch: epoch, epochs: c.epochs, batch: b, batches: loader.batchCount,
                         loss: Float(lossSum / Double(seen)), accuracy: Double(correct) / Double(seen),
