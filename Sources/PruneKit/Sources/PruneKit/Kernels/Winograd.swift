@@ -1,5 +1,3 @@
-import Foundation
-
 /// Winograd F(2×2, 3×3) for 3×3, stride-1, "same"-padded (padding 1), ungrouped
 /// convolutions over channel-major feature maps `[C, N, H, W]`.
 ///
@@ -24,14 +22,8 @@ import Foundation
 func winogradApplies(kernelHeight: Int, kernelWidth: Int, stride: Int, padding: Int, groups: Int,
                      inChannels: Int, height: Int, width: Int) -> Bool {
     kernelHeight == 3 && kernelWidth == 3 && stride == 1 && padding == 1 && groups == 1
-        && inChannels >= 16 && min(height, width) >= 8 && !winogradDisabled
+        && inChannels >= 16 && min(height, width) >= 8
 }
-
-/// Temporary A/B switch: `PRUNEKIT_NO_WINOGRAD=1` falls back to im2col + GEMM.
-let winogradDisabled: Bool = {
-    guard let v = getenv("PRUNEKIT_NO_WINOGRAD") else { return false }
-    return String(cString: v) != "0"
-}()
 
 /// 2×2 output tiles of an H×W image: ⌈H/2⌉·⌈W/2⌉.
 @inlinable
