@@ -71,9 +71,27 @@ public final class Conv2d: Layer {
         let k = cg * g.rowsPerChannel, l = g.columnCount, hw = g.outHeight * g.outWidth
         let pointwise = isPointwise, groups = self.groups
         var y = Tensor(uninitializedShape: [outChannels, g.batch, g.outHeight, g.outWidth])
+        let (kh, kw) = kernelSize
+        let winograd = winogradApplies(kernelHeight: kh, kernelWidth: kw, stride: stride, padding: padding,
+                                       groups: groups, inChannels: inChannels, height: g.height, width: g.width)
+        let (cin, cout) = (inChannels, outChannels)
         x.withUnsafeBufferPointer { xp in weight.value.withUnsafeBufferPointer { wp in
             y.withUnsafeMutableBufferPointer { yp in
                 let (xb, wb, yb) = (xp.baseAddress!, wp.baseAddress!, yp.baseAddress!)
+                if winograd {
+                    // F(2×2, 3×3): filter transform once, then per chunk input transform,
+                    // 16 GEMMs and output transform (Kernels/Winograd.swift).
+                    Workspace.withBuffer(count: 16 * cout * cin) { u in
+                        winogradFilterTransform(wb, outChannels: cout, inChannels: cin, into: u)
+                        let perImage = winogradFloatsPerImage(inChannels: cin, outChannels: cout,
+                                                              height: g.height, width: g.width)
+                        forEachImageChunk(g, floatsPerImage: perImage) { images, scratch in
+                            winogradConvolveChunk(xb, u: u, inChannels: cin, outChannels: cout, batch: g.batch,
+                                                  height: g.height, width: g.width, images: images,
+                                                  scratch: scratch, into: yb)
+                        }
+                    }
+                } else {
                 forEachImageChunk(g, floatsPerImage: k * hw) { images, col in
                     let cols = images.count * hw, first = images.lowerBound * hw
                     for grp in 0..<groups {
@@ -83,6 +101,7 @@ public final class Conv2d: Layer {
                                     b: pointwise ? src + first : UnsafePointer(col), ldb: pointwise ? l : cols,
                                     c: yb + grp * og * l + first, ldc: l)
                     }
+                }
                 }
                 if let b = bias { addChannelBias(yb, b.value, planeCount: l) }
             }
@@ -112,16 +131,34 @@ public final class Conv2d: Layer {
                                               kernelHeight: kh, kernelWidth: kw, stride: 1,
                                               padding: kh - 1 - padding)
         let flipped = asConvolution ? flippedTransposedWeight() : nil
+        // The transposed convolution is 3×3, stride 1, padding 1 too: Winograd when it applies.
+        let winograd = asConvolution && winogradApplies(kernelHeight: kh, kernelWidth: kw, stride: 1,
+                                                        padding: padding, groups: 1, inChannels: outChannels,
+                                                        height: g.height, width: g.width)
+        var winogradU: Tensor? = nil
+        if winograd, let flipped {
+            var u = Tensor(uninitializedShape: [16, inChannels, outChannels])
+            flipped.withUnsafeBufferPointer { f in u.withUnsafeMutableBufferPointer { up in
+                winogradFilterTransform(f.baseAddress!, outChannels: inChannels, inChannels: outChannels,
+                                        into: up.baseAddress!)
+            } }
+            winogradU = u
+        }
+        let (cin, cout) = (inChannels, outChannels)
         let kTransposed = outChannels * kh * kw
         var dx: Tensor? = wantsInput
             ? (asConvolution ? Tensor(uninitializedShape: inputShape) : Tensor(shape: inputShape)) : nil
-        let floatsPerImage = max(k * hw, asConvolution ? kTransposed * g.height * g.width : 0)
+        let transposedFloats = !asConvolution ? 0 : winograd
+            ? winogradFloatsPerImage(inChannels: outChannels, outChannels: inChannels, height: g.height, width: g.width)
+            : kTransposed * g.height * g.width
+        let floatsPerImage = max(k * hw, transposedFloats)
         let chunks = imageChunkCount(g, floatsPerImage: floatsPerImage)
         gradOutput.withUnsafeBufferPointer { gp in
             let wantsWeights = parameterGradients
             if let b = bias, wantsWeights { accumulateChannelSums(gp.baseAddress!, planeCount: l, into: b) }
             x.withUnsafeBufferPointer { xp in weight.value.withUnsafeBufferPointer { wp in
                 withOptionalMutablePointer(&dx) { dxBase in withOptionalPointer(flipped) { flippedBase in
+                withOptionalPointer(winogradU) { winogradBase in
                 // One weight-gradient buffer per thread, summed in thread order afterwards.
                 let partialCount = wantsWeights ? chunks.threads * weightCount : 0
                 Workspace.withBuffer(count: partialCount) { partial in
@@ -143,7 +180,12 @@ public final class Conv2d: Layer {
                             guard let dxb = dxBase else { continue }
                             let dst = dxb + grp * cg * g.planeCount
                             let inCols = images.count * g.height * g.width, inFirst = images.lowerBound * g.height * g.width
-                            if let wt = flippedBase {
+                            if let u = winogradBase {
+                                // dX = conv₃ₓ₃(dY, W') by Winograd F(2×2, 3×3).
+                                winogradConvolveChunk(dyb, u: u, inChannels: cout, outChannels: cin, batch: g.batch,
+                                                      height: g.height, width: g.width, images: images,
+                                                      scratch: col, into: dst)
+                            } else if let wt = flippedBase {
                                 // dX[C, cols] = W'[C, O·kh·kw] · im2col(dY)
                                 im2col(dyb, channels: outChannels, transposedGeometry, images: images, into: col)
                                 sgemmSerial(m: inChannels, n: inCols, k: kTransposed, a: wt, lda: kTransposed,
@@ -163,7 +205,7 @@ public final class Conv2d: Layer {
                         }
                     } }
                 }
-                } }
+                } } }
             } }
         }
         return [dx]

@@ -1,0 +1,98 @@
+import PruneKit
+import XCTest
+
+/// Winograd F(2×2, 3×3) against the direct 3×3 "same" convolution.
+final class WinogradTests: XCTestCase {
+    private func random(_ shape: [Int], seed: UInt64) -> Tensor {
+        var rng = RandomGenerator(seed: seed)
+        return .randomNormal(shape, using: &rng)
+    }
+
+    private func reference(_ x: Tensor, _ w: Tensor, _ b: Tensor?) -> Tensor {
+        let (c, n, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]), o = w.shape[0]
+        var y = Tensor(shape: [o, n, h, wd])
+        x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in y.withUnsafeMutableBufferPointer { yp in
+            if let b {
+                b.withUnsafeBufferPointer { bp in
+                    referenceConvolution3x3Same(xp.baseAddress!, weight: wp.baseAddress!, bias: bp.baseAddress!,
+                                                inChannels: c, outChannels: o, batch: n, height: h, width: wd,
+                                                into: yp.baseAddress!)
+                }
+            } else {
+                referenceConvolution3x3Same(xp.baseAddress!, weight: wp.baseAddress!, bias: nil, inChannels: c,
+                                            outChannels: o, batch: n, height: h, width: wd, into: yp.baseAddress!)
+            }
+        } } }
+        return y
+    }
+
+    /// F(2,3) in float: errors grow with the output's magnitude; relative 2e-4 of the largest.
+    private func assertClose(_ y: Tensor, _ expected: Tensor, _ label: String) {
+        XCTAssertEqual(y.shape, expected.shape, label)
+        let scale = max(1, expected.scalars.map(abs).max() ?? 0)
+        var worst: Float = 0
+        for (a, b) in zip(y.scalars, expected.scalars) { worst = max(worst, abs(a - b)) }
+        XCTAssertLessThanOrEqual(worst, 2e-4 * scale, "\(label): max error \(worst), scale \(scale)")
+    }
+
+    private let sizes = [(5, 5), (6, 7), (28, 28), (7, 7), (1, 1), (2, 3), (14, 13)]
+    private let channels = [(16, 16), (3, 8), (32, 24), (17, 5)]
+
+    /// The kernel itself, over the whole batch and split into chunks of images.
+    func testKernelMatchesDirectConvolution() {
+        for (si, (h, w)) in sizes.enumerated() { for (ci, (cin, cout)) in channels.enumerated() { for n in [1, 3] {
+            let seed = UInt64(100 * si + 10 * ci + n)
+            let x = random([cin, n, h, w], seed: seed), wt = random([cout, cin, 3, 3], seed: seed + 1)
+            let expected = reference(x, wt, nil)
+            for split in n == 1 ? [[0..<1]] : [[0..<3], [0..<1, 1..<3]] {
+                var y = Tensor(shape: [cout, n, h, w])
+                x.withUnsafeBufferPointer { xp in wt.withUnsafeBufferPointer { wp in y.withUnsafeMutableBufferPointer { yp in
+                    var u = [Float](repeating: 0, count: 16 * cout * cin)
+                    u.withUnsafeMutableBufferPointer { up in
+                        winogradFilterTransform(wp.baseAddress!, outChannels: cout, inChannels: cin, into: up.baseAddress!)
+                        for images in split {
+                            var scratch = [Float](repeating: .nan, count: images.count
+                                * winogradFloatsPerImage(inChannels: cin, outChannels: cout, height: h, width: w))
+                            scratch.withUnsafeMutableBufferPointer { sp in
+                                winogradConvolveChunk(xp.baseAddress!, u: UnsafePointer(up.baseAddress!),
+                                                      inChannels: cin, outChannels: cout, batch: n, height: h,
+                                                      width: w, images: images, scratch: sp.baseAddress!,
+                                                      into: yp.baseAddress!)
+                            }
+                        }
+                    }
+                } } }
+                assertClose(y, expected, "\(h)×\(w) \(cin)→\(cout) batch \(n) chunks \(split)")
+            }
+        } } }
+    }
+
+    /// Conv2d's forward (Winograd for ≥ 16 input channels) with bias, against the reference.
+    func testConv2dForwardMatchesDirectConvolution() {
+        for (i, (h, w, cin, cout, n)) in [(28, 28, 16, 32, 3), (8, 9, 64, 16, 1), (7, 7, 20, 12, 3), (5, 5, 1, 8, 3)].enumerated() {
+            var rng = RandomGenerator(seed: UInt64(i))
+            let conv = Conv2d(inChannels: cin, outChannels: cout, kernelSize: 3, padding: 1, rng: &rng)
+            let x = random([cin, n, h, w], seed: UInt64(50 + i))
+            let y = conv.forward([x], mode: .inference)
+            assertClose(y, reference(x, conv.weight.value, conv.bias?.value), "case \(i)")
+        }
+    }
+
+    /// ∂L/∂x of a 3×3 "same" convolution is the convolution of ∂L/∂y with the weights flipped
+    /// in space and transposed in channels (Winograd when ≥ 16 output channels).
+    func testConv2dInputGradientMatchesDirectTransposedConvolution() {
+        for (i, (h, w, cin, cout, n)) in [(28, 28, 8, 16, 3), (9, 8, 32, 64, 2), (5, 6, 16, 20, 1)].enumerated() {
+            var rng = RandomGenerator(seed: UInt64(20 + i))
+            let conv = Conv2d(inChannels: cin, outChannels: cout, kernelSize: 3, padding: 1, rng: &rng)
+            let x = random([cin, n, h, w], seed: UInt64(60 + i)), dy = random([cout, n, h, w], seed: UInt64(70 + i))
+            _ = conv.forward([x], mode: .training)
+            let dx = conv.backward(dy, needsInputGradient: [true])[0]!
+            var flipped = Tensor(shape: [cin, cout, 3, 3])
+            let wt = conv.weight.value
+            for o in 0..<cout { for c in 0..<cin { for a in 0..<3 { for b in 0..<3 {
+                flipped[c, o, a, b] = wt[o, c, 2 - a, 2 - b]
+            } } } }
+            assertClose(dx, reference(dy, flipped, nil), "case \(i)")
+        }
+    }
+}
