@@ -15,7 +15,7 @@ import PruneKit
 ///
 /// References: Blalock, Gonzalez Ortiz, Frankle & Guttag, "What is the State of Neural
 /// Network Pruning?", MLSys 2020 (ShrinkBench's GlobalMagGrad and LayerMagGrad).
-public struct GlobalGradientMagnitude: Criterion {
+public struct GlobalGradientMagnitude: GradientMagnitudeScoring {
     public static let id = "global-gradient-magnitude"
     public static let summary = "|w·∂L/∂w| over calibration batches, one threshold (Blalock et al. 2020)"
     public let granularity = Granularity.weight
@@ -23,14 +23,10 @@ public struct GlobalGradientMagnitude: Criterion {
     public let preferredScope = SelectionSettings.Scope.global
 
     public init(options: OptionValues) {}
-
-    public func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
-        try weightTimesGradient(layer, context)
-    }
 }
 
 /// `layer-gradient-magnitude`: |w·∂L/∂w| with the same fraction in every layer. See ``GlobalGradientMagnitude``.
-public struct LayerGradientMagnitude: Criterion {
+public struct LayerGradientMagnitude: GradientMagnitudeScoring {
     public static let id = "layer-gradient-magnitude"
     public static let summary = "|w·∂L/∂w| over calibration batches, the same fraction per layer (Blalock et al. 2020)"
     public let granularity = Granularity.weight
@@ -38,7 +34,12 @@ public struct LayerGradientMagnitude: Criterion {
     public let preferredScope = SelectionSettings.Scope.perLayer
 
     public init(options: OptionValues) {}
+}
 
+/// The scoring both gradient-magnitude criteria share: |w · ∂L/∂w|.
+public protocol GradientMagnitudeScoring: Criterion {}
+
+extension GradientMagnitudeScoring {
     public func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
         try weightTimesGradient(layer, context)
     }

@@ -13,35 +13,30 @@ import PruneKit
 ///   Neural Networks", NeurIPS 2015.
 /// - Blalock, Gonzalez Ortiz, Frankle & Guttag, "What is the State of Neural Network
 ///   Pruning?", MLSys 2020.
-public struct GlobalMagnitude: Criterion {
+public struct GlobalMagnitude: MagnitudeScoring {
     public static let id = "global-magnitude"
     public static let summary = "|w|, one threshold over all prunable layers (Han et al. 2015)"
     public let granularity = Granularity.weight
     public let preferredScope = SelectionSettings.Scope.global
 
     public init(options: OptionValues) {}
-
-    public func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
-        magnitudes(layer.weights)
-    }
-
-    public var scoresInChunks: Bool { true }
-
-    public func scores(for layer: PrunableLayer, context: ScoringContext, chunk: Range<Int>,
-                       into buffer: UnsafeMutableBufferPointer<Float>) throws {
-        magnitudes(layer.weights, chunk, into: buffer)
-    }
 }
 
 /// `layer-magnitude`: |w| with the same fraction pruned in every layer. See ``GlobalMagnitude``.
-public struct LayerMagnitude: Criterion {
+public struct LayerMagnitude: MagnitudeScoring {
     public static let id = "layer-magnitude"
     public static let summary = "|w|, the same fraction in every layer (Blalock et al. 2020)"
     public let granularity = Granularity.weight
     public let preferredScope = SelectionSettings.Scope.perLayer
 
     public init(options: OptionValues) {}
+}
 
+/// The scoring both magnitude criteria share: |w|, whole or chunk by chunk (the chunked
+/// path lets selection stream over the weights without materialising all scores).
+public protocol MagnitudeScoring: Criterion {}
+
+extension MagnitudeScoring {
     public func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
         magnitudes(layer.weights)
     }
