@@ -26,8 +26,7 @@ final class CLITests: XCTestCase {
     }
 
     private func temporaryDirectory() throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("prunekit-cli-\(UUID())")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = try TestSupport.scratchDirectory("prunekit-cli")
         addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
         return dir
     }

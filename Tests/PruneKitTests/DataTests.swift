@@ -10,9 +10,7 @@ final class DataTests: XCTestCase {
     private var scratch: URL!
 
     override func setUpWithError() throws {
-        scratch = FileManager.default.temporaryDirectory
-            .appendingPathComponent("prunekit-data-tests-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        scratch = try TestSupport.scratchDirectory("prunekit-data-tests")
     }
 
     override func tearDownWithError() throws {

@@ -11,9 +11,7 @@ final class ForeignCriterionTests: XCTestCase {
     private var scratch: URL!
 
     override func setUpWithError() throws {
-        scratch = FileManager.default.temporaryDirectory
-            .appendingPathComponent("prunekit-ffi-tests-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        scratch = try TestSupport.scratchDirectory("prunekit-ffi-tests")
     }
 
     override func tearDownWithError() throws {

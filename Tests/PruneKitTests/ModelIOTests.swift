@@ -10,9 +10,7 @@ final class ModelIOTests: XCTestCase {
     private var scratch: URL!
 
     override func setUpWithError() throws {
-        scratch = FileManager.default.temporaryDirectory
-            .appendingPathComponent("prunekit-io-tests-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        scratch = try TestSupport.scratchDirectory("prunekit-io-tests")
     }
 
     override func tearDownWithError() throws {

@@ -12,8 +12,7 @@ final class NewCriterionCommandTests: XCTestCase {
         let products = URL(fileURLWithPath: exe).deletingLastPathComponent()
         prunekit = products.appendingPathComponent("prunekit")
         try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: prunekit.path), "build prunekit first (swift build)")
-        work = FileManager.default.temporaryDirectory.appendingPathComponent("prunekit-new-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        work = try TestSupport.scratchDirectory("prunekit-new")
     }
 
     override func tearDownWithError() throws {

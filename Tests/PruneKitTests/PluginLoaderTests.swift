@@ -13,8 +13,7 @@ final class PluginLoaderTests: XCTestCase {
     private var scratch: URL!
 
     override func setUpWithError() throws {
-        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("prunekit-plugin-tests-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        scratch = try TestSupport.scratchDirectory("prunekit-plugin-tests")
     }
 
     override func tearDownWithError() throws {

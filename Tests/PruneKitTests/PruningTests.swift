@@ -138,8 +138,7 @@ final class PruningTests: XCTestCase {
         try trainer.step(images: .randomNormal([4, 1, 28, 28], using: &rng), labels: [0, 1, 2, 3])
         XCTAssertEqual(w.value.scalars.filter { $0 == 0 }.count, plan.layers[0].units - plan.layers[0].keptCount)
 
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("plan-\(UUID())")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = try TestSupport.scratchDirectory("plan")
         defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("plan.json").path
         try plan.save(to: path)

@@ -150,8 +150,7 @@ final class SelectionScaleTests: XCTestCase {
             XCTAssertEqual(keep.indices.filter { keep[$0] != 0 }, l.keptPositions)
             XCTAssertEqual(l.keptCount, l.keptPositions.count)
         }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("plan-\(UUID())")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = try TestSupport.scratchDirectory("plan")
         defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("plan.json").path
         try plan.save(to: path)

@@ -33,6 +33,13 @@ enum TestSupport {
         return loader.registry
     }
 
+    /// A new, empty directory under the system's temporary directory, for one test.
+    static func scratchDirectory(_ prefix: String) throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
     /// A prunable layer made by hand: `weights` rows are output channels.
     static func layer(_ rows: [[Float]], path: String = "test.0", kind: LayerKind = .linear) -> PrunableLayer {
         let w = Tensor(shape: [rows.count, rows.first?.count ?? 0], scalars: rows.flatMap { $0 })
