@@ -48,14 +48,31 @@ let package = Package(
         .package(path: "Sources/PruneKit"),
         .package(path: "Sources/PruneKitTesting"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .executableTarget(
             name: "PruneKitCLI",
             dependencies: [
+                "PruneKitHarness",
                 .product(name: "PruneKit", package: "PruneKit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        // The harness: experiments, trials in child processes, the result store, statistics
+        // and reports. The CLI's `compare`, `merge` and `report` are thin layers over it.
+        .target(
+            name: "PruneKitHarness",
+            dependencies: [
+                .product(name: "PruneKit", package: "PruneKit"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .testTarget(
+            name: "PruneKitHarnessTests",
+            dependencies: ["PruneKitHarness", .product(name: "PruneKit", package: "PruneKit")]
         ),
         .testTarget(
             name: "PruneKitTests",

@@ -1,0 +1,245 @@
+import Foundation
+
+// The harness's shared vocabulary: what a trial is (its configuration, identified by a
+// hash), what it produced (its result), and the record the store keeps. The experiment
+// runner makes configurations, child processes turn them into results, the store keeps
+// records, and the analysis and reports read them back. Everything here is Codable and
+// plain data, so a record survives a process boundary, a database and a JSON report.
+
+/// The axis a pruning target is measured on.
+public enum TargetAxis: String, Codable, Sendable, CaseIterable {
+    /// Prunable weights before / after (`SelectionSettings.sparsity(forCompression:)`).
+    case compression
+    /// FLOPs (multiply–accumulates) of one example's forward pass, before / after.
+    case speedup
+}
+
+/// A target: reach `value` (> 1) on `axis`.
+public struct TrialTarget: Codable, Hashable, Sendable, CustomStringConvertible {
+    public var axis: TargetAxis
+    public var value: Double
+    public init(_ axis: TargetAxis, _ value: Double) { self.axis = axis; self.value = value }
+    /// `4× compression`, `2× speed-up`.
+    public var description: String {
+        let v = value == value.rounded() ? String(Int(value)) : String(format: "%g", value)
+        return "\(v)× \(axis == .compression ? "compression" : "speed-up")"
+    }
+}
+
+/// What a trial does: prune-and-finetune one criterion to one target, or measure one
+/// criterion's agreement with the oracle ranking (Molchanov et al. 2017).
+public enum TrialKind: String, Codable, Hashable, Sendable {
+    case prune
+    case oracle
+}
+
+/// Everything that determines the baseline checkpoint a trial starts from. Trained once
+/// per value and cached by ``hash``.
+public struct BaselineConfiguration: Codable, Hashable, Sendable {
+    /// A zoo name (`lenet-5`) or the directory of a saved model (then nothing is trained).
+    public var model: String
+    /// A data set name (`mnist-5k`) and, for data sets that are read from disk, their directory.
+    public var dataset: String
+    public var dataDirectory: String?
+    /// Training images held out for validation (best-epoch selection, never the test split).
+    public var validationCount: Int
+    public var epochs: Int
+    public var batchSize: Int
+    public var learningRate: Double
+    public var seed: UInt64
+    /// Use only the first `trainingImages` training images (after the validation split):
+    /// quick experiments and tests. `nil`: all of them.
+    public var trainingImages: Int?
+
+    public init(model: String, dataset: String, dataDirectory: String? = nil, validationCount: Int = 500,
+                epochs: Int = 10, batchSize: Int = 64, learningRate: Double = 0.05, seed: UInt64 = 0,
+                trainingImages: Int? = nil) {
+        self.model = model; self.dataset = dataset; self.dataDirectory = dataDirectory
+        self.validationCount = validationCount; self.epochs = epochs; self.batchSize = batchSize
+        self.learningRate = learningRate; self.seed = seed; self.trainingImages = trainingImages
+    }
+
+    /// Identifies the checkpoint: a hash of every field.
+    public var hash: String { StableHash.hex(of: self) }
+}
+
+/// One trial of an experiment: fully determined by this value, identified by ``id``.
+public struct TrialConfiguration: Codable, Hashable, Sendable {
+    public var kind: TrialKind
+    public var baseline: BaselineConfiguration
+    /// A criterion id from the registry, with its `key=value` options.
+    public var criterion: String
+    public var criterionOptions: [String]
+    /// The target (prune trials; `nil` for oracle trials).
+    public var target: TrialTarget?
+    public var schedule: String
+    public var scheduleOptions: [String]
+    public var finetune: String
+    public var finetuneOptions: [String]
+    /// Epochs of finetuning after pruning.
+    public var finetuneEpochs: Int
+    /// Calibration data for criteria that need evidence: the same batches for every
+    /// criterion under one seed (a paired design).
+    public var calibrationBatches: Int
+    public var calibrationBatchSize: Int
+    /// Residual-stream policy for channel pruning (`within-blocks` or `whole-stream`).
+    public var residualPolicy: String
+    /// The seed of this replicate: the baseline's seed, the calibration batches and the
+    /// finetuning data order.
+    public var seed: UInt64 { baseline.seed }
+
+    public init(kind: TrialKind = .prune, baseline: BaselineConfiguration, criterion: String,
+                criterionOptions: [String] = [], target: TrialTarget?, schedule: String = "one-shot",
+                scheduleOptions: [String] = [], finetune: String = "finetune", finetuneOptions: [String] = [],
+                finetuneEpochs: Int = 2, calibrationBatches: Int = 10, calibrationBatchSize: Int = 64,
+                residualPolicy: String = "within-blocks") {
+        self.kind = kind; self.baseline = baseline; self.criterion = criterion
+        self.criterionOptions = criterionOptions; self.target = target; self.schedule = schedule
+        self.scheduleOptions = scheduleOptions; self.finetune = finetune; self.finetuneOptions = finetuneOptions
+        self.finetuneEpochs = finetuneEpochs; self.calibrationBatches = calibrationBatches
+        self.calibrationBatchSize = calibrationBatchSize; self.residualPolicy = residualPolicy
+    }
+
+    /// The trial's identity in the store: a hash of the whole configuration.
+    public var id: String { StableHash.hex(of: self) }
+}
+
+/// Accuracy on the test split (fractions in [0, 1]); top-5 where there are more than 5 classes.
+public struct Accuracy: Codable, Hashable, Sendable {
+    public var top1: Double
+    public var top5: Double?
+    public var loss: Double?
+    public init(top1: Double, top5: Double? = nil, loss: Double? = nil) { self.top1 = top1; self.top5 = top5; self.loss = loss }
+}
+
+/// Inference latency: the median (and spread) over repeated runs, in seconds.
+public struct Latency: Codable, Hashable, Sendable {
+    public var batchSize: Int
+    public var median: Double
+    public var p10: Double
+    public var p90: Double
+    public var runs: Int
+    public init(batchSize: Int, median: Double, p10: Double, p90: Double, runs: Int) {
+        self.batchSize = batchSize; self.median = median; self.p10 = p10; self.p90 = p90; self.runs = runs
+    }
+}
+
+/// A model's size and cost, measured the same way before and after pruning.
+public struct ModelFigures: Codable, Hashable, Sendable {
+    /// Every trainable scalar, and those left non-zero (masked weights are zero).
+    public var parameters: Int
+    public var nonzeroParameters: Int
+    /// Weights of conv and linear layers (what compression is defined on), and those left.
+    public var prunableWeights: Int
+    public var remainingPrunableWeights: Int
+    /// Multiply–accumulates of one example's forward pass through conv and linear layers,
+    /// counting only non-zero weights (FLOPs = 2 × MACs).
+    public var macs: Int
+    /// The saved model's size on disk, in bytes (dense or sparse storage, whichever was used).
+    public var fileBytes: Int?
+    /// Measured inference latency (channel-pruned models, and every baseline).
+    public var latency: [Latency]
+    public init(parameters: Int, nonzeroParameters: Int, prunableWeights: Int, remainingPrunableWeights: Int,
+                macs: Int, fileBytes: Int? = nil, latency: [Latency] = []) {
+        self.parameters = parameters; self.nonzeroParameters = nonzeroParameters
+        self.prunableWeights = prunableWeights; self.remainingPrunableWeights = remainingPrunableWeights
+        self.macs = macs; self.fileBytes = fileBytes; self.latency = latency
+    }
+    public var flops: Int { 2 * macs }
+}
+
+/// What a trial produced.
+public struct TrialResult: Codable, Hashable, Sendable {
+    public enum Status: String, Codable, Hashable, Sendable { case succeeded, failed }
+    public var status: Status
+    /// Why a failed trial failed: a thrown error's message, a crash's signal, a NaN loss.
+    public var failure: String?
+
+    public var baselineAccuracy: Accuracy?
+    /// Right after pruning, and after finetuning.
+    public var prunedAccuracy: Accuracy?
+    public var finetunedAccuracy: Accuracy?
+    public var before: ModelFigures?
+    public var after: ModelFigures?
+    /// The fraction that was pruned to meet the target (of prunable weights, or of channels).
+    public var sparsity: Double?
+    /// Where the plan differs from the request (a ratio clipped by the channel minimum, a
+    /// target that could only be approached).
+    public var notes: [String]
+    /// Oracle trials: the Spearman correlation of the criterion's channel ranking with the
+    /// oracle's, per sampled layer (dotted path), and their mean.
+    public var oracleCorrelation: Double?
+    public var oracleCorrelationByLayer: [String: Double]?
+    /// Wall time of each phase, in seconds (`baseline`, `score`, `prune`, `finetune`,
+    /// `evaluate`, `measure`, `oracle`).
+    public var phaseSeconds: [String: Double]
+
+    public init(status: Status, failure: String? = nil, notes: [String] = [], phaseSeconds: [String: Double] = [:]) {
+        self.status = status; self.failure = failure; self.notes = notes; self.phaseSeconds = phaseSeconds
+    }
+
+    public static func failed(_ message: String, phaseSeconds: [String: Double] = [:]) -> TrialResult {
+        TrialResult(status: .failed, failure: message, phaseSeconds: phaseSeconds)
+    }
+
+    /// Prunable weights before / after.
+    public var compression: Double? {
+        guard let b = before, let a = after else { return nil }
+        return Double(b.prunableWeights) / Double(max(a.remainingPrunableWeights, 1))
+    }
+    /// All parameters before / after (ShrinkBench's whole-model ratio).
+    public var wholeModelCompression: Double? {
+        guard let b = before, let a = after else { return nil }
+        return Double(b.parameters) / Double(max(a.nonzeroParameters, 1))
+    }
+    /// MACs before / after: the theoretical speed-up.
+    public var theoreticalSpeedup: Double? {
+        guard let b = before, let a = after else { return nil }
+        return Double(b.macs) / Double(max(a.macs, 1))
+    }
+    /// Median latency before / after at `batchSize`, where both were measured.
+    public func measuredSpeedup(batchSize: Int) -> Double? {
+        guard let b = before?.latency.first(where: { $0.batchSize == batchSize }),
+              let a = after?.latency.first(where: { $0.batchSize == batchSize }), a.median > 0 else { return nil }
+        return b.median / a.median
+    }
+}
+
+/// A finished trial as the store keeps it.
+public struct TrialRecord: Codable, Hashable, Sendable {
+    public var id: String { configuration.id }
+    public var configuration: TrialConfiguration
+    public var result: TrialResult
+    /// When the trial finished (seconds since 1970) and on which host, for provenance.
+    public var finishedAt: Double
+    public var host: String
+
+    public init(configuration: TrialConfiguration, result: TrialResult,
+                finishedAt: Double = Date().timeIntervalSince1970,
+                host: String = ProcessInfo.processInfo.hostName) {
+        self.configuration = configuration; self.result = result; self.finishedAt = finishedAt; self.host = host
+    }
+}
+
+/// A hash that is the same in every process and on every machine (Swift's `Hasher` is
+/// seeded per process): FNV-1a (64 bits, twice with different offsets, so 128 bits) over
+/// the value's JSON with sorted keys.
+public enum StableHash {
+    public static func hex<T: Encodable>(of value: T) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        // Encoding plain Codable structs of strings and numbers can't fail.
+        let bytes = (try? encoder.encode(value)) ?? Data()
+        return hex(of: bytes)
+    }
+
+    public static func hex(of bytes: Data) -> String {
+        var a: UInt64 = 0xcbf2_9ce4_8422_2325, b: UInt64 = 0x6c62_272e_07bb_0142
+        for byte in bytes {
+            a = (a ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+            b = (b ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+            b = b &+ (b >> 29)
+        }
+        return String(format: "%016llx%016llx", a, b)
+    }
+}
