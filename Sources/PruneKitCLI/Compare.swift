@@ -1,0 +1,293 @@
+import ArgumentParser
+import Foundation
+import PruneKit
+import PruneKitHarness
+
+struct Compare: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compare pruning criteria fairly: every criterion × target × seed from one baseline, with statistics and reports.",
+        discussion: """
+            With no arguments: lenet-5 on the bundled mnist-5k, every built-in criterion, compression targets \
+            2, 4, 8, 16 and 32, one-shot pruning, a 2-epoch finetune, one seed (--seeds 3 gives confidence \
+            intervals), and oracle agreement for channel criteria. Results go to prunekit-results/results.sqlite \
+            in the current directory as each trial finishes; stop at any moment (Ctrl-C, or even kill -9) and run \
+            the same command again to run only the trials not yet done. Reports go to prunekit-results/report/.
+            Example: prunekit compare --criteria global-magnitude,l1-filter --compressions 2,4 --seeds 3
+            """)
+
+    @Argument(help: ArgumentHelp("A YAML experiment file (see README); options given here override its keys.", valueName: "spec.yaml"))
+    var specFile: String?
+    @Option(help: "Model: a zoo name (\(ModelZoo.names.joined(separator: ", "))) or a saved model folder (default: lenet-5).")
+    var model: String?
+    @Option(help: "Data set (default: mnist-5k, bundled).") var dataset: String?
+    @Option(help: "Folder holding the data set's files (not needed for mnist-5k).") var dataDir: String?
+    @Option(help: ArgumentHelp("Criterion ids, comma-separated, each optionally with options after a space ('random granularity=channel'); default: every registered criterion.", valueName: "a,b,…"))
+    var criteria: String?
+    @Option(help: ArgumentHelp("Parameter-compression targets, comma-separated (default: 2,4,8,16,32).", valueName: "2,4,8"))
+    var compressions: String?
+    @Option(help: ArgumentHelp("FLOPs speed-up targets, comma-separated (instead of, or with, --compressions).", valueName: "1.5,2"))
+    var speedups: String?
+    @Option(help: "Schedule id (default: one-shot).") var schedule: String?
+    @Option(help: "Finetuning strategy id (default: finetune).") var finetune: String?
+    @Option(help: "Epochs of finetuning after pruning (default: 2).") var finetuneEpochs: Int?
+    @Option(help: "Seeds: replicates, each from its own baseline (default: 1; --seeds 3 gives confidence intervals).")
+    var seeds: Int?
+    @Option(help: ArgumentHelp("The SQLite result store (default: prunekit-results/results.sqlite in the current directory).", valueName: "file"))
+    var store: String?
+    @Option(help: ArgumentHelp("Where the reports go (default: report/ next to the store).", valueName: "dir"))
+    var report: String?
+    @Option(help: ArgumentHelp("Run one slice of the trials, for a cluster: shard I of N (1-based); combine with prunekit merge.", valueName: "I/N"))
+    var shard: String?
+    @Option(help: "Trials run at once, each in its own process (default: \(ExperimentRunner.defaultJobs)).") var jobs: Int?
+    @Option(help: ArgumentHelp("Where baseline checkpoints are cached (default: baselines/ next to the store).", valueName: "dir"))
+    var cache: String?
+    @OptionGroup var plugins: PluginOptions
+    @OptionGroup var engine: EngineOptions
+
+    func run() throws {
+        try reportingErrors {
+            try engine.apply()
+            plugins.load()
+            var spec = try specFile.map(ExperimentSpec.load(file:)) ?? ExperimentSpec()
+            spec = spec.applying(try overrides())
+            let shard = try self.shard.map(Shard.init(parsing:)) ?? .all
+            let plan = try ExperimentPlan.validated(spec)
+            let jobs = spec.jobs ?? ExperimentRunner.defaultJobs
+            try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: spec.store).deletingLastPathComponent().path,
+                                                    withIntermediateDirectories: true)
+            let store = try ExperimentParts.openStore(spec.store)
+            let threads = engine.threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / jobs)
+            let runner = ExperimentRunner(
+                plan: plan, shard: shard, jobs: jobs, store: store,
+                runner: ExperimentParts.childRunner(executable: executablePath(), cacheDirectory: spec.cacheDirectory,
+                                                    threads: threads, pluginArguments: pluginArguments()),
+                baselines: ExperimentParts.baselineCache(spec.cacheDirectory))
+
+            let axes = Set(spec.targets.map(\.axis)).map { $0 == .compression ? "compression" : "speed-up" }.sorted()
+            print("\(spec.model) on \(spec.dataset): \(plan.criteria.count) criteria × \(spec.targets.count) targets (\(axes.joined(separator: ", "))) "
+                  + "× \(spec.seeds.count) seed\(spec.seeds.count == 1 ? "" : "s") = \(plan.trials.count) trials"
+                  + (shard == .all ? "" : "; shard \(shard): \(plan.trials(in: shard).count)")
+                  + "; \(jobs) at a time; store \(spec.store)")
+
+            let display = CompareProgress(jobs: jobs)
+            let interrupt = InterruptHandler { [runner] in
+                let running = runner.cancel()
+                display.note("stopping: no new trials; waiting for \(running) running trial\(running == 1 ? "" : "s") (Ctrl-C again to quit now)")
+            }
+            let summary = try runner.run(onEvent: display.handle)
+            interrupt.stop()
+            display.finish()
+
+            let resume = "prunekit " + CommandLine.arguments.dropFirst().joined(separator: " ")
+            if summary.cancelled {
+                print("stopped: \(summary.skipped + summary.ran) of \(summary.total) trials are in \(spec.store); "
+                      + "run the same command again (\(resume)) to run the other \(summary.notRun)")
+                throw ExitCode(130)
+            }
+            let ids = Set(plan.trials.map(\.id))
+            let records = try store.allRecords().filter { ids.contains($0.id) }
+            print(ExperimentParts.terminalTable(records))
+            let files = try ExperimentParts.writeReports(records, to: spec.reportDirectory, title: spec.name)
+            if !files.isEmpty { print("reports: \(files.joined(separator: ", "))") }
+            print("trials: \(summary.total) in this run, \(summary.skipped) already in the store (skipped), \(summary.ran) run now, \(summary.failed) failed")
+            print(summary.phaseTable())
+        }
+    }
+
+    private func overrides() throws -> ExperimentSpec.Overrides {
+        var o = ExperimentSpec.Overrides()
+        o.model = model; o.dataset = dataset; o.dataDirectory = dataDir
+        o.criteria = try criteria.map { text in
+            let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            guard !items.isEmpty else { throw PruneKitError(.invalidArgument, "--criteria lists no criterion", hint: "--criteria global-magnitude,l1-filter") }
+            return items.map(CriterionChoice.init(parsing:))
+        }
+        o.compressions = try compressions.map { try numbers($0, "--compressions") }
+        o.speedups = try speedups.map { try numbers($0, "--speedups") }
+        o.schedule = schedule; o.finetune = finetune; o.finetuneEpochs = finetuneEpochs
+        if let seeds, seeds < 1 { throw PruneKitError(.invalidArgument, "--seeds must be at least 1, got \(seeds)") }
+        if let jobs, jobs < 1 { throw PruneKitError(.invalidArgument, "--jobs must be at least 1, got \(jobs)") }
+        o.seeds = seeds; o.store = store; o.report = report; o.cache = cache; o.jobs = jobs
+        return o
+    }
+
+    private func numbers(_ text: String, _ option: String) throws -> [Double] {
+        try text.split(separator: ",").map { item in
+            let t = item.trimmingCharacters(in: .whitespaces)
+            guard let v = Double(t.hasSuffix("x") ? String(t.dropLast()) : t), v.isFinite else {
+                throw PruneKitError(.invalidArgument, "\(option) takes numbers separated by commas, got '\(t)'", hint: "\(option) 2,4,8")
+            }
+            return v
+        }
+    }
+
+    /// The plugin options, passed on to every trial's process.
+    private func pluginArguments() -> [String] {
+        plugins.files.flatMap { ["--plugin", $0] } + plugins.directories.flatMap { ["--plugin-dir", $0] }
+    }
+}
+
+/// This executable's path, for starting trials as child processes.
+func executablePath() -> String {
+    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+}
+
+/// Calls `onInterrupt` on the first Ctrl-C; a second one exits at once (status 130).
+final class InterruptHandler {
+    private let source: DispatchSourceSignal
+    private var count = 0
+
+    init(_ onInterrupt: @escaping () -> Void) {
+        signal(SIGINT, SIG_IGN)
+        source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        source.setEventHandler { [unowned self] in
+            count += 1
+            if count > 1 { exit(130) }
+            onInterrupt()
+        }
+        source.resume()
+    }
+
+    func stop() {
+        source.cancel()
+        signal(SIGINT, SIG_DFL)
+    }
+}
+
+/// The progress of a comparison: a bar over the whole experiment redrawn in place on a
+/// terminal (trial in hand, done/total, failures, elapsed, time left), a line per
+/// finished trial otherwise.
+final class CompareProgress {
+    private let interactive = isatty(STDOUT_FILENO) != 0
+    private let jobs: Int
+    private let lock = NSLock()
+    private var start = Date()
+    private var inHand: [String: String] = [:]
+    private var done = 0, total = 0, failures = 0, ranNow = 0
+    private var trialSeconds = 0.0
+
+    init(jobs: Int) { self.jobs = jobs }
+
+    static func name(_ t: TrialConfiguration) -> String {
+        let who = ([t.criterion] + t.criterionOptions).joined(separator: " ")
+        switch t.kind {
+        case .oracle: return "\(who) oracle agreement, seed \(t.seed)"
+        case .prune: return "\(who) \(t.target.map(\.description) ?? "?"), seed \(t.seed)"
+        }
+    }
+
+    func handle(_ event: ExperimentRunner.Event) {
+        lock.lock(); defer { lock.unlock() }
+        switch event {
+        case let .planned(total, skipped):
+            self.total = total; done = skipped; start = Date()
+            if skipped > 0 {
+                line("resuming: \(skipped) of \(total) trials are already in the store and are skipped; \(total - skipped) to run")
+            }
+        case let .baselineStarted(b, index, count):
+            if interactive {
+                write("\r\u{1B}[K" + "baseline \(index + 1)/\(count): \(b.model) on \(b.dataset), seed \(b.seed) …")
+            }
+        case let .baselineFinished(b, cached, seconds):
+            line("baseline \(b.model) on \(b.dataset), seed \(b.seed): "
+                 + (cached ? "cached" : String(format: "trained %d epochs in %.1f s", b.epochs, seconds)))
+            start = Date()
+        case let .trialStarted(t):
+            inHand[t.id] = Self.name(t)
+            draw()
+        case let .trialFinished(r, seconds, done, total, failures):
+            inHand[r.id] = nil
+            self.done = done; self.total = total; self.failures = failures
+            ranNow += 1; trialSeconds += seconds
+            var text = "[\(done)/\(total)] \(Self.name(r.configuration)): "
+            if r.result.status == .failed {
+                text += "FAILED: \(r.result.failure ?? "no message")"
+            } else if r.configuration.kind == .oracle {
+                text += r.result.oracleCorrelation.map { String(format: "Spearman %.3f", $0) } ?? "no correlation"
+            } else {
+                let acc = r.result.finetunedAccuracy ?? r.result.prunedAccuracy
+                text += acc.map { "top-1 \(percent($0.top1))" } ?? "no accuracy"
+                if let c = r.result.compression { text += String(format: ", %.1f× compression", c) }
+                if let s = r.result.theoreticalSpeedup { text += String(format: ", %.1f× speed-up", s) }
+            }
+            line(text + String(format: " (%.1f s)", seconds))
+        }
+    }
+
+    func note(_ text: String) {
+        lock.lock(); defer { lock.unlock() }
+        line(text)
+    }
+
+    func finish() {
+        lock.lock(); defer { lock.unlock() }
+        if interactive { write("\r\u{1B}[K") }
+    }
+
+    /// A line that stays (above the bar on a terminal).
+    private func line(_ text: String) {
+        if interactive { write("\r\u{1B}[K") }
+        write(text + "\n")
+        draw()
+    }
+
+    private func draw() {
+        guard interactive, total > 0 else { return }
+        let width = 24, filled = min(width, Int(Double(width) * Double(done) / Double(total)))
+        let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
+        let elapsed = Date().timeIntervalSince(start)
+        let left = ranNow > 0 ? trialSeconds / Double(ranNow) * Double(total - done) / Double(jobs) : .infinity
+        var text = "\(bar) \(done)/\(total)  failures \(failures)  elapsed \(formatDuration(elapsed))  left \(formatDuration(left))"
+        if let current = inHand.values.sorted().first {
+            text += "  now: \(current)" + (inHand.count > 1 ? " (+\(inHand.count - 1))" : "")
+        }
+        write("\r\u{1B}[K" + text)
+    }
+
+    private func write(_ text: String) { FileHandle.standardOutput.write(Data(text.utf8)) }
+}
+
+struct Merge: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Combine the result stores of an experiment's shards (prunekit compare --shard I/N) into one.",
+        discussion: "Example: prunekit merge --out results.sqlite shard-1.sqlite shard-2.sqlite; then prunekit report --store results.sqlite --out report")
+
+    @Option(help: ArgumentHelp("The store to write (created, or added to).", valueName: "file")) var out: String
+    @Argument(help: ArgumentHelp("The shards' stores.", valueName: "shard.sqlite")) var shards: [String]
+
+    func run() throws {
+        try reportingErrors {
+            guard !shards.isEmpty else {
+                throw PruneKitError(.invalidArgument, "no stores to merge", hint: "prunekit merge --out all.sqlite shard-1.sqlite shard-2.sqlite")
+            }
+            print(try ExperimentParts.merge(shards, into: out))
+        }
+    }
+}
+
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Rebuild every report (terminal table, Markdown, CSV, JSON, HTML) from a result store, running nothing.")
+
+    @Option(help: ArgumentHelp("The result store (default: prunekit-results/results.sqlite).", valueName: "file"))
+    var store: String = ExperimentSpec.defaultStore
+    @Option(help: ArgumentHelp("Where the reports go (default: report/ next to the store).", valueName: "dir"))
+    var out: String?
+    @Option(help: "The report's title (default: the store's file name).") var title: String?
+
+    func run() throws {
+        try reportingErrors {
+            let db = try ExperimentParts.openExistingStore(store)
+            let records = try db.allRecords()
+            guard !records.isEmpty else {
+                throw PruneKitError(.invalidArgument, "\(store) holds no trials", hint: "run prunekit compare --store \(store) first")
+            }
+            print(ExperimentParts.terminalTable(records))
+            let dir = out ?? URL(fileURLWithPath: store).deletingLastPathComponent().appendingPathComponent("report").path
+            let files = try ExperimentParts.writeReports(records, to: dir,
+                                                         title: title ?? URL(fileURLWithPath: store).deletingPathExtension().lastPathComponent)
+            print("\(records.count) trials; reports: \(files.joined(separator: ", "))")
+        }
+    }
+}

@@ -1,0 +1,208 @@
+import Foundation
+import PruneKit
+
+/// The trials of an experiment, checked before any of them runs.
+///
+/// Every seed × criterion × target is a `.prune` trial; with the oracle on, every seed ×
+/// channel criterion is also an `.oracle` trial. The order is fixed (seeds, then criteria
+/// in the spec's order — the registry's sorted ids by default — then targets, then the
+/// oracle trials of the seed), so the same spec gives the same trials, in the same order,
+/// on every machine: what ``Shard`` relies on.
+public struct ExperimentPlan: Sendable {
+    public let spec: ExperimentSpec
+    /// The criteria, resolved, with their granularity.
+    public let criteria: [(choice: CriterionChoice, granularity: Granularity)]
+    public let trials: [TrialConfiguration]
+
+    /// The distinct baselines the trials start from, in seed order.
+    public var baselines: [BaselineConfiguration] {
+        var seen = Set<String>()
+        return trials.map(\.baseline).filter { seen.insert($0.hash).inserted }
+    }
+
+    /// The trials of a spec whose criteria are already resolved: pure, no registry, model or data.
+    public init(spec: ExperimentSpec, criteria: [(choice: CriterionChoice, granularity: Granularity)]) {
+        self.spec = spec
+        self.criteria = criteria
+        var trials: [TrialConfiguration] = []
+        for seed in spec.seeds {
+            let baseline = spec.baselineConfiguration(seed: seed)
+            func trial(_ kind: TrialKind, _ c: CriterionChoice, _ target: TrialTarget?) -> TrialConfiguration {
+                TrialConfiguration(kind: kind, baseline: baseline, criterion: c.id, criterionOptions: c.options,
+                                   target: target, schedule: spec.schedule, scheduleOptions: spec.scheduleOptions,
+                                   finetune: spec.finetune, finetuneOptions: spec.finetuneOptions,
+                                   finetuneEpochs: spec.finetuneEpochs, calibrationBatches: spec.calibration.batches,
+                                   calibrationBatchSize: spec.calibration.batchSize, residualPolicy: spec.residualPolicy)
+            }
+            for c in criteria {
+                for target in spec.targets { trials.append(trial(.prune, c.choice, target)) }
+            }
+            if spec.oracle.enabled {
+                for c in criteria where c.granularity == .channel { trials.append(trial(.oracle, c.choice, nil)) }
+            }
+        }
+        self.trials = trials
+    }
+
+    /// Checks everything that can be checked before a trial runs, and plans the trials.
+    ///
+    /// In order: the spec's values (``ExperimentSpec/validate()``); every criterion,
+    /// schedule and finetuning id and its options against the registry (an unknown id
+    /// lists the known ones); the data set (it is loaded); the model (a zoo name, or a saved
+    /// model that must load and fit the data); every target against the most the model's
+    /// structure allows for each criterion's granularity (``TargetReach``), naming the
+    /// closest reachable figure. Cost: loading the data set and building the model once.
+    /// - Throws: ``PruneKitError`` `.invalidArgument`, `.invalidFile` (data, model).
+    public static func validated(_ spec: ExperimentSpec, registry: Registry = .shared) throws -> ExperimentPlan {
+        try spec.validate()
+        let choices: [CriterionChoice]
+        if let given = spec.criteria {
+            choices = given
+        } else {
+            choices = registry.ids(of: .criterion).map { CriterionChoice($0) }
+            guard !choices.isEmpty else {
+                throw PruneKitError(.plugin, "no criteria are registered, so there is nothing to compare",
+                                    hint: "check that the plugin libraries are next to the executable or on PRUNEKIT_PLUGIN_PATH (prunekit plugins)")
+            }
+        }
+        var seenCriteria = Set<CriterionChoice>()
+        var resolved: [(choice: CriterionChoice, granularity: Granularity)] = []
+        for c in choices {
+            guard seenCriteria.insert(c).inserted else {
+                throw PruneKitError(.invalidArgument, "the criterion '\(c)' is listed twice", hint: "list each criterion once")
+            }
+            let criterion = try registry.criterion(c.id, options: c.options)
+            resolved.append((c, criterion.granularity))
+        }
+        _ = try registry.schedule(spec.schedule, options: spec.scheduleOptions)
+        _ = try registry.finetune(spec.finetune, options: spec.finetuneOptions)
+
+        let splits = try DatasetCatalog.load(spec.dataset, directory: spec.dataDirectory)
+        let model = try loadModel(spec.model, data: splits.train)
+        if let n = spec.baseline.trainingImages, n > splits.train.count {
+            throw PruneKitError(.invalidArgument, "'training-images' is \(n) but \(splits.train.name) has only \(splits.train.count) training images",
+                                hint: "leave it out to use them all")
+        }
+        guard spec.baseline.validationImages < splits.train.count else {
+            throw PruneKitError(.invalidArgument, "'validation-images' is \(spec.baseline.validationImages) but \(splits.train.name) has only \(splits.train.count) training images",
+                                hint: "hold out fewer images for validation")
+        }
+        let reach = TargetReach(model: model)
+        for granularity in Set(resolved.map(\.granularity)).sorted(by: { $0.rawValue < $1.rawValue }) {
+            for axis in TargetAxis.allCases {
+                let wanted = spec.targets.filter { $0.axis == axis }
+                guard let top = wanted.map(\.value).max() else { continue }
+                let most = reach.maximum(granularity, axis)
+                guard top <= most else {
+                    let names = resolved.filter { $0.granularity == granularity }.map(\.choice.id).joined(separator: ", ")
+                    throw PruneKitError(.invalidArgument,
+                        "the target \(TrialTarget(axis, top)) can't be met by \(granularity.rawValue) pruning of \(spec.model) (\(names)): the most it allows is "
+                        + String(format: "%.1f×", most),
+                        hint: "lower the target to at most " + String(format: "%.1f", most)
+                            + (granularity == .weight ? " (the classifier is kept whole)" : " (every layer keeps at least one channel; the classifier keeps all its outputs)"))
+                }
+            }
+        }
+        return ExperimentPlan(spec: spec, criteria: resolved)
+    }
+
+    /// A zoo model (freshly initialised) or a saved model that fits `data`.
+    static func loadModel(_ name: String, data: Dataset) throws -> Model {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: name, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else {
+                throw PruneKitError(.invalidArgument, "'\(name)' is a file, not a saved model folder",
+                                    hint: "give the folder that holds model.json and model.safetensors, or a zoo name")
+            }
+            let model = try Model.load(from: name)
+            try model.checkFits(data)
+            return model
+        }
+        guard ModelZoo.names.contains(name) else {
+            throw PruneKitError(.invalidArgument, "'\(name)' is neither a saved model folder nor a zoo model",
+                                hint: "zoo models: \(ModelZoo.names.joined(separator: ", "))")
+        }
+        return try ModelZoo.make(name, inputShape: data.imageShape, classCount: data.classCount, seed: 0)
+    }
+
+    /// The trials of one shard.
+    public func trials(in shard: Shard) -> [TrialConfiguration] { shard.slice(trials) }
+}
+
+/// One slice of an experiment's trials, so that machines can share the work:
+/// shard `index` of `count` (1-based) takes trials index−1, index−1+count, … of the plan.
+///
+/// The plan's order is the same everywhere, so every machine computes the same slices;
+/// shards differ in size by at most one trial, and their union is exactly the plan.
+public struct Shard: Hashable, Sendable, CustomStringConvertible {
+    public let index: Int
+    public let count: Int
+
+    /// The whole plan.
+    public static let all = Shard(unchecked: 1, 1)
+
+    init(unchecked index: Int, _ count: Int) { self.index = index; self.count = count }
+
+    /// - Throws: ``PruneKitError`` `.invalidArgument` unless 1 ≤ index ≤ count.
+    public init(index: Int, count: Int) throws {
+        guard count >= 1, (1...count).contains(index) else {
+            throw PruneKitError(.invalidArgument, "shard \(index)/\(count) does not exist",
+                                hint: "--shard I/N takes N ≥ 1 and I from 1 to N (a Slurm array: --shard $((SLURM_ARRAY_TASK_ID+1))/$SLURM_ARRAY_TASK_COUNT)")
+        }
+        self.index = index; self.count = count
+    }
+
+    /// Parses `I/N`.
+    public init(parsing text: String) throws {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let i = Int(parts[0].trimmingCharacters(in: .whitespaces)),
+              let n = Int(parts[1].trimmingCharacters(in: .whitespaces)) else {
+            throw PruneKitError(.invalidArgument, "'\(text)' is not a shard", hint: "write I/N, for example --shard 2/4")
+        }
+        try self.init(index: i, count: n)
+    }
+
+    public func slice<T>(_ items: [T]) -> [T] {
+        stride(from: index - 1, to: items.count, by: count).map { items[$0] }
+    }
+
+    public var description: String { "\(index)/\(count)" }
+}
+
+/// The most a pruning granularity can reach on a model, from its structure alone.
+///
+/// Weight pruning with the classifier kept whole: everything else pruned leaves the
+/// classifier's weights (compression) and MACs (speed-up). Channel pruning: every layer
+/// but the classifier keeps one output channel (the selection's minimum), and each
+/// layer's inputs shrink with the previous prunable layer's kept fraction. These are
+/// upper bounds (a residual join can force more to stay), so a target above them can
+/// never be met; one below them can still fail in its trial, with the closest figure.
+/// Cost: one pass over the prunable layers' shapes.
+public struct TargetReach {
+    let layers: [(weights: Int, macs: Int, outputs: Int, isClassifier: Bool)]
+
+    public init(model: Model) {
+        layers = model.prunableLayers().map { ($0.weights.count, $0.macs, $0.outputs, $0.isClassifier) }
+    }
+
+    /// The largest ratio (before / after) reachable on `axis`.
+    public func maximum(_ granularity: Granularity, _ axis: TargetAxis) -> Double {
+        let totalWeights = layers.reduce(0) { $0 + $1.weights }, totalMACs = layers.reduce(0) { $0 + $1.macs }
+        guard totalWeights > 0 else { return 1 }
+        var leftWeights = 0.0, leftMACs = 0.0
+        switch granularity {
+        case .weight:
+            for l in layers where l.isClassifier { leftWeights += Double(l.weights); leftMACs += Double(l.macs) }
+        default:
+            var inputFraction = 1.0
+            for l in layers {
+                let kept = l.isClassifier ? 1.0 : 1.0 / Double(max(l.outputs, 1))
+                leftWeights += Double(l.weights) * kept * inputFraction
+                leftMACs += Double(l.macs) * kept * inputFraction
+                inputFraction = kept
+            }
+        }
+        let ratio = axis == .compression ? Double(totalWeights) / max(leftWeights, 1) : Double(totalMACs) / max(leftMACs, 1)
+        return ratio.isFinite ? ratio : .greatestFiniteMagnitude
+    }
+}

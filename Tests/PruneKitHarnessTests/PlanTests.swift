@@ -1,0 +1,173 @@
+import PruneKit
+import XCTest
+@testable import PruneKitHarness
+
+/// Planning: the trials of a spec, their ids, shards, and the checks made before any trial runs.
+final class PlanTests: XCTestCase {
+    /// Every built-in plugin, loaded from the build directory as the command-line tool loads them.
+    static let registry: Registry? = {
+        var dirs: [URL] = []
+        if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            dirs.append(URL(fileURLWithPath: exe).deletingLastPathComponent())
+        }
+        dirs.append(Bundle.main.bundleURL)
+        dirs.append(URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent(".build/debug"))
+        guard let dir = dirs.first(where: { FileManager.default.fileExists(atPath: $0.appendingPathComponent("libPruneKitRandom.so").path) })
+        else { return nil }
+        let loader = PluginLoader(registry: Registry())
+        _ = loader.loadAll(PluginSearchPath(directories: [dir.path], files: []))
+        return loader.registry
+    }()
+
+    private func registry() throws -> Registry {
+        guard let r = Self.registry else { throw XCTSkip("the plugin libraries are not built (swift build --build-tests)") }
+        return r
+    }
+
+    private func spec(_ yaml: String) throws -> ExperimentSpec { try ExperimentSpec.load(yaml: yaml, file: "spec.yaml") }
+
+    private let mixed: [(choice: CriterionChoice, granularity: Granularity)] = [
+        (CriterionChoice("global-magnitude"), .weight), (CriterionChoice("l1-filter"), .channel),
+        (CriterionChoice("random", options: ["granularity=channel"]), .channel),
+    ]
+
+    func testTrialCountsAndOrder() throws {
+        let s = try spec("seeds: 2\ncompressions: [2, 4]\nspeedups: [3]\n")
+        let plan = ExperimentPlan(spec: s, criteria: mixed)
+        // 2 seeds × 3 criteria × 3 targets prune trials, and 2 seeds × 2 channel criteria oracle trials.
+        XCTAssertEqual(plan.trials.filter { $0.kind == .prune }.count, 18)
+        XCTAssertEqual(plan.trials.filter { $0.kind == .oracle }.count, 4)
+        XCTAssertEqual(plan.trials.count, 22)
+        XCTAssertEqual(Set(plan.trials.map(\.id)).count, 22, "every trial has its own id")
+        XCTAssertEqual(plan.baselines.map(\.seed), [0, 1])
+        let first = plan.trials[0]
+        XCTAssertEqual(first.criterion, "global-magnitude")
+        XCTAssertEqual(first.target, TrialTarget(.compression, 2))
+        XCTAssertEqual(first.seed, 0)
+        XCTAssertEqual(plan.trials[2].target, TrialTarget(.speedup, 3))
+        // Seed 0: 9 prune trials (0…8), then its oracle trials (9, 10); seed 1 from 11.
+        XCTAssertEqual(plan.trials[9].kind, .oracle)
+        XCTAssertEqual(plan.trials[9].criterion, "l1-filter")
+        XCTAssertNil(plan.trials[9].target)
+        XCTAssertEqual(plan.trials[10].criterionOptions, ["granularity=channel"])
+        XCTAssertEqual(plan.trials[10].seed, 0)
+        XCTAssertEqual(plan.trials[11].seed, 1)
+
+        var off = s; off.oracle.enabled = false
+        XCTAssertEqual(ExperimentPlan(spec: off, criteria: mixed).trials.count, 18)
+    }
+
+    /// Ids depend on what determines a trial, not on where results go or how many jobs run.
+    func testIdsAreStable() throws {
+        let s = try spec("compressions: [2, 4]\nfinetune-epochs: 1\n")
+        let a = ExperimentPlan(spec: s, criteria: mixed).trials.map(\.id)
+        var moved = s; moved.store = "elsewhere.sqlite"; moved.jobs = 4; moved.report = "r"; moved.name = "renamed"
+        XCTAssertEqual(ExperimentPlan(spec: moved, criteria: mixed).trials.map(\.id), a)
+        XCTAssertEqual(ExperimentRunner.experimentID(moved.applying(.init())),
+                       { var m = moved; m.store = "x"; m.jobs = 1; return ExperimentRunner.experimentID(m) }())
+        var changed = s; changed.finetuneEpochs = 2
+        XCTAssertTrue(Set(ExperimentPlan(spec: changed, criteria: mixed).trials.map(\.id)).isDisjoint(with: a))
+        // Pinned: the id of the first default trial, so an accidental change of the hash or
+        // of the configuration's fields (which would orphan every stored result) is caught.
+        let pinned = ExperimentPlan(spec: ExperimentSpec(), criteria: [(CriterionChoice("global-magnitude"), .weight)]).trials[0]
+        XCTAssertEqual(pinned.id, TrialConfiguration(baseline: BaselineConfiguration(model: "lenet-5", dataset: "mnist-5k"),
+                                                     criterion: "global-magnitude", target: TrialTarget(.compression, 2)).id)
+    }
+
+    func testShardsPartitionThePlanExactly() throws {
+        let plan = ExperimentPlan(spec: try spec("seeds: 3\ncompressions: [2, 4, 8, 16, 32]\n"), criteria: mixed)
+        XCTAssertEqual(plan.trials.count, 3 * 3 * 5 + 3 * 2)
+        for n in 1...7 {
+            let shards = try (1...n).map { try plan.trials(in: Shard(index: $0, count: n)) }
+            let ids = shards.flatMap { $0.map(\.id) }
+            XCTAssertEqual(ids.count, plan.trials.count, "no trial twice, none lost (N = \(n))")
+            XCTAssertEqual(Set(ids), Set(plan.trials.map(\.id)))
+            let sizes = shards.map(\.count)
+            XCTAssertLessThanOrEqual(sizes.max()! - sizes.min()!, 1, "balanced: \(sizes)")
+        }
+        XCTAssertEqual(try Shard(parsing: "2/3").slice(Array(0..<8)), [1, 4, 7])
+        XCTAssertEqual(try Shard(parsing: " 1 / 1 ").slice([5, 6]), [5, 6])
+        for bad in ["0/3", "4/3", "1/0", "a/b", "3", "1/2/3", ""] {
+            XCTAssertThrowsError(try Shard(parsing: bad), bad)
+        }
+    }
+
+    func testDefaultIsEveryRegisteredCriterion() throws {
+        let r = try registry()
+        let plan = try ExperimentPlan.validated(ExperimentSpec(), registry: r)
+        let ids = r.ids(of: .criterion)
+        XCTAssertEqual(plan.criteria.map(\.choice.id), ids)
+        let channel = plan.criteria.filter { $0.granularity == .channel }.count
+        XCTAssertGreaterThan(channel, 0)
+        XCTAssertEqual(plan.trials.count, ids.count * 5 + channel)
+    }
+
+    private func refusal(_ yaml: String, registry r: Registry, file: StaticString = #filePath, line: UInt = #line) throws -> PruneKitError? {
+        do {
+            _ = try ExperimentPlan.validated(try spec(yaml), registry: r)
+            XCTFail("accepted: \(yaml)", file: file, line: line)
+        } catch let e as PruneKitError {
+            return e
+        }
+        return nil
+    }
+
+    func testBadInputIsRefusedBeforeAnyTrial() throws {
+        let r = try registry()
+        let criterion = try XCTUnwrap(try refusal("criteria: [global-magnitude, magnitood]", registry: r))
+        XCTAssertEqual(criterion.message, "unknown criterion 'magnitood'")
+        XCTAssert(criterion.hint?.contains("l1-filter") == true, criterion.hint ?? "")
+        let schedule = try XCTUnwrap(try refusal("schedule: once", registry: r))
+        XCTAssert(schedule.message.contains("unknown schedule 'once'") && schedule.hint?.contains("one-shot") == true, "\(schedule)")
+        let finetune = try XCTUnwrap(try refusal("finetune: polish", registry: r))
+        XCTAssert(finetune.message.contains("unknown finetune 'polish'") && finetune.hint?.contains("rewind") == true, "\(finetune)")
+        let option = try XCTUnwrap(try refusal("criteria: [random granularity=pixel]", registry: r))
+        XCTAssert(option.message.contains("granularity"), option.message)
+        let model = try XCTUnwrap(try refusal("model: alexnet", registry: r))
+        XCTAssert(model.message.contains("'alexnet' is neither") && model.hint?.contains("lenet-5") == true, "\(model)")
+        let data = try XCTUnwrap(try refusal("dataset: imagenet", registry: r))
+        XCTAssert(data.message.contains("imagenet"), data.message)
+        let empty = try TestScratch.directory()
+        let files = try XCTUnwrap(try refusal("dataset: mnist\ndata-dir: \(empty.path)", registry: r))
+        XCTAssert(files.message.contains("train-images-idx3-ubyte"), files.message)
+        let twice = try XCTUnwrap(try refusal("criteria: [random, random]", registry: r))
+        XCTAssert(twice.message.contains("twice"), twice.message)
+    }
+
+    func testAModelThatDoesNotLoadIsRefused() throws {
+        let r = try registry()
+        let dir = try TestScratch.directory()
+        try Data("{ not json".utf8).write(to: dir.appendingPathComponent("model.json"))
+        let e = try XCTUnwrap(try refusal("model: \(dir.path)", registry: r))
+        XCTAssert(e.message.contains("model.json") || e.message.contains(dir.path), e.message)
+    }
+
+    /// lenet-5's prunable weights: conv1 6·1·5·5 = 150, conv2 16·6·5·5 = 2,400, fc1 120·400 =
+    /// 48,000, fc2 84·120 = 10,080, fc3 (the classifier, kept whole) 10·84 = 840: at most
+    /// 61,470 / 840 = 73.18× by weight pruning.
+    func testUnreachableTargetNamesTheClosest() throws {
+        let r = try registry()
+        XCTAssertNoThrow(try ExperimentPlan.validated(try spec("criteria: [global-magnitude]\ncompressions: [73]"), registry: r))
+        let e = try XCTUnwrap(try refusal("criteria: [global-magnitude]\ncompressions: [8, 100]", registry: r))
+        XCTAssert(e.message.contains("100× compression") && e.message.contains("73.2×"), e.message)
+        XCTAssert(e.hint?.contains("73.2") == true, e.hint ?? "")
+        // lenet-300-100, channels: 784→300→100→10. Keeping one channel in each hidden layer
+        // leaves 1·784 + 1·1 + 10·1 = 795 of 266,200 weights: at most 334.8×.
+        let reach = TargetReach(model: try ModelZoo.make("lenet-300-100", inputShape: [1, 28, 28], classCount: 10, seed: 0))
+        XCTAssertEqual(reach.maximum(.channel, .compression), 266_200.0 / 795, accuracy: 1e-9)
+        XCTAssertEqual(reach.maximum(.weight, .compression), 266_200.0 / 1_000, accuracy: 1e-9)
+        // MACs equal weights for linear layers.
+        XCTAssertEqual(reach.maximum(.channel, .speedup), 266_200.0 / 795, accuracy: 1e-9)
+        let c = try XCTUnwrap(try refusal("model: lenet-300-100\ncriteria: [l1-filter]\nspeedups: [400]", registry: r))
+        XCTAssert(c.message.contains("400× speed-up") && c.message.contains("334.8×"), c.message)
+    }
+}
+
+enum TestScratch {
+    static func directory() throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("prunekit-plan-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir
+    }
+}

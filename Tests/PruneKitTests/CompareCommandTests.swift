@@ -1,0 +1,162 @@
+import Foundation
+import XCTest
+
+/// `prunekit compare`, `merge` and `report` end to end: resuming after kill -9, shards,
+/// and bad input refused before any trial runs.
+final class CompareCommandTests: XCTestCase {
+    private var executable: URL {
+        var dir = Bundle(for: CompareCommandTests.self).bundleURL
+        while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("prunekit").path), dir.path != "/" {
+            dir = dir.deletingLastPathComponent()
+        }
+        return dir.appendingPathComponent("prunekit")
+    }
+
+    private func run(_ arguments: [String], in directory: URL) throws -> (status: Int32, out: String, err: String) {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        process.currentDirectoryURL = directory
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    private func scratch() throws -> URL {
+        let dir = try TestSupport.scratchDirectory("prunekit-compare")
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        return dir
+    }
+
+    /// A tiny comparison: lenet-300-100, 300 training images, 1 baseline epoch, 1 finetune
+    /// epoch, 2 criteria × 2 targets = 4 trials.
+    private let tinySpec = """
+        name: tiny
+        model: lenet-300-100
+        criteria: [global-magnitude, layer-magnitude]
+        compressions: [2, 4]
+        finetune-epochs: 1
+        baseline: {epochs: 1, training-images: 300, validation-images: 100}
+        calibration: {batches: 2, batch-size: 32}
+        jobs: 1
+        """
+
+    /// Kill -9 after the first trial is in the store, run the same command again: only the
+    /// missing trials run, and every planned trial is in the store exactly once.
+    func testResumeAfterKillRunsOnlyTheMissingTrials() throws {
+        let dir = try scratch()
+        try Data(tinySpec.utf8).write(to: dir.appendingPathComponent("tiny.yaml"))
+        let arguments = ["compare", "tiny.yaml", "--store", "out/results.sqlite"]
+
+        // First run: read its output as it comes; a trial's line is printed after its
+        // transaction commits, so "[1/4]" means one trial is in the store.
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        process.currentDirectoryURL = dir
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        let buffer = LockedText()
+        out.fileHandleForReading.readabilityHandler = { buffer.append($0.availableData) }
+        try process.run()
+        let deadline = Date().addingTimeInterval(120)
+        while !buffer.text.contains("[1/4]"), process.isRunning, Date() < deadline { usleep(20_000) }
+        XCTAssert(buffer.text.contains("[1/4]"), "the first trial never finished: \(buffer.text)")
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        out.fileHandleForReading.readabilityHandler = nil
+        XCTAssertEqual(process.terminationReason, .uncaughtSignal)
+        let firstRunDone = buffer.text.components(separatedBy: "\n").filter { $0.hasPrefix("[") }.count
+        XCTAssertGreaterThanOrEqual(firstRunDone, 1)
+        XCTAssertLessThan(firstRunDone, 4, "killed before the end: \(buffer.text)")
+
+        // Second run: the same command.
+        let second = try run(arguments, in: dir)
+        XCTAssertEqual(second.status, 0, second.err + second.out)
+        let skipped = try XCTUnwrap(firstNumber(after: "resuming: ", in: second.out), second.out)
+        XCTAssertGreaterThanOrEqual(skipped, firstRunDone, "everything the first run reported is kept")
+        XCTAssert(second.out.contains("resuming: \(skipped) of 4 trials are already in the store and are skipped; \(4 - skipped) to run"), second.out)
+        XCTAssert(second.out.contains("trials: 4 in this run, \(skipped) already in the store (skipped), \(4 - skipped) run now, 0 failed"), second.out)
+        XCTAssertEqual(second.out.components(separatedBy: "\n").filter { $0.hasPrefix("[") }.count, 4 - skipped,
+                       "only the missing trials ran: \(second.out)")
+
+        // Every planned trial is in the store, exactly once: a third run skips all four, and
+        // the store holds four records.
+        let third = try run(arguments, in: dir)
+        XCTAssertEqual(third.status, 0, third.err)
+        XCTAssert(third.out.contains("resuming: 4 of 4 trials are already in the store and are skipped; 0 to run"), third.out)
+        let report = try run(["report", "--store", "out/results.sqlite", "--out", "rebuilt"], in: dir)
+        XCTAssertEqual(report.status, 0, report.err)
+        XCTAssert(report.out.contains("4 trials; reports: "), report.out)
+    }
+
+    /// Two shards and a merge hold the same trials as the whole experiment.
+    func testShardsThenMerge() throws {
+        let dir = try scratch()
+        try Data(tinySpec.utf8).write(to: dir.appendingPathComponent("tiny.yaml"))
+        var lines: [String] = []
+        for i in 1...2 {
+            let r = try run(["compare", "tiny.yaml", "--shard", "\(i)/2", "--store", "s\(i).sqlite", "--cache", "cache"], in: dir)
+            XCTAssertEqual(r.status, 0, r.err)
+            XCTAssert(r.out.contains("shard \(i)/2: 2"), r.out)
+            lines += r.out.components(separatedBy: "\n").filter { $0.hasPrefix("[") }
+        }
+        XCTAssertEqual(lines.count, 4)
+        let merge = try run(["merge", "--out", "all.sqlite", "s1.sqlite", "s2.sqlite"], in: dir)
+        XCTAssertEqual(merge.status, 0, merge.err)
+        let whole = try run(["compare", "tiny.yaml", "--store", "all.sqlite", "--cache", "cache"], in: dir)
+        XCTAssertEqual(whole.status, 0, whole.err)
+        XCTAssert(whole.out.contains("resuming: 4 of 4 trials"), whole.out)
+    }
+
+    func testBadInputIsRefusedBeforeAnyTrialAndLeavesTheStoreAlone() throws {
+        let dir = try scratch()
+        let unknown = try run(["compare", "--criteria", "global-magnitude,magnitood", "--store", "r.sqlite"], in: dir)
+        XCTAssertEqual(unknown.status, 64)
+        XCTAssert(unknown.err.contains("error: unknown criterion 'magnitood'") && unknown.err.contains("hint: known: "), unknown.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("r.sqlite").path), "nothing created")
+
+        try Data("model: lenet-5\nfinetune-epoch: 2\n".utf8).write(to: dir.appendingPathComponent("bad.yaml"))
+        let yaml = try run(["compare", "bad.yaml"], in: dir)
+        XCTAssertNotEqual(yaml.status, 0)
+        XCTAssert(yaml.err.contains("bad.yaml:2:1: unknown key 'finetune-epoch'"), yaml.err)
+
+        let target = try run(["compare", "--criteria", "global-magnitude", "--compressions", "2,100"], in: dir)
+        XCTAssertNotEqual(target.status, 0)
+        XCTAssert(target.err.contains("can't be met") && target.err.contains("73.2×"), target.err)
+
+        let small = try run(["compare", "--compressions", "1"], in: dir)
+        XCTAssert(small.err.contains("not above 1"), small.err)
+
+        let shard = try run(["compare", "--shard", "3/2"], in: dir)
+        XCTAssert(shard.err.contains("shard 3/2 does not exist"), shard.err)
+
+        // A file that is not a result store is refused and left exactly as it was.
+        let junk = dir.appendingPathComponent("junk.sqlite")
+        let bytes = Data("not a database, but someone's file".utf8)
+        try bytes.write(to: junk)
+        let store = try run(["compare", "--criteria", "global-magnitude", "--compressions", "2", "--store", junk.path], in: dir)
+        XCTAssertNotEqual(store.status, 0)
+        XCTAssert(store.err.hasPrefix("error: "), store.err)
+        XCTAssertEqual(try Data(contentsOf: junk), bytes)
+        XCTAssertFalse(store.out.contains("[1/"), "no trial ran")
+    }
+
+    private func firstNumber(after prefix: String, in text: String) -> Int? {
+        guard let range = text.range(of: prefix) else { return nil }
+        return Int(text[range.upperBound...].prefix { $0.isNumber })
+    }
+}
+
+/// Text appended from a pipe's handler thread and read from the test's.
+private final class LockedText: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data = Data()
+    func append(_ d: Data) { lock.lock(); data.append(d); lock.unlock() }
+    var text: String { lock.lock(); defer { lock.unlock() }; return String(decoding: data, as: UTF8.self) }
+}
