@@ -171,3 +171,107 @@ enum TestScratch {
         return dir
     }
 }
+
+/// The run loop with a store in memory and trials that return at once: skipping, jobs,
+/// cancelling, and a store that fails.
+final class ExperimentRunnerTests: XCTestCase {
+    final class MemoryStore: ExperimentStore, @unchecked Sendable {
+        let lock = NSLock()
+        var records: [TrialRecord] = []
+        var failAfter = Int.max
+        var experiments: [String: String] = [:]
+        func doneTrialIDs() throws -> Set<String> { lock.lock(); defer { lock.unlock() }; return Set(records.map(\.id)) }
+        func add(_ record: TrialRecord) throws {
+            lock.lock(); defer { lock.unlock() }
+            guard records.count < failAfter else { throw PruneKitError(.io, "disk full") }
+            records.append(record)
+        }
+        func allRecords() throws -> [TrialRecord] { lock.lock(); defer { lock.unlock() }; return records }
+        func remember(experimentID: String, specification: String) throws { experiments[experimentID] = specification }
+    }
+
+    final class FakeTrials: TrialRunning, BaselinePreparing, @unchecked Sendable {
+        let lock = NSLock()
+        var ran: [String] = []
+        var running = 0, maxRunning = 0
+        var prepared: [UInt64] = []
+        var onRun: ((Int) -> TrialResult?)?
+        func run(_ trial: TrialConfiguration) -> TrialResult {
+            lock.lock(); running += 1; maxRunning = max(maxRunning, running); ran.append(trial.id); let n = ran.count; lock.unlock()
+            usleep(20_000)
+            lock.lock(); running -= 1; lock.unlock()
+            if let r = onRun?(n) { return r }
+            return TrialResult(status: .succeeded, phaseSeconds: ["finetune": 0.5, "prune": 0.25])
+        }
+        func prepare(_ baseline: BaselineConfiguration) throws -> Bool { prepared.append(baseline.seed); return false }
+    }
+
+    private let plan = ExperimentPlan(spec: { var s = ExperimentSpec(); s.seeds = [0, 1]; s.compressions = [2, 4, 8]; return s }(),
+                                      criteria: [(CriterionChoice("global-magnitude"), .weight)])
+
+    func testRunsOnlyWhatIsMissingAndRecordsEach() throws {
+        let store = MemoryStore(), trials = FakeTrials()
+        store.records = plan.trials[0..<2].map { TrialRecord(configuration: $0, result: TrialResult(status: .succeeded)) }
+        let runner = ExperimentRunner(plan: plan, jobs: 1, store: store, runner: trials, baselines: trials)
+        var events: [String] = []
+        let summary = try runner.run { e in
+            if case let .planned(total, skipped) = e { events.append("planned \(total) \(skipped)") }
+            if case let .trialFinished(_, _, done, total, _) = e { events.append("\(done)/\(total)") }
+        }
+        XCTAssertEqual(events, ["planned 6 2", "3/6", "4/6", "5/6", "6/6"])
+        XCTAssertEqual(trials.ran, plan.trials[2...].map(\.id), "the missing ones, in plan order")
+        XCTAssertEqual(trials.prepared, [0, 1], "a baseline per seed still needed")
+        XCTAssertEqual(Set(store.records.map(\.id)), Set(plan.trials.map(\.id)))
+        XCTAssertEqual(store.records.count, 6)
+        XCTAssertEqual(summary.skipped, 2); XCTAssertEqual(summary.ran, 4); XCTAssertEqual(summary.failed, 0)
+        XCTAssertEqual(summary.phaseSeconds, ["finetune": 2.0, "prune": 1.0])
+        XCTAssertEqual(store.experiments.keys.first, ExperimentRunner.experimentID(plan.spec))
+        let table = summary.phaseTable()
+        XCTAssert(table.contains("finetuning") && table.contains("2.00 s") && table.contains("wall time"), table)
+
+        // Everything done: nothing runs, no baseline is trained.
+        let again = FakeTrials()
+        let second = try ExperimentRunner(plan: plan, jobs: 2, store: store, runner: again, baselines: again).run()
+        XCTAssertEqual(again.ran, []); XCTAssertEqual(again.prepared, [])
+        XCTAssertEqual(second.skipped, 6)
+    }
+
+    func testJobsRunAtOnceAndShardsRunTheirSlice() throws {
+        let store = MemoryStore(), trials = FakeTrials()
+        let summary = try ExperimentRunner(plan: plan, shard: try Shard(index: 2, count: 2), jobs: 3, store: store,
+                                           runner: trials, baselines: trials).run()
+        XCTAssertEqual(summary.total, 3)
+        XCTAssertEqual(Set(trials.ran), Set([1, 3, 5].map { plan.trials[$0].id }))
+        XCTAssertGreaterThan(trials.maxRunning, 1)
+        XCTAssertLessThanOrEqual(trials.maxRunning, 3)
+    }
+
+    /// After a cancel no trial starts, and failures (children killed by the same Ctrl-C) are
+    /// not recorded, so that the next run tries them again.
+    func testCancelStopsAndKeepsFailuresOut() throws {
+        let store = MemoryStore(), trials = FakeTrials()
+        let runner = ExperimentRunner(plan: plan, jobs: 1, store: store, runner: trials, baselines: trials)
+        trials.onRun = { [unowned runner] n in
+            guard n == 2 else { return nil }
+            runner.cancel()
+            return .failed("killed by signal 2")
+        }
+        let summary = try runner.run()
+        XCTAssertTrue(summary.cancelled)
+        XCTAssertEqual(trials.ran.count, 2)
+        XCTAssertEqual(store.records.map(\.id), [plan.trials[0].id])
+        XCTAssertEqual(summary.ran, 1); XCTAssertEqual(summary.notRun, 5)
+    }
+
+    func testRealFailuresAreRecordedAndAStoreErrorStopsTheRun() throws {
+        let store = MemoryStore(), trials = FakeTrials()
+        trials.onRun = { n in n == 1 ? .failed("the plugin crashed (signal 11)") : nil }
+        store.failAfter = 3
+        XCTAssertThrowsError(try ExperimentRunner(plan: plan, jobs: 1, store: store, runner: trials, baselines: trials).run()) { e in
+            XCTAssertEqual((e as? PruneKitError)?.message, "disk full")
+        }
+        XCTAssertEqual(store.records.count, 3)
+        XCTAssertEqual(store.records[0].result.failure, "the plugin crashed (signal 11)")
+        XCTAssertEqual(trials.ran.count, 4, "the run stops at the first record that can't be written")
+    }
+}
