@@ -39,6 +39,7 @@ struct Compare: ParsableCommand {
     @Option(help: ArgumentHelp("Run one slice of the trials, for a cluster: shard I of N (1-based); combine with prunekit merge.", valueName: "I/N"))
     var shard: String?
     @Option(help: "Trials run at once, each in its own process (default: \(ExperimentRunner.defaultJobs)).") var jobs: Int?
+    @Flag(help: "Run again the trials that failed before (by default a failed trial counts as done).") var retryFailed = false
     @Option(help: ArgumentHelp("Where baseline checkpoints are cached (default: baselines/ next to the store).", valueName: "dir"))
     var cache: String?
     @OptionGroup var plugins: PluginOptions
@@ -58,7 +59,7 @@ struct Compare: ParsableCommand {
             let store = try ExperimentParts.openStore(spec.store)
             let threads = engine.threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / jobs)
             let runner = ExperimentRunner(
-                plan: plan, shard: shard, jobs: jobs, store: store,
+                plan: plan, shard: shard, jobs: jobs, retryFailed: retryFailed, store: store,
                 runner: ExperimentParts.childRunner(executable: executablePath(), cacheDirectory: spec.cacheDirectory,
                                                     threads: threads, pluginArguments: pluginArguments()),
                 baselines: ExperimentParts.baselineCache(spec.cacheDirectory))

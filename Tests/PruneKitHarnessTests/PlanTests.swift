@@ -180,10 +180,14 @@ final class ExperimentRunnerTests: XCTestCase {
         var records: [TrialRecord] = []
         var failAfter = Int.max
         var experiments: [String: String] = [:]
-        func doneTrialIDs() throws -> Set<String> { lock.lock(); defer { lock.unlock() }; return Set(records.map(\.id)) }
+        func doneTrialIDs(includingFailed: Bool) throws -> Set<String> {
+            lock.lock(); defer { lock.unlock() }
+            return Set(records.filter { includingFailed || $0.result.status == .succeeded }.map(\.id))
+        }
         func add(_ record: TrialRecord) throws {
             lock.lock(); defer { lock.unlock() }
             guard records.count < failAfter else { throw PruneKitError(.io, "disk full") }
+            records.removeAll { $0.id == record.id }
             records.append(record)
         }
         func allRecords() throws -> [TrialRecord] { lock.lock(); defer { lock.unlock() }; return records }
@@ -273,5 +277,17 @@ final class ExperimentRunnerTests: XCTestCase {
         XCTAssertEqual(store.records.count, 3)
         XCTAssertEqual(store.records[0].result.failure, "the plugin crashed (signal 11)")
         XCTAssertEqual(trials.ran.count, 4, "the run stops at the first record that can't be written")
+
+        // Resuming: the failure counts as done, unless failures are retried.
+        store.failAfter = .max
+        let again = FakeTrials()
+        let resumed = try ExperimentRunner(plan: plan, jobs: 1, store: store, runner: again, baselines: again).run()
+        XCTAssertEqual(resumed.skipped, 3); XCTAssertEqual(again.ran.count, 3)
+        let retry = FakeTrials()
+        let retried = try ExperimentRunner(plan: plan, jobs: 1, retryFailed: true, store: store, runner: retry, baselines: retry).run()
+        XCTAssertEqual(retry.ran, [plan.trials[0].id])
+        XCTAssertEqual(retried.ran, 1)
+        XCTAssertEqual(store.records.count, 6)
+        XCTAssertTrue(store.records.allSatisfy { $0.result.status == .succeeded })
     }
 }

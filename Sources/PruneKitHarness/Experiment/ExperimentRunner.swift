@@ -4,8 +4,8 @@ import PruneKit
 /// Where the runner keeps results: which trials are done, and each new record as soon
 /// as its trial finishes (``ResultStore`` is the real one).
 public protocol ExperimentStore: AnyObject {
-    /// Ids of the trials already recorded (failed ones included).
-    func doneTrialIDs() throws -> Set<String>
+    /// Ids of the trials already recorded (failed ones too, unless `includingFailed` is false).
+    func doneTrialIDs(includingFailed: Bool) throws -> Set<String>
     /// Records one finished trial durably (one transaction).
     func add(_ record: TrialRecord) throws
     /// Every record kept.
@@ -76,9 +76,12 @@ public final class ExperimentRunner: @unchecked Sendable {
     private var cancelled = false
     private var running = 0
 
-    public init(plan: ExperimentPlan, shard: Shard = .all, jobs: Int, store: ExperimentStore,
+    /// Run the trials that failed before again (default: a failure counts as done).
+    public let retryFailed: Bool
+
+    public init(plan: ExperimentPlan, shard: Shard = .all, jobs: Int, retryFailed: Bool = false, store: ExperimentStore,
                 runner: TrialRunning, baselines: BaselinePreparing) {
-        self.plan = plan; self.shard = shard; self.jobs = max(1, jobs)
+        self.plan = plan; self.shard = shard; self.jobs = max(1, jobs); self.retryFailed = retryFailed
         self.store = store; self.runner = runner; self.baselines = baselines
     }
 
@@ -155,7 +158,7 @@ public final class ExperimentRunner: @unchecked Sendable {
         encoder.outputFormatting = [.sortedKeys]
         let specJSON = String(decoding: (try? encoder.encode(plan.spec)) ?? Data(), as: UTF8.self)
         try store.remember(experimentID: Self.experimentID(plan.spec), specification: specJSON)
-        let done = try store.doneTrialIDs()
+        let done = try store.doneTrialIDs(includingFailed: !retryFailed)
         let pending = trials.filter { !done.contains($0.id) }
         summary.total = trials.count
         summary.skipped = trials.count - pending.count

@@ -8,13 +8,11 @@ import PruneKit
 /// stays thin.
 public enum ExperimentParts {
     /// Opens (or creates) the result store, refusing an incompatible file without touching it.
-    public static func openStore(_ path: String) throws -> ExperimentStore {
-        throw PruneKitError(.invalidArgument, "the result store is not built into this prunekit yet")
-    }
+    public static func openStore(_ path: String) throws -> ExperimentStore { try ResultStore(path: path) }
 
     /// Opens a store that must already exist.
     public static func openExistingStore(_ path: String) throws -> ExperimentStore {
-        throw PruneKitError(.invalidArgument, "the result store is not built into this prunekit yet")
+        try ResultStore.openExisting(path: path, readOnly: true)
     }
 
     /// Runs trials as `prunekit trial` child processes of `executable`.
@@ -34,7 +32,7 @@ public enum ExperimentParts {
 
     /// Merges shard stores into one; returns a one-line summary.
     public static func merge(_ sources: [String], into destination: String) throws -> String {
-        throw PruneKitError(.invalidArgument, "merging is not built into this prunekit yet")
+        try ResultStore.merge(sources, into: destination).description
     }
 
     private struct Unavailable: TrialRunning, BaselinePreparing {
@@ -42,5 +40,14 @@ public enum ExperimentParts {
         func prepare(_ baseline: BaselineConfiguration) throws -> Bool {
             throw PruneKitError(.invalidArgument, "baselines can't be trained in this build")
         }
+    }
+}
+
+extension ResultStore: ExperimentStore {
+    public func doneTrialIDs(includingFailed: Bool) throws -> Set<String> { try completedTrialIDs(includingFailed: includingFailed) }
+    public func add(_ record: TrialRecord) throws { try self.record(record) }
+    public func allRecords() throws -> [TrialRecord] { try records() }
+    public func remember(experimentID: String, specification: String) throws {
+        try saveExperiment(id: experimentID, specification: specification)
     }
 }
