@@ -169,6 +169,51 @@ final class ExecutionTests: XCTestCase {
         XCTAssert(slim.failure?.contains("BatchNorm") ?? false, slim.failure ?? "")
     }
 
+    /// A saved model is imported as the baseline (nothing trained); a criterion whose
+    /// `regularize` hook changes training (slimming's L1 on γ) trains with it before pruning.
+    func testSavedModelBaselineAndSlimming() throws {
+        var rng = RandomGenerator(seed: 5)
+        var builder = ModelBuilder(architecture: "tiny-bn", inputShape: [1, 28, 28])
+        builder.add("conv", Conv2d(inChannels: 1, outChannels: 4, kernelSize: 3, stride: 2, rng: &rng))
+        builder.add("bn", BatchNorm(featureCount: 4))
+        builder.add("relu", ReLU())
+        builder.add("pool", GlobalAvgPool())
+        builder.add("fc", Linear(inFeatures: 4, outFeatures: 10, rng: &rng))
+        let dir = try scratch("model")
+        try builder.build().save(to: dir)
+        let env = TrialEnvironment(registry: try registry(), cacheDirectory: try scratch("cache"))
+        let base = tinyBaseline(dir)
+        let artifact = try BaselineCache.ensure(base, cacheDirectory: env.cacheDirectory)
+        XCTAssertEqual(artifact.seconds, 0)
+        XCTAssertEqual(artifact.epochs, [], "a saved model is not trained")
+        var c = tinyTrial("slimming", TrialTarget(.compression, 1.3), baseline: base)
+        c.regularizationEpochs = 1
+        let r = try TrialExecutor.run(c, environment: env)
+        XCTAssertEqual(r.status, .succeeded, r.failure ?? "")
+        XCTAssertGreaterThan(r.phaseSeconds["regularize"] ?? 0, 0)
+        XCTAssert(r.notes.contains { $0.contains("penalty") }, "\(r.notes)")
+        // conv 4×9 and fc 40 weights, the classifier kept: two of the four channels go (58 of 76 left).
+        XCTAssertEqual(try XCTUnwrap(r.compression), 76.0 / 58.0, accuracy: 1e-9)
+        // l1-filter has no penalty: no such phase.
+        let l1 = try TrialExecutor.run(tinyTrial("l1-filter", TrialTarget(.compression, 1.3), baseline: base), environment: env)
+        XCTAssertEqual(l1.status, .succeeded, l1.failure ?? "")
+        XCTAssertNil(l1.phaseSeconds["regularize"])
+    }
+
+    /// Weight rewinding finds its checkpoint in the baseline, or fails saying what to set.
+    func testRewindingUsesTheBaselinesCheckpoints() throws {
+        let env = TrialEnvironment(registry: try registry(), cacheDirectory: try scratch("cache"))
+        var c = tinyTrial("global-magnitude", TrialTarget(.compression, 2), baseline: tinyBaseline("lenet-300-100"))
+        c.finetune = "rewind"; c.finetuneOptions = ["epoch=0"]; c.latencyRuns = 0
+        let missing = try TrialExecutor.run(c, environment: env)
+        XCTAssertEqual(missing.status, .failed)
+        XCTAssert(missing.failure?.contains("no checkpoint of epoch 0") ?? false, missing.failure ?? "")
+        c.baseline.checkpointEpochs = [0]
+        let r = try TrialExecutor.run(c, environment: env)
+        XCTAssertEqual(r.status, .succeeded, r.failure ?? "")
+        XCTAssertEqual(try XCTUnwrap(r.compression), 2, accuracy: 0.01)
+    }
+
     /// The paired design: two different criteria under one seed see the same calibration
     /// batches and the same finetuning data and seed; the strategy's validation split is
     /// the held-out training images, never the test split.
@@ -181,7 +226,7 @@ final class ExecutionTests: XCTestCase {
         let env = TrialEnvironment(registry: registry, cacheDirectory: try scratch("cache"))
         for id in [ProbeA.id, ProbeB.id] {
             var c = tinyTrial(id, TrialTarget(.compression, 2), baseline: tinyBaseline())
-            c.finetune = ProbeStrategy.id
+            c.finetune = ProbeStrategy.id; c.latencyRuns = 0
             let r = try TrialExecutor.run(c, environment: env)
             XCTAssertEqual(r.status, .succeeded, r.failure ?? "")
         }

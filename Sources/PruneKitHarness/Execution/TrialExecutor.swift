@@ -105,7 +105,6 @@ private final class Run {
             return f
         }
         let originalMACs = model.macs
-        if criterion.granularity == .channel { try checkRanksChannels(criterion, model: model) }
 
         // Criteria that change training (slimming's L1 on γ) train with their penalty first.
         if try regularizes(criterion, model) {
@@ -120,6 +119,7 @@ private final class Run {
             }
         }
 
+        if criterion.granularity == .channel { try checkRanksChannels(criterion, model: model) }
         let sparsity = try timed("score") {
             try TargetSearch.sparsity(for: target, criterion: criterion, model: model, data: splits.train,
                                       calibration: calibration, notes: &notes)
