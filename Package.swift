@@ -37,6 +37,7 @@ let fixtures = [
     plugin("PruneKitFixtureThrowing", path: "Tests/Fixtures/Plugins/Throwing"),
     plugin("PruneKitFixtureDuplicate", path: "Tests/Fixtures/Plugins/Duplicate"),
     plugin("PruneKitFixtureSharedSDK", path: "Tests/Fixtures/Plugins/SharedSDK"),
+    plugin("PruneKitFixtureCrashing", path: "Tests/Fixtures/Plugins/Crashing"),
 ]
 
 let package = Package(

@@ -50,13 +50,22 @@ public struct BaselineConfiguration: Codable, Hashable, Sendable {
     /// Use only the first `trainingImages` training images (after the validation split):
     /// quick experiments and tests. `nil`: all of them.
     public var trainingImages: Int?
+    /// Epochs k of the baseline's training whose weights are kept (0: the initial
+    /// weights), for rewinding finetuning strategies (`FinetuneStrategy.checkpointEpochs`).
+    /// Set it to the union of the experiment's strategies' needs, so every criterion shares
+    /// one baseline. `nil` (the default, and absent from the hash): none.
+    public var checkpointEpochs: [Int]?
+    /// Random crop and flip while training the baseline. `nil` (the default, absent from the
+    /// hash): on for CIFAR data sets, off otherwise.
+    public var augment: Bool?
 
     public init(model: String, dataset: String, dataDirectory: String? = nil, validationCount: Int = 500,
                 epochs: Int = 10, batchSize: Int = 64, learningRate: Double = 0.05, seed: UInt64 = 0,
-                trainingImages: Int? = nil) {
+                trainingImages: Int? = nil, checkpointEpochs: [Int]? = nil, augment: Bool? = nil) {
         self.model = model; self.dataset = dataset; self.dataDirectory = dataDirectory
         self.validationCount = validationCount; self.epochs = epochs; self.batchSize = batchSize
         self.learningRate = learningRate; self.seed = seed; self.trainingImages = trainingImages
+        self.checkpointEpochs = checkpointEpochs; self.augment = augment
     }
 
     /// Identifies the checkpoint: a hash of every field.
@@ -84,6 +93,15 @@ public struct TrialConfiguration: Codable, Hashable, Sendable {
     public var calibrationBatchSize: Int
     /// Residual-stream policy for channel pruning (`within-blocks` or `whole-stream`).
     public var residualPolicy: String
+    /// Oracle trials: at most this many prunable layers are sampled, evenly spaced (`nil`:
+    /// every prunable layer but the classifier).
+    public var oracleLayers: Int?
+    /// Criteria whose `regularize` hook changes training (network slimming): epochs of
+    /// training with that penalty, from the baseline, before pruning. `nil`: `finetuneEpochs`.
+    /// Criteria without the hook skip this phase.
+    public var regularizationEpochs: Int?
+    /// Timed runs per batch size when measuring latency (`nil`: 20; 0: no latency).
+    public var latencyRuns: Int?
     /// The seed of this replicate: the baseline's seed, the calibration batches and the
     /// finetuning data order.
     public var seed: UInt64 { baseline.seed }
@@ -92,12 +110,14 @@ public struct TrialConfiguration: Codable, Hashable, Sendable {
                 criterionOptions: [String] = [], target: TrialTarget?, schedule: String = "one-shot",
                 scheduleOptions: [String] = [], finetune: String = "finetune", finetuneOptions: [String] = [],
                 finetuneEpochs: Int = 2, calibrationBatches: Int = 10, calibrationBatchSize: Int = 64,
-                residualPolicy: String = "within-blocks") {
+                residualPolicy: String = "within-blocks", oracleLayers: Int? = nil,
+                regularizationEpochs: Int? = nil, latencyRuns: Int? = nil) {
         self.kind = kind; self.baseline = baseline; self.criterion = criterion
         self.criterionOptions = criterionOptions; self.target = target; self.schedule = schedule
         self.scheduleOptions = scheduleOptions; self.finetune = finetune; self.finetuneOptions = finetuneOptions
         self.finetuneEpochs = finetuneEpochs; self.calibrationBatches = calibrationBatches
         self.calibrationBatchSize = calibrationBatchSize; self.residualPolicy = residualPolicy
+        self.oracleLayers = oracleLayers; self.regularizationEpochs = regularizationEpochs; self.latencyRuns = latencyRuns
     }
 
     /// The trial's identity in the store: a hash of the whole configuration.

@@ -1,0 +1,260 @@
+import Foundation
+import PruneKit
+
+/// Where a trial runs: the plugins it finds criteria in, and the baseline cache.
+public struct TrialEnvironment {
+    /// The registry criteria, schedules and finetuning strategies are looked up in.
+    public var registry: Registry
+    /// The baseline cache (``BaselineCache``); oracle values are cached in its entries.
+    public var cacheDirectory: String
+    /// Scratch space for file-size measurements (default: the system's temporary directory).
+    public var scratchDirectory: String
+    /// Hears progress lines (baseline training, phases).
+    public var log: ((String) -> Void)?
+
+    public init(registry: Registry = .shared, cacheDirectory: String,
+                scratchDirectory: String = NSTemporaryDirectory(), log: ((String) -> Void)? = nil) {
+        self.registry = registry; self.cacheDirectory = cacheDirectory
+        self.scratchDirectory = scratchDirectory; self.log = log
+    }
+}
+
+/// Runs one trial in this process: baseline → prune to the target → finetune → measure
+/// (or, for an oracle trial, the criterion's agreement with the oracle ranking).
+///
+/// Fair by construction: every criterion starts from the cached baseline of
+/// `c.baseline`; the calibration batches (`CalibrationSettings(seed: c.seed)` over the
+/// training split) and the finetuning data order (`TrainingConfiguration.seed = c.seed`)
+/// depend only on the seed, never on the criterion; finetuning strategies get the
+/// validation split carved from the training data, never the test split, which is only
+/// ever used to report accuracy.
+///
+/// Phases timed in `phaseSeconds`: `baseline` (ensure and load), `regularize` (criteria
+/// whose `regularize` hook changes training: that many epochs of training with the
+/// penalty before pruning), `score` (scoring and the search for the sparsity that meets
+/// the target), `prune` (pruning along the schedule; for a schedule over training steps,
+/// the training run it prunes in), `finetune`, `evaluate` (test accuracy),
+/// `measure` (figures, file sizes and latency, before and after), `oracle`.
+public enum TrialExecutor {
+    /// Runs trial `c`. A failure of the trial itself (an unknown id, a criterion that
+    /// throws, a NaN loss or score, a target that can't be reached) is returned as a
+    /// failed result with its message and the phases timed so far, never thrown.
+    /// - Throws: nothing today; reserved for an unusable environment.
+    public static func run(_ c: TrialConfiguration, environment: TrialEnvironment) throws -> TrialResult {
+        let run = Run(c, environment)
+        do {
+            return try run.execute()
+        } catch let e as PruneKitError {
+            var r = TrialResult.failed(e.hint.map { "\(e.message) (hint: \($0))" } ?? e.message, phaseSeconds: run.phases)
+            r.notes = run.notes
+            return r
+        } catch {
+            var r = TrialResult.failed("\(error)", phaseSeconds: run.phases)
+            r.notes = run.notes
+            return r
+        }
+    }
+}
+
+/// One trial's state while it runs.
+private final class Run {
+    let c: TrialConfiguration
+    let env: TrialEnvironment
+    var phases: [String: Double] = [:]
+    var notes: [String] = []
+
+    init(_ c: TrialConfiguration, _ env: TrialEnvironment) { self.c = c; self.env = env }
+
+    func timed<T>(_ phase: String, _ body: () throws -> T) rethrows -> T {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        defer { phases[phase, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
+        return try body()
+    }
+
+    var calibration: CalibrationSettings {
+        CalibrationSettings(batches: c.calibrationBatches, batchSize: c.calibrationBatchSize, seed: c.seed)
+    }
+
+    func execute() throws -> TrialResult {
+        let registry = env.registry
+        let criterion = try registry.criterion(c.criterion, options: c.criterionOptions)
+        let (artifact, model, splits) = try timed("baseline") { () throws -> (BaselineArtifact, Model, DataSplits) in
+            let a = try BaselineCache.ensure(c.baseline, cacheDirectory: env.cacheDirectory, log: env.log)
+            return (a, try Model.load(from: a.directory), try c.baseline.loadData())
+        }
+        var result = TrialResult(status: .succeeded)
+        result.baselineAccuracy = artifact.testAccuracy
+        let runs = c.latencyRuns ?? 20
+        guard runs >= 0 else { throw PruneKitError(.invalidArgument, "latencyRuns must be ≥ 0, got \(runs)") }
+
+        if c.kind == .oracle {
+            try runOracle(criterion, model: model, artifact: artifact, data: splits.train, into: &result)
+            return finish(result)
+        }
+        guard let target = c.target else {
+            throw PruneKitError(.invalidArgument, "a prune trial needs a target", hint: "give a compression or speed-up target")
+        }
+        let schedule = try registry.schedule(c.schedule, options: c.scheduleOptions)
+        let strategy = try registry.finetune(c.finetune, options: finetuneOptions(registry))
+        let checkpoints = try artifact.loadCheckpoints(strategy.checkpointEpochs)
+
+        result.before = try timed("measure") {
+            var f = Measure.figures(model)
+            f.fileBytes = try Measure.savedBytes(model, sparse: false, scratch: env.scratchDirectory)
+            f.latency = Measure.latencies(model, runs: runs)
+            return f
+        }
+        let originalMACs = model.macs
+
+        // Criteria that change training (slimming's L1 on γ) train with their penalty first.
+        if try regularizes(criterion, model) {
+            let epochs = c.regularizationEpochs ?? c.finetuneEpochs
+            if epochs > 0 {
+                try timed("regularize") {
+                    var t = c.baseline.trainingConfiguration
+                    t.epochs = epochs; t.learningRate = t.learningRate / 5; t.decay = .constant; t.startEpoch = 0
+                    try model.fit(splits.train, validation: splits.validation, configuration: t, regularizer: { criterion.regularize($0) })
+                }
+                notes.append("trained \(epochs) epoch\(epochs == 1 ? "" : "s") with '\(criterion.id)''s penalty before pruning (learning rate \(c.baseline.learningRate / 5))")
+            }
+        }
+
+        if criterion.granularity == .channel { try checkRanksChannels(criterion, model: model) }
+        let sparsity = try timed("score") {
+            try TargetSearch.sparsity(for: target, criterion: criterion, model: model, data: splits.train,
+                                      calibration: calibration, notes: &notes)
+        }
+        var context = FinetuneContext(train: splits.train, validation: splits.validation,
+                                      training: c.baseline.trainingConfiguration, checkpoints: checkpoints)
+        context.originalMACs = originalMACs
+        let test = splits.test
+        let observed = ObservedStrategy(strategy) { [unowned self] m in
+            timed("evaluate") { accuracy(m.evaluate(test), classes: test.classCount) }
+        }
+        let start = DispatchTime.now().uptimeNanoseconds
+        let plans = try model.prune(with: criterion, schedule: schedule, finetune: observed, target: sparsity,
+                                    context: context, data: splits.train, calibration: calibration)
+        let total = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        phases["finetune", default: 0] += observed.finetuneSeconds
+        phases["prune", default: 0] += max(0, total - observed.finetuneSeconds - observed.evaluateSeconds)
+        notes += plans.flatMap(\.notes)
+        result.sparsity = plans.last?.sparsity
+        result.prunedAccuracy = observed.prunedAccuracy
+
+        let finetuned = timed("evaluate") { accuracy(model.evaluate(test), classes: test.classCount) }
+        guard finetuned.loss?.isFinite ?? true else {
+            throw PruneKitError(.numerical, "the test loss after finetuning is \(finetuned.loss ?? .nan)",
+                                hint: "lower the finetuning learning rate")
+        }
+        result.finetunedAccuracy = finetuned
+
+        result.after = try timed("measure") { () throws -> ModelFigures in
+            if criterion.granularity == .channel {
+                if let narrow = try Measure.physicallyPruned(model, residualPolicy: c.residualPolicy) {
+                    var f = Measure.figures(narrow)
+                    f.fileBytes = try Measure.savedBytes(narrow, sparse: false, scratch: env.scratchDirectory)
+                    f.latency = Measure.latencies(narrow, runs: runs)
+                    return f
+                }
+                notes.append("channels are masked, not removed (no surgery in this SDK): latency and file size are the masked model's")
+                var f = Measure.figures(model)
+                f.fileBytes = try Measure.savedBytes(model, sparse: false, scratch: env.scratchDirectory)
+                f.latency = Measure.latencies(model, runs: runs)
+                return f
+            }
+            var f = Measure.figures(model)
+            f.fileBytes = try Measure.savedBytes(model, sparse: true, scratch: env.scratchDirectory)
+            if !Measure.hasSparseStorage { notes.append("file size with dense storage (no sparse storage in this SDK)") }
+            return f
+        }
+        return finish(result)
+    }
+
+    func finish(_ r: TrialResult) -> TrialResult {
+        var r = r
+        r.notes = notes
+        r.phaseSeconds = phases
+        return r
+    }
+
+    /// The finetuning options, with `epochs=c.finetuneEpochs` added where the strategy has
+    /// an `epochs` option the configuration doesn't set.
+    func finetuneOptions(_ registry: Registry) -> [String] {
+        var options = c.finetuneOptions
+        let specs = registry.entries.first { $0.kind == .finetune && $0.id == c.finetune }?.options ?? []
+        if specs.contains(where: { $0.name == "epochs" }), !options.contains(where: { $0.hasPrefix("epochs=") }) {
+            options.append("epochs=\(c.finetuneEpochs)")
+        }
+        return options
+    }
+
+    /// A channel criterion that needs no data (scoring is cheap) must tell some channels
+    /// apart: one that gives every channel of every layer in scope the same score (network
+    /// slimming on a model without BatchNorm) would prune in layer order, silently.
+    func checkRanksChannels(_ criterion: any Criterion, model: Model) throws {
+        guard criterion.evidence.isEmpty else { return }
+        let scores = try model.score(with: criterion, data: nil, settings: calibration).filter { !$0.layer.isClassifier }
+        guard !scores.isEmpty, scores.allSatisfy({ s in s.scores.allSatisfy { $0 == s.scores.first } }) else { return }
+        let hasBatchNorm = model.nodes.contains { $0.layer.kind == .batchNorm }
+        throw PruneKitError(.invalidArgument, "criterion '\(criterion.id)' gives every channel of every prunable layer the same score (\(scores[0].scores.first ?? 0)), so it cannot rank the channels of '\(model.architecture)'"
+                            + (hasBatchNorm ? "" : ", which has no BatchNorm layer"),
+                            hint: hasBatchNorm ? "check the criterion's options" : "a criterion that ranks BatchNorm scales (slimming) needs a model with BatchNorm: vgg-small, vgg-11, vgg-16, resnet-20, resnet-56")
+    }
+
+    /// Whether the criterion's `regularize` hook changes the gradients of this model
+    /// (probed on a copy with zero gradients).
+    func regularizes(_ criterion: any Criterion, _ model: Model) throws -> Bool {
+        let copy = try model.clone()
+        copy.zeroGradients()
+        criterion.regularize(copy)
+        return copy.namedParameters.contains { p in p.parameter.gradient.withUnsafeBufferPointer { $0.contains { $0 != 0 } } }
+    }
+
+    func runOracle(_ criterion: any Criterion, model: Model, artifact: BaselineArtifact, data: Dataset,
+                   into result: inout TrialResult) throws {
+        guard criterion.granularity == .channel else {
+            throw PruneKitError(.invalidArgument, "oracle trials rank channels; '\(criterion.id)' is a \(criterion.granularity.rawValue) criterion",
+                                hint: "run oracle trials for channel criteria only")
+        }
+        let layers = Oracle.sampledLayers(of: model, cap: c.oracleLayers)
+        let oracle = try timed("oracle") {
+            try Oracle.cachedValues(model: model, artifact: artifact, data: data, calibration: calibration, layers: layers)
+        }
+        let scores = try timed("score") { try model.score(with: criterion, data: data, settings: calibration) }
+        let agreement = Oracle.agreement(scores: scores, oracle: oracle)
+        result.oracleCorrelationByLayer = agreement.byLayer
+        result.oracleCorrelation = agreement.mean
+        notes += agreement.notes
+    }
+}
+
+/// Wraps the trial's finetuning strategy: times it, and measures the accuracy right after
+/// the last pruning step (before the last finetuning).
+private final class ObservedStrategy: FinetuneStrategy {
+    static let id = "harness-observed"
+    init(options: OptionValues) throws {
+        throw PruneKitError(.invalidArgument, "the harness's observing strategy is not created from options")
+    }
+
+    let inner: any FinetuneStrategy
+    let evaluate: (Model) -> Accuracy
+    var finetuneSeconds = 0.0, evaluateSeconds = 0.0
+    var prunedAccuracy: Accuracy?
+
+    init(_ inner: any FinetuneStrategy, evaluate: @escaping (Model) -> Accuracy) {
+        self.inner = inner; self.evaluate = evaluate
+    }
+
+    var checkpointEpochs: Set<Int> { inner.checkpointEpochs }
+
+    func finetune(_ model: Model, step: Int, of stepCount: Int, context: FinetuneContext) throws {
+        if step == stepCount - 1 {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            prunedAccuracy = evaluate(model)
+            evaluateSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        defer { finetuneSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
+        try inner.finetune(model, step: step, of: stepCount, context: context)
+    }
+}

@@ -1,0 +1,63 @@
+// Test fixture: criteria that crash the process while scoring, and one that throws, so
+// the harness's child-process runner can be tested against them. Loaded only by tests
+// (--plugin); directory scans skip libPruneKitFixture*.so.
+import Foundation
+import PruneKit
+
+/// Reads through a null-page pointer in `scores`: SIGSEGV.
+struct FixtureSegfaultCriterion: Criterion {
+    static let id = "fixture-segfault"
+    let granularity = Granularity.weight
+    init(options: OptionValues) {}
+    func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
+        // An address in the unmapped first page, computed at run time so the read can't be folded away.
+        let address = getpid() >= 0 ? 8 : 16
+        let value = UnsafePointer<Float>(bitPattern: address)!.pointee
+        return [Float](repeating: value, count: layer.outputs * layer.fanIn)
+    }
+}
+
+/// Calls abort() in `scores`: SIGABRT.
+struct FixtureAbortCriterion: Criterion {
+    static let id = "fixture-abort"
+    let granularity = Granularity.weight
+    init(options: OptionValues) {}
+    func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
+        abort()
+    }
+}
+
+/// Throws a PruneKitError from `scores`.
+struct FixtureThrowingScoresCriterion: Criterion {
+    static let id = "fixture-throws"
+    let granularity = Granularity.weight
+    init(options: OptionValues) {}
+    func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
+        throw PruneKitError(.plugin, "the fixture criterion refuses to score")
+    }
+}
+
+/// Returns NaN scores.
+struct FixtureNaNCriterion: Criterion {
+    static let id = "fixture-nan"
+    let granularity = Granularity.weight
+    init(options: OptionValues) {}
+    func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
+        [Float](repeating: .nan, count: layer.outputs * layer.fanIn)
+    }
+}
+
+final class CrashingPlugin: PluginEntry {
+    func register(into registry: Registry) throws {
+        try registry.register(criterion: FixtureSegfaultCriterion.self)
+        try registry.register(criterion: FixtureAbortCriterion.self)
+        try registry.register(criterion: FixtureThrowingScoresCriterion.self)
+        try registry.register(criterion: FixtureNaNCriterion.self)
+    }
+}
+
+@_cdecl("prunekit_plugin_info")
+public func prunekitPluginInfo() -> UnsafePointer<CChar> { exportPluginInfo(name: "fixture-crashing", version: "0.0.1") }
+
+@_cdecl("prunekit_plugin_entry")
+public func prunekitPluginEntry() -> UnsafeMutableRawPointer { exportPluginEntry(CrashingPlugin()) }

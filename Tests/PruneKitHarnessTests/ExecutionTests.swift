@@ -1,0 +1,431 @@
+import Foundation
+import PruneKit
+import XCTest
+@testable import PruneKitHarness
+
+/// Trials end to end: baselines, one trial in process, the oracle, and trials in child
+/// processes with a crashing plugin. Tiny and fast (debug build): a few hundred images,
+/// one baseline epoch, one finetuning epoch.
+final class ExecutionTests: XCTestCase {
+    // MARK: Support
+
+    /// The build directory: the plugin libraries and the `prunekit` executable.
+    static let buildDirectory: URL? = {
+        var candidates: [URL] = []
+        if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            candidates.append(URL(fileURLWithPath: exe).deletingLastPathComponent())
+        }
+        var dir = Bundle(for: ExecutionTests.self).bundleURL
+        while dir.path != "/" { candidates.append(dir); dir = dir.deletingLastPathComponent() }
+        return candidates.first { FileManager.default.fileExists(atPath: $0.appendingPathComponent("libPruneKitRandom.so").path) }
+    }()
+
+    func buildDirectory() throws -> URL {
+        guard let dir = Self.buildDirectory else { throw XCTSkip("the plugins are not built next to the tests (swift build --build-tests)") }
+        return dir
+    }
+
+    /// A fresh registry with every built-in plugin, loaded from its library.
+    func registry() throws -> Registry {
+        let loader = PluginLoader(registry: Registry())
+        let report = loader.loadAll(PluginSearchPath(directories: [try buildDirectory().path], files: []))
+        XCTAssert(report.failures.isEmpty, "\(report.failures)")
+        return loader.registry
+    }
+
+    func scratch(_ prefix: String) throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        return dir.path
+    }
+
+    /// 300 training images, 100 held out for validation, one epoch.
+    func tinyBaseline(_ model: String = "lenet-5", seed: UInt64 = 0) -> BaselineConfiguration {
+        BaselineConfiguration(model: model, dataset: "mnist-5k", validationCount: 100, epochs: 1, batchSize: 32,
+                              learningRate: 0.05, seed: seed, trainingImages: 300)
+    }
+
+    func tinyTrial(_ criterion: String, _ target: TrialTarget, baseline: BaselineConfiguration) -> TrialConfiguration {
+        TrialConfiguration(baseline: baseline, criterion: criterion, target: target, finetune: "finetune",
+                           finetuneEpochs: 1, calibrationBatches: 2, calibrationBatchSize: 32, latencyRuns: 2)
+    }
+
+    // MARK: Baselines
+
+    /// Trained once; the second call finds it; two callers at once train it once.
+    func testBaselineIsTrainedOnceAndCached() throws {
+        let cache = try scratch("baselines")
+        let b = tinyBaseline("lenet-300-100")
+        var results: [BaselineArtifact?] = [nil, nil]
+        var errors: [Error?] = [nil, nil]
+        let lock = NSLock()
+        DispatchQueue.concurrentPerform(iterations: 2) { i in
+            do {
+                let a = try BaselineCache.ensure(b, cacheDirectory: cache)
+                lock.lock(); results[i] = a; lock.unlock()
+            } catch { lock.lock(); errors[i] = error; lock.unlock() }
+        }
+        XCTAssertNil(errors[0] ?? errors[1])
+        let a = try XCTUnwrap(results[0]), c = try XCTUnwrap(results[1])
+        XCTAssertEqual([a.trainedNow, c.trainedNow].filter { $0 }.count, 1, "exactly one of two concurrent callers trains")
+        XCTAssertEqual(a.directory, c.directory)
+        XCTAssertEqual(a.directory, "\(URL(fileURLWithPath: cache).standardizedFileURL.path)/\(b.hash)/model")
+        let again = try BaselineCache.ensure(b, cacheDirectory: cache)
+        XCTAssertFalse(again.trainedNow)
+        XCTAssertEqual(again.testAccuracy, a.testAccuracy)
+        XCTAssert((0...1).contains(a.testAccuracy.top1))
+        XCTAssertNotNil(a.testAccuracy.top5, "10 classes: top-5 is reported")
+        XCTAssertNotNil(a.validationAccuracy)
+        XCTAssertEqual(a.epochs.count, 1)
+        // The saved model is the trained one: its test accuracy evaluates to the recorded one.
+        let model = try Model.load(from: a.directory)
+        XCTAssertEqual(model.evaluate(try b.loadData().test).top1, a.testAccuracy.top1, accuracy: 1e-12)
+        // Nothing half-written is left next to the entry.
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: cache).filter { $0.contains(".tmp-") }
+        XCTAssertEqual(leftovers, [])
+    }
+
+    /// The data of a baseline: validation carved from training, training cut to
+    /// `trainingImages`, test untouched and disjoint.
+    func testBaselineDataSplits() throws {
+        let splits = try tinyBaseline().loadData()
+        XCTAssertEqual(splits.train.count, 300)
+        XCTAssertEqual(splits.validation?.count, 100)
+        XCTAssertEqual(splits.test.count, 1000)
+        let train = Set(splits.train.sourceIndices), validation = Set(splits.validation!.sourceIndices)
+        XCTAssert(train.isDisjoint(with: validation))
+    }
+
+    /// Rewinding needs checkpoints: kept when asked, and a missing one is a clear error.
+    func testCheckpointsAreKeptForRewinding() throws {
+        let cache = try scratch("baselines")
+        var b = tinyBaseline("lenet-300-100")
+        b.checkpointEpochs = [0, 1]
+        let a = try BaselineCache.ensure(b, cacheDirectory: cache)
+        XCTAssertEqual(a.checkpointEpochs, [0, 1])
+        let c = try a.loadCheckpoints([1])
+        let model = try Model.load(from: a.directory)
+        XCTAssertEqual(c[1]?["fc1.weight"]?.scalars, model.namedParameters.first { $0.path == "fc1.weight" }?.parameter.value.scalars,
+                       "the checkpoint after the last epoch is the trained model")
+        XCTAssertThrowsError(try a.loadCheckpoints([2])) { XCTAssert("\($0)".contains("no checkpoint of epoch 2"), "\($0)") }
+    }
+
+    // MARK: One trial in process
+
+    /// A weight criterion to 4×: the figures agree with the target and with each other,
+    /// accuracies are fractions, every phase is timed.
+    func testWeightTrialEndToEnd() throws {
+        let env = TrialEnvironment(registry: try registry(), cacheDirectory: try scratch("cache"))
+        let c = tinyTrial("global-magnitude", TrialTarget(.compression, 4), baseline: tinyBaseline())
+        let r = try TrialExecutor.run(c, environment: env)
+        XCTAssertEqual(r.status, .succeeded, r.failure ?? "")
+        let before = try XCTUnwrap(r.before), after = try XCTUnwrap(r.after)
+        // lenet-5: 150 + 2,400 + 48,000 + 10,080 + 840 weights.
+        XCTAssertEqual(before.prunableWeights, 61_470)
+        XCTAssertEqual(before.remainingPrunableWeights, 61_470)
+        XCTAssertEqual(after.prunableWeights, 61_470)
+        XCTAssertEqual(try XCTUnwrap(r.compression), 4, accuracy: 0.01)
+        XCTAssertEqual(before.parameters - after.nonzeroParameters, before.prunableWeights - after.remainingPrunableWeights,
+                       "only weights are pruned: biases stay")
+        XCTAssertGreaterThan(try XCTUnwrap(r.theoreticalSpeedup), 1)
+        for a in [r.baselineAccuracy, r.prunedAccuracy, r.finetunedAccuracy] {
+            let a = try XCTUnwrap(a)
+            XCTAssert((0...1).contains(a.top1) && (0...1).contains(a.top5 ?? 0), "\(a)")
+            XCTAssert(a.loss?.isFinite ?? false)
+        }
+        XCTAssertEqual(before.latency.map(\.batchSize), [1, 64])
+        XCTAssertNotNil(before.fileBytes)
+        for phase in ["baseline", "score", "prune", "finetune", "evaluate", "measure"] {
+            XCTAssertGreaterThan(r.phaseSeconds[phase] ?? 0, 0, phase)
+        }
+        XCTAssertEqual(try XCTUnwrap(r.sparsity), 0.75, accuracy: 0.001, "a quarter of every prunable weight remains")
+    }
+
+    /// A channel criterion reaches the target by its channel fraction; a target it can't
+    /// reach fails, naming the closest; an unknown criterion fails listing the known ones.
+    func testChannelTrialAndClearFailures() throws {
+        let env = TrialEnvironment(registry: try registry(), cacheDirectory: try scratch("cache"))
+        let r = try TrialExecutor.run(tinyTrial("l1-filter", TrialTarget(.compression, 2), baseline: tinyBaseline()), environment: env)
+        XCTAssertEqual(r.status, .succeeded, r.failure ?? "")
+        let compression = try XCTUnwrap(r.compression)
+        XCTAssertGreaterThanOrEqual(compression, 2)
+        XCTAssertLessThan(compression, 2.2, "the smallest channel fraction that meets the target")
+        if Measure.hasSurgery {
+            XCTAssertLessThan(try XCTUnwrap(r.after).prunableWeights, try XCTUnwrap(r.before).prunableWeights,
+                              "after-figures come from the physically pruned model")
+        } else {
+            XCTAssert(r.notes.contains { $0.contains("masked, not removed") }, "\(r.notes)")
+        }
+        let far = try TrialExecutor.run(tinyTrial("l1-filter", TrialTarget(.compression, 10_000), baseline: tinyBaseline()), environment: env)
+        XCTAssertEqual(far.status, .failed)
+        XCTAssert(far.failure?.contains("can't be reached") ?? false, far.failure ?? "")
+        let unknown = try TrialExecutor.run(tinyTrial("no-such-criterion", TrialTarget(.compression, 2), baseline: tinyBaseline()), environment: env)
+        XCTAssertEqual(unknown.status, .failed)
+        XCTAssert(unknown.failure?.contains("l1-filter") ?? false, "lists the known criteria: \(unknown.failure ?? "")")
+        // Slimming ranks BatchNorm scales: lenet-5 has none.
+        let slim = try TrialExecutor.run(tinyTrial("slimming", TrialTarget(.compression, 2), baseline: tinyBaseline()), environment: env)
+        XCTAssertEqual(slim.status, .failed)
+        XCTAssert(slim.failure?.contains("BatchNorm") ?? false, slim.failure ?? "")
+    }
+
+    /// A saved model is imported as the baseline (nothing trained); a criterion whose
+    /// `regularize` hook changes training (slimming's L1 on γ) trains with it before pruning.
+    func testSavedModelBaselineAndSlimming() throws {
+        var rng = RandomGenerator(seed: 5)
+        var builder = ModelBuilder(architecture: "tiny-bn", inputShape: [1, 28, 28])
+        builder.add("conv", Conv2d(inChannels: 1, outChannels: 4, kernelSize: 3, stride: 2, rng: &rng))
+        builder.add("bn", BatchNorm(featureCount: 4))
+        builder.add("relu", ReLU())
+        builder.add("pool", GlobalAvgPool())
+        builder.add("fc", Linear(inFeatures: 4, outFeatures: 10, rng: &rng))
+        let dir = try scratch("model")
+        try builder.build().save(to: dir)
+        let env = TrialEnvironment(registry: try registry(), cacheDirectory: try scratch("cache"))
+        let base = tinyBaseline(dir)
+        let artifact = try BaselineCache.ensure(base, cacheDirectory: env.cacheDirectory)
+        XCTAssertEqual(artifact.seconds, 0)
+        XCTAssertEqual(artifact.epochs, [], "a saved model is not trained")
+        var c = tinyTrial("slimming", TrialTarget(.compression, 1.3), baseline: base)
+        c.regularizationEpochs = 1
+        let r = try TrialExecutor.run(c, environment: env)
+        XCTAssertEqual(r.status, .succeeded, r.failure ?? "")
+        XCTAssertGreaterThan(r.phaseSeconds["regularize"] ?? 0, 0)
+        XCTAssert(r.notes.contains { $0.contains("penalty") }, "\(r.notes)")
+        // conv 4×9 and fc 40 weights, the classifier kept: two of the four channels go (58 of 76 left).
+        XCTAssertEqual(try XCTUnwrap(r.compression), 76.0 / 58.0, accuracy: 1e-9)
+        // l1-filter has no penalty: no such phase.
+        let l1 = try TrialExecutor.run(tinyTrial("l1-filter", TrialTarget(.compression, 1.3), baseline: base), environment: env)
+        XCTAssertEqual(l1.status, .succeeded, l1.failure ?? "")
+        XCTAssertNil(l1.phaseSeconds["regularize"])
+    }
+
+    /// Weight rewinding finds its checkpoint in the baseline, or fails saying what to set.
+    func testRewindingUsesTheBaselinesCheckpoints() throws {
+        let env = TrialEnvironment(registry: try registry(), cacheDirectory: try scratch("cache"))
+        var c = tinyTrial("global-magnitude", TrialTarget(.compression, 2), baseline: tinyBaseline("lenet-300-100"))
+        c.finetune = "rewind"; c.finetuneOptions = ["epoch=0"]; c.latencyRuns = 0
+        let missing = try TrialExecutor.run(c, environment: env)
+        XCTAssertEqual(missing.status, .failed)
+        XCTAssert(missing.failure?.contains("no checkpoint of epoch 0") ?? false, missing.failure ?? "")
+        c.baseline.checkpointEpochs = [0]
+        let r = try TrialExecutor.run(c, environment: env)
+        XCTAssertEqual(r.status, .succeeded, r.failure ?? "")
+        XCTAssertEqual(try XCTUnwrap(r.compression), 2, accuracy: 0.01)
+    }
+
+    /// The paired design: two different criteria under one seed see the same calibration
+    /// batches and the same finetuning data and seed; the strategy's validation split is
+    /// the held-out training images, never the test split.
+    func testCalibrationAndFinetuningAreShared() throws {
+        let registry = try registry()
+        Probe.reset()
+        try registry.register(criterion: ProbeA.self)
+        try registry.register(criterion: ProbeB.self)
+        try registry.register(finetune: ProbeStrategy.self)
+        let env = TrialEnvironment(registry: registry, cacheDirectory: try scratch("cache"))
+        for id in [ProbeA.id, ProbeB.id] {
+            var c = tinyTrial(id, TrialTarget(.compression, 2), baseline: tinyBaseline())
+            c.finetune = ProbeStrategy.id; c.latencyRuns = 0
+            let r = try TrialExecutor.run(c, environment: env)
+            XCTAssertEqual(r.status, .succeeded, r.failure ?? "")
+        }
+        XCTAssertEqual(Probe.calibration.count, 2)
+        XCTAssertEqual(Probe.calibration[ProbeA.id], Probe.calibration[ProbeB.id], "same calibration batches")
+        XCTAssertEqual(Probe.calibration[ProbeA.id]?.count, 2, "two calibration batches")
+        XCTAssertEqual(Probe.finetuning.count, 2)
+        XCTAssertEqual(Probe.finetuning[0], Probe.finetuning[1], "same finetuning data, seed and settings")
+        let splits = try tinyBaseline().loadData()
+        XCTAssertEqual(Probe.finetuning[0].validation, splits.validation!.sourceIndices)
+        XCTAssertEqual(Probe.finetuning[0].train, splits.train.sourceIndices)
+    }
+
+    // MARK: Oracle
+
+    /// The oracle's loss increases against a direct computation: on a two-layer network
+    /// (4 → 3 → 2), each hidden unit is removed by hand (its row of W1 and b1, its column
+    /// of W2 dropped) and the cross-entropy computed from scratch.
+    func testOracleAgainstDirectComputation() throws {
+        var rng = RandomGenerator(seed: 7)
+        var b = ModelBuilder(architecture: "tiny", inputShape: [4])
+        b.add("fc1", Linear(inFeatures: 4, outFeatures: 3, rng: &rng))
+        b.add("relu", ReLU())
+        b.add("fc2", Linear(inFeatures: 3, outFeatures: 2, rng: &rng))
+        let model = try b.build()
+        let pixels: [UInt8] = [12, 200, 45, 90, 250, 3, 77, 130, 60, 60, 180, 20, 5, 99, 240, 160, 33, 210, 120, 8]
+        let data = try Dataset(name: "tiny", imageShape: [1, 2, 2], classCount: 2, pixels: pixels, labels: [0, 1, 1, 0, 1],
+                               normalization: Normalization(mean: [0.5], std: [0.25]))
+        let all = CalibrationSettings(batches: 1, batchSize: 5, seed: 3)
+        let oracle = try Oracle.values(model: model, data: data, calibration: all, layers: ["fc1"])
+
+        let w1 = model.nodes[0].layer.parameter(named: "weight")!.value.scalars, b1 = model.nodes[0].layer.parameter(named: "bias")!.value.scalars
+        let w2 = model.nodes[2].layer.parameter(named: "weight")!.value.scalars, b2 = model.nodes[2].layer.parameter(named: "bias")!.value.scalars
+        let x = data.normalizedImages().scalars
+        func loss(removing removed: Int?) -> Double {
+            var total = 0.0
+            for e in 0..<5 {
+                var h: [Double] = []
+                for j in 0..<3 where j != removed {
+                    var s = Double(b1[j])
+                    for i in 0..<4 { s += Double(w1[j * 4 + i]) * Double(x[e * 4 + i]) }
+                    h.append(max(0, s))
+                }
+                let kept = (0..<3).filter { $0 != removed }
+                let z = (0..<2).map { k in Double(b2[k]) + zip(kept, h).reduce(0) { $0 + Double(w2[k * 3 + $1.0]) * $1.1 } }
+                let label = Int(data.labels[e])
+                total += log(exp(z[0]) + exp(z[1])) - z[label]
+            }
+            return total / 5
+        }
+        XCTAssertEqual(oracle.baseLoss, loss(removing: nil), accuracy: 1e-6)
+        XCTAssertEqual(oracle.examples, 5)
+        XCTAssertEqual(oracle.layers.map(\.path), ["fc1"])
+        for j in 0..<3 {
+            XCTAssertEqual(oracle.layers[0].lossIncrease[j], loss(removing: j) - loss(removing: nil), accuracy: 1e-6, "unit \(j)")
+        }
+        XCTAssertEqual(model.nodes[0].layer.parameter(named: "weight")!.value.scalars, w1, "the model is restored")
+        // A criterion that ranks exactly as the oracle agrees perfectly; the reverse, not at all.
+        let view = model.prunableLayers()[0]
+        let same = LayerScores(layer: view, scores: oracle.layers[0].lossIncrease.map(Float.init))
+        XCTAssertEqual(Oracle.agreement(scores: [same], oracle: oracle).mean ?? 0, 1, accuracy: 1e-12)
+        let reversed = LayerScores(layer: view, scores: oracle.layers[0].lossIncrease.map { Float(-$0) })
+        XCTAssertEqual(Oracle.agreement(scores: [reversed], oracle: oracle).mean ?? 0, -1, accuracy: 1e-12)
+    }
+
+    func testOracleLayerSampling() throws {
+        let model = try ModelZoo.make("vgg-small", inputShape: [1, 28, 28], classCount: 10, seed: 0)
+        let all = Oracle.sampledLayers(of: model)
+        XCTAssertEqual(all, model.prunableLayers().filter { !$0.isClassifier }.map(\.path))
+        XCTAssertEqual(all.count, 5)
+        XCTAssertEqual(Oracle.sampledLayers(of: model, cap: 3), [all[0], all[2], all[4]])
+        XCTAssertEqual(Oracle.sampledLayers(of: model, cap: 1), [all[0]])
+    }
+
+    /// An oracle trial fills the correlations, and caches the oracle beside the baseline.
+    func testOracleTrial() throws {
+        let cache = try scratch("cache")
+        let env = TrialEnvironment(registry: try registry(), cacheDirectory: cache)
+        var c = TrialConfiguration(kind: .oracle, baseline: tinyBaseline(), criterion: "l1-filter", target: nil,
+                                   calibrationBatches: 1, calibrationBatchSize: 32, oracleLayers: 2)
+        let r = try TrialExecutor.run(c, environment: env)
+        XCTAssertEqual(r.status, .succeeded, r.failure ?? "")
+        let byLayer = try XCTUnwrap(r.oracleCorrelationByLayer)
+        XCTAssertEqual(Set(byLayer.keys), ["features.0", "classifier.2"])
+        XCTAssert(byLayer.values.allSatisfy { (-1...1).contains($0) })
+        XCTAssertEqual(try XCTUnwrap(r.oracleCorrelation), byLayer.values.reduce(0, +) / Double(byLayer.count), accuracy: 1e-12)
+        let entry = "\(URL(fileURLWithPath: cache).standardizedFileURL.path)/\(c.baseline.hash)"
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: entry).filter { $0.hasPrefix("oracle-") }.count, 1)
+        c.criterion = "random"; c.criterionOptions = ["granularity=channel"]
+        let again = try TrialExecutor.run(c, environment: env)
+        XCTAssertEqual(again.status, .succeeded, again.failure ?? "")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: entry).filter { $0.hasPrefix("oracle-") }.count, 1,
+                       "one oracle per baseline and calibration, whatever the criterion")
+        c.criterion = "global-magnitude"; c.criterionOptions = []
+        XCTAssertEqual(try TrialExecutor.run(c, environment: env).status, .failed, "oracle trials are for channel criteria")
+    }
+
+    // MARK: Child processes
+
+    /// A criterion that segfaults, one that aborts, one that throws and one that returns NaN
+    /// each fail only their own trial, with the signal or message; a normal trial run by
+    /// the same runner succeeds; a timeout kills the child.
+    func testChildProcessesContainCrashes() throws {
+        let dir = try buildDirectory()
+        let exe = dir.appendingPathComponent("prunekit").path, fixture = dir.appendingPathComponent("libPruneKitFixtureCrashing.so").path
+        guard FileManager.default.fileExists(atPath: exe), FileManager.default.fileExists(atPath: fixture) else {
+            throw XCTSkip("prunekit and the crashing fixture are not built (swift build --build-tests)")
+        }
+        let cache = try scratch("cache")
+        let baseline = tinyBaseline()
+        let runner = ChildProcessTrialRunner(executable: exe, cacheDirectory: cache, pluginFiles: [fixture], threads: 1,
+                                             workDirectory: try scratch("work"))
+        let artifact = try runner.ensureBaseline(baseline)
+        XCTAssert(artifact.trainedNow)
+        XCTAssertFalse(try runner.ensureBaseline(baseline).trainedNow)
+
+        let segfault = runner.run(tinyTrial("fixture-segfault", TrialTarget(.compression, 2), baseline: baseline))
+        XCTAssertEqual(segfault.status, .failed)
+        XCTAssert(segfault.failure?.contains("SIGSEGV") ?? false, segfault.failure ?? "")
+        let abort = runner.run(tinyTrial("fixture-abort", TrialTarget(.compression, 2), baseline: baseline))
+        XCTAssertEqual(abort.status, .failed)
+        XCTAssert(abort.failure?.contains("SIGABRT") ?? false, abort.failure ?? "")
+        let throwing = runner.run(tinyTrial("fixture-throws", TrialTarget(.compression, 2), baseline: baseline))
+        XCTAssertEqual(throwing.status, .failed)
+        XCTAssert(throwing.failure?.contains("the fixture criterion refuses to score") ?? false, throwing.failure ?? "")
+        let nan = runner.run(tinyTrial("fixture-nan", TrialTarget(.compression, 2), baseline: baseline))
+        XCTAssertEqual(nan.status, .failed)
+        XCTAssert(nan.failure?.contains("non-finite") ?? false, nan.failure ?? "")
+
+        let normal = runner.run(tinyTrial("global-magnitude", TrialTarget(.compression, 2), baseline: baseline))
+        XCTAssertEqual(normal.status, .succeeded, normal.failure ?? "")
+        XCTAssertEqual(try XCTUnwrap(normal.compression), 2, accuracy: 0.01)
+        XCTAssertGreaterThan(normal.phaseSeconds["process"] ?? 0, normal.phaseSeconds["finetune"] ?? .infinity)
+
+        var impatient = runner
+        impatient.timeout = 0.2
+        let slow = impatient.run(tinyTrial("global-magnitude", TrialTarget(.compression, 2), baseline: baseline))
+        XCTAssertEqual(slow.status, .failed)
+        XCTAssertEqual(slow.failure, "timed out after 0.2 s")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: runner.workDirectory), [], "no files left behind")
+    }
+
+    func testSignalNames() {
+        XCTAssertEqual(signalName(SIGSEGV), "SIGSEGV")
+        XCTAssertEqual(signalName(SIGABRT), "SIGABRT")
+        XCTAssertEqual(signalName(SIGILL), "SIGILL")
+        XCTAssertEqual(signalName(63), "signal 63")
+    }
+}
+
+// MARK: Probes for the paired design
+
+/// What the probe criteria and strategy saw.
+enum Probe {
+    nonisolated(unsafe) static var calibration: [String: [[Int]]] = [:]
+    nonisolated(unsafe) static var finetuning: [Seen] = []
+
+    struct Seen: Equatable {
+        var train: [Int], validation: [Int]?, seed: UInt64, epochs: Int, learningRate: Float
+    }
+
+    static func reset() { calibration = [:]; finetuning = [] }
+}
+
+/// Records a fingerprint of every calibration batch it observes (layer 0's activations).
+protocol ProbeCriterion: Criterion {}
+extension ProbeCriterion {
+    var granularity: Granularity { .weight }
+    var evidence: Evidence { .activations }
+    func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout CriterionState) throws {
+        guard layer.index == 0, let a = batch.activations else { return }
+        let fingerprint = a.scalars.prefix(64).map { Int(($0 * 1000).rounded()) }
+        Probe.calibration[id, default: []].append(fingerprint)
+    }
+}
+
+struct ProbeA: ProbeCriterion {
+    static let id = "probe-a"
+    init(options: OptionValues) {}
+    func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
+        layer.weights.scalars.map { abs($0) }
+    }
+}
+
+struct ProbeB: ProbeCriterion {
+    static let id = "probe-b"
+    init(options: OptionValues) {}
+    func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
+        layer.weights.scalars.map { -abs($0) }
+    }
+}
+
+/// Records the finetuning context it is given; trains nothing.
+struct ProbeStrategy: FinetuneStrategy {
+    static let id = "probe-finetune"
+    init(options: OptionValues) {}
+    func finetune(_ model: Model, step: Int, of stepCount: Int, context: FinetuneContext) throws {
+        Probe.finetuning.append(Probe.Seen(train: context.train.sourceIndices, validation: context.validation?.sourceIndices,
+                                           seed: context.training.seed, epochs: context.training.epochs,
+                                           learningRate: context.training.learningRate))
+    }
+}
