@@ -47,6 +47,7 @@ struct Compare: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            setvbuf(stdout, nil, _IOLBF, 0)   // printed lines and the progress display stay in order
             try engine.apply()
             plugins.load()
             var spec = try specFile.map(ExperimentSpec.load(file:)) ?? ExperimentSpec()
@@ -58,11 +59,13 @@ struct Compare: ParsableCommand {
                                                     withIntermediateDirectories: true)
             let store = try ExperimentParts.openStore(spec.store)
             let threads = engine.threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / jobs)
+            let display = CompareProgress(jobs: jobs)
             let runner = ExperimentRunner(
                 plan: plan, shard: shard, jobs: jobs, retryFailed: retryFailed, store: store,
                 runner: ExperimentParts.childRunner(executable: executablePath(), cacheDirectory: spec.cacheDirectory,
-                                                    threads: threads, pluginArguments: pluginArguments()),
-                baselines: ExperimentParts.baselineCache(spec.cacheDirectory))
+                                                    threads: threads, pluginFiles: plugins.files,
+                                                    pluginDirectories: plugins.directories),
+                baselines: ExperimentParts.baselineCache(spec.cacheDirectory, store: store, log: display.baselineLog))
 
             let axes = Set(spec.targets.map(\.axis)).map { $0 == .compression ? "compression" : "speed-up" }.sorted()
             print("\(spec.model) on \(spec.dataset): \(plan.criteria.count) criteria × \(spec.targets.count) targets (\(axes.joined(separator: ", "))) "
@@ -70,7 +73,6 @@ struct Compare: ParsableCommand {
                   + (shard == .all ? "" : "; shard \(shard): \(plan.trials(in: shard).count)")
                   + "; \(jobs) at a time; store \(spec.store)")
 
-            let display = CompareProgress(jobs: jobs)
             let interrupt = InterruptHandler { [runner] in
                 let running = runner.cancel()
                 display.note("stopping: no new trials; waiting for \(running) running trial\(running == 1 ? "" : "s") (Ctrl-C again to quit now)")
@@ -120,11 +122,6 @@ struct Compare: ParsableCommand {
             }
             return v
         }
-    }
-
-    /// The plugin options, passed on to every trial's process.
-    private func pluginArguments() -> [String] {
-        plugins.files.flatMap { ["--plugin", $0] } + plugins.directories.flatMap { ["--plugin-dir", $0] }
     }
 }
 
@@ -191,7 +188,7 @@ final class CompareProgress {
             }
         case let .baselineFinished(b, cached, seconds):
             line("baseline \(b.model) on \(b.dataset), seed \(b.seed): "
-                 + (cached ? "cached" : String(format: "trained %d epochs in %.1f s", b.epochs, seconds)))
+                 + (cached ? "cached" : String(format: "trained %d epoch%@ in %.1f s", b.epochs, b.epochs == 1 ? "" : "s", seconds)))
             start = Date()
         case let .trialStarted(t):
             inHand[t.id] = Self.name(t)
@@ -213,6 +210,12 @@ final class CompareProgress {
             }
             line(text + String(format: " (%.1f s)", seconds))
         }
+    }
+
+    /// A line from baseline training (one per epoch): shown on a terminal, in place.
+    func baselineLog(_ text: String) {
+        lock.lock(); defer { lock.unlock() }
+        if interactive { write("\r\u{1B}[K" + "baseline: " + text) }
     }
 
     func note(_ text: String) {

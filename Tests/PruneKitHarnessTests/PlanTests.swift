@@ -205,7 +205,7 @@ final class ExperimentRunnerTests: XCTestCase {
             usleep(20_000)
             lock.lock(); running -= 1; lock.unlock()
             if let r = onRun?(n) { return r }
-            return TrialResult(status: .succeeded, phaseSeconds: ["finetune": 0.5, "prune": 0.25])
+            return TrialResult(status: .succeeded, phaseSeconds: ["finetune": 0.5, "prune": 0.25, "process": 1.0])
         }
         func prepare(_ baseline: BaselineConfiguration) throws -> Bool { prepared.append(baseline.seed); return false }
     }
@@ -228,10 +228,17 @@ final class ExperimentRunnerTests: XCTestCase {
         XCTAssertEqual(Set(store.records.map(\.id)), Set(plan.trials.map(\.id)))
         XCTAssertEqual(store.records.count, 6)
         XCTAssertEqual(summary.skipped, 2); XCTAssertEqual(summary.ran, 4); XCTAssertEqual(summary.failed, 0)
-        XCTAssertEqual(summary.phaseSeconds, ["finetune": 2.0, "prune": 1.0])
+        XCTAssertEqual(summary.phaseSeconds, ["finetune": 2.0, "prune": 1.0, "process": 4.0])
         XCTAssertEqual(store.experiments.keys.first, ExperimentRunner.experimentID(plan.spec))
         let table = summary.phaseTable()
-        XCTAssert(table.contains("finetuning") && table.contains("2.00 s") && table.contains("wall time"), table)
+        // 4 trials: finetuning 4 × 0.5 s, pruning 4 × 0.25 s, 4 × 1 s in child processes, of
+        // which 4 × 0.25 s outside the phases; no baseline was trained (the fake says 0 s).
+        let lines = table.split(separator: "\n").map { $0.split(separator: " ").joined(separator: " ") }
+        XCTAssert(lines.contains("finetuning 2.00 s"), table)
+        XCTAssert(lines.contains("pruning 1.00 s"), table)
+        XCTAssert(lines.contains("process start-up, loading, writing 1.00 s"), table)
+        XCTAssert(lines.contains("total 4.00 s"), table)
+        XCTAssert(table.contains("wall time"), table)
 
         // Everything done: nothing runs, no baseline is trained.
         let again = FakeTrials()

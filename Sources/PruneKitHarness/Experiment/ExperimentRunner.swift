@@ -208,20 +208,24 @@ extension ExperimentRunner.Summary {
                              "oracle": "oracle"]
 
     /// One line per phase with its seconds (summed over trials, so over the wall time when
-    /// jobs run at once), the total, and the wall time.
+    /// jobs run at once), the total, the child processes' own overhead, and the wall time.
     public func phaseTable() -> String {
         var phases = phaseSeconds
+        // `process` is a child's whole life seen from outside: not a phase of its own.
+        let process = phases.removeValue(forKey: "process")
         phases["baseline", default: 0] += baselineSeconds
         let keys = Self.phaseOrder.filter { phases[$0] != nil } + phases.keys.filter { !Self.phaseOrder.contains($0) }.sorted()
-        var lines = ["time by phase (summed over trials):"]
-        for k in keys {
-            lines.append("  " + (Self.phaseNames[k] ?? k).padding(toLength: 18, withPad: " ", startingAt: 0)
-                         + String(format: "%8.2f s", phases[k] ?? 0))
+        func line(_ name: String, _ seconds: Double) -> String {
+            "  " + name.padding(toLength: 34, withPad: " ", startingAt: 0) + String(format: "%8.2f s", seconds)
         }
-        lines.append("  " + "total".padding(toLength: 18, withPad: " ", startingAt: 0)
-                     + String(format: "%8.2f s", phases.values.reduce(0, +)))
-        lines.append("  " + "wall time".padding(toLength: 18, withPad: " ", startingAt: 0)
-                     + String(format: "%8.2f s", wallSeconds))
+        var lines = ["time by phase (summed over trials):"]
+        for k in keys { lines.append(line(Self.phaseNames[k] ?? k, phases[k] ?? 0)) }
+        let inTrials = phases.values.reduce(0, +) - (phases["baseline"] ?? 0)
+        if let process {
+            lines.append(line("process start-up, loading, writing", max(0, process - inTrials)))
+        }
+        lines.append(line("total", (phases["baseline"] ?? 0) + max(process ?? 0, inTrials)))
+        lines.append(line("wall time", wallSeconds))
         return lines.joined(separator: "\n")
     }
 }

@@ -2,7 +2,7 @@ import Foundation
 import PruneKit
 
 // The one place where the experiment code meets the store, the trial runner, the
-// baseline cache and the reports. Temporary stand-ins until those land in main.
+// baseline cache and the reports.
 
 /// The parts an experiment run is made of, behind one façade so that the command line
 /// stays thin.
@@ -15,33 +15,49 @@ public enum ExperimentParts {
         try ResultStore.openExisting(path: path, readOnly: true)
     }
 
-    /// Runs trials as `prunekit trial` child processes of `executable`.
+    /// Runs trials as `prunekit trial` child processes of `executable`, so a crashing plugin
+    /// takes down only its own trial.
     public static func childRunner(executable: String, cacheDirectory: String, threads: Int,
-                                   pluginArguments: [String]) -> TrialRunning {
-        Unavailable()
+                                   pluginFiles: [String], pluginDirectories: [String]) -> TrialRunning {
+        ChildProcessTrialRunner(executable: executable, cacheDirectory: cacheDirectory, pluginFiles: pluginFiles,
+                                pluginDirectories: pluginDirectories, threads: threads)
     }
 
-    /// Trains baselines in this process, cached in `directory`.
-    public static func baselineCache(_ directory: String) -> BaselinePreparing { Unavailable() }
+    /// Trains baselines in this process, cached in `directory`, and notes each in `store`.
+    public static func baselineCache(_ directory: String, store: ExperimentStore,
+                                     log: ((String) -> Void)? = nil) -> BaselinePreparing {
+        CachedBaselines(directory: directory, store: store, log: log)
+    }
 
     /// The terminal table of a set of records.
-    public static func terminalTable(_ records: [TrialRecord]) -> String { "" }
+    public static func terminalTable(_ records: [TrialRecord]) -> String { Report.terminalTable(Analysis(records)) }
 
-    /// Writes every report; returns the files written.
-    public static func writeReports(_ records: [TrialRecord], to directory: String, title: String) throws -> [String] { [] }
+    /// Writes report.md, trials.csv, results.json and report.html; returns the files written.
+    public static func writeReports(_ records: [TrialRecord], to directory: String, title: String) throws -> [String] {
+        try Report.write(records, to: directory, title: title)
+    }
 
     /// Merges shard stores into one; returns a one-line summary.
     public static func merge(_ sources: [String], into destination: String) throws -> String {
         try ResultStore.merge(sources, into: destination).description
     }
 
-    private struct Unavailable: TrialRunning, BaselinePreparing {
-        func run(_ trial: TrialConfiguration) -> TrialResult { .failed("trials can't run in this build") }
+    private struct CachedBaselines: BaselinePreparing {
+        let directory: String
+        let store: ExperimentStore
+        let log: ((String) -> Void)?
         func prepare(_ baseline: BaselineConfiguration) throws -> Bool {
-            throw PruneKitError(.invalidArgument, "baselines can't be trained in this build")
+            let artifact = try BaselineCache.ensure(baseline, cacheDirectory: directory, log: log)
+            if let store = store as? ResultStore {
+                try store.recordBaseline(hash: artifact.hash, configuration: baseline, accuracy: artifact.testAccuracy,
+                                         seconds: artifact.seconds, path: artifact.directory)
+            }
+            return !artifact.trainedNow
         }
     }
 }
+
+extension ChildProcessTrialRunner: TrialRunning {}
 
 extension ResultStore: ExperimentStore {
     public func doneTrialIDs(includingFailed: Bool) throws -> Set<String> { try completedTrialIDs(includingFailed: includingFailed) }

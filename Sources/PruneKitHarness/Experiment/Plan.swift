@@ -21,18 +21,23 @@ public struct ExperimentPlan: Sendable {
     }
 
     /// The trials of a spec whose criteria are already resolved: pure, no registry, model or data.
-    public init(spec: ExperimentSpec, criteria: [(choice: CriterionChoice, granularity: Granularity)]) {
+    /// - Parameter checkpointEpochs: the baseline epochs the finetuning strategy rewinds to
+    ///   (`FinetuneStrategy.checkpointEpochs`), kept by every baseline; `nil` or empty: none.
+    public init(spec: ExperimentSpec, criteria: [(choice: CriterionChoice, granularity: Granularity)],
+                checkpointEpochs: [Int]? = nil) {
         self.spec = spec
         self.criteria = criteria
         var trials: [TrialConfiguration] = []
         for seed in spec.seeds {
-            let baseline = spec.baselineConfiguration(seed: seed)
+            var baseline = spec.baselineConfiguration(seed: seed)
+            if let epochs = checkpointEpochs, !epochs.isEmpty { baseline.checkpointEpochs = epochs.sorted() }
             func trial(_ kind: TrialKind, _ c: CriterionChoice, _ target: TrialTarget?) -> TrialConfiguration {
                 TrialConfiguration(kind: kind, baseline: baseline, criterion: c.id, criterionOptions: c.options,
                                    target: target, schedule: spec.schedule, scheduleOptions: spec.scheduleOptions,
                                    finetune: spec.finetune, finetuneOptions: spec.finetuneOptions,
                                    finetuneEpochs: spec.finetuneEpochs, calibrationBatches: spec.calibration.batches,
-                                   calibrationBatchSize: spec.calibration.batchSize, residualPolicy: spec.residualPolicy)
+                                   calibrationBatchSize: spec.calibration.batchSize, residualPolicy: spec.residualPolicy,
+                                   oracleLayers: kind == .oracle ? spec.oracle.layers : nil)
             }
             for c in criteria {
                 for target in spec.targets { trials.append(trial(.prune, c.choice, target)) }
@@ -75,7 +80,7 @@ public struct ExperimentPlan: Sendable {
             resolved.append((c, criterion.granularity))
         }
         _ = try registry.schedule(spec.schedule, options: spec.scheduleOptions)
-        _ = try registry.finetune(spec.finetune, options: spec.finetuneOptions)
+        let strategy = try registry.finetune(spec.finetune, options: spec.finetuneOptions)
 
         let splits = try DatasetCatalog.load(spec.dataset, directory: spec.dataDirectory)
         let model = try loadModel(spec.model, data: splits.train)
@@ -103,7 +108,7 @@ public struct ExperimentPlan: Sendable {
                 }
             }
         }
-        return ExperimentPlan(spec: spec, criteria: resolved)
+        return ExperimentPlan(spec: spec, criteria: resolved, checkpointEpochs: Array(strategy.checkpointEpochs))
     }
 
     /// A zoo model (freshly initialised) or a saved model that fits `data`.
