@@ -55,6 +55,7 @@ struct Compare: ParsableCommand {
             let shard = try self.shard.map(Shard.init(parsing:)) ?? .all
             let plan = try ExperimentPlan.validated(spec)
             let jobs = spec.jobs ?? ExperimentRunner.defaultJobs
+            for s in plan.skipped { print("left out \(s.choice.id): \(s.reason)") }
             try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: spec.store).deletingLastPathComponent().path,
                                                     withIntermediateDirectories: true)
             let store = try ExperimentParts.openStore(spec.store)

@@ -96,8 +96,14 @@ final class PlanTests: XCTestCase {
     func testDefaultIsEveryRegisteredCriterion() throws {
         let r = try registry()
         let plan = try ExperimentPlan.validated(ExperimentSpec(), registry: r)
-        let ids = r.ids(of: .criterion)
+        // Every registered criterion but slimming, which can't rank lenet-5 (no BatchNorm).
+        let ids = r.ids(of: .criterion).filter { $0 != "slimming" }
         XCTAssertEqual(plan.criteria.map(\.choice.id), ids)
+        XCTAssertEqual(plan.skipped.map(\.choice.id), ["slimming"])
+        XCTAssert(plan.skipped[0].reason.contains("no BatchNorm"), plan.skipped[0].reason)
+        // On a model with BatchNorm it stays.
+        var vgg = ExperimentSpec(); vgg.model = "vgg-small"
+        XCTAssertEqual(try ExperimentPlan.validated(vgg, registry: r).criteria.map(\.choice.id), r.ids(of: .criterion))
         let channel = plan.criteria.filter { $0.granularity == .channel }.count
         XCTAssertGreaterThan(channel, 0)
         XCTAssertEqual(plan.trials.count, ids.count * 5 + channel)
@@ -131,6 +137,8 @@ final class PlanTests: XCTestCase {
         let empty = try TestScratch.directory()
         let files = try XCTUnwrap(try refusal("dataset: mnist\ndata-dir: \(empty.path)", registry: r))
         XCTAssert(files.message.contains("train-images-idx3-ubyte"), files.message)
+        let slimming = try XCTUnwrap(try refusal("criteria: [slimming]", registry: r))
+        XCTAssert(slimming.message.contains("can't rank the channels of lenet-5"), slimming.message)
         let twice = try XCTUnwrap(try refusal("criteria: [random, random]", registry: r))
         XCTAssert(twice.message.contains("twice"), twice.message)
     }

@@ -13,6 +13,9 @@ public struct ExperimentPlan: Sendable {
     /// The criteria, resolved, with their granularity.
     public let criteria: [(choice: CriterionChoice, granularity: Granularity)]
     public let trials: [TrialConfiguration]
+    /// Registered criteria left out of a default ("all criteria") experiment because they
+    /// can't rank this model's channels, with the reason.
+    public var skipped: [(choice: CriterionChoice, reason: String)] = []
 
     /// The distinct baselines the trials start from, in seed order.
     public var baselines: [BaselineConfiguration] {
@@ -71,13 +74,12 @@ public struct ExperimentPlan: Sendable {
             }
         }
         var seenCriteria = Set<CriterionChoice>()
-        var resolved: [(choice: CriterionChoice, granularity: Granularity)] = []
+        var instances: [(choice: CriterionChoice, criterion: any Criterion)] = []
         for c in choices {
             guard seenCriteria.insert(c).inserted else {
                 throw PruneKitError(.invalidArgument, "the criterion '\(c)' is listed twice", hint: "list each criterion once")
             }
-            let criterion = try registry.criterion(c.id, options: c.options)
-            resolved.append((c, criterion.granularity))
+            instances.append((c, try registry.criterion(c.id, options: c.options)))
         }
         _ = try registry.schedule(spec.schedule, options: spec.scheduleOptions)
         let strategy = try registry.finetune(spec.finetune, options: spec.finetuneOptions)
@@ -91,6 +93,25 @@ public struct ExperimentPlan: Sendable {
         guard spec.baseline.validationImages < splits.train.count else {
             throw PruneKitError(.invalidArgument, "'validation-images' is \(spec.baseline.validationImages) but \(splits.train.name) has only \(splits.train.count) training images",
                                 hint: "hold out fewer images for validation")
+        }
+        // A channel criterion that scores from the model alone and can't tell any channels
+        // apart (network slimming on a model without BatchNorm) would prune in layer order:
+        // refused when named, left out of the default "every criterion".
+        var resolved: [(choice: CriterionChoice, granularity: Granularity)] = []
+        var skipped: [(choice: CriterionChoice, reason: String)] = []
+        for (choice, criterion) in instances {
+            if let reason = try cannotRank(criterion, model, savedModel: !ModelZoo.names.contains(spec.model)) {
+                guard spec.criteria == nil else {
+                    throw PruneKitError(.invalidArgument, "criterion '\(choice.id)' can't rank the channels of \(spec.model): \(reason)",
+                                        hint: "leave it out, or use a model with BatchNorm (vgg-small, vgg-11, vgg-16, resnet-20, resnet-56)")
+                }
+                skipped.append((choice, reason))
+            } else {
+                resolved.append((choice, criterion.granularity))
+            }
+        }
+        guard !resolved.isEmpty else {
+            throw PruneKitError(.invalidArgument, "no registered criterion can rank \(spec.model)", hint: "name the criteria with --criteria")
         }
         let reach = TargetReach(model: model)
         for granularity in Set(resolved.map(\.granularity)).sorted(by: { $0.rawValue < $1.rawValue }) {
@@ -108,7 +129,23 @@ public struct ExperimentPlan: Sendable {
                 }
             }
         }
-        return ExperimentPlan(spec: spec, criteria: resolved, checkpointEpochs: Array(strategy.checkpointEpochs))
+        var plan = ExperimentPlan(spec: spec, criteria: resolved, checkpointEpochs: Array(strategy.checkpointEpochs))
+        plan.skipped = skipped
+        return plan
+    }
+
+    /// Why `criterion` can't rank `model`'s channels, or `nil` if it may: a channel criterion
+    /// that needs no data and gives every channel of every layer but the classifier the same
+    /// score, on a model whose training can't change that (no BatchNorm, or a saved, trained
+    /// model). A fresh zoo model with BatchNorm has every γ = 1, so it is given the benefit
+    /// of the doubt. Cost: one scoring pass over the weights.
+    static func cannotRank(_ criterion: any Criterion, _ model: Model, savedModel: Bool) throws -> String? {
+        guard criterion.granularity == .channel, criterion.evidence.isEmpty else { return nil }
+        let hasBatchNorm = model.nodes.contains { $0.layer.kind == .batchNorm }
+        guard savedModel || !hasBatchNorm else { return nil }
+        let scores = try model.score(with: criterion, data: nil).filter { !$0.layer.isClassifier }
+        guard !scores.isEmpty, scores.allSatisfy({ s in s.scores.allSatisfy { $0 == s.scores.first } }) else { return nil }
+        return "it gives every channel the same score" + (hasBatchNorm ? "" : " (the model has no BatchNorm)")
     }
 
     /// A zoo model (freshly initialised) or a saved model that fits `data`.
