@@ -165,7 +165,22 @@ final class CompareProgress {
     private var done = 0, total = 0, failures = 0, ranNow = 0
     private var trialSeconds = 0.0
 
-    init(jobs: Int) { self.jobs = jobs }
+    /// Redraws the bar twice a second on a terminal, so elapsed and left keep moving during a long trial.
+    private var ticker: DispatchSourceTimer?
+
+    init(jobs: Int) {
+        self.jobs = jobs
+        guard interactive else { return }
+        let timer = DispatchSource.makeTimerSource(queue: .global())
+        timer.schedule(deadline: .now() + 0.5, repeating: 0.5)
+        timer.setEventHandler { [weak self] in
+            guard let self else { return }
+            self.lock.lock(); defer { self.lock.unlock() }
+            if !self.inHand.isEmpty { self.draw() }
+        }
+        timer.resume()
+        ticker = timer
+    }
 
     static func name(_ t: TrialConfiguration) -> String {
         let who = ([t.criterion] + t.criterionOptions).joined(separator: " ")
@@ -225,7 +240,9 @@ final class CompareProgress {
     }
 
     func finish() {
+        ticker?.cancel()
         lock.lock(); defer { lock.unlock() }
+        inHand = [:]
         if interactive { write("\r\u{1B}[K") }
     }
 
