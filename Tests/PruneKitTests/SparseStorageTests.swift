@@ -173,6 +173,34 @@ final class SparseStorageTests: XCTestCase {
         }
     }
 
+    func testFitKeepsReloadedMasksExactlyZero() throws {
+        // The whole training loop (the path finetuning strategies take): SGD with Nesterov
+        // momentum and weight decay, a warm-up and cosine decay, two epochs of 64 images.
+        let model = try ModelZoo.make("lenet-5", inputShape: [1, 28, 28], classCount: 10, seed: 0)
+        prune90(model, seed: 9)
+        try model.save(to: dir("sparse"), storage: .sparse)
+        let net = try Model.load(from: dir("sparse"))
+        var rng = RandomGenerator(seed: 11)
+        let pixels = (0..<(64 * 784)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        let data = try Dataset(name: "noise", imageShape: [1, 28, 28], classCount: 10, pixels: pixels,
+                               labels: (0..<64).map { Int32($0 % 10) }, normalization: Normalization(mean: [0.5], std: [0.25]))
+        var c = TrainingConfiguration()
+        c.epochs = 2; c.batchSize = 16; c.learningRate = 0.05; c.weightDecay = 5e-3
+        c.optimizer = .sgd(momentum: 0.9, nesterov: true); c.warmupEpochs = 0.5
+        _ = try net.fit(data, configuration: c)
+        var pruned = 0
+        for (path, p) in net.namedParameters {
+            guard let m = p.mask?.scalars else { continue }
+            let v = p.value.scalars
+            let revived = (0..<v.count).filter { m[$0] == 0 && v[$0] != 0 }
+            XCTAssertEqual(revived, [], "\(path): pruned weights came back to life")
+            pruned += m.filter { $0 == 0 }.count
+        }
+        XCTAssertEqual(pruned, model.compression.prunedWeights)
+        XCTAssertEqual(net.compression, model.compression)
+        XCTAssertNotEqual(net.namedParameters[0].parameter.value.scalars, model.namedParameters[0].parameter.value.scalars)
+    }
+
     // MARK: Damaged sparse files
 
     /// A safetensors file from (name, dtype, shape, bytes) entries and metadata.
