@@ -128,20 +128,20 @@ struct Inspect: ParsableCommand {
         }
         let pathWidth = max(14, cost.layers.map(\.path.count).max() ?? 0) + 2
         print("\(net.architecture), input \(net.inputShape.map(String.init).joined(separator: "×")), \(cost.layers.count) layers with parameters or MACs")
-        var header = pad("layer", pathWidth, left: true) + pad("kind", 10, left: true) + pad("out channels", 14, left: true)
+        var header = pad("layer", pathWidth, left: true) + pad("kind", 11, left: true) + pad("out channels", 14, left: true)
             + pad("params", 12) + pad("non-zero", 12) + pad("MACs", 14) + pad("FLOPs", 14)
         if sparse { header += pad("nz MACs", 14) }
         print(header)
         for l in cost.layers {
             let b = before[l.path] ?? l.outputChannels
-            var row = pad(l.path, pathWidth, left: true) + pad(l.kind.rawValue, 10, left: true)
+            var row = pad(l.path, pathWidth, left: true) + pad(l.kind.rawValue, 11, left: true)
                 + pad("\(b) → \(l.outputChannels)", 14, left: true)
                 + pad(group(l.parameters), 12) + pad(group(l.nonZeroParameters), 12)
                 + pad(group(l.macs), 14) + pad(group(l.flops), 14)
             if sparse { row += pad(group(l.sparseMACs), 14) }
             print(row)
         }
-        var total = pad("total", pathWidth + 24, left: true) + pad(group(cost.parameters), 12)
+        var total = pad("total", pathWidth + 25, left: true) + pad(group(cost.parameters), 12)
             + pad(group(cost.nonZeroParameters), 12) + pad(group(cost.macs), 14) + pad(group(cost.flops), 14)
         if sparse { total += pad(group(cost.sparseMACs), 14) }
         print(total)
