@@ -58,7 +58,7 @@ public enum SafeTensors {
     static func readTyped(_ path: String) throws
         -> (tensors: [String: Tensor], dtypes: [String: DType], metadata: [String: String]) {
         let data = try FileIO.read(path, what: "safetensors file")
-        return try data.withUnsafeBytes { try decode($0, source: "safetensors file '\(path)'") }
+        return try data.withUnsafeBytes { try decodeTyped($0, source: "safetensors file '\(path)'") }
     }
 
     /// Writes tensors as `F32` to a safetensors file, atomically (a temporary file in the
@@ -162,8 +162,7 @@ public enum SafeTensors {
     /// - Parameter source: how error messages name the bytes (a file name).
     public static func decode(_ bytes: [UInt8], source: String = "safetensors data")
         throws -> (tensors: [String: Tensor], metadata: [String: String]) {
-        let r = try bytes.withUnsafeBytes { try decode($0, source: source) }
-        return (r.tensors, r.metadata)
+        try bytes.withUnsafeBytes { try decode($0, source: source) }
     }
 
     // MARK: Decoding
@@ -176,6 +175,13 @@ public enum SafeTensors {
     }
 
     static func decode(_ bytes: UnsafeRawBufferPointer, source: String)
+        throws -> (tensors: [String: Tensor], metadata: [String: String]) {
+        let r = try decodeTyped(bytes, source: source)
+        return (r.tensors, r.metadata)
+    }
+
+    /// Decodes the bytes of a safetensors file, also returning each tensor's stored dtype.
+    static func decodeTyped(_ bytes: UnsafeRawBufferPointer, source: String)
         throws -> (tensors: [String: Tensor], dtypes: [String: DType], metadata: [String: String]) {
         func invalid(_ message: String, _ hint: String? = nil) -> PruneKitError {
             PruneKitError(.invalidFile, "\(source): \(message)",
