@@ -10,6 +10,7 @@ struct SurgeryBench: ParsableCommand {
         discussion: "The two models run side by side, alternately, in the same process (median over --runs, batch 1 and 64). Target: at least 2.5× faster.")
 
     @Option(help: "Timed inference passes per model and batch size (the median is reported).") var runs: Int = 30
+    @Flag(help: "Also print each layer's forward time at batch 64, unpruned beside pruned.") var profile = false
     @OptionGroup var plugins: PluginOptions
     @OptionGroup var engine: EngineOptions
 
@@ -37,6 +38,23 @@ struct SurgeryBench: ParsableCommand {
                 print(String(format: "%5d   %13.3f   %11.3f   %12.2f×   %10.2f×   %@", batch, a * 1e3, b * 1e3, a / b, theoretical,
                              a / b >= 2.5 ? "met" : "NOT met"))
             }
+            if profile { printProfile(dense, pruned) }
+        }
+    }
+
+    /// Each node's forward seconds per batch of 64 (mean over --runs passes), both models.
+    private func printProfile(_ a: Model, _ b: Model) {
+        var rng = RandomGenerator(seed: 1)
+        let x = Tensor.randomNormal([64] + a.inputShape, using: &rng)
+        let (pa, pb) = (ModelProfile(nodeCount: a.nodes.count), ModelProfile(nodeCount: b.nodes.count))
+        a.profile = pa; b.profile = pb
+        defer { a.profile = nil; b.profile = nil }
+        for _ in 0..<runs { _ = a.forward(x); _ = b.forward(x) }
+        print("layer (batch 64)       unpruned (ms)   pruned (ms)   speed-up")
+        for (i, node) in a.nodes.enumerated() {
+            let (ta, tb) = (pa.forward[i] / Double(runs), pb.forward[i] / Double(runs))
+            print(node.name.padding(toLength: 20, withPad: " ", startingAt: 0)
+                  + String(format: "%15.3f %13.3f %9.2f×  %@", ta * 1e3, tb * 1e3, ta / max(tb, 1e-12), node.layer.kind.rawValue))
         }
     }
 

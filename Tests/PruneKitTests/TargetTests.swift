@@ -82,6 +82,16 @@ final class TargetTests: XCTestCase {
         XCTAssertLessThan(Double(dense) / Double(try m.removingPrunedChannels().model.macs), 2)
     }
 
+    func testGlobalChannelSpeedUp() throws {
+        let model = try ModelZoo.make("vgg-small", inputShape: [1, 28, 28], classCount: 10, seed: 0)
+        let dense = model.macs
+        let r = try model.prune(with: TestL1Channels(), toward: .speedup(3), settings: TargetedPruningSettings(scope: .global), data: nil)
+        XCTAssertEqual(r.plan.scope, .global)
+        let cut = try model.removingPrunedChannels()
+        XCTAssertEqual(r.achieved, Double(dense) / Double(cut.model.macs), accuracy: 1e-9)
+        XCTAssertGreaterThanOrEqual(r.achieved, 3)
+    }
+
     func testChannelCompressionCountsRemovedInputsToo() throws {
         let model = try lenet()
         let before = model.prunableLayers().reduce(0) { $0 + $1.weights.count }

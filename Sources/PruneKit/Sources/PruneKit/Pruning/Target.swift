@@ -157,8 +157,8 @@ extension Model {
         func figure(_ groupPlan: PruningPlan) -> Double {
             counter.figure(target, kept: selector.keptCounts(groupPlan), inScope: inScope)
         }
-        let maxChannels = deps.groups.map(\.channels).max() ?? 1
-        let (s, groupPlan) = try reach(target, criterion: criterion.id, units: maxChannels,
+        let channels = selector.groups.reduce(0) { $0 + deps.groups[$1].channels }
+        let (s, groupPlan) = try reach(target, criterion: criterion.id, units: channels,
                                        plan: selector.groupPlan(sparsity:), figure: figure)
         let plan = selector.plan(from: groupPlan, sparsity: s)
         for (layerPlan, layerScores) in zip(plan.layers, scores) where layerPlan.keptCount < layerPlan.units {
