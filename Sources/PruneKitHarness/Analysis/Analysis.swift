@@ -212,7 +212,8 @@ public struct SettingAnalysis: Codable, Hashable, Sendable {
         overall = TargetAxis.allCases.compactMap { axis in
             let mine = comparisons.filter { $0.target.axis == axis }
             guard !mine.isEmpty else { return nil }
-            return AxisOverall(axis: axis, matrix: WinLossMatrix(adding: mine.map(\.matrix), criteria: criteria))
+            let onAxis = Set(mine.flatMap(\.matrix.criteria))
+            return AxisOverall(axis: axis, matrix: WinLossMatrix(adding: mine.map(\.matrix), criteria: criteria.filter(onAxis.contains)))
         }
     }
 
@@ -354,6 +355,11 @@ public struct WinLossMatrix: Codable, Hashable, Sendable {
     public var wins: [[Int]]
     public var decided: [[Int]]
 
+    /// Wins − losses of `criterion`; `nil` when it is not in the matrix.
+    public func score(of criterion: String) -> Int? {
+        criteria.firstIndex(of: criterion).map { score[$0] }
+    }
+
     /// Wins − losses of each criterion (row sum minus column sum).
     public var score: [Int] {
         criteria.indices.map { i in
@@ -430,14 +436,12 @@ public struct TargetComparison: Codable, Hashable, Sendable {
             }
         }
         self.pairs = pairs
-        matrix = WinLossMatrix(criteria: criteria, pairs: pairs)
+        matrix = WinLossMatrix(criteria: present, pairs: pairs)
         let means = present.compactMap { c in Statistics.mean(Array((values[c] ?? [:]).values)).map { (c, $0) } }
         best = means.max { $0.1 < $1.1 }?.0
-        if let best, let i = criteria.firstIndex(of: best), present.count > 1 {
+        if let best, let i = present.firstIndex(of: best), present.count > 1 {
             let wins = matrix.wins
-            bestBeatsAll = present.allSatisfy { other in
-                other == best || criteria.firstIndex(of: other).map { wins[i][$0] > 0 } ?? false
-            }
+            bestBeatsAll = present.indices.allSatisfy { $0 == i || wins[i][$0] > 0 }
         } else {
             bestBeatsAll = false
         }

@@ -136,13 +136,13 @@ extension Report {
         for target in targets { t += "<th class=\"n\">\(escapeXML(times(target.value)))</th>" }
         if hasDecisions { t += "<th class=\"n\">wins − losses</th>" }
         t += "</tr></thead><tbody>"
-        for (ci, criterion) in s.criteria.enumerated() {
+        for (ci, criterion) in s.criteria.enumerated() where onAxis(s, criterion, axis) {
             t += "<tr><td><span class=\"swatch\" style=\"background:\(color(ci))\"></span>\(escapeXML(criterion))</td>"
             for target in targets {
                 let best = s.comparisons.first { $0.target == target }?.best == criterion
                 t += "<td class=\"n\(best ? " best" : "")\">\(escapeXML(cell(s, criterion, target, marker: true)))</td>"
             }
-            if hasDecisions, let score { t += "<td class=\"n\">\(escapeXML(signedInt(score.score[ci])))</td>" }
+            if hasDecisions { t += "<td class=\"n\">\(escapeXML(score?.score(of: criterion).map(signedInt) ?? "—"))</td>" }
             t += "</tr>"
         }
         return t + "</tbody></table></div>"
@@ -468,7 +468,8 @@ extension Report {
     td.msg{white-space:pre-wrap;font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12.5px;max-width:640px}
     .swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:8px;vertical-align:baseline}
     table.matrix td{text-align:center;min-width:44px;font-weight:600}
-    table.matrix th.rot{white-space:nowrap;font-size:12.5px}
+    table.matrix th.rot{vertical-align:bottom;font-size:12.5px;padding:6px 4px}
+    table.matrix th.rot span{writing-mode:vertical-rl;transform:rotate(180deg);display:inline-block;max-height:220px;overflow:hidden;text-overflow:ellipsis}
     td.w{background:#dcefe0;color:#1e6b34}
     td.l{background:#fbe3e1;color:#a12a22}
     td.o{color:#8a91a0}

@@ -26,10 +26,10 @@ extension Report {
                 var header = ["criterion"] + targets.map { times($0.value) }
                 if hasDecisions { header.append("wins−losses") }
                 var rows: [[String]] = []
-                for (ci, criterion) in setting.criteria.enumerated() {
+                for criterion in setting.criteria where onAxis(setting, criterion, axis) {
                     var row = [criterion]
                     for target in targets { row.append(cell(setting, criterion, target, marker: true)) }
-                    if hasDecisions, let score { row.append(signedInt(score.score[ci])) }
+                    if hasDecisions { row.append(score?.score(of: criterion).map(signedInt) ?? "—") }
                     rows.append(row)
                 }
                 out.append(fixedWidth(header: header, rows: rows))
@@ -86,6 +86,11 @@ extension Report {
         }
         if !g.failedSeeds.isEmpty { text += " (\(g.failedSeeds.count) failed)" }
         return text
+    }
+
+    /// Whether `criterion` has a trial at a target on `axis` (tables per axis show only those).
+    static func onAxis(_ s: SettingAnalysis, _ criterion: String, _ axis: TargetAxis) -> Bool {
+        s.groups.contains { $0.criterion == criterion && $0.target.axis == axis }
     }
 
     static func correlation(_ s: MetricSummary) -> String {
@@ -151,13 +156,13 @@ extension Report {
                 var header = ["criterion"] + targets.map { times($0.value) }
                 let hasDecisions = score.map { $0.decided.joined().contains { $0 > 0 } } ?? false
                 if hasDecisions { header.append("wins − losses") }
-                let rows: [[String]] = setting.criteria.enumerated().map { ci, criterion in
+                let rows: [[String]] = setting.criteria.filter { onAxis(setting, $0, axis) }.map { criterion in
                     var row = [criterion] + targets.map { target -> String in
                         let text = cell(setting, criterion, target, marker: true)
                         let best = setting.comparisons.first { $0.target == target }?.best == criterion
                         return best ? "**\(text)**" : text
                     }
-                    if hasDecisions, let score { row.append(signedInt(score.score[ci])) }
+                    if hasDecisions { row.append(score?.score(of: criterion).map(signedInt) ?? "—") }
                     return row
                 }
                 md.append(markdownTable(header, rows, numericFrom: 1))

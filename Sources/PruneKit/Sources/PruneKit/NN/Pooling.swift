@@ -73,13 +73,17 @@ public final class MaxPool2d: Layer {
             let (g, d, idx) = (gp.baseAddress!, dp.baseAddress!, ip.baseAddress!)
             Parallel.forEach(inputShape[0] * inputShape[1], grain: 4) { r in
                 if tiles {
+                    let ho = planeOut / max(wo, 1)
                     for pl in r {
                         let plane = d + pl * planeIn
-                        for o in 0..<planeOut {
-                            let (oy, ox) = (o / wo, o % wo), at = Int(idx[pl * planeOut + o]), go = g[pl * planeOut + o]
+                        for oy in 0..<ho {
+                            let at = idx + pl * planeOut + oy * wo, go = g + pl * planeOut + oy * wo
                             for ky in 0..<k {
-                                let row = (oy * k + ky) * w + ox * k
-                                for kx in 0..<k { plane[row + kx] = row + kx == at ? go : 0 }
+                                let row = (oy * k + ky) * w
+                                for ox in 0..<wo {
+                                    let a = Int(at[ox]) - row - ox * k, v = go[ox]
+                                    for kx in 0..<k { plane[row + ox * k + kx] = kx == a ? v : 0 }
+                                }
                             }
                         }
                     }
