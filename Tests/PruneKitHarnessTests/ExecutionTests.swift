@@ -345,7 +345,9 @@ final class ExecutionTests: XCTestCase {
 
         let segfault = runner.run(tinyTrial("fixture-segfault", TrialTarget(.compression, 2), baseline: baseline))
         XCTAssertEqual(segfault.status, .failed)
-        XCTAssert(segfault.failure?.contains("SIGSEGV") ?? false, segfault.failure ?? "")
+        XCTAssert(segfault.failure?.hasPrefix("crashed with SIGSEGV (signal 11)") ?? false, segfault.failure ?? "")
+        XCTAssert(segfault.failure?.contains("trial fixture-segfault: prune and finetune") ?? false,
+                  "the last output says where it was: \(segfault.failure ?? "")")
         let abort = runner.run(tinyTrial("fixture-abort", TrialTarget(.compression, 2), baseline: baseline))
         XCTAssertEqual(abort.status, .failed)
         XCTAssert(abort.failure?.contains("SIGABRT") ?? false, abort.failure ?? "")
@@ -367,6 +369,12 @@ final class ExecutionTests: XCTestCase {
         XCTAssertEqual(slow.status, .failed)
         XCTAssertEqual(slow.failure, "timed out after 0.2 s")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: runner.workDirectory), [], "no files left behind")
+
+        var missing = runner
+        missing.executable = "/nonexistent/prunekit"
+        let none = missing.run(tinyTrial("global-magnitude", TrialTarget(.compression, 2), baseline: baseline))
+        XCTAssertEqual(none.status, .failed)
+        XCTAssert(none.failure?.contains("could not start /nonexistent/prunekit") ?? false, none.failure ?? "")
     }
 
     func testSignalNames() {

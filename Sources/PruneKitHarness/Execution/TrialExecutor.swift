@@ -65,7 +65,10 @@ private final class Run {
 
     init(_ c: TrialConfiguration, _ env: TrialEnvironment) { self.c = c; self.env = env }
 
+    /// Runs `body` as (part of) `phase`, adding its wall time; the log hears the phase
+    /// start (so a crashed child's last output says where it was).
     func timed<T>(_ phase: String, _ body: () throws -> T) rethrows -> T {
+        env.log?("trial \(c.criterion): \(phase)")
         let t0 = DispatchTime.now().uptimeNanoseconds
         defer { phases[phase, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
         return try body()
@@ -131,6 +134,7 @@ private final class Run {
         let observed = ObservedStrategy(strategy) { [unowned self] m in
             timed("evaluate") { accuracy(m.evaluate(test), classes: test.classCount) }
         }
+        env.log?("trial \(c.criterion): prune and finetune")
         let start = DispatchTime.now().uptimeNanoseconds
         let plans = try model.prune(with: criterion, schedule: schedule, finetune: observed, target: sparsity,
                                     context: context, data: splits.train, calibration: calibration)
