@@ -96,10 +96,8 @@ struct TrialCommand: ParsableCommand {
         }
         // The child's overhead: its wall time (spawn → result read) outside the trial's own
         // phases: starting the process, loading the plugins, reading and writing JSON.
-        let spawn = child.phaseSeconds["process"] ?? 0
-        let phases = child.phaseSeconds.filter { $0.key != "process" }.values.reduce(0, +)
         let inside = inProcess.phaseSeconds.values.reduce(0, +)
         print(String(format: "wall: in process %.3f s (%.3f s outside the phases); child spawn → result %.3f s (%.3f s outside the phases: the overhead)",
-                     inProcessSeconds, inProcessSeconds - inside, spawn, spawn - phases))
+                     inProcessSeconds, inProcessSeconds - inside, child.phaseSeconds.values.reduce(0, +), child.phaseSeconds["overhead"] ?? 0))
     }
 }

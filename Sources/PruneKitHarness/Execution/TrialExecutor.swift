@@ -101,12 +101,7 @@ private final class Run {
         let strategy = try registry.finetune(c.finetune, options: finetuneOptions(registry))
         let checkpoints = try artifact.loadCheckpoints(strategy.checkpointEpochs)
 
-        result.before = try timed("measure") {
-            var f = Measure.figures(model)
-            f.fileBytes = try Measure.savedBytes(model, sparse: false, scratch: env.scratchDirectory)
-            f.latency = Measure.latencies(model, runs: runs)
-            return f
-        }
+        result.before = try timed("measure") { try baselineFigures(model, artifact: artifact, runs: runs) }
         let originalMACs = model.macs
 
         // Criteria that change training (slimming's L1 on γ) train with their penalty first.
@@ -172,6 +167,20 @@ private final class Run {
             return f
         }
         return finish(result)
+    }
+
+    /// The baseline's figures, file size and latency: measured once per baseline, host,
+    /// thread count and number of runs, and cached in the baseline's entry (every trial of
+    /// an experiment compares with the same measurement, taken on the machine it runs on).
+    func baselineFigures(_ model: Model, artifact: BaselineArtifact, runs: Int) throws -> ModelFigures {
+        let host = ProcessInfo.processInfo.hostName.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }
+        let path = "\(artifact.entryDirectory)/figures-\(host)-t\(Parallel.threadCount)-r\(runs).json"
+        if let cached = try? readJSON(ModelFigures.self, from: path, what: "baseline figures") { return cached }
+        var f = Measure.figures(model)
+        f.fileBytes = try Measure.savedBytes(model, sparse: false, scratch: env.scratchDirectory)
+        f.latency = Measure.latencies(model, runs: runs)
+        try writeJSON(f, to: path)
+        return f
     }
 
     func finish(_ r: TrialResult) -> TrialResult {
