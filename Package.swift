@@ -73,7 +73,8 @@ let package = Package(
         ),
         .testTarget(
             name: "PruneKitHarnessTests",
-            dependencies: ["PruneKitHarness", .product(name: "PruneKit", package: "PruneKit")]
+            dependencies: ["PruneKitHarness", .product(name: "PruneKit", package: "PruneKit"),
+                           .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "PruneKitTests",

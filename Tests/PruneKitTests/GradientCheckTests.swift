@@ -107,6 +107,31 @@ final class GradientCheckTests: XCTestCase {
 
     func testMaxPool() { check(MaxPool2d(kernelSize: 2), inputs: [random([2, 3, 6, 6])], eps: 1e-3) }
 
+    /// 2×2 windows that do not tile a 7×7 plane: the fast forward path with the general backward.
+    func testMaxPoolOddSize() { check(MaxPool2d(kernelSize: 2), inputs: [random([2, 2, 7, 7])], eps: 1e-3) }
+
+    /// The 2×2 stride-2 fast path against a direct computation of max and its gradient.
+    func testMaxPool2x2AgainstDirect() {
+        let x = random([3, 2, 6, 8], seed: 9)
+        let pool = MaxPool2d(kernelSize: 2)
+        let y = pool.forward([x], mode: .training).scalars
+        let g = Tensor(shape: [3, 2, 3, 4], scalars: (0..<72).map { Float($0 % 7) - 3 })
+        let dx = pool.backward(g, needsInputGradient: [true])[0]!.scalars
+        let (xs, gs) = (x.scalars, g.scalars)
+        var expected = [Float](repeating: 0, count: x.count)
+        for pl in 0..<6 { for oy in 0..<3 { for ox in 0..<4 {
+            var best = -Float.infinity, at = 0
+            for ky in 0..<2 { for kx in 0..<2 {
+                let i = pl * 48 + (2 * oy + ky) * 8 + 2 * ox + kx
+                if xs[i] > best { best = xs[i]; at = i }
+            } }
+            let o = pl * 12 + oy * 4 + ox
+            XCTAssertEqual(y[o], best)
+            expected[at] += gs[o]
+        } } }
+        XCTAssertEqual(dx, expected)
+    }
+
     func testMaxPoolOverlapping() { check(MaxPool2d(kernelSize: 3, stride: 2), inputs: [random([2, 2, 7, 7])], eps: 1e-3) }
 
     func testAvgPool() { check(AvgPool2d(kernelSize: 2), inputs: [random([2, 3, 6, 6])]) }

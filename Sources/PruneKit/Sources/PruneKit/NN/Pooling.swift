@@ -31,6 +31,10 @@ public final class MaxPool2d: Layer {
             let (src, dst) = (xp.baseAddress!, yp.baseAddress!)
             let record = mode.recordsForBackward ? ip.baseAddress : nil
             Parallel.forEach(planes, grain: 4) { r in
+                if k == 2 && s == 2 {
+                    maxPool2x2(src, planes: r, height: h, width: w, into: dst, argmax: record)
+                    return
+                }
                 for pl in r {
                     let image = src + pl * h * w
                     for oy in 0..<ho {
@@ -57,12 +61,34 @@ public final class MaxPool2d: Layer {
 
     public func backward(_ gradOutput: Tensor, needsInputGradient: [Bool]) -> [Tensor?] {
         guard needsInputGradient.first == true, !argmax.isEmpty else { argmax = []; return [nil] }
-        var dx = Tensor(shape: inputShape)
-        let planeIn = inputShape[2] * inputShape[3]
+        let (h, w) = (inputShape[2], inputShape[3])
+        // Non-overlapping windows that tile the plane write every element of ∂L/∂x exactly
+        // once, so it needs no zeroing first.
+        let tiles = kernelSize == stride && h % stride == 0 && w % stride == 0
+        var dx = tiles ? Tensor(uninitializedShape: inputShape) : Tensor(shape: inputShape)
+        let planeIn = h * w
         let planeOut = gradOutput.count / (inputShape[0] * inputShape[1])
+        let (k, wo) = (kernelSize, w / max(stride, 1))
         gradOutput.withUnsafeBufferPointer { gp in dx.withUnsafeMutableBufferPointer { dp in argmax.withUnsafeBufferPointer { ip in
             let (g, d, idx) = (gp.baseAddress!, dp.baseAddress!, ip.baseAddress!)
             Parallel.forEach(inputShape[0] * inputShape[1], grain: 4) { r in
+                if tiles {
+                    let ho = planeOut / max(wo, 1)
+                    for pl in r {
+                        let plane = d + pl * planeIn
+                        for oy in 0..<ho {
+                            let at = idx + pl * planeOut + oy * wo, go = g + pl * planeOut + oy * wo
+                            for ky in 0..<k {
+                                let row = (oy * k + ky) * w
+                                for ox in 0..<wo {
+                                    let a = Int(at[ox]) - row - ox * k, v = go[ox]
+                                    for kx in 0..<k { plane[row + ox * k + kx] = kx == a ? v : 0 }
+                                }
+                            }
+                        }
+                    }
+                    return
+                }
                 for pl in r {
                     for o in (pl * planeOut)..<((pl + 1) * planeOut) { d[pl * planeIn + Int(idx[o])] += g[o] }
                 }
@@ -70,6 +96,38 @@ public final class MaxPool2d: Layer {
         } } }
         argmax = []
         return [dx]
+    }
+}
+
+/// 2×2 windows with stride 2 over `planes` of `[height, width]` floats: the max and, when
+/// `argmax` is given, the index of the first maximum in row-major order within the plane
+/// (the same choice as the general loop, which remains the reference).
+private func maxPool2x2(_ src: UnsafePointer<Float>, planes: Range<Int>, height h: Int, width w: Int,
+                        into dst: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>?) {
+    let (ho, wo) = (h / 2, w / 2)
+    for pl in planes {
+        let image = src + pl * h * w
+        let out = dst + pl * ho * wo
+        for oy in 0..<ho {
+            let r0 = image + 2 * oy * w, r1 = r0 + w
+            let o = out + oy * wo
+            if let argmax {
+                let a = argmax + pl * ho * wo + oy * wo
+                for ox in 0..<wo {
+                    let c = 2 * ox
+                    var best = r0[c], at = 2 * oy * w + c
+                    if r0[c + 1] > best { best = r0[c + 1]; at = 2 * oy * w + c + 1 }
+                    if r1[c] > best { best = r1[c]; at = (2 * oy + 1) * w + c }
+                    if r1[c + 1] > best { best = r1[c + 1]; at = (2 * oy + 1) * w + c + 1 }
+                    o[ox] = best; a[ox] = Int32(at)
+                }
+            } else {
+                for ox in 0..<wo {
+                    let c = 2 * ox
+                    o[ox] = max(max(r0[c], r0[c + 1]), max(r1[c], r1[c + 1]))
+                }
+            }
+        }
     }
 }
 

@@ -1,0 +1,506 @@
+import Foundation
+
+// What an experiment's records say, computed once and shared by every report format:
+// per-criterion summaries over seeds, paired comparisons between criteria at each target
+// (matched by seed: same baseline, same calibration batches, same finetuning data order),
+// win/loss matrices, oracle agreement, and every failure with its message.
+
+/// The whole analysis of an experiment's records (prune and oracle trials, succeeded and
+/// failed, in any order).
+public struct Analysis: Codable, Hashable, Sendable {
+    /// Records read, and how many succeeded and failed.
+    public var trials: Int
+    public var succeeded: Int
+    public var failed: Int
+    /// Every seed that appears in the records.
+    public var seeds: [UInt64]
+    /// One entry per setting (model, data, schedule, finetuning, … everything but the
+    /// criterion, the target and the seed), in a stable order.
+    public var settings: [SettingAnalysis]
+    /// Oracle agreement per criterion (Molchanov et al. 2017), from `.oracle` trials.
+    public var oracle: [OracleSummary]
+    /// Every failed trial with its message, and succeeded trials whose figures could not
+    /// be used (a non-finite accuracy): never dropped silently.
+    public var failures: [TrialFailure]
+    /// Things a reader must know to read the figures right (one seed only, duplicates…).
+    public var notes: [String]
+
+    /// Analyses `records`. Cost: O(records + settings · targets · criteria² · seeds).
+    public init(_ records: [TrialRecord], level: Double = 0.95) {
+        trials = records.count
+        succeeded = records.filter { $0.result.status == .succeeded }.count
+        failed = trials - succeeded
+        seeds = Array(Set(records.map(\.configuration.seed))).sorted()
+        notes = []
+        failures = []
+
+        // Duplicates (merged shards that overlapped): keep the latest record per id.
+        var latest: [String: TrialRecord] = [:]
+        var order: [String] = []
+        for r in records {
+            if let old = latest[r.id] {
+                if r.finishedAt >= old.finishedAt { latest[r.id] = r }
+            } else {
+                latest[r.id] = r; order.append(r.id)
+            }
+        }
+        let duplicates = records.count - order.count
+        if duplicates > 0 {
+            notes.append("\(duplicates) duplicate record\(duplicates == 1 ? "" : "s") of the same trial: the latest of each was used.")
+        }
+        let unique = order.compactMap { latest[$0] }
+
+        // Usable records; the rest are failures with a reason.
+        var usable: [TrialRecord] = []
+        for r in unique {
+            if r.result.status == .failed {
+                failures.append(TrialFailure(r, message: r.result.failure ?? "failed without a message"))
+            } else if r.configuration.kind == .prune {
+                if let top1 = Analysis.finalAccuracy(r.result)?.top1, !top1.isFinite {
+                    failures.append(TrialFailure(r, message: "succeeded but reported a non-finite accuracy (\(top1)); left out of the statistics"))
+                } else if Analysis.finalAccuracy(r.result) == nil {
+                    failures.append(TrialFailure(r, message: "succeeded but reported no accuracy; left out of the statistics"))
+                } else {
+                    usable.append(r)
+                }
+            } else if let c = r.result.oracleCorrelation, !c.isFinite {
+                failures.append(TrialFailure(r, message: "succeeded but reported a non-finite oracle correlation (\(c)); left out of the statistics"))
+            } else {
+                usable.append(r)
+            }
+        }
+        failures.sort { ($0.criterion, $0.target?.axis.rawValue ?? "", $0.target?.value ?? 0, $0.seed) < ($1.criterion, $1.target?.axis.rawValue ?? "", $1.target?.value ?? 0, $1.seed) }
+
+        // Settings: prune records grouped by everything but criterion, target and seed.
+        let pruneRecords = unique.filter { $0.configuration.kind == .prune }
+        var settingKeys: [TrialConfiguration] = []
+        var settingRecords: [TrialConfiguration: [TrialRecord]] = [:]
+        for r in pruneRecords {
+            let key = Analysis.settingKey(r.configuration)
+            if settingRecords[key] == nil { settingKeys.append(key) }
+            settingRecords[key, default: []].append(r)
+        }
+        settingKeys.sort { Analysis.settingName($0) < Analysis.settingName($1) }
+        var names = settingKeys.map(Analysis.settingName)
+        for i in names.indices where names.filter({ $0 == names[i] }).count > 1 {
+            names[i] += " [\(String(settingKeys[i].id.prefix(8)))]"
+        }
+        let usableIDs = Set(usable.map(\.id))
+        settings = zip(settingKeys, names).map { key, name in
+            let all = settingRecords[key] ?? []
+            return SettingAnalysis(name: name, configuration: key,
+                                   records: all.filter { usableIDs.contains($0.id) },
+                                   failedRecords: all.filter { !usableIDs.contains($0.id) }, level: level)
+        }
+
+        // Oracle agreement: grouped by everything but the seed.
+        var oracleKeys: [TrialConfiguration] = []
+        var oracleRecords: [TrialConfiguration: [TrialRecord]] = [:]
+        for r in usable where r.configuration.kind == .oracle {
+            var key = r.configuration
+            key.baseline.seed = 0
+            if oracleRecords[key] == nil { oracleKeys.append(key) }
+            oracleRecords[key, default: []].append(r)
+        }
+        oracle = oracleKeys.map { OracleSummary(configuration: $0, records: oracleRecords[$0] ?? []) }
+            .sorted { ($0.setting, $0.criterion) < ($1.setting, $1.criterion) }
+
+        if usable.isEmpty && !records.isEmpty {
+            notes.append("No trial produced figures: every trial failed (see Failures).")
+        }
+        if records.isEmpty { notes.append("No trials: nothing to report yet.") }
+        let maxSeeds = settings.flatMap(\.groups).map(\.seeds.count).max() ?? 0
+        if !settings.isEmpty && maxSeeds < 2 {
+            notes.append("One seed only: no standard deviations and no confidence intervals (they need ≥ 2 seeds); run with --seeds 2 or more to compare criteria with statistics.")
+        }
+        if !settings.isEmpty && maxSeeds >= 2 {
+            notes.append("Mean ± sample standard deviation over seeds; differences between criteria are paired by seed (same baseline, calibration batches and finetuning data order) with a \(Analysis.percent(level)) % Student-t confidence interval; A beats B where the interval excludes zero.")
+        }
+    }
+}
+
+extension Analysis {
+    /// The accuracy a trial ends with: after finetuning, or right after pruning when the
+    /// finetuning strategy reported none (e.g. `none`).
+    static func finalAccuracy(_ result: TrialResult) -> Accuracy? { result.finetunedAccuracy ?? result.prunedAccuracy }
+
+    /// Everything but the criterion, the target and the seed (and the kind).
+    static func settingKey(_ c: TrialConfiguration) -> TrialConfiguration {
+        var k = c
+        k.kind = .prune
+        k.criterion = ""
+        k.criterionOptions = []
+        k.target = nil
+        k.baseline.seed = 0
+        return k
+    }
+
+    /// `lenet-5 · mnist-5k · one-shot · finetune × 2 epochs` (options in brackets).
+    static func settingName(_ c: TrialConfiguration) -> String {
+        func withOptions(_ id: String, _ options: [String]) -> String {
+            options.isEmpty ? id : "\(id)(\(options.joined(separator: ", ")))"
+        }
+        var finetune = withOptions(c.finetune, c.finetuneOptions)
+        if c.finetune != "none" { finetune += " × \(c.finetuneEpochs) epoch\(c.finetuneEpochs == 1 ? "" : "s")" }
+        return [c.baseline.model, c.baseline.dataset, withOptions(c.schedule, c.scheduleOptions), finetune]
+            .joined(separator: " · ")
+    }
+
+    /// A criterion as reports name it: its id, with its options where it has any.
+    public static func criterionLabel(_ c: TrialConfiguration) -> String {
+        c.criterionOptions.isEmpty ? c.criterion : "\(c.criterion)(\(c.criterionOptions.joined(separator: ", ")))"
+    }
+
+    static func percent(_ level: Double) -> String {
+        let p = level * 100
+        return p == p.rounded() ? String(Int(p)) : String(format: "%g", p)
+    }
+
+    static func targetOrder(_ a: TrialTarget, _ b: TrialTarget) -> Bool {
+        (a.axis == .compression ? 0 : 1, a.value) < (b.axis == .compression ? 0 : 1, b.value)
+    }
+}
+
+/// The analysis of one setting: its groups, its comparisons and its win/loss tables.
+public struct SettingAnalysis: Codable, Hashable, Sendable {
+    /// `lenet-5 · mnist-5k · one-shot · finetune × 2 epochs`.
+    public var name: String
+    /// The setting's configuration; its criterion, target and seed carry no meaning.
+    public var configuration: TrialConfiguration
+    /// The baseline every criterion started from, over seeds.
+    public var baseline: BaselineSummary?
+    /// Criterion labels (id plus options), sorted.
+    public var criteria: [String]
+    /// Targets, compression first, ascending.
+    public var targets: [TrialTarget]
+    /// One per (criterion, target) with at least one trial.
+    public var groups: [GroupSummary]
+    /// One per target: every pair of criteria, and the win/loss matrix.
+    public var comparisons: [TargetComparison]
+    /// Per axis: the win/loss matrices of its targets added up.
+    public var overall: [AxisOverall]
+
+    init(name: String, configuration: TrialConfiguration, records: [TrialRecord], failedRecords: [TrialRecord], level: Double) {
+        self.name = name
+        self.configuration = configuration
+        baseline = BaselineSummary(records)
+        let everything = records + failedRecords
+        criteria = Array(Set(everything.map { Analysis.criterionLabel($0.configuration) })).sorted()
+        targets = Array(Set(everything.compactMap(\.configuration.target))).sorted(by: Analysis.targetOrder)
+
+        var byGroup: [SettingGroupKey: [TrialRecord]] = [:]
+        var failedByGroup: [SettingGroupKey: [TrialRecord]] = [:]
+        for r in records { if let k = SettingGroupKey(r.configuration) { byGroup[k, default: []].append(r) } }
+        for r in failedRecords { if let k = SettingGroupKey(r.configuration) { failedByGroup[k, default: []].append(r) } }
+        var groups: [GroupSummary] = []
+        for target in targets {
+            for criterion in criteria {
+                let key = SettingGroupKey(criterion: criterion, target: target)
+                let ok = byGroup[key] ?? [], bad = failedByGroup[key] ?? []
+                if ok.isEmpty && bad.isEmpty { continue }
+                groups.append(GroupSummary(criterion: criterion, target: target, records: ok, failedRecords: bad))
+            }
+        }
+        self.groups = groups
+
+        let criteria = self.criteria
+        let comparisons = targets.map { target in
+            TargetComparison(target: target, criteria: criteria,
+                             records: records.filter { $0.configuration.target == target }, level: level)
+        }
+        self.comparisons = comparisons
+        overall = TargetAxis.allCases.compactMap { axis in
+            let mine = comparisons.filter { $0.target.axis == axis }
+            guard !mine.isEmpty else { return nil }
+            let onAxis = Set(mine.flatMap(\.matrix.criteria))
+            return AxisOverall(axis: axis, matrix: WinLossMatrix(adding: mine.map(\.matrix), criteria: criteria.filter(onAxis.contains)))
+        }
+    }
+
+    /// The group of `criterion` at `target`, if any trial ran.
+    public func group(_ criterion: String, _ target: TrialTarget) -> GroupSummary? {
+        groups.first { $0.criterion == criterion && $0.target == target }
+    }
+}
+
+private struct SettingGroupKey: Hashable {
+    var criterion: String
+    var target: TrialTarget
+    init(criterion: String, target: TrialTarget) { self.criterion = criterion; self.target = target }
+    init?(_ c: TrialConfiguration) {
+        guard let t = c.target else { return nil }
+        self.init(criterion: Analysis.criterionLabel(c), target: t)
+    }
+}
+
+/// The baseline model of a setting, over seeds (one value per seed).
+public struct BaselineSummary: Codable, Hashable, Sendable {
+    public var top1: MetricSummary
+    public var top5: MetricSummary?
+    /// The dense model's figures (equal for every seed).
+    public var parameters: Int?
+    public var prunableWeights: Int?
+    public var macs: Int?
+    public var fileBytes: Int?
+    /// Median latency at batch 1 and 64, over seeds (seconds).
+    public var latencyBatch1: MetricSummary?
+    public var latencyBatch64: MetricSummary?
+
+    init?(_ records: [TrialRecord]) {
+        var perSeed: [UInt64: TrialRecord] = [:]
+        for r in records where r.result.baselineAccuracy != nil && perSeed[r.configuration.seed] == nil {
+            perSeed[r.configuration.seed] = r
+        }
+        let chosen = perSeed.keys.sorted().compactMap { perSeed[$0] }
+        guard let top1 = MetricSummary(chosen.compactMap { $0.result.baselineAccuracy?.top1 }.filter(\.isFinite)) else { return nil }
+        self.top1 = top1
+        top5 = MetricSummary(chosen.compactMap { $0.result.baselineAccuracy?.top5 }.filter(\.isFinite))
+        let before = records.compactMap(\.result.before).first
+        parameters = before?.parameters
+        prunableWeights = before?.prunableWeights
+        macs = before?.macs
+        fileBytes = before?.fileBytes
+        latencyBatch1 = MetricSummary(chosen.compactMap { $0.result.before?.latency.first { $0.batchSize == 1 }?.median })
+        latencyBatch64 = MetricSummary(chosen.compactMap { $0.result.before?.latency.first { $0.batchSize == 64 }?.median })
+    }
+}
+
+/// One criterion at one target over seeds: every figure a trial reports, as mean ± sd.
+public struct GroupSummary: Codable, Hashable, Sendable {
+    public var criterion: String
+    public var target: TrialTarget
+    /// Seeds that succeeded, and seeds whose trial failed.
+    public var seeds: [UInt64]
+    public var failedSeeds: [UInt64]
+    /// Top-1 / top-5 at the end (after finetuning) and right after pruning (fractions).
+    public var finalTop1: MetricSummary?
+    public var finalTop5: MetricSummary?
+    public var prunedTop1: MetricSummary?
+    public var prunedTop5: MetricSummary?
+    /// Prunable weights before / after, and all parameters before / non-zero after.
+    public var compression: MetricSummary?
+    public var wholeModelCompression: MetricSummary?
+    /// MACs before / after.
+    public var theoreticalSpeedup: MetricSummary?
+    /// Median latency before / after (channel-pruned models, where measured).
+    public var measuredSpeedupBatch1: MetricSummary?
+    public var measuredSpeedupBatch64: MetricSummary?
+    /// The pruned model's file size in bytes.
+    public var fileBytes: MetricSummary?
+    /// The fraction pruned to meet the target.
+    public var sparsity: MetricSummary?
+    /// Wall time per phase (seconds), and of the whole trial.
+    public var phaseSeconds: [String: MetricSummary]
+    public var totalSeconds: MetricSummary?
+    /// Distinct notes of the trials (a clipped ratio, a target only approached).
+    public var notes: [String]
+
+    init(criterion: String, target: TrialTarget, records: [TrialRecord], failedRecords: [TrialRecord]) {
+        self.criterion = criterion
+        self.target = target
+        let rs = records.sorted { $0.configuration.seed < $1.configuration.seed }
+        seeds = rs.map(\.configuration.seed)
+        failedSeeds = failedRecords.map(\.configuration.seed).sorted()
+        func summary(_ f: (TrialResult) -> Double?) -> MetricSummary? {
+            MetricSummary(rs.compactMap { f($0.result) }.filter(\.isFinite))
+        }
+        finalTop1 = summary { Analysis.finalAccuracy($0)?.top1 }
+        finalTop5 = summary { Analysis.finalAccuracy($0)?.top5 }
+        prunedTop1 = summary { $0.prunedAccuracy?.top1 }
+        prunedTop5 = summary { $0.prunedAccuracy?.top5 }
+        compression = summary(\.compression)
+        wholeModelCompression = summary(\.wholeModelCompression)
+        theoreticalSpeedup = summary(\.theoreticalSpeedup)
+        measuredSpeedupBatch1 = summary { $0.measuredSpeedup(batchSize: 1) }
+        measuredSpeedupBatch64 = summary { $0.measuredSpeedup(batchSize: 64) }
+        fileBytes = summary { $0.after?.fileBytes.map(Double.init) }
+        sparsity = summary(\.sparsity)
+        let phases = Set(rs.flatMap(\.result.phaseSeconds.keys))
+        var ps: [String: MetricSummary] = [:]
+        for p in phases { ps[p] = summary { $0.phaseSeconds[p] } }
+        phaseSeconds = ps
+        totalSeconds = summary { $0.phaseSeconds.isEmpty ? nil : $0.phaseSeconds.values.reduce(0, +) }
+        var seen = Set<String>()
+        notes = rs.flatMap(\.result.notes).filter { seen.insert($0).inserted }
+    }
+}
+
+/// Whether A beat B at one target.
+public enum Verdict: String, Codable, Hashable, Sendable {
+    /// The interval of A − B lies above zero.
+    case aBetter
+    /// The interval of A − B lies below zero.
+    case bBetter
+    /// The interval contains zero: no difference shown.
+    case inconclusive
+    /// Fewer than two matched seeds: no interval can be given.
+    case needsSeeds
+}
+
+/// Criterion A against criterion B at one target: final top-1, paired by seed.
+public struct PairwiseComparison: Codable, Hashable, Sendable {
+    public var a: String
+    public var b: String
+    /// A − B over the seeds where both succeeded (fractions of accuracy); `nil` with none.
+    public var difference: PairedDifference?
+    /// Seeds where exactly one of the two has a usable trial: left out of this pair.
+    public var unmatched: Int
+    public var verdict: Verdict
+}
+
+/// Who beat whom: `wins[i][j]` counts the targets at which `criteria[i]` beat `criteria[j]`
+/// (its paired interval excluded zero), `decided[i][j]` those with an interval at all.
+public struct WinLossMatrix: Codable, Hashable, Sendable {
+    public var criteria: [String]
+    public var wins: [[Int]]
+    public var decided: [[Int]]
+
+    /// Wins − losses of `criterion`; `nil` when it is not in the matrix.
+    public func score(of criterion: String) -> Int? {
+        criteria.firstIndex(of: criterion).map { score[$0] }
+    }
+
+    /// Wins − losses of each criterion (row sum minus column sum).
+    public var score: [Int] {
+        criteria.indices.map { i in
+            criteria.indices.reduce(0) { $0 + wins[i][$1] - wins[$1][i] }
+        }
+    }
+
+    init(criteria: [String], pairs: [PairwiseComparison]) {
+        self.criteria = criteria
+        let n = criteria.count
+        wins = Array(repeating: Array(repeating: 0, count: n), count: n)
+        decided = wins
+        let index = Dictionary(uniqueKeysWithValues: criteria.enumerated().map { ($1, $0) })
+        for p in pairs {
+            guard let i = index[p.a], let j = index[p.b] else { continue }
+            if p.difference?.interval != nil { decided[i][j] += 1; decided[j][i] += 1 }
+            if p.verdict == .aBetter { wins[i][j] += 1 }
+            if p.verdict == .bBetter { wins[j][i] += 1 }
+        }
+    }
+
+    init(adding matrices: [WinLossMatrix], criteria: [String]) {
+        self.criteria = criteria
+        let n = criteria.count
+        wins = Array(repeating: Array(repeating: 0, count: n), count: n)
+        decided = wins
+        let index = Dictionary(uniqueKeysWithValues: criteria.enumerated().map { ($1, $0) })
+        for m in matrices {
+            for (mi, a) in m.criteria.enumerated() {
+                for (mj, b) in m.criteria.enumerated() {
+                    guard let i = index[a], let j = index[b] else { continue }
+                    wins[i][j] += m.wins[mi][mj]
+                    decided[i][j] += m.decided[mi][mj]
+                }
+            }
+        }
+    }
+}
+
+/// Every pair of criteria at one target.
+public struct TargetComparison: Codable, Hashable, Sendable {
+    public var target: TrialTarget
+    /// Pairs (a before b in the setting's criterion order), each compared by seed.
+    public var pairs: [PairwiseComparison]
+    public var matrix: WinLossMatrix
+    /// The criterion with the highest mean final top-1 here, and whether it beat every
+    /// other criterion with an interval that excludes zero.
+    public var best: String?
+    public var bestBeatsAll: Bool
+
+    init(target: TrialTarget, criteria: [String], records: [TrialRecord], level: Double) {
+        self.target = target
+        // criterion → seed → final top-1
+        var values: [String: [UInt64: Double]] = [:]
+        for r in records {
+            guard let top1 = Analysis.finalAccuracy(r.result)?.top1, top1.isFinite else { continue }
+            values[Analysis.criterionLabel(r.configuration), default: [:]][r.configuration.seed] = top1
+        }
+        let present = criteria.filter { values[$0] != nil }
+        var pairs: [PairwiseComparison] = []
+        for (i, a) in present.enumerated() {
+            for b in present[(i + 1)...] {
+                let va = values[a] ?? [:], vb = values[b] ?? [:]
+                let common = Set(va.keys).intersection(vb.keys).sorted()
+                let unmatched = Set(va.keys).symmetricDifference(vb.keys).count
+                let d = Statistics.pairedDifference(common.compactMap { va[$0] }, common.compactMap { vb[$0] }, level: level)
+                let verdict: Verdict
+                if let ci = d?.interval {
+                    verdict = ci.lower > 0 ? .aBetter : ci.upper < 0 ? .bBetter : .inconclusive
+                } else {
+                    verdict = .needsSeeds
+                }
+                pairs.append(PairwiseComparison(a: a, b: b, difference: d, unmatched: unmatched, verdict: verdict))
+            }
+        }
+        self.pairs = pairs
+        matrix = WinLossMatrix(criteria: present, pairs: pairs)
+        let means = present.compactMap { c in Statistics.mean(Array((values[c] ?? [:]).values)).map { (c, $0) } }
+        best = means.max { $0.1 < $1.1 }?.0
+        if let best, let i = present.firstIndex(of: best), present.count > 1 {
+            let wins = matrix.wins
+            bestBeatsAll = present.indices.allSatisfy { $0 == i || wins[i][$0] > 0 }
+        } else {
+            bestBeatsAll = false
+        }
+    }
+}
+
+/// The matrices of an axis's targets added up.
+public struct AxisOverall: Codable, Hashable, Sendable {
+    public var axis: TargetAxis
+    public var matrix: WinLossMatrix
+}
+
+/// One criterion's agreement with the oracle ranking, over seeds.
+public struct OracleSummary: Codable, Hashable, Sendable {
+    /// `lenet-5 · mnist-5k`.
+    public var setting: String
+    public var criterion: String
+    public var seeds: [UInt64]
+    /// Spearman correlation with the oracle (mean over sampled layers), over seeds.
+    public var correlation: MetricSummary?
+    /// The same per sampled layer (dotted path), sorted by path.
+    public var byLayer: [LayerCorrelation]
+
+    init(configuration: TrialConfiguration, records: [TrialRecord]) {
+        setting = "\(configuration.baseline.model) · \(configuration.baseline.dataset)"
+        criterion = Analysis.criterionLabel(configuration)
+        let rs = records.sorted { $0.configuration.seed < $1.configuration.seed }
+        seeds = rs.map(\.configuration.seed)
+        correlation = MetricSummary(rs.compactMap(\.result.oracleCorrelation).filter(\.isFinite))
+        let layers = Set(rs.flatMap { $0.result.oracleCorrelationByLayer?.keys.map { $0 } ?? [] }).sorted()
+        byLayer = layers.compactMap { layer in
+            MetricSummary(rs.compactMap { $0.result.oracleCorrelationByLayer?[layer] }.filter(\.isFinite))
+                .map { LayerCorrelation(layer: layer, correlation: $0) }
+        }
+    }
+}
+
+public struct LayerCorrelation: Codable, Hashable, Sendable {
+    public var layer: String
+    public var correlation: MetricSummary
+}
+
+/// A trial that produced no usable figures, and why.
+public struct TrialFailure: Codable, Hashable, Sendable {
+    public var id: String
+    public var kind: TrialKind
+    public var criterion: String
+    public var target: TrialTarget?
+    public var seed: UInt64
+    public var setting: String
+    public var message: String
+
+    init(_ r: TrialRecord, message: String) {
+        id = r.id
+        kind = r.configuration.kind
+        criterion = Analysis.criterionLabel(r.configuration)
+        target = r.configuration.target
+        seed = r.configuration.seed
+        setting = Analysis.settingName(Analysis.settingKey(r.configuration))
+        self.message = message
+    }
+}

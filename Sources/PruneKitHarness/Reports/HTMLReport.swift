@@ -1,0 +1,483 @@
+import Foundation
+
+// report.html: one self-contained file (inline CSS, inline SVG, no script, no network),
+// written as well-formed XHTML so any XML parser can check it.
+
+extension Report {
+    /// `report.html`: charts of accuracy against compression and against speed-up (one
+    /// line per criterion with its mean ± sd band, log-scale x axis, the baseline as a
+    /// reference line) and every table of ``markdown(_:title:)``. All text is escaped.
+    public static func html(_ analysis: Analysis, title: String) -> String {
+        var h: [String] = []
+        h.append("<!DOCTYPE html>")
+        h.append("<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">")
+        h.append("<head><meta charset=\"utf-8\"/><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"/>")
+        h.append("<title>\(escapeXML(title))</title>")
+        h.append("<style>\(stylesheet)</style></head>")
+        h.append("<body><main>")
+        h.append("<header><h1>\(escapeXML(title))</h1>")
+        let date = ISO8601DateFormatter().string(from: Date())
+        h.append("<p class=\"meta\">PruneKit comparison · generated \(escapeXML(date))</p></header>")
+
+        let criteria = Set(analysis.settings.flatMap(\.criteria)).count
+        h.append("<section class=\"cards\">")
+        h.append(card("\(analysis.trials)", "trials"))
+        h.append(card("\(analysis.succeeded)", "succeeded"))
+        h.append(card("\(analysis.failed)", "failed", warn: analysis.failed > 0))
+        h.append(card("\(analysis.seeds.count)", analysis.seeds.count == 1 ? "seed" : "seeds"))
+        h.append(card("\(criteria)", criteria == 1 ? "criterion" : "criteria"))
+        h.append("</section>")
+        for note in analysis.notes { h.append("<p class=\"note\">\(escapeXML(note))</p>") }
+
+        for (si, setting) in analysis.settings.enumerated() {
+            h.append("<section class=\"setting\">")
+            h.append("<h2>\(escapeXML(setting.name))</h2>")
+            h.append("<p class=\"baseline\">\(escapeXML(baselineLine(setting.baseline)))</p>")
+            h.append("<div class=\"charts\">")
+            for spec in chartSpecs(setting) {
+                h.append("<figure>")
+                h.append("<figcaption><strong>\(escapeXML(spec.title))</strong><br/><span>\(escapeXML(spec.caption))</span></figcaption>")
+                h.append(svgChart(spec, id: "c\(si)-\(spec.key)"))
+                h.append("</figure>")
+            }
+            h.append("</div>")
+            for axis in TargetAxis.allCases {
+                let targets = setting.targets.filter { $0.axis == axis }
+                if targets.isEmpty { continue }
+                h.append("<h3>Final top-1 accuracy (%) at \(escapeXML(axisDescription(axis)))</h3>")
+                h.append(summaryTable(setting, targets: targets, axis: axis))
+                h.append("<p class=\"legend\">Mean ± sd over seeds. ▲ best mean and beats every other criterion (paired 95 % CI excludes zero); △ best mean, not shown to beat all.</p>")
+            }
+            h.append("<h3>Details per criterion and target</h3>")
+            h.append("<p class=\"legend\">Compression: prunable weights (and the whole model) before / after. Speed-up: MACs before / after, and measured median latency at batch 1 and 64 where measured (channel-pruned models).</p>")
+            h.append(htmlTable(detailHeader, setting.groups.map(detailRow), numericFrom: 2))
+            let phases = Array(Set(setting.groups.flatMap(\.phaseSeconds.keys))).sorted(by: phaseOrder)
+            if !phases.isEmpty {
+                h.append("<h3>Wall time per phase (mean over seeds)</h3>")
+                let rows = setting.groups.map { g in
+                    [g.criterion, g.target.description] + phases.map { seconds(g.phaseSeconds[$0]) } + [seconds(g.totalSeconds)]
+                }
+                h.append(htmlTable(["criterion", "target"] + phases + ["total"], rows, numericFrom: 2))
+            }
+            let anyPairs = setting.comparisons.contains { !$0.pairs.isEmpty }
+            let anyInterval = setting.comparisons.contains { $0.pairs.contains { $0.difference?.interval != nil } }
+            if anyPairs && !anyInterval {
+                h.append("<h3>Who beats whom</h3>")
+                h.append("<p class=\"note\">\(escapeXML(needSeedsText))</p>")
+            } else if anyPairs {
+                h.append("<h3>Who beats whom</h3>")
+                h.append("<p class=\"legend\">Row against column, final top-1. Paired by seed; W: the row's 95 % CI of the difference lies above zero, L: below, =: it contains zero, ?: needs ≥ 2 seeds.</p>")
+                for o in setting.overall {
+                    h.append("<h4>Overall at \(escapeXML(axisDescription(o.axis))): targets won–lost</h4>")
+                    h.append(overallMatrix(o.matrix))
+                }
+                for c in setting.comparisons where !c.pairs.isEmpty {
+                    h.append("<details><summary>Win/loss at \(escapeXML(c.target.description))</summary>")
+                    h.append(winLossMatrix(c))
+                    h.append("</details>")
+                }
+                let pairs = setting.comparisons.flatMap { c in c.pairs.map { (c.target, $0) } }
+                h.append("<details\(pairs.count <= 30 ? " open=\"open\"" : "")><summary>Paired differences of final top-1: \(pairs.count) pairs (A − B, percentage points, 95 % CI)</summary>")
+                h.append(pairTable(pairs))
+                h.append("<p class=\"legend\">A seed where only one of the two succeeded is left out of that pair and counted as unmatched.</p>")
+                h.append("</details>")
+            }
+            h.append("</section>")
+        }
+
+        if !analysis.oracle.isEmpty {
+            h.append("<section><h2>Oracle agreement</h2>")
+            h.append("<p class=\"legend\">Spearman ρ between each criterion's channel ranking and the oracle's: the loss increase from removing each channel alone, on calibration data, for a sample of layers (Molchanov et al. 2017). Mean ± sd over seeds; 1 is perfect agreement.</p>")
+            let layers = Array(Set(analysis.oracle.flatMap { $0.byLayer.map(\.layer) })).sorted()
+            let rows = analysis.oracle.map { o in
+                [o.criterion, o.setting, "\(o.seeds.count)", o.correlation.map(correlation) ?? "—"]
+                    + layers.map { l in o.byLayer.first { $0.layer == l }.map { correlation($0.correlation) } ?? "—" }
+            }
+            h.append(htmlTable(["criterion", "setting", "seeds", "ρ (mean of layers)"] + layers, rows, numericFrom: 2))
+            h.append("</section>")
+        }
+        if !analysis.failures.isEmpty {
+            h.append("<section><h2>Failures</h2>")
+            h.append("<p class=\"legend\">Trials that produced no usable figures, with their messages. They are left out of every statistic above.</p>")
+            let rows = analysis.failures.map { f in
+                [f.criterion, f.kind == .oracle ? "oracle" : (f.target?.description ?? "—"), "\(f.seed)", f.setting, f.message]
+            }
+            h.append(htmlTable(["criterion", "target", "seed", "setting", "message"], rows, numericFrom: 99, messageColumn: 4))
+            h.append("</section>")
+        }
+        h.append("<footer>Made by PruneKit. This file is self-contained: it needs no network and no script.</footer>")
+        h.append("</main></body></html>")
+        return h.joined(separator: "\n") + "\n"
+    }
+
+    static func card(_ value: String, _ label: String, warn: Bool = false) -> String {
+        "<div class=\"card\(warn ? " warn" : "")\"><div class=\"v\">\(escapeXML(value))</div><div class=\"l\">\(escapeXML(label))</div></div>"
+    }
+
+    static func htmlTable(_ header: [String], _ rows: [[String]], numericFrom: Int, messageColumn: Int? = nil) -> String {
+        var t = "<div class=\"scroll\"><table><thead><tr>"
+        for (i, c) in header.enumerated() { t += "<th\(i >= numericFrom ? " class=\"n\"" : "")>\(escapeXML(c))</th>" }
+        t += "</tr></thead><tbody>"
+        for r in rows {
+            t += "<tr>"
+            for (i, c) in r.enumerated() {
+                let cls = i == messageColumn ? " class=\"msg\"" : i >= numericFrom ? " class=\"n\"" : ""
+                t += "<td\(cls)>\(escapeXML(c))</td>"
+            }
+            t += "</tr>"
+        }
+        return t + "</tbody></table></div>"
+    }
+
+    static func summaryTable(_ s: SettingAnalysis, targets: [TrialTarget], axis: TargetAxis) -> String {
+        let score = s.overall.first { $0.axis == axis }?.matrix
+        let hasDecisions = score.map { $0.decided.joined().contains { $0 > 0 } } ?? false
+        var t = "<div class=\"scroll\"><table class=\"summary\"><thead><tr><th>criterion</th>"
+        for target in targets { t += "<th class=\"n\">\(escapeXML(times(target.value)))</th>" }
+        if hasDecisions { t += "<th class=\"n\">wins − losses</th>" }
+        t += "</tr></thead><tbody>"
+        for (ci, criterion) in s.criteria.enumerated() where onAxis(s, criterion, axis) {
+            t += "<tr><td><span class=\"swatch\" style=\"background:\(color(ci))\"></span>\(escapeXML(criterion))</td>"
+            for target in targets {
+                let best = s.comparisons.first { $0.target == target }?.best == criterion
+                t += "<td class=\"n\(best ? " best" : "")\">\(escapeXML(cell(s, criterion, target, marker: true)))</td>"
+            }
+            if hasDecisions { t += "<td class=\"n\">\(escapeXML(score?.score(of: criterion).map(signedInt) ?? "—"))</td>" }
+            t += "</tr>"
+        }
+        return t + "</tbody></table></div>"
+    }
+
+    static func winLossMatrix(_ c: TargetComparison) -> String {
+        let m = c.matrix
+        var t = "<div class=\"scroll\"><table class=\"matrix\"><thead><tr><th></th>"
+        for name in m.criteria { t += "<th class=\"rot\"><span>\(escapeXML(name))</span></th>" }
+        t += "<th class=\"n\">wins − losses</th></tr></thead><tbody>"
+        for i in m.criteria.indices {
+            t += "<tr><th>\(escapeXML(m.criteria[i]))</th>"
+            for j in m.criteria.indices {
+                let s = winLossSymbol(c, i, j)
+                let cls = s == "W" ? "w" : s == "L" ? "l" : i == j ? "self" : "o"
+                t += "<td class=\"\(cls)\">\(escapeXML(s))</td>"
+            }
+            t += "<td class=\"n\">\(escapeXML(signedInt(m.score[i])))</td></tr>"
+        }
+        return t + "</tbody></table></div>"
+    }
+
+    static func overallMatrix(_ m: WinLossMatrix) -> String {
+        var t = "<div class=\"scroll\"><table class=\"matrix\"><thead><tr><th></th>"
+        for name in m.criteria { t += "<th class=\"rot\"><span>\(escapeXML(name))</span></th>" }
+        t += "<th class=\"n\">wins − losses</th></tr></thead><tbody>"
+        for i in m.criteria.indices {
+            t += "<tr><th>\(escapeXML(m.criteria[i]))</th>"
+            for j in m.criteria.indices {
+                if i == j { t += "<td class=\"self\"></td>"; continue }
+                let w = m.wins[i][j], l = m.wins[j][i]
+                let cls = w > l ? "w" : l > w ? "l" : "o"
+                t += "<td class=\"\(cls)\">\(m.decided[i][j] == 0 ? "?" : "\(w)–\(l)")</td>"
+            }
+            t += "<td class=\"n\">\(escapeXML(signedInt(m.score[i])))</td></tr>"
+        }
+        return t + "</tbody></table></div>"
+    }
+
+    static func pairTable(_ pairs: [(TrialTarget, PairwiseComparison)]) -> String {
+        var t = "<div class=\"scroll\"><table><thead><tr><th>target</th><th>A</th><th>B</th><th class=\"n\">A − B [95 % CI]</th><th class=\"n\">pairs</th><th class=\"n\">unmatched</th><th>verdict</th></tr></thead><tbody>"
+        for (target, p) in pairs {
+            let cls = p.verdict == .aBetter || p.verdict == .bBetter ? "sig" : "ns"
+            t += "<tr><td>\(escapeXML(target.description))</td><td>\(escapeXML(p.a))</td><td>\(escapeXML(p.b))</td>"
+            t += "<td class=\"n\">\(escapeXML(difference(p)))</td><td class=\"n\">\(p.difference?.pairs ?? 0)</td><td class=\"n\">\(p.unmatched)</td>"
+            t += "<td class=\"\(cls)\">\(escapeXML(verdictText(p)))</td></tr>"
+        }
+        return t + "</tbody></table></div>"
+    }
+
+    // MARK: Charts
+
+    /// One line of a chart: a criterion's points (x, mean y, sd of y), sorted by x.
+    struct ChartSeries {
+        var name: String
+        var index: Int
+        var points: [(x: Double, y: Double, sd: Double?, label: String)]
+    }
+
+    struct ChartSpec {
+        var key: String
+        var title: String
+        var caption: String
+        var xLabel: String
+        var yLabel: String
+        var series: [ChartSeries]
+        var baseline: MetricSummary?
+    }
+
+    static func chartSpecs(_ s: SettingAnalysis) -> [ChartSpec] {
+        func groupsOn(_ axis: TargetAxis) -> (groups: [GroupSummary], axisText: String) {
+            let on = s.groups.filter { $0.target.axis == axis }
+            if !on.isEmpty { return (on, "\(axis == .compression ? "compression" : "speed-up") targets") }
+            let other: TargetAxis = axis == .compression ? .speedup : .compression
+            return (s.groups, "\(other == .compression ? "compression" : "speed-up") targets")
+        }
+        func series(_ groups: [GroupSummary], x: (GroupSummary) -> Double?, y: (GroupSummary) -> MetricSummary?) -> [ChartSeries] {
+            s.criteria.enumerated().compactMap { ci, criterion in
+                let pts = groups.filter { $0.criterion == criterion }.compactMap { g -> (x: Double, y: Double, sd: Double?, label: String)? in
+                    guard let xv = x(g), xv.isFinite, xv > 0, let ys = y(g) else { return nil }
+                    let label = "\(criterion) · \(g.target): \(accuracy(ys)) % top-1 at \(String(format: "%.2f", xv))× (\(ys.count) seed\(ys.count == 1 ? "" : "s"))"
+                    return (xv, ys.mean * 100, ys.standardDeviation.map { $0 * 100 }, label)
+                }.sorted { $0.x < $1.x }
+                return pts.isEmpty ? nil : ChartSeries(name: criterion, index: ci, points: pts)
+            }
+        }
+        let seeds = seedCount(s)
+        let spread = seeds >= 2 ? "Lines: mean over \(seeds) seeds; bands and bars: ± 1 sd." : "One seed: no spread to show."
+        let (cg, cAxis) = groupsOn(.compression)
+        let (sg, sAxis) = groupsOn(.speedup)
+        let compressionX: (GroupSummary) -> Double? = { $0.compression?.mean ?? ($0.target.axis == .compression ? $0.target.value : nil) }
+        let speedupX: (GroupSummary) -> Double? = { $0.theoreticalSpeedup?.mean ?? ($0.target.axis == .speedup ? $0.target.value : nil) }
+        let missing = s.groups.filter { $0.finalTop1 == nil }.count
+        let missingText = missing > 0 ? " \(missing) criterion–target pair\(missing == 1 ? "" : "s") without figures (see Failures)." : ""
+        return [
+            ChartSpec(key: "compression", title: "Top-1 accuracy against compression",
+                      caption: "\(cAxis); x: achieved compression of the prunable weights (before / after), log scale. \(spread)\(missingText)",
+                      xLabel: "compression (prunable weights before / after)", yLabel: "top-1 accuracy after finetuning (%)",
+                      series: series(cg, x: compressionX, y: \.finalTop1), baseline: s.baseline?.top1),
+            ChartSpec(key: "speedup", title: "Top-1 accuracy against speed-up",
+                      caption: "\(sAxis); x: theoretical speed-up (MACs before / after), log scale. \(spread)\(missingText)",
+                      xLabel: "theoretical speed-up (MACs before / after)", yLabel: "top-1 accuracy after finetuning (%)",
+                      series: series(sg, x: speedupX, y: \.finalTop1), baseline: s.baseline?.top1),
+            ChartSpec(key: "pruned", title: "Top-1 right after pruning, before finetuning",
+                      caption: "\(cAxis); x: achieved compression of the prunable weights, log scale. How much each criterion's choice alone preserves. \(spread)",
+                      xLabel: "compression (prunable weights before / after)", yLabel: "top-1 accuracy before finetuning (%)",
+                      series: series(cg, x: compressionX, y: \.prunedTop1), baseline: s.baseline?.top1),
+        ]
+    }
+
+    /// Tableau 10: distinct hues that stay apart for colour-blind readers when combined
+    /// with the marker shapes.
+    static let palette = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
+                          "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#79706e"]
+
+    static func color(_ i: Int) -> String { palette[i % palette.count] }
+
+    static func f(_ v: Double) -> String { String(format: "%.1f", v) }
+
+    /// A marker of shape `i % 5` (circle, square, triangle, diamond, inverted triangle) at (x, y).
+    static func marker(_ i: Int, x: Double, y: Double, color: String, title: String?) -> String {
+        let r = 4.5
+        let tip = title.map { "<title>\(escapeXML($0))</title>" } ?? ""
+        let style = "fill=\"\(color)\" stroke=\"#fff\" stroke-width=\"1.2\""
+        switch i % 5 {
+        case 0: return "<circle cx=\"\(f(x))\" cy=\"\(f(y))\" r=\"\(f(r))\" \(style)>\(tip)</circle>"
+        case 1: return "<rect x=\"\(f(x - r * 0.9))\" y=\"\(f(y - r * 0.9))\" width=\"\(f(r * 1.8))\" height=\"\(f(r * 1.8))\" \(style)>\(tip)</rect>"
+        case 2: return "<polygon points=\"\(f(x)),\(f(y - r * 1.15)) \(f(x + r)),\(f(y + r * 0.75)) \(f(x - r)),\(f(y + r * 0.75))\" \(style)>\(tip)</polygon>"
+        case 3: return "<polygon points=\"\(f(x)),\(f(y - r * 1.2)) \(f(x + r * 1.05)),\(f(y)) \(f(x)),\(f(y + r * 1.2)) \(f(x - r * 1.05)),\(f(y))\" \(style)>\(tip)</polygon>"
+        default: return "<polygon points=\"\(f(x)),\(f(y + r * 1.15)) \(f(x + r)),\(f(y - r * 0.75)) \(f(x - r)),\(f(y - r * 0.75))\" \(style)>\(tip)</polygon>"
+        }
+    }
+
+    /// Ticks for a log-scale axis over [lo, hi] (both > 0): powers of two when at least
+    /// three fit, otherwise 1–1.25–1.5–2–2.5–3–4–5–6–8 steps.
+    static func logTicks(_ lo: Double, _ hi: Double) -> [Double] {
+        var powers: [Double] = []
+        var k = floor(log2(lo))
+        while pow(2, k) <= hi * (1 + 1e-9) {
+            let v = pow(2, k)
+            if v >= lo * (1 - 1e-9) { powers.append(v) }
+            k += 1
+        }
+        if powers.count >= 3 { return powers }
+        var fine: [Double] = []
+        var decade = pow(10, floor(log10(lo)))
+        while decade <= hi {
+            for m in [1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8] {
+                let v = m * decade
+                if v >= lo * (1 - 1e-9) && v <= hi * (1 + 1e-9) { fine.append(v) }
+            }
+            decade *= 10
+        }
+        return fine
+    }
+
+    /// A step of 1, 2 or 5 × 10ᵏ giving about five intervals over `span`.
+    static func niceStep(_ span: Double) -> Double {
+        guard span > 0 else { return 1 }
+        let raw = span / 5
+        let magnitude = pow(10, floor(log10(raw)))
+        let m = raw / magnitude
+        return (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * magnitude
+    }
+
+    static func tickLabel(_ v: Double) -> String {
+        let s = v == v.rounded() ? String(Int(v)) : String(format: "%g", v)
+        return s + "×"
+    }
+
+    /// The SVG of one chart: plot area, log-x grid and ticks, y grid and ticks, axis labels,
+    /// the baseline (dashed line with its ± sd band), a band, error bars, a line and markers
+    /// per series, and a legend on the right.
+    static func svgChart(_ spec: ChartSpec, id: String) -> String {
+        let width = 800.0, height = 430.0
+        let left = 62.0, right = 550.0, top = 22.0, bottom = 360.0
+        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" role=\"img\" aria-labelledby=\"\(id)-t\" class=\"chart\">"
+        svg += "<title id=\"\(id)-t\">\(escapeXML(spec.title)): \(escapeXML(spec.yLabel)) against \(escapeXML(spec.xLabel))</title>"
+        svg += "<rect x=\"\(f(left))\" y=\"\(f(top))\" width=\"\(f(right - left))\" height=\"\(f(bottom - top))\" fill=\"#fbfbfd\" stroke=\"#d0d4dc\"/>"
+
+        let points = spec.series.flatMap(\.points)
+        guard !points.isEmpty else {
+            svg += "<text x=\"\(f((left + right) / 2))\" y=\"\(f((top + bottom) / 2))\" text-anchor=\"middle\" class=\"empty\">no figures to plot</text>"
+            return svg + "</svg>"
+        }
+        // x: log2 scale over the achieved values and 1× (the dense model).
+        let xs = points.map(\.x)
+        let xLo = min(1, xs.min() ?? 1), xHi = max(xs.max() ?? 2, xLo * 2)
+        let l0 = log2(xLo), l1 = log2(xHi), pad = (l1 - l0) * 0.06
+        let d0 = l0 - pad, d1 = l1 + pad
+        func px(_ x: Double) -> Double { left + (log2(x) - d0) / (d1 - d0) * (right - left) }
+        // y: accuracy in %, including every band and the baseline.
+        var yLo = points.map { $0.y - ($0.sd ?? 0) }.min() ?? 0
+        var yHi = points.map { $0.y + ($0.sd ?? 0) }.max() ?? 100
+        if let b = spec.baseline {
+            yLo = min(yLo, (b.mean - (b.standardDeviation ?? 0)) * 100)
+            yHi = max(yHi, (b.mean + (b.standardDeviation ?? 0)) * 100)
+        }
+        if yHi - yLo < 0.5 { yLo -= 0.25; yHi += 0.25 }
+        let step = niceStep(yHi - yLo)
+        yLo = max(0, floor(yLo / step) * step)
+        yHi = min(100, ceil(yHi / step) * step)
+        if yHi <= yLo { yHi = yLo + step }
+        func py(_ y: Double) -> Double { bottom - (y - yLo) / (yHi - yLo) * (bottom - top) }
+
+        svg += "<defs><clipPath id=\"\(id)-clip\"><rect x=\"\(f(left))\" y=\"\(f(top))\" width=\"\(f(right - left))\" height=\"\(f(bottom - top))\"/></clipPath></defs>"
+        // Grid and ticks.
+        var yTick = yLo
+        while yTick <= yHi + step * 1e-6 {
+            let y = py(yTick)
+            svg += "<line x1=\"\(f(left))\" y1=\"\(f(y))\" x2=\"\(f(right))\" y2=\"\(f(y))\" class=\"grid\"/>"
+            svg += "<text x=\"\(f(left - 8))\" y=\"\(f(y + 4))\" text-anchor=\"end\" class=\"tick\">\(escapeXML(String(format: step < 1 ? "%.1f" : "%.0f", yTick)))</text>"
+            yTick += step
+        }
+        for t in logTicks(pow(2, d0), pow(2, d1)) {
+            let x = px(t)
+            svg += "<line x1=\"\(f(x))\" y1=\"\(f(top))\" x2=\"\(f(x))\" y2=\"\(f(bottom))\" class=\"grid\"/>"
+            svg += "<line x1=\"\(f(x))\" y1=\"\(f(bottom))\" x2=\"\(f(x))\" y2=\"\(f(bottom + 5))\" class=\"axis\"/>"
+            svg += "<text x=\"\(f(x))\" y=\"\(f(bottom + 19))\" text-anchor=\"middle\" class=\"tick\">\(escapeXML(tickLabel(t)))</text>"
+        }
+        svg += "<line x1=\"\(f(left))\" y1=\"\(f(bottom))\" x2=\"\(f(right))\" y2=\"\(f(bottom))\" class=\"axis\"/>"
+        svg += "<line x1=\"\(f(left))\" y1=\"\(f(top))\" x2=\"\(f(left))\" y2=\"\(f(bottom))\" class=\"axis\"/>"
+        svg += "<text x=\"\(f((left + right) / 2))\" y=\"\(f(bottom + 44))\" text-anchor=\"middle\" class=\"label\">\(escapeXML(spec.xLabel)) →</text>"
+        svg += "<text transform=\"translate(16 \(f((top + bottom) / 2))) rotate(-90)\" text-anchor=\"middle\" class=\"label\">\(escapeXML(spec.yLabel))</text>"
+
+        svg += "<g clip-path=\"url(#\(id)-clip)\">"
+        // Baseline reference.
+        if let b = spec.baseline {
+            let y = py(b.mean * 100)
+            if let sd = b.standardDeviation, sd > 0 {
+                let y0 = py((b.mean + sd) * 100), y1 = py((b.mean - sd) * 100)
+                svg += "<rect x=\"\(f(left))\" y=\"\(f(y0))\" width=\"\(f(right - left))\" height=\"\(f(max(0, y1 - y0)))\" fill=\"#888\" fill-opacity=\"0.10\"/>"
+            }
+            svg += "<line x1=\"\(f(left))\" y1=\"\(f(y))\" x2=\"\(f(right))\" y2=\"\(f(y))\" class=\"baseline\"><title>\(escapeXML("baseline: \(accuracy(b)) % top-1"))</title></line>"
+        }
+        // Bands first (under every line), then lines, error bars and markers.
+        for s in spec.series where s.points.count >= 2 && s.points.contains(where: { $0.sd != nil }) {
+            let upper = s.points.map { "\(f(px($0.x))),\(f(py($0.y + ($0.sd ?? 0))))" }
+            let lower = s.points.reversed().map { "\(f(px($0.x))),\(f(py($0.y - ($0.sd ?? 0))))" }
+            svg += "<polygon points=\"\((upper + lower).joined(separator: " "))\" fill=\"\(color(s.index))\" fill-opacity=\"0.13\" stroke=\"none\"/>"
+        }
+        for s in spec.series {
+            let c = color(s.index)
+            if s.points.count >= 2 {
+                let d = s.points.enumerated().map { "\($0 == 0 ? "M" : "L")\(f(px($1.x))),\(f(py($1.y)))" }.joined(separator: " ")
+                let dash = s.index >= palette.count ? " stroke-dasharray=\"6 3\"" : ""
+                svg += "<path d=\"\(d)\" fill=\"none\" stroke=\"\(c)\" stroke-width=\"2\" stroke-linejoin=\"round\"\(dash)/>"
+            }
+            for p in s.points {
+                if let sd = p.sd, sd > 0 {
+                    let x = px(p.x), y0 = py(p.y + sd), y1 = py(p.y - sd)
+                    svg += "<path d=\"M\(f(x)),\(f(y0)) V\(f(y1)) M\(f(x - 3)),\(f(y0)) H\(f(x + 3)) M\(f(x - 3)),\(f(y1)) H\(f(x + 3))\" stroke=\"\(c)\" stroke-width=\"1.2\" fill=\"none\"/>"
+                }
+            }
+            for p in s.points { svg += marker(s.index, x: px(p.x), y: py(p.y), color: c, title: p.label) }
+        }
+        svg += "</g>"
+        if let b = spec.baseline {
+            let y = py(b.mean * 100)
+            let labelY = y - top < 16 ? y + 15 : y - 5
+            svg += "<text x=\"\(f(right - 4))\" y=\"\(f(labelY))\" text-anchor=\"end\" class=\"baselabel\">baseline \(escapeXML(accuracy(b))) %</text>"
+        }
+        // Legend.
+        let lx = right + 18
+        svg += "<text x=\"\(f(lx))\" y=\"\(f(top + 10))\" class=\"legendtitle\">criterion</text>"
+        for (row, s) in spec.series.enumerated() {
+            let y = top + 30 + Double(row) * 21
+            let c = color(s.index)
+            let dash = s.index >= palette.count ? " stroke-dasharray=\"6 3\"" : ""
+            svg += "<line x1=\"\(f(lx))\" y1=\"\(f(y))\" x2=\"\(f(lx + 26))\" y2=\"\(f(y))\" stroke=\"\(c)\" stroke-width=\"2\"\(dash)/>"
+            svg += marker(s.index, x: lx + 13, y: y, color: c, title: nil)
+            let name = s.name.count > 28 ? String(s.name.prefix(27)) + "…" : s.name
+            svg += "<text x=\"\(f(lx + 34))\" y=\"\(f(y + 4))\" class=\"legend\">\(escapeXML(name))<title>\(escapeXML(s.name))</title></text>"
+        }
+        if spec.baseline != nil {
+            let y = top + 30 + Double(spec.series.count) * 21
+            svg += "<line x1=\"\(f(lx))\" y1=\"\(f(y))\" x2=\"\(f(lx + 26))\" y2=\"\(f(y))\" class=\"baseline\"/>"
+            svg += "<text x=\"\(f(lx + 34))\" y=\"\(f(y + 4))\" class=\"legend\">baseline (dense)</text>"
+        }
+        return svg + "</svg>"
+    }
+
+    static let stylesheet = """
+    :root{--ink:#1d2330;--muted:#5d6677;--line:#e3e6ec;--bg:#ffffff;--soft:#f6f7fa;--accent:#4e79a7}
+    *{box-sizing:border-box}
+    body{margin:0;background:var(--soft);color:var(--ink);font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
+    main{max-width:1240px;margin:0 auto;padding:28px 28px 48px}
+    header h1{margin:0 0 2px;font-size:26px;letter-spacing:-.01em}
+    .meta{margin:0 0 18px;color:var(--muted)}
+    h2{font-size:20px;margin:0 0 4px}
+    h3{font-size:16px;margin:26px 0 8px}
+    h4{font-size:14px;margin:18px 0 6px;color:var(--muted)}
+    section{background:var(--bg);border:1px solid var(--line);border-radius:10px;padding:20px 22px;margin:18px 0;box-shadow:0 1px 2px rgba(20,30,50,.04)}
+    section.cards{display:flex;flex-wrap:wrap;gap:12px;background:none;border:none;box-shadow:none;padding:0}
+    .card{background:var(--bg);border:1px solid var(--line);border-radius:10px;padding:10px 18px;min-width:120px}
+    .card .v{font-size:24px;font-weight:650;font-variant-numeric:tabular-nums}
+    .card .l{color:var(--muted);font-size:13px}
+    .card.warn .v{color:#b3261e}
+    .note{background:#fff8e1;border:1px solid #f3dc93;border-radius:8px;padding:8px 12px;margin:10px 0}
+    .baseline{color:var(--muted);margin:0 0 12px}
+    .legend{color:var(--muted);font-size:13px;margin:6px 0}
+    .charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:18px}
+    figure{margin:0;border:1px solid var(--line);border-radius:8px;padding:10px 10px 4px;background:#fff}
+    figcaption{font-size:13px;color:var(--muted);margin:0 4px 6px}
+    figcaption strong{color:var(--ink);font-size:14px}
+    svg.chart{width:100%;height:auto;display:block;font-family:inherit}
+    svg .grid{stroke:#e6e9ef;stroke-width:1}
+    svg .axis{stroke:#7a8292;stroke-width:1}
+    svg .tick{fill:#5d6677;font-size:12px}
+    svg .label{fill:#1d2330;font-size:13px}
+    svg .legend{fill:#1d2330;font-size:12.5px}
+    svg .legendtitle{fill:#5d6677;font-size:12px;font-weight:600}
+    svg .baseline{stroke:#555;stroke-width:1.4;stroke-dasharray:5 4}
+    svg .baselabel{fill:#444;font-size:12px}
+    svg .empty{fill:#5d6677;font-size:14px}
+    .scroll{overflow-x:auto}
+    table{border-collapse:collapse;font-size:13.5px;margin:4px 0 8px;font-variant-numeric:tabular-nums}
+    th,td{padding:5px 10px;border-bottom:1px solid var(--line);text-align:left;white-space:nowrap}
+    thead th{background:var(--soft);font-weight:600;border-bottom:1px solid #cfd4dd}
+    tbody tr:hover{background:#f3f6fb}
+    .n{text-align:right}
+    td.best{font-weight:700;background:#eaf4ec}
+    td.msg{white-space:pre-wrap;font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12.5px;max-width:640px}
+    .swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:8px;vertical-align:baseline}
+    table.matrix td{text-align:center;min-width:44px;font-weight:600}
+    table.matrix th.rot{vertical-align:bottom;font-size:12.5px;padding:6px 4px}
+    table.matrix th.rot span{writing-mode:vertical-rl;transform:rotate(180deg);display:inline-block;max-height:220px;overflow:hidden;text-overflow:ellipsis}
+    td.w{background:#dcefe0;color:#1e6b34}
+    td.l{background:#fbe3e1;color:#a12a22}
+    td.o{color:#8a91a0}
+    td.self{background:var(--soft)}
+    td.sig{font-weight:600;color:#1e6b34}
+    td.ns{color:var(--muted)}
+    details{margin:10px 0}
+    summary{cursor:pointer;font-weight:600;font-size:14px;padding:4px 0}
+    footer{color:var(--muted);font-size:12.5px;text-align:center;margin-top:28px}
+    """
+}

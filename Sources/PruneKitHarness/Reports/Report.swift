@@ -1,0 +1,261 @@
+import Foundation
+import PruneKit
+
+/// What `results.json` holds: the records and their analysis, so a reader needs nothing
+/// else (and `Analysis` can be recomputed from the records).
+public struct ReportDocument: Codable, Sendable {
+    /// `prunekit-results`; ``version`` changes when the layout does.
+    public var format: String
+    public var version: Int
+    public var title: String
+    /// ISO 8601, UTC.
+    public var generatedAt: String
+    public var records: [TrialRecord]
+    public var analysis: Analysis
+
+    public init(title: String, records: [TrialRecord], analysis: Analysis, generatedAt: Date = Date()) {
+        format = "prunekit-results"
+        version = 1
+        self.title = title
+        self.generatedAt = ISO8601DateFormatter().string(from: generatedAt)
+        self.records = records
+        self.analysis = analysis
+    }
+}
+
+/// The harness's reports: a terminal table, and `report.md`, `trials.csv`, `results.json`
+/// and a self-contained `report.html` (inline CSS and SVG charts; no network, no script).
+public enum Report {
+    /// The files ``write(_:to:title:)`` writes, in order.
+    public static let fileNames = ["report.md", "trials.csv", "results.json", "report.html"]
+
+    /// Writes the four reports of `records` into `directory` (created if missing), each
+    /// atomically (a temporary file in the same directory, then a rename), so a reader
+    /// never sees half a report and an old report survives a failed write.
+    ///
+    /// - Returns: the paths written, in the order of ``fileNames``.
+    /// - Throws: `PruneKitError(.io)` when the directory can't be made or a file can't be written.
+    public static func write(_ records: [TrialRecord], to directory: String, title: String) throws -> [String] {
+        let analysis = Analysis(records)
+        let contents: [Data] = [
+            Data(markdown(analysis, title: title).utf8),
+            Data(csv(records).utf8),
+            try json(records, analysis: analysis, title: title),
+            Data(html(analysis, title: title).utf8),
+        ]
+        let fm = FileManager.default
+        var isDirectory: ObjCBool = false
+        if fm.fileExists(atPath: directory, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else {
+                throw PruneKitError(.io, "the report directory \(directory) is a file", hint: "pass a directory (it is created if missing) with --report")
+            }
+        } else {
+            do {
+                try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            } catch {
+                throw PruneKitError(.io, "can't create the report directory \(directory): \(error.localizedDescription)",
+                                    hint: "check the path and its permissions, or pass another directory with --report")
+            }
+        }
+        var written: [String] = []
+        for (name, data) in zip(fileNames, contents) {
+            let path = (directory as NSString).appendingPathComponent(name)
+            let temporary = (directory as NSString).appendingPathComponent(".\(name).\(UUID().uuidString).tmp")
+            do {
+                try data.write(to: URL(fileURLWithPath: temporary))
+            } catch {
+                throw PruneKitError(.io, "can't write \(temporary): \(error.localizedDescription)",
+                                    hint: "check that \(directory) is writable and the disk is not full")
+            }
+            if rename(temporary, path) != 0 {
+                let reason = String(cString: strerror(errno))
+                try? fm.removeItem(atPath: temporary)
+                throw PruneKitError(.io, "can't move the new report into place at \(path): \(reason)",
+                                    hint: "check that \(path) is not a directory and \(directory) is writable")
+            }
+            written.append(path)
+        }
+        return written
+    }
+
+    /// `results.json`: a ``ReportDocument``, pretty-printed with sorted keys. Non-finite
+    /// numbers (a diverged trial's NaN loss) are written as the strings `"nan"`, `"inf"`,
+    /// `"-inf"`.
+    public static func json(_ records: [TrialRecord], analysis: Analysis, title: String) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        do {
+            return try encoder.encode(ReportDocument(title: title, records: records, analysis: analysis))
+        } catch {
+            throw PruneKitError(.io, "can't encode the results as JSON: \(error)")
+        }
+    }
+
+    /// Reads a `results.json` back (the decoder matching ``json(_:analysis:title:)``).
+    public static func readJSON(_ data: Data) throws -> ReportDocument {
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        do {
+            return try decoder.decode(ReportDocument.self, from: data)
+        } catch {
+            throw PruneKitError(.invalidFile, "not a PruneKit results.json: \(error)",
+                                hint: "rebuild the reports from the store with `prunekit report`")
+        }
+    }
+}
+
+// MARK: - Formatting shared by the formats
+
+extension Report {
+    /// `98.12` for 0.98123 (a fraction shown as a percentage).
+    static func percentValue(_ v: Double, decimals: Int = 2) -> String {
+        String(format: "%.\(decimals)f", v * 100)
+    }
+
+    /// `98.12 ± 0.21` (percent), `98.12` with one value, `—` with none.
+    static func accuracy(_ s: MetricSummary?, decimals: Int = 2) -> String {
+        guard let s else { return "—" }
+        guard let sd = s.standardDeviation else { return percentValue(s.mean, decimals: decimals) }
+        return "\(percentValue(s.mean, decimals: decimals)) ± \(percentValue(sd, decimals: decimals))"
+    }
+
+    /// `4.02×`, `4.02× ± 0.03` with a spread worth showing.
+    static func ratio(_ s: MetricSummary?) -> String {
+        guard let s else { return "—" }
+        let m = String(format: s.mean >= 100 ? "%.0f×" : s.mean >= 10 ? "%.1f×" : "%.2f×", s.mean)
+        guard let sd = s.standardDeviation, sd >= 0.005 else { return m }
+        return "\(m) ± \(String(format: "%.2f", sd))"
+    }
+
+    /// `+0.45` / `-1.20` percentage points.
+    static func signedPoints(_ v: Double) -> String {
+        let p = v * 100
+        return (p >= 0 ? "+" : "-") + String(format: "%.2f", abs(p))
+    }
+
+    /// `+0.45 [+0.12, +0.78]`, or the reason there is no interval.
+    static func difference(_ p: PairwiseComparison) -> String {
+        guard let d = p.difference else { return "no matched seeds" }
+        guard let ci = d.interval else { return "\(signedPoints(d.mean)) (needs ≥ 2 seeds)" }
+        return "\(signedPoints(d.mean)) [\(signedPoints(ci.lower)), \(signedPoints(ci.upper))]"
+    }
+
+    static func verdictText(_ p: PairwiseComparison) -> String {
+        switch p.verdict {
+        case .aBetter: return "\(p.a) better"
+        case .bBetter: return "\(p.b) better"
+        case .inconclusive: return "no difference shown"
+        case .needsSeeds: return "needs ≥ 2 seeds"
+        }
+    }
+
+    /// `1.2 MB`, `740 kB`, `512 B` (powers of 1000).
+    static func bytes(_ v: Double) -> String {
+        if v >= 1e9 { return String(format: "%.2f GB", v / 1e9) }
+        if v >= 1e6 { return String(format: "%.2f MB", v / 1e6) }
+        if v >= 1e3 { return String(format: "%.1f kB", v / 1e3) }
+        return String(format: "%.0f B", v)
+    }
+
+    static func bytes(_ s: MetricSummary?) -> String { s.map { bytes($0.mean) } ?? "—" }
+
+    /// `1.23 s`, `45 ms`.
+    static func seconds(_ v: Double) -> String {
+        if v >= 100 { return String(format: "%.0f s", v) }
+        if v >= 1 { return String(format: "%.2f s", v) }
+        return String(format: "%.0f ms", v * 1000)
+    }
+
+    static func seconds(_ s: MetricSummary?) -> String { s.map { seconds($0.mean) } ?? "—" }
+
+    /// `61,706`.
+    static func count(_ n: Int) -> String {
+        let digits = String(abs(n))
+        var out = ""
+        for (i, c) in digits.enumerated() {
+            if i > 0 && (digits.count - i) % 3 == 0 { out.append(",") }
+            out.append(c)
+        }
+        return n < 0 ? "-" + out : out
+    }
+
+    /// `0.42 M`, `3.1 G`, `812 k`.
+    static func large(_ n: Int) -> String {
+        let v = Double(n)
+        if v >= 1e9 { return String(format: "%.2f G", v / 1e9) }
+        if v >= 1e6 { return String(format: "%.2f M", v / 1e6) }
+        if v >= 1e3 { return String(format: "%.1f k", v / 1e3) }
+        return String(n)
+    }
+
+    /// `2×`, `1.5×`.
+    static func times(_ v: Double) -> String {
+        v == v.rounded() && abs(v) < 1e15 ? "\(Int(v))×" : String(format: "%g×", v)
+    }
+
+    /// What a target axis means, for captions.
+    static func axisDescription(_ axis: TargetAxis) -> String {
+        switch axis {
+        case .compression: return "compression targets (prunable weights before / after)"
+        case .speedup: return "speed-up targets (FLOPs before / after)"
+        }
+    }
+
+    /// The most seeds any group of a setting has.
+    static func seedCount(_ s: SettingAnalysis) -> Int { s.groups.map(\.seeds.count).max() ?? 0 }
+
+    static func baselineLine(_ b: BaselineSummary?) -> String {
+        guard let b else { return "baseline: no figures" }
+        var parts = ["baseline top-1 \(accuracy(b.top1)) %"]
+        if let t5 = b.top5 { parts.append("top-5 \(accuracy(t5)) %") }
+        parts.append("\(b.top1.count) seed\(b.top1.count == 1 ? "" : "s")")
+        if let p = b.parameters { parts.append("\(count(p)) parameters") }
+        if let m = b.macs { parts.append("\(large(m)) MACs") }
+        if let f = b.fileBytes { parts.append(bytes(Double(f))) }
+        return parts.joined(separator: " · ")
+    }
+
+    /// Text safe inside XML/HTML elements and attribute values.
+    static func escapeXML(_ s: String) -> String {
+        var out = ""
+        out.reserveCapacity(s.count)
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&#39;"
+            default:
+                // Control characters other than tab and newline are not allowed in XML 1.0.
+                if scalar.value < 0x20 && scalar != "\t" && scalar != "\n" && scalar != "\r" {
+                    out += "\u{FFFD}"
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out
+    }
+
+    /// A CSV field per RFC 4180: quoted (with `"` doubled) when it holds a comma, a quote,
+    /// CR or LF, or leading/trailing space.
+    static func csvField(_ s: String) -> String {
+        let needsQuotes = s.contains { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" || $0 == "\r\n" }
+            || s.hasPrefix(" ") || s.hasSuffix(" ")
+        return needsQuotes ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
+    }
+
+    /// A Markdown table cell: pipes escaped, line breaks flattened, HTML characters escaped
+    /// (Markdown renderers pass raw HTML through).
+    static func markdownCell(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;")
+            .replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;")
+            .replacingOccurrences(of: "|", with: "\\|")
+            .replacingOccurrences(of: "\r\n", with: " ")
+            .replacingOccurrences(of: "\n", with: " ")
+            .replacingOccurrences(of: "\r", with: " ")
+    }
+}

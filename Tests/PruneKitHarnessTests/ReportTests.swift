@@ -1,0 +1,357 @@
+import Foundation
+import XCTest
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+@testable import PruneKitHarness
+
+/// Synthetic records: no training, every figure chosen so the expected statistics can be
+/// worked out by hand.
+enum Synthetic {
+    static let c2 = TrialTarget(.compression, 2)
+    static let c4 = TrialTarget(.compression, 4)
+
+    static func record(_ criterion: String, _ target: TrialTarget?, seed: UInt64, top1: Double = 0.9,
+                       pruned: Double? = nil, baseline: Double = 0.99, kind: TrialKind = .prune,
+                       failure: String? = nil, finishedAt: Double = 1_700_000_000) -> TrialRecord {
+        let config = TrialConfiguration(kind: kind, baseline: BaselineConfiguration(model: "lenet-5", dataset: "mnist-5k", seed: seed),
+                                        criterion: criterion, target: target)
+        if let failure {
+            return TrialRecord(configuration: config, result: .failed(failure, phaseSeconds: ["score": 0.5]), finishedAt: finishedAt, host: "test")
+        }
+        var r = TrialResult(status: .succeeded, phaseSeconds: ["score": 0.25, "finetune": 1.5])
+        r.baselineAccuracy = Accuracy(top1: baseline)
+        if kind == .oracle { return TrialRecord(configuration: config, result: r, finishedAt: finishedAt, host: "test") }
+        r.prunedAccuracy = Accuracy(top1: pruned ?? top1 - 0.1)
+        r.finetunedAccuracy = Accuracy(top1: top1, top5: 0.995, loss: 0.3)
+        let v = target?.value ?? 1
+        r.before = ModelFigures(parameters: 1100, nonzeroParameters: 1100, prunableWeights: 1000, remainingPrunableWeights: 1000,
+                                macs: 8000, fileBytes: 4400,
+                                latency: [Latency(batchSize: 1, median: 0.002, p10: 0.0019, p90: 0.0022, runs: 20)])
+        r.after = ModelFigures(parameters: 1100, nonzeroParameters: 100 + Int(1000 / v), prunableWeights: 1000,
+                               remainingPrunableWeights: Int(1000 / v), macs: Int(8000 / v), fileBytes: Int(4400 / v),
+                               latency: [Latency(batchSize: 1, median: 0.001, p10: 0.0009, p90: 0.0011, runs: 20)])
+        r.sparsity = 1 - 1 / v
+        return TrialRecord(configuration: config, result: r, finishedAt: finishedAt, host: "test")
+    }
+
+    /// A, B, C at 2× and 4×, three seeds: A − B = [.05, .04, .06] (interval [.025, .075]),
+    /// A − C = [.051, .038, .062] (mean .050333, sd .012014, interval [.0205, .0802]),
+    /// B − C = [.001, −.002, .002] (interval contains zero).
+    static func threeCriteria() -> [TrialRecord] {
+        let a = [0.90, 0.91, 0.92], b = [0.85, 0.87, 0.86], c = [0.849, 0.872, 0.858]
+        var out: [TrialRecord] = []
+        for target in [c2, c4] {
+            for seed in 0..<3 {
+                out.append(record("A", target, seed: UInt64(seed), top1: a[seed]))
+                out.append(record("B", target, seed: UInt64(seed), top1: b[seed]))
+                out.append(record("C", target, seed: UInt64(seed), top1: c[seed]))
+            }
+        }
+        return out
+    }
+}
+
+final class ReportTests: XCTestCase {
+    /// Per group: means and sample sds over seeds of every figure; the ratios from the figures.
+    func testGroupSummaries() throws {
+        // A at 2×: final top-1 .90/.91/.92 → mean .91, sd .01; pruned = top-1 − .1 → .81 ± .01.
+        let analysis = Analysis(Synthetic.threeCriteria())
+        XCTAssertEqual(analysis.trials, 18)
+        XCTAssertEqual(analysis.failed, 0)
+        XCTAssertEqual(analysis.seeds, [0, 1, 2])
+        let setting = try XCTUnwrap(analysis.settings.first)
+        XCTAssertEqual(analysis.settings.count, 1)
+        XCTAssertEqual(setting.name, "lenet-5 · mnist-5k · one-shot · finetune × 2 epochs")
+        XCTAssertEqual(setting.criteria, ["A", "B", "C"])
+        XCTAssertEqual(setting.targets, [Synthetic.c2, Synthetic.c4])
+        let g = try XCTUnwrap(setting.group("A", Synthetic.c2))
+        XCTAssertEqual(g.seeds, [0, 1, 2])
+        XCTAssertEqual(try XCTUnwrap(g.finalTop1).mean, 0.91, accuracy: 1e-12)
+        XCTAssertEqual(try XCTUnwrap(g.finalTop1?.standardDeviation), 0.01, accuracy: 1e-12)
+        XCTAssertEqual(try XCTUnwrap(g.prunedTop1).mean, 0.81, accuracy: 1e-12)
+        XCTAssertEqual(try XCTUnwrap(g.finalTop5).mean, 0.995, accuracy: 1e-12)
+        // 1000 → 500 prunable weights: 2×; 1100 → 600 parameters: 1.8333×; 8000 → 4000 MACs: 2×;
+        // latency 2 ms → 1 ms: 2×; 4400 / 2 = 2200 bytes; phases .25 + 1.5 = 1.75 s.
+        XCTAssertEqual(try XCTUnwrap(g.compression).mean, 2, accuracy: 1e-12)
+        XCTAssertEqual(try XCTUnwrap(g.wholeModelCompression).mean, 1100.0 / 600, accuracy: 1e-12)
+        XCTAssertEqual(try XCTUnwrap(g.theoreticalSpeedup).mean, 2, accuracy: 1e-12)
+        XCTAssertEqual(try XCTUnwrap(g.measuredSpeedupBatch1).mean, 2, accuracy: 1e-12)
+        XCTAssertNil(g.measuredSpeedupBatch64)
+        XCTAssertEqual(try XCTUnwrap(g.fileBytes).mean, 2200)
+        XCTAssertEqual(try XCTUnwrap(g.phaseSeconds["finetune"]).mean, 1.5)
+        XCTAssertEqual(try XCTUnwrap(g.totalSeconds).mean, 1.75)
+        XCTAssertEqual(try XCTUnwrap(setting.baseline).top1.mean, 0.99, accuracy: 1e-12)
+        XCTAssertEqual(setting.baseline?.top1.count, 3, "one baseline value per seed, not per trial")
+    }
+
+    /// A beats B and C (their intervals lie above zero); B against C is inconclusive. At each
+    /// target: A +2, B −1, C −1; over both targets: A +4, B −2, C −2.
+    func testWinLossOnConstructedRecords() throws {
+        let setting = try XCTUnwrap(Analysis(Synthetic.threeCriteria()).settings.first)
+        let comparison = try XCTUnwrap(setting.comparisons.first { $0.target == Synthetic.c2 })
+        func pair(_ a: String, _ b: String) throws -> PairwiseComparison {
+            try XCTUnwrap(comparison.pairs.first { $0.a == a && $0.b == b })
+        }
+        let ab = try pair("A", "B"), ac = try pair("A", "C"), bc = try pair("B", "C")
+        XCTAssertEqual(ab.verdict, .aBetter)
+        XCTAssertEqual(try XCTUnwrap(ab.difference).mean, 0.05, accuracy: 1e-12)
+        XCTAssertEqual(try XCTUnwrap(ab.difference?.interval).lower, 0.05 - 0.0248414, accuracy: 1e-7)
+        XCTAssertEqual(ac.verdict, .aBetter)
+        XCTAssertEqual(try XCTUnwrap(ac.difference?.interval).lower, 0.0205, accuracy: 1e-4)
+        XCTAssertEqual(bc.verdict, .inconclusive)
+        XCTAssertEqual(comparison.pairs.count, 3)
+        XCTAssertEqual(comparison.matrix.wins, [[0, 1, 1], [0, 0, 0], [0, 0, 0]])
+        XCTAssertEqual(comparison.matrix.score, [2, -1, -1])
+        XCTAssertEqual(comparison.best, "A")
+        XCTAssertTrue(comparison.bestBeatsAll)
+        let overall = try XCTUnwrap(setting.overall.first)
+        XCTAssertEqual(setting.overall.count, 1, "one axis")
+        XCTAssertEqual(overall.axis, .compression)
+        XCTAssertEqual(overall.matrix.wins, [[0, 2, 2], [0, 0, 0], [0, 0, 0]])
+        XCTAssertEqual(overall.matrix.decided[1][2], 2)
+        XCTAssertEqual(overall.matrix.score, [4, -2, -2])
+    }
+
+    /// Pairing is by seed: B's seed 2 failed and seed 3 of A has no partner, so A − B uses
+    /// seeds 0 and 1 only (differences .05 and .04: mean .045) and reports 2 unmatched.
+    func testPairingBySeedExcludesRecordsWithoutPartner() throws {
+        let t = Synthetic.c2
+        let records = [
+            Synthetic.record("A", t, seed: 0, top1: 0.90), Synthetic.record("B", t, seed: 0, top1: 0.85),
+            Synthetic.record("A", t, seed: 1, top1: 0.91), Synthetic.record("B", t, seed: 1, top1: 0.87),
+            Synthetic.record("A", t, seed: 2, top1: 0.99), Synthetic.record("B", t, seed: 2, failure: "plugin crashed: signal 11"),
+            Synthetic.record("A", t, seed: 3, top1: 0.10),
+        ]
+        let analysis = Analysis(records)
+        let p = try XCTUnwrap(analysis.settings.first?.comparisons.first?.pairs.first)
+        XCTAssertEqual(p.difference?.pairs, 2)
+        XCTAssertEqual(try XCTUnwrap(p.difference).mean, 0.045, accuracy: 1e-12)
+        XCTAssertEqual(p.unmatched, 2)
+        XCTAssertEqual(analysis.failures.count, 1)
+        XCTAssertEqual(analysis.failures.first?.message, "plugin crashed: signal 11")
+        XCTAssertEqual(analysis.settings.first?.group("B", t)?.failedSeeds, [2])
+        XCTAssertTrue(Report.markdown(analysis, title: "t").contains("| 2× compression | A | B | +4.50 [-"))
+    }
+
+    /// One seed: no sd, no interval, a note that says why; no ± anywhere in the terminal table.
+    func testOneSeed() throws {
+        let records = Synthetic.threeCriteria().filter { $0.configuration.seed == 0 }
+        let analysis = Analysis(records)
+        let setting = try XCTUnwrap(analysis.settings.first)
+        XCTAssertNil(setting.group("A", Synthetic.c2)?.finalTop1?.standardDeviation)
+        XCTAssertTrue(setting.comparisons.allSatisfy { $0.pairs.allSatisfy { $0.verdict == .needsSeeds && $0.difference?.interval == nil } })
+        XCTAssertTrue(analysis.notes.contains { $0.contains("One seed only") && $0.contains("≥ 2 seeds") })
+        let table = Report.terminalTable(analysis)
+        XCTAssertFalse(table.contains("±"), table)
+        XCTAssertTrue(table.contains("90.00"))
+        XCTAssertTrue(Report.markdown(analysis, title: "one seed").contains(Report.needSeedsText))
+        XCTAssertTrue(Report.html(analysis, title: "one seed").contains(Report.escapeXML(Report.needSeedsText)))
+    }
+
+    /// Every trial failed: all listed with messages, a note, well-formed reports without figures.
+    func testAllFailed() throws {
+        let records = (0..<3).map { Synthetic.record("taylor", Synthetic.c4, seed: UInt64($0), failure: "NaN loss in epoch \($0)") }
+        let analysis = Analysis(records)
+        XCTAssertEqual(analysis.failed, 3)
+        XCTAssertEqual(analysis.failures.map(\.message), ["NaN loss in epoch 0", "NaN loss in epoch 1", "NaN loss in epoch 2"])
+        XCTAssertTrue(analysis.notes.contains { $0.contains("every trial failed") })
+        let table = Report.terminalTable(analysis)
+        XCTAssertTrue(table.contains("failed (3)"), table)
+        XCTAssertTrue(table.contains("NaN loss in epoch 2"), table)
+        let html = Report.html(analysis, title: "all failed")
+        try assertWellFormed(html)
+        XCTAssertTrue(html.contains("no figures to plot"))
+        XCTAssertTrue(Report.markdown(analysis, title: "all failed").contains("## Failures"))
+    }
+
+    /// A "succeeded" trial with a NaN accuracy is listed, not averaged.
+    func testNonFiniteAccuracyIsAFailureNotAFigure() throws {
+        var records = Synthetic.threeCriteria()
+        records[0].result.finetunedAccuracy = Accuracy(top1: .nan)
+        let analysis = Analysis(records)
+        XCTAssertEqual(analysis.failures.count, 1)
+        XCTAssertTrue(try XCTUnwrap(analysis.failures.first).message.contains("non-finite"))
+        XCTAssertEqual(analysis.settings.first?.group("A", Synthetic.c2)?.seeds, [1, 2])
+    }
+
+    /// Oracle agreement over seeds, overall and per layer: ρ = .6/.7/.8 → .7 ± .1.
+    func testOracleAgreement() throws {
+        var records: [TrialRecord] = []
+        for (seed, rho) in [0.6, 0.7, 0.8].enumerated() {
+            var r = Synthetic.record("taylor", nil, seed: UInt64(seed), kind: .oracle)
+            r.result.oracleCorrelation = rho
+            r.result.oracleCorrelationByLayer = ["features.0": rho - 0.1, "features.3": rho + 0.1]
+            records.append(r)
+        }
+        let analysis = Analysis(records)
+        XCTAssertTrue(analysis.settings.isEmpty)
+        let o = try XCTUnwrap(analysis.oracle.first)
+        XCTAssertEqual(o.criterion, "taylor")
+        XCTAssertEqual(try XCTUnwrap(o.correlation).mean, 0.7, accuracy: 1e-12)
+        XCTAssertEqual(try XCTUnwrap(o.correlation?.standardDeviation), 0.1, accuracy: 1e-12)
+        XCTAssertEqual(o.byLayer.map(\.layer), ["features.0", "features.3"])
+        XCTAssertEqual(o.byLayer[1].correlation.mean, 0.8, accuracy: 1e-12)
+        XCTAssertTrue(Report.terminalTable(analysis).contains("0.700 ± 0.100"))
+    }
+
+    func testCSVFieldQuoting() {
+        XCTAssertEqual(Report.csvField("plain"), "plain")
+        XCTAssertEqual(Report.csvField("a,b"), "\"a,b\"")
+        XCTAssertEqual(Report.csvField("say \"hi\""), "\"say \"\"hi\"\"\"")
+        XCTAssertEqual(Report.csvField("two\nlines"), "\"two\nlines\"")
+        XCTAssertEqual(Report.csvField("cr\r\nlf"), "\"cr\r\nlf\"")
+        XCTAssertEqual(Report.csvField(""), "")
+    }
+
+    /// The whole CSV parses back (RFC 4180) into rows of the header's width, and hostile
+    /// fields come back unchanged.
+    func testCSVRoundTripsThroughAnRFC4180Parser() throws {
+        var records = Synthetic.threeCriteria()
+        records[0].configuration.criterion = "evil, \"quoted\"\nname"
+        records.append(Synthetic.record("B", Synthetic.c2, seed: 9, failure: "boom, \"bang\"\r\nline 2"))
+        let text = Report.csv(records)
+        XCTAssertTrue(text.hasSuffix("\r\n"))
+        let rows = parseCSV(text)
+        XCTAssertEqual(rows.count, records.count + 1)
+        let header = rows[0]
+        XCTAssertTrue(rows.allSatisfy { $0.count == header.count })
+        let criterion = try XCTUnwrap(header.firstIndex(of: "criterion"))
+        let failure = try XCTUnwrap(header.firstIndex(of: "failure"))
+        let top1 = try XCTUnwrap(header.firstIndex(of: "finetuned_top1"))
+        let compression = try XCTUnwrap(header.firstIndex(of: "compression"))
+        XCTAssertEqual(rows[1][criterion], "evil, \"quoted\"\nname")
+        XCTAssertEqual(rows[1][top1], "0.9")
+        XCTAssertEqual(rows[1][compression], "2.0")
+        XCTAssertEqual(rows.last?[failure], "boom, \"bang\"\r\nline 2")
+        XCTAssertEqual(rows.last?[top1], "")
+        XCTAssertTrue(header.contains("before_latency_b1_median_s"))
+        XCTAssertTrue(header.contains("finetune_s"))
+    }
+
+    /// The HTML parses as XML, has one <svg> per chart (three per setting), escapes a hostile
+    /// criterion everywhere, puts data markers inside the plot area, and draws the baseline.
+    func testHTMLIsWellFormedWithChartsAndEscapes() throws {
+        var records = Synthetic.threeCriteria()
+        let hostile = "<script>alert('x')</script> & \"co\""
+        for i in records.indices where records[i].configuration.criterion == "C" { records[i].configuration.criterion = hostile }
+        let html = Report.html(Analysis(records), title: "A <b>bold</b> title & more")
+        XCTAssertFalse(html.contains("<script"), "no raw script element")
+        XCTAssertFalse(html.contains("<b>bold"))
+        XCTAssertTrue(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;co&quot;"))
+        XCTAssertFalse(html.contains("http://") && html.contains("src=\"http"), "nothing loaded from the network")
+        try assertWellFormed(html)
+
+        let elements = try parseElements(html)
+        let svgs = elements.filter { $0.name == "svg" }
+        XCTAssertEqual(svgs.count, 3, "compression, speed-up, after-pruning charts")
+        XCTAssertTrue(elements.contains { $0.name == "line" && $0.attributes["class"] == "baseline" })
+        // Data markers (the ones with a tooltip) of A (circles) lie inside the plot area
+        // x ∈ [62, 550], y ∈ [22, 360]; the legend's lie right of it.
+        let circles = elements.filter { $0.name == "circle" && $0.hasTitle }
+        XCTAssertFalse(circles.isEmpty)
+        for c in circles {
+            let x = try XCTUnwrap(Double(c.attributes["cx"] ?? "")), y = try XCTUnwrap(Double(c.attributes["cy"] ?? ""))
+            XCTAssertTrue((62...550).contains(x) && (22...360).contains(y), "marker at \(x), \(y)")
+        }
+        // Log axis: 1×, 2×, 4× ticks are equally spaced.
+        XCTAssertEqual(Report.logTicks(1, 40), [1, 2, 4, 8, 16, 32])
+        XCTAssertEqual(Report.logTicks(1, 1.8), [1, 1.25, 1.5])
+    }
+
+    /// Four files, written atomically (no temporary left over); results.json reads back,
+    /// NaN included.
+    func testWriteAllFiles() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("prunekit-report-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var records = Synthetic.threeCriteria()
+        records[1].result.finetunedAccuracy?.loss = .nan
+        let paths = try Report.write(records, to: dir + "/nested", title: "write test")
+        XCTAssertEqual(paths.map { ($0 as NSString).lastPathComponent }, ["report.md", "trials.csv", "results.json", "report.html"])
+        let listing = try FileManager.default.contentsOfDirectory(atPath: dir + "/nested").sorted()
+        XCTAssertEqual(listing, ["report.html", "report.md", "results.json", "trials.csv"])
+        let document = try Report.readJSON(Data(contentsOf: URL(fileURLWithPath: paths[2])))
+        XCTAssertEqual(document.format, "prunekit-results")
+        XCTAssertEqual(document.records.count, records.count)
+        XCTAssertTrue(try XCTUnwrap(document.records[1].result.finetunedAccuracy?.loss).isNaN)
+        XCTAssertEqual(document.analysis.settings.first?.criteria, ["A", "B", "C"])
+        // Writing again replaces the files.
+        _ = try Report.write(Array(records.prefix(3)), to: dir + "/nested", title: "again")
+        XCTAssertEqual(try Report.readJSON(Data(contentsOf: URL(fileURLWithPath: paths[2]))).records.count, 3)
+        // A file where the directory should be: a clear error.
+        XCTAssertThrowsError(try Report.write(records, to: paths[0], title: "x")) { error in
+            XCTAssertTrue("\(error)".contains("is a file"), "\(error)")
+        }
+    }
+
+    func testTerminalTableShowsMeansWinnersAndScores() {
+        let table = Report.terminalTable(Analysis(Synthetic.threeCriteria()))
+        XCTAssertTrue(table.contains("91.00 ± 1.00 ▲"), table)
+        XCTAssertTrue(table.contains("compression targets"), table)
+        XCTAssertTrue(table.contains("2× A (beats 2 of 2)"), table)
+        XCTAssertTrue(table.contains("+4"), table)
+    }
+
+    // MARK: helpers
+
+    func assertWellFormed(_ html: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        _ = try parseElements(html)
+    }
+
+    struct Element {
+        var name: String
+        var attributes: [String: String]
+        var hasTitle: Bool
+    }
+
+    /// Parses `xml` with Foundation's XMLParser (fails on any well-formedness error) and
+    /// returns its elements in document order.
+    func parseElements(_ xml: String) throws -> [Element] {
+        final class Collector: NSObject, XMLParserDelegate {
+            var elements: [Element] = []
+            var stack: [Int] = []
+            func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
+                        attributes: [String: String] = [:]) {
+                if name == "title", let parent = stack.last { elements[parent].hasTitle = true }
+                stack.append(elements.count)
+                elements.append(Element(name: name, attributes: attributes, hasTitle: false))
+            }
+            func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
+                stack.removeLast()
+            }
+        }
+        let parser = XMLParser(data: Data(xml.utf8))
+        let collector = Collector()
+        parser.delegate = collector
+        guard parser.parse() else {
+            throw NSError(domain: "xml", code: 1, userInfo: [NSLocalizedDescriptionKey:
+                "not well-formed: \(parser.parserError.map { "\($0)" } ?? "?") at line \(parser.lineNumber)"])
+        }
+        return collector.elements
+    }
+
+    /// A minimal RFC 4180 reader: quoted fields, doubled quotes, CRLF records.
+    func parseCSV(_ text: String) -> [[String]] {
+        var rows: [[String]] = [], row: [String] = [], field = ""
+        var quoted = false
+        var chars = Array(text.unicodeScalars)[...]
+        while let ch = chars.popFirst() {
+            if quoted {
+                if ch == "\"" {
+                    if chars.first == "\"" { field.unicodeScalars.append("\""); chars.removeFirst() } else { quoted = false }
+                } else { field.unicodeScalars.append(ch) }
+            } else if ch == "\"" {
+                quoted = true
+            } else if ch == "," {
+                row.append(field); field = ""
+            } else if ch == "\r" && chars.first == "\n" {
+                chars.removeFirst()
+                row.append(field); rows.append(row); row = []; field = ""
+            } else {
+                field.unicodeScalars.append(ch)
+            }
+        }
+        if !field.isEmpty || !row.isEmpty { row.append(field); rows.append(row) }
+        return rows
+    }
+}
