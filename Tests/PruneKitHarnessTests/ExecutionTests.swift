@@ -147,6 +147,30 @@ final class ExecutionTests: XCTestCase {
         XCTAssertEqual(try XCTUnwrap(second.compression), 2, accuracy: 0.01)
     }
 
+    /// The sparsity search finds the smallest pruning that meets a speed-up (weight
+    /// criterion, MACs of the non-zero weights) or a compression (channel criterion).
+    func testTargetSearchFindsTheSmallestSparsity() throws {
+        let registry = try registry()
+        let model = try ModelZoo.make("lenet-5", inputShape: [1, 28, 28], classCount: 10, seed: 0)
+        let data = try tinyBaseline().loadData().train
+        let calibration = CalibrationSettings(batches: 1, batchSize: 8, seed: 0)
+        for (id, target) in [("global-magnitude", TrialTarget(.speedup, 3)), ("l1-filter", TrialTarget(.compression, 2))] {
+            let criterion = try registry.criterion(id)
+            var notes: [String] = []
+            let s = try TargetSearch.sparsity(for: target, criterion: criterion, model: model, data: data, calibration: calibration, notes: &notes)
+            func reached(_ s: Double) throws -> Double {
+                let copy = try model.clone()
+                try copy.prune(with: criterion, sparsity: s, data: data, calibration: calibration)
+                let before = Measure.figures(model), after = Measure.figures(copy)
+                return target.axis == .speedup ? Double(before.macs) / Double(after.macs)
+                    : Double(before.prunableWeights) / Double(after.remainingPrunableWeights)
+            }
+            XCTAssertGreaterThanOrEqual(try reached(s), target.value, id)
+            XCTAssertLessThan(try reached(s - 0.01), target.value, "\(id): a little less pruning misses the target")
+        }
+        XCTAssertEqual(Measure.figures(model).remainingPrunableWeights, 61_470, "the model searched on is not changed")
+    }
+
     /// A channel criterion reaches the target by its channel fraction; a target it can't
     /// reach fails, naming the closest; an unknown criterion fails listing the known ones.
     func testChannelTrialAndClearFailures() throws {
