@@ -71,6 +71,10 @@ final class ExecutionTests: XCTestCase {
         XCTAssertEqual([a.trainedNow, c.trainedNow].filter { $0 }.count, 1, "exactly one of two concurrent callers trains")
         XCTAssertEqual(a.directory, c.directory)
         XCTAssertEqual(a.directory, "\(URL(fileURLWithPath: cache).standardizedFileURL.path)/\(b.hash)/model")
+        // A trainer killed mid-way leaves its temporary folder; the next one to train removes it.
+        try FileManager.default.createDirectory(atPath: "\(cache)/.\(b.hash).tmp-1-dead", withIntermediateDirectories: true)
+        try FileManager.default.removeItem(atPath: "\(cache)/\(b.hash)")
+        XCTAssert(try BaselineCache.ensure(b, cacheDirectory: cache).trainedNow, "a removed entry is trained again")
         let again = try BaselineCache.ensure(b, cacheDirectory: cache)
         XCTAssertFalse(again.trainedNow)
         XCTAssertEqual(again.testAccuracy, a.testAccuracy)
