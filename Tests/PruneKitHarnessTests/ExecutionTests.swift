@@ -411,6 +411,33 @@ final class ExecutionTests: XCTestCase {
         XCTAssert(none.failure?.contains("could not start /nonexistent/prunekit") ?? false, none.failure ?? "")
     }
 
+    /// `prunekit trial` with bad input: a clear error and a non-zero exit.
+    func testTrialCommandBadInput() throws {
+        let exe = try buildDirectory().appendingPathComponent("prunekit").path
+        guard FileManager.default.fileExists(atPath: exe) else { throw XCTSkip("prunekit is not built") }
+        let dir = try scratch("cli")
+        func run(_ arguments: [String]) throws -> (Int32, String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: exe)
+            p.arguments = arguments
+            let err = Pipe()
+            p.standardError = err
+            p.standardOutput = FileHandle.nullDevice
+            try p.run()
+            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            return (p.terminationStatus, text)
+        }
+        let neither = try run(["trial", "--result", "\(dir)/r.json"])
+        XCTAssertEqual(neither.0, 64)
+        XCTAssert(neither.1.contains("error: give exactly one of --config and --baseline"), neither.1)
+        try Data("{\"kind\": \"prune\"}".utf8).write(to: URL(fileURLWithPath: "\(dir)/bad.json"))
+        let bad = try run(["trial", "--config", "\(dir)/bad.json", "--result", "\(dir)/r.json"])
+        XCTAssertEqual(bad.0, 1)
+        XCTAssert(bad.1.contains("is not a valid TrialConfiguration"), bad.1)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/r.json"), "no result is written")
+    }
+
     func testSignalNames() {
         XCTAssertEqual(signalName(SIGSEGV), "SIGSEGV")
         XCTAssertEqual(signalName(SIGABRT), "SIGABRT")
