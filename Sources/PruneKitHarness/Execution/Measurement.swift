@@ -7,55 +7,36 @@ import PruneKit
 
 /// Measurements of a model the way every trial takes them.
 enum Measure {
-    /// Parameters, prunable weights and MACs, counting masked entries as removed (for an
-    /// unstructured model, MACs of the non-zero weights only: `Model.maskedMACs`).
+    /// Parameters, prunable weights and MACs (`Model.cost`): non-zero parameters and the
+    /// MACs of the non-zero weights only, so an unstructured model counts what it kept.
     static func figures(_ model: Model) -> ModelFigures {
-        let c = model.compression
-        return ModelFigures(parameters: c.parameters, nonzeroParameters: c.parameters - c.prunedParameters,
+        let c = model.compression, cost = model.cost
+        return ModelFigures(parameters: cost.parameters, nonzeroParameters: cost.nonZeroParameters,
                             prunableWeights: c.prunableWeights, remainingPrunableWeights: c.prunableWeights - c.prunedWeights,
-                            macs: model.maskedMACs)
+                            macs: cost.sparseMACs)
     }
 
-    /// Median inference latency over `runs` forward passes of a batch of `batchSize`
-    /// (after `warmup` untimed ones), in inference mode, with p10 and p90.
-    /// Cost: `runs + warmup` forward passes.
-    static func latency(_ model: Model, batchSize: Int, runs: Int, warmup: Int = 2) -> Latency {
-        let saved = model.mode
-        model.mode = .inference
-        defer { model.mode = saved }
-        let input = Tensor(shape: [batchSize] + model.inputShape, repeating: 0.1)
-        for _ in 0..<warmup { _ = model.forward(input) }
-        var times: [Double] = []
-        for _ in 0..<max(runs, 1) {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            _ = model.forward(input)
-            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+    /// Latency at batch 1 and 64 (`Model.measureLatency`: median, p10, p90 over `runs`
+    /// timed forward passes after 3 untimed ones), or none when `runs` is 0.
+    static func latencies(_ model: Model, runs: Int) throws -> [Latency] {
+        guard runs > 0 else { return [] }
+        return try [1, 64].map { b in
+            let m = try model.measureLatency(batchSize: b, runs: runs, warmup: 3)
+            return Latency(batchSize: b, median: m.median, p10: m.p10, p90: m.p90, runs: m.runs)
         }
-        times.sort()
-        func quantile(_ q: Double) -> Double { times[min(times.count - 1, Int((Double(times.count - 1) * q).rounded()))] }
-        return Latency(batchSize: batchSize, median: quantile(0.5), p10: quantile(0.1), p90: quantile(0.9), runs: times.count)
     }
 
-    /// Latency at batch 1 and 64, or none when `runs` is 0.
-    static func latencies(_ model: Model, runs: Int) -> [Latency] {
-        runs > 0 ? [1, 64].map { latency(model, batchSize: $0, runs: runs) } : []
-    }
-
-    /// The bytes of the model saved in `scratch` (removed afterwards); `sparse`: with the
-    /// sparse storage of unstructured pruning, where the SDK has it.
+    /// The bytes of the model saved in `scratch` (removed afterwards): `sparse`, with the
+    /// sparse storage of unstructured pruning (`.automatic`: sparse where smaller), else dense.
     static func savedBytes(_ model: Model, sparse: Bool, scratch: String) throws -> Int {
         let dir = "\(scratch)/size-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        // Sparse storage lands with the "measure" helper; dense until then.
-        try model.save(to: dir)
-        let files = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-        return files.reduce(0) { sum, f in
-            sum + (((try? FileManager.default.attributesOfItem(atPath: "\(dir)/\(f)"))?[.size] as? NSNumber)?.intValue ?? 0)
-        }
+        try model.save(to: dir, storage: sparse ? .automatic : .dense)
+        return try ModelIO.savedSize(of: dir)
     }
 
     /// Whether the SDK stores unstructured models sparsely (file size shrinks with sparsity).
-    static let hasSparseStorage = false
+    static let hasSparseStorage = true
 
     /// Whether the SDK removes masked channels physically (`Model.removingPrunedChannels`).
     static let hasSurgery = false

@@ -152,13 +152,13 @@ private final class Run {
                 if let narrow = try Measure.physicallyPruned(model, residualPolicy: c.residualPolicy) {
                     var f = Measure.figures(narrow)
                     f.fileBytes = try Measure.savedBytes(narrow, sparse: false, scratch: env.scratchDirectory)
-                    f.latency = Measure.latencies(narrow, runs: runs)
+                    f.latency = try Measure.latencies(narrow, runs: runs)
                     return f
                 }
                 notes.append("channels are masked, not removed (no surgery in this SDK): latency and file size are the masked model's")
                 var f = Measure.figures(model)
                 f.fileBytes = try Measure.savedBytes(model, sparse: false, scratch: env.scratchDirectory)
-                f.latency = Measure.latencies(model, runs: runs)
+                f.latency = try Measure.latencies(model, runs: runs)
                 return f
             }
             var f = Measure.figures(model)
@@ -178,7 +178,7 @@ private final class Run {
         if let cached = try? readJSON(ModelFigures.self, from: path, what: "baseline figures") { return cached }
         var f = Measure.figures(model)
         f.fileBytes = try Measure.savedBytes(model, sparse: false, scratch: env.scratchDirectory)
-        f.latency = Measure.latencies(model, runs: runs)
+        f.latency = try Measure.latencies(model, runs: runs)
         try writeJSON(f, to: path)
         return f
     }

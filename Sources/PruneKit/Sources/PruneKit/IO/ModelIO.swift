@@ -22,7 +22,8 @@ extension Model {
     public static let inputName = "input"
 
     /// Metadata keys PruneKit itself writes into `model.safetensors`.
-    static let reservedMetadataKeys: Set<String> = ["format", "prunekit.format", "prunekit.version", "prunekit.architecture"]
+    static let reservedMetadataKeys: Set<String> = ["format", "prunekit.format", "prunekit.version", "prunekit.architecture",
+                                                     SparseLayout.metadataKey]
 
     // MARK: Save
 
@@ -40,13 +41,48 @@ extension Model {
     ///   reserves, a node named `input`, or a non-finite configuration value; `.io` when
     ///   a file cannot be written.
     public func save(to directory: String, metadata: [String: String] = [:]) throws {
+        try save(to: directory, metadata: metadata, storage: .dense)
+    }
+
+    /// Saves the model to a directory, storing each parameter dense or sparse as `storage` asks.
+    ///
+    /// With ``ParameterStorage/dense`` this is ``save(to:metadata:)``. Otherwise a parameter
+    /// chosen for sparse storage is written to `model.safetensors` as a packed keep-bitmask
+    /// `<path>.__mask` (`U8`) and its kept values `<path>.__values` (`F32`), its shape in
+    /// `__metadata__["prunekit.sparse"]` (layout: `IO/FORMAT.md`); its pruning mask, if it
+    /// has one, is that bitmask and is not written again to `masks.safetensors`.
+    /// ``load(from:)`` reads either layout and restores the masks, so finetuning keeps the
+    /// pruned weights at zero. At 90 % sparsity a sparse weight takes 0.1 × 4 + 1/8 bytes
+    /// per element instead of 4 (8 with its dense mask): about 13 % (6.6 %) of dense.
+    ///
+    /// - Parameters:
+    ///   - metadata: as in ``save(to:metadata:)``; the key `prunekit.sparse` is reserved too.
+    ///   - storage: ``ParameterStorage/dense``, ``ParameterStorage/sparse`` or
+    ///     ``ParameterStorage/automatic`` (sparse where smaller).
+    /// - Throws: as ``save(to:metadata:)``.
+    /// Cost: one pass over every parameter (two for sparse ones) and one write per file.
+    public func save(to directory: String, metadata: [String: String] = [:], storage: ParameterStorage) throws {
         let reserved = metadata.keys.filter(Model.reservedMetadataKeys.contains).sorted()
         guard reserved.isEmpty else {
             throw PruneKitError(.invalidArgument, "the metadata key\(reserved.count > 1 ? "s" : "") \(reserved.map { "'\($0)'" }.joined(separator: ", ")) \(reserved.count > 1 ? "are" : "is") reserved by PruneKit",
                                 hint: "choose other keys; PruneKit writes \(Model.reservedMetadataKeys.sorted().joined(separator: ", ")) itself")
         }
         let spec = try ArchitectureSpec(self)
-        let masks = namedParameters.compactMap { p in p.parameter.mask.map { (name: p.path, tensor: $0) } }
+        var payloads: [(name: String, payload: SafeTensors.Payload)] = []
+        var masks: [(name: String, tensor: Tensor)] = []
+        var sparse: [(String, JSONValue)] = []
+        for (path, p) in namedParameters {
+            if SparseLayout.storesSparse(p, path: path, storage: storage) {
+                let packed = SparseLayout.pack(p.value, mask: p.mask)
+                payloads.append((path + SparseLayout.maskSuffix, .u8(shape: [packed.bits.count], bytes: packed.bits)))
+                payloads.append((path + SparseLayout.valuesSuffix, .f32(packed.values)))
+                sparse.append((path, .object([("shape", .array(p.value.shape.map(JSONValue.int))),
+                                              ("pruning_mask", .bool(p.mask != nil))])))
+            } else {
+                payloads.append((path, .f32(p.value)))
+                if let m = p.mask { masks.append((path, m)) }
+            }
+        }
         let json = try spec.json(hasMasks: !masks.isEmpty)
 
         try FileIO.makeDirectory(directory)
@@ -55,8 +91,9 @@ extension Model {
         fileMetadata["prunekit.format"] = Model.fileFormat
         fileMetadata["prunekit.version"] = String(Model.fileFormatVersion)
         fileMetadata["prunekit.architecture"] = architecture
-        let weights = namedParameters.map { (name: $0.path, tensor: $0.parameter.value) }
-        try SafeTensors.write(weights, metadata: fileMetadata, to: Model.path(directory, Model.weightsFileName))
+        if !sparse.isEmpty { fileMetadata[SparseLayout.metadataKey] = JSONValue.object(sparse).serialized() }
+        try FileIO.writeAtomically(try SafeTensors.encode(payloads: payloads, metadata: fileMetadata),
+                                   to: Model.path(directory, Model.weightsFileName))
         let masksPath = Model.path(directory, Model.masksFileName)
         if !masks.isEmpty {
             try SafeTensors.write(masks, metadata: ["prunekit.format": Model.fileFormat], to: masksPath)
@@ -72,7 +109,10 @@ extension Model {
 
     // MARK: Load
 
-    /// Loads a model saved by ``save(to:metadata:)``.
+    /// Loads a model saved by ``save(to:metadata:)`` or ``save(to:metadata:storage:)``.
+    ///
+    /// Sparse tensors are expanded to dense ones, and those saved with a pruning mask get
+    /// it back (as do dense ones, from `masks.safetensors`).
     ///
     /// - Throws: ``PruneKitError``: `.invalidFile` when the directory or a file is
     ///   missing, `model.json` is malformed, of an unknown format or a newer version, or
@@ -94,14 +134,23 @@ extension Model {
         let model = try spec.build(seed: 0, source: jsonPath)
 
         let weightsPath = path(directory, weightsFileName)
-        let (tensors, metadata) = try SafeTensors.read(weightsPath)
+        let raw = try SafeTensors.readTyped(weightsPath)
+        let metadata = raw.metadata
+        let (tensors, sparseMasks) = try SparseLayout.densify(raw.tensors, dtypes: raw.dtypes, metadata: metadata, source: weightsPath)
         if let saved = metadata["prunekit.architecture"], saved != spec.architecture {
             throw PruneKitError(.invalidFile, "'\(weightsPath)' holds weights of a '\(saved)' model, but '\(jsonPath)' describes a '\(spec.architecture)' model",
                                 hint: "the two files come from different saves; save the model again")
         }
-        var masks: [String: Tensor] = [:]
+        var masks = sparseMasks
         if spec.hasMasks {
-            masks = try SafeTensors.read(path(directory, masksFileName)).tensors
+            let masksPath = path(directory, masksFileName)
+            for (name, mask) in try SafeTensors.read(masksPath).tensors {
+                guard masks[name] == nil else {
+                    throw PruneKitError(.invalidFile, "'\(name)' has a mask both in '\(masksPath)' and in the bitmask of its sparse tensor in '\(weightsPath)'",
+                                        hint: "the two files come from different saves; save the model again")
+                }
+                masks[name] = mask
+            }
         }
         try model.assign(tensors, masks: masks, source: weightsPath, nameMapping: [:], strict: true)
         return model
@@ -115,6 +164,9 @@ extension Model {
 
     /// Replaces this model's weights with those in a safetensors file, for example a
     /// PyTorch `state_dict` saved with `safetensors.torch.save_file`.
+    ///
+    /// A file with PruneKit's sparse tensors is read as dense values; the pruning masks
+    /// they carry are not applied (``load(from:)`` restores them).
     ///
     /// Every tensor is checked before any is assigned: on any error nothing is loaded.
     /// Tensors named `….num_batches_tracked` (PyTorch's BatchNorm counter) are ignored
@@ -135,7 +187,8 @@ extension Model {
     ///   `.invalidArgument` when two tensors map to the same path; the file errors of
     ///   ``SafeTensors/read(_:)``.
     public func loadWeights(from safetensorsPath: String, nameMapping: [String: String] = [:], strict: Bool = true) throws {
-        let tensors = try SafeTensors.read(safetensorsPath).tensors
+        let raw = try SafeTensors.readTyped(safetensorsPath)
+        let tensors = try SparseLayout.densify(raw.tensors, dtypes: raw.dtypes, metadata: raw.metadata, source: safetensorsPath).tensors
         try assign(tensors, masks: [:], source: safetensorsPath, nameMapping: nameMapping, strict: strict)
     }
 
@@ -425,5 +478,56 @@ struct ArchitectureSpec {
         self.classCount = classCount
         self.nodes = nodes
         self.hasMasks = hasMasks
+    }
+}
+
+/// Facts about saved model directories, read without building the model.
+public enum ModelIO {
+    /// The bytes of the files a saved model consists of: `model.json`, `model.safetensors`
+    /// and, when `model.json` names it, `masks.safetensors` (other files in the directory,
+    /// such as `training.json`, are not counted).
+    ///
+    /// - Throws: ``PruneKitError`` `.invalidFile` when the directory, `model.json` or a file
+    ///   it names is missing or `model.json` is malformed.
+    /// Cost: reads `model.json` and the sizes of the other files.
+    public static func savedSize(of directory: String) throws -> Int {
+        try savedFiles(of: directory).reduce(0) { $0 + $1.bytes }
+    }
+
+    /// The files a saved model consists of (see ``savedSize(of:)``), by file name with their bytes.
+    /// - Throws: as ``savedSize(of:)``.
+    public static func savedFiles(of directory: String) throws -> [(name: String, bytes: Int)] {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw PruneKitError(.invalidFile, "'\(directory)' is not a model directory",
+                                hint: "give the directory that Model.save(to:) wrote (it holds \(Model.architectureFileName) and \(Model.weightsFileName))")
+        }
+        let jsonPath = Model.path(directory, Model.architectureFileName)
+        let data = try FileIO.read(jsonPath, what: "the architecture file")
+        let spec = try data.withUnsafeBytes { try ArchitectureSpec(json: $0, source: jsonPath) }
+        var names = [Model.architectureFileName, Model.weightsFileName]
+        if spec.hasMasks { names.append(Model.masksFileName) }
+        return try names.map { name in
+            let p = Model.path(directory, name)
+            guard let size = (try? FileManager.default.attributesOfItem(atPath: p))?[.size] as? NSNumber else {
+                throw PruneKitError(.invalidFile, "the saved model in '\(directory)' has no \(name)",
+                                    hint: "the directory is incomplete; save the model again")
+            }
+            return (name, size.intValue)
+        }
+    }
+
+    /// The dotted paths of the parameters a saved model stores sparse (see
+    /// ``ParameterStorage``), in the file's order; empty for a dense file.
+    /// - Throws: ``PruneKitError`` `.invalidFile` for a missing or malformed `model.safetensors`
+    ///   or a malformed `prunekit.sparse` entry.
+    public static func sparseTensors(in directory: String) throws -> [String] {
+        let weightsPath = Model.path(directory, Model.weightsFileName)
+        guard let text = try Model.savedMetadata(in: directory)[SparseLayout.metadataKey] else { return [] }
+        guard let parsed = try? Array(text.utf8).withUnsafeBytes({ try JSONValue.parse($0) }), let members = parsed.objectMembers else {
+            throw PruneKitError(.invalidFile, "\(weightsPath): the metadata entry '\(SparseLayout.metadataKey)' is not a JSON object",
+                                hint: "the sparse tensors of this file are damaged; save the model again")
+        }
+        return members.map(\.0)
     }
 }

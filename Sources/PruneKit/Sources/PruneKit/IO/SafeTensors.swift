@@ -49,8 +49,16 @@ public enum SafeTensors {
     /// - Throws: ``PruneKitError`` (`.invalidFile`) for a missing, truncated or malformed
     ///   file, naming the file and the tensor; `.io` when the file cannot be read.
     public static func read(_ path: String) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
+        let r = try readTyped(path)
+        return (r.tensors, r.metadata)
+    }
+
+    /// Reads a safetensors file, also returning each tensor's stored dtype (for layouts
+    /// that give dtypes a meaning, such as PruneKit's sparse tensors).
+    static func readTyped(_ path: String) throws
+        -> (tensors: [String: Tensor], dtypes: [String: DType], metadata: [String: String]) {
         let data = try FileIO.read(path, what: "safetensors file")
-        return try data.withUnsafeBytes { try decode($0, source: "safetensors file '\(path)'") }
+        return try data.withUnsafeBytes { try decodeTyped($0, source: "safetensors file '\(path)'") }
     }
 
     /// Writes tensors as `F32` to a safetensors file, atomically (a temporary file in the
@@ -76,6 +84,23 @@ public enum SafeTensors {
     /// - Throws: ``PruneKitError`` (`.invalidArgument`) for a name given twice or named `__metadata__`.
     public static func encode(_ tensors: [(name: String, tensor: Tensor)],
                               metadata: [String: String] = [:]) throws -> [UInt8] {
+        try encode(payloads: tensors.map { ($0.name, .f32($0.tensor)) }, metadata: metadata)
+    }
+
+    /// What a tensor of a written file holds: floats (`F32`), or raw bytes (`U8`, as
+    /// PruneKit's sparse layout stores its bitmasks).
+    enum Payload {
+        case f32(Tensor)
+        case u8(shape: [Int], bytes: [UInt8])
+
+        var dtype: DType { if case .f32 = self { return .F32 } else { return .U8 } }
+        var shape: [Int] { switch self { case .f32(let t): return t.shape; case .u8(let s, _): return s } }
+        var byteCount: Int { switch self { case .f32(let t): return t.count * 4; case .u8(_, let b): return b.count } }
+    }
+
+    /// The bytes of a safetensors file holding `payloads` (see ``encode(_:metadata:)``).
+    static func encode(payloads tensors: [(name: String, payload: Payload)],
+                       metadata: [String: String] = [:]) throws -> [UInt8] {
         var header: [(String, JSONValue)] = []
         if !metadata.isEmpty {
             header.append(("__metadata__", .object(metadata.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })))
@@ -90,9 +115,9 @@ public enum SafeTensors {
                 throw PruneKitError(.invalidArgument, "the tensor name '\(name)' is given twice",
                                     hint: "every tensor in a safetensors file needs a unique name")
             }
-            let end = offset + tensor.count * 4
+            let end = offset + tensor.byteCount
             header.append((name, .object([
-                ("dtype", .string("F32")),
+                ("dtype", .string(tensor.dtype.rawValue)),
                 ("shape", .array(tensor.shape.map(JSONValue.int))),
                 ("data_offsets", .array([.int(offset), .int(end)])),
             ])))
@@ -108,7 +133,14 @@ public enum SafeTensors {
                 (raw.baseAddress! + 8).copyMemory(from: h.baseAddress!, byteCount: h.count)
             }
             var position = 8 + headerBytes.count
-            for (_, tensor) in tensors {
+            for (_, payload) in tensors {
+                guard case .f32(let tensor) = payload else {
+                    if case .u8(_, let bytes) = payload, !bytes.isEmpty {
+                        bytes.withUnsafeBytes { (raw.baseAddress! + position).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                        position += bytes.count
+                    }
+                    continue
+                }
                 tensor.withUnsafeBufferPointer { floats in
                     guard !floats.isEmpty else { return }
                     let destination = raw.baseAddress! + position
@@ -144,6 +176,13 @@ public enum SafeTensors {
 
     static func decode(_ bytes: UnsafeRawBufferPointer, source: String)
         throws -> (tensors: [String: Tensor], metadata: [String: String]) {
+        let r = try decodeTyped(bytes, source: source)
+        return (r.tensors, r.metadata)
+    }
+
+    /// Decodes the bytes of a safetensors file, also returning each tensor's stored dtype.
+    static func decodeTyped(_ bytes: UnsafeRawBufferPointer, source: String)
+        throws -> (tensors: [String: Tensor], dtypes: [String: DType], metadata: [String: String]) {
         func invalid(_ message: String, _ hint: String? = nil) -> PruneKitError {
             PruneKitError(.invalidFile, "\(source): \(message)",
                           hint: hint ?? "the file is not a valid safetensors file; it may be truncated or corrupt — write or download it again")
@@ -249,13 +288,14 @@ public enum SafeTensors {
             throw invalid("the data section is \(dataLength) bytes long but its tensors cover only \(covered); \(dataLength - covered) bytes at the end belong to no tensor")
         }
 
-        var tensors: [String: Tensor] = [:]
+        var tensors: [String: Tensor] = [:], dtypes: [String: DType] = [:]
         tensors.reserveCapacity(entries.count)
         for e in entries {
             let raw = UnsafeRawBufferPointer(rebasing: bytes[(dataStart + e.begin)..<(dataStart + e.end)])
             tensors[e.name] = convert(raw, dtype: e.dtype, shape: e.shape)
+            dtypes[e.name] = e.dtype
         }
-        return (tensors, metadata)
+        return (tensors, dtypes, metadata)
     }
 
     /// Converts little-endian elements of `dtype` to a `Float` tensor.
