@@ -8,7 +8,7 @@ struct PruneKitCommand: ParsableCommand {
         commandName: "prunekit",
         abstract: "Prune neural networks and compare pruning strategies fairly.",
         subcommands: [Train.self, Evaluate.self, Score.self, Bench.self, ListModels.self, ListDatasets.self,
-                      ListPlugins.self, New.self, Inspect.self, TrialCommand.self]
+                      ListPlugins.self, New.self, Prune.self, Inspect.self, TrialCommand.self]
     )
 }
 

@@ -161,12 +161,13 @@ final class ExecutionTests: XCTestCase {
         let calibration = CalibrationSettings(batches: 1, batchSize: 8, seed: 0)
         for (id, target) in [("global-magnitude", TrialTarget(.speedup, 3)), ("l1-filter", TrialTarget(.compression, 2))] {
             let criterion = try registry.criterion(id)
-            var notes: [String] = []
-            let s = try TargetSearch.sparsity(for: target, criterion: criterion, model: model, data: data, calibration: calibration, notes: &notes)
+            let s = try TargetSearch.sparsity(for: target, criterion: criterion, model: model, settings: TargetedPruningSettings(),
+                                              data: data, calibration: calibration)
             func reached(_ s: Double) throws -> Double {
                 let copy = try model.clone()
-                try copy.prune(with: criterion, sparsity: s, data: data, calibration: calibration)
-                let before = Measure.figures(model), after = Measure.figures(copy)
+                try copy.prune(with: criterion, toward: .sparsity(s), data: data, calibration: calibration)
+                let pruned = criterion.granularity == .channel ? try copy.removingPrunedChannels().model : copy
+                let before = Measure.figures(model), after = Measure.figures(pruned)
                 return target.axis == .speedup ? Double(before.macs) / Double(after.macs)
                     : Double(before.prunableWeights) / Double(after.remainingPrunableWeights)
             }
@@ -185,12 +186,14 @@ final class ExecutionTests: XCTestCase {
         let compression = try XCTUnwrap(r.compression)
         XCTAssertGreaterThanOrEqual(compression, 2)
         XCTAssertLessThan(compression, 2.2, "the smallest channel fraction that meets the target")
-        if Measure.hasSurgery {
-            XCTAssertLessThan(try XCTUnwrap(r.after).prunableWeights, try XCTUnwrap(r.before).prunableWeights,
-                              "after-figures come from the physically pruned model")
-        } else {
-            XCTAssert(r.notes.contains { $0.contains("masked, not removed") }, "\(r.notes)")
-        }
+        // The after-figures come from the physically pruned model: its weights are fewer,
+        // none of them masked, and its file and MACs shrink with it.
+        let before = try XCTUnwrap(r.before), after = try XCTUnwrap(r.after)
+        XCTAssertLessThan(after.prunableWeights, before.prunableWeights)
+        XCTAssertEqual(after.remainingPrunableWeights, after.prunableWeights)
+        XCTAssertLessThan(try XCTUnwrap(after.fileBytes), try XCTUnwrap(before.fileBytes))
+        XCTAssertGreaterThan(try XCTUnwrap(r.theoreticalSpeedup), 1)
+        XCTAssertEqual(after.latency.map(\.batchSize), [1, 64])
         let far = try TrialExecutor.run(tinyTrial("l1-filter", TrialTarget(.compression, 10_000), baseline: tinyBaseline()), environment: env)
         XCTAssertEqual(far.status, .failed)
         XCTAssert(far.failure?.contains("can't be reached") ?? false, far.failure ?? "")
@@ -226,8 +229,10 @@ final class ExecutionTests: XCTestCase {
         XCTAssertEqual(r.status, .succeeded, r.failure ?? "")
         XCTAssertGreaterThan(r.phaseSeconds["regularize"] ?? 0, 0)
         XCTAssert(r.notes.contains { $0.contains("penalty") }, "\(r.notes)")
-        // conv 4×9 and fc 40 weights, the classifier kept: two of the four channels go (58 of 76 left).
-        XCTAssertEqual(try XCTUnwrap(r.compression), 76.0 / 58.0, accuracy: 1e-9)
+        // conv 4×9 and fc 4×10 weights, the classifier kept whole: removing one channel removes
+        // its filter (9) and its fc inputs (10), so 57 of 76 are left, 1.33× ≥ 1.3×.
+        XCTAssertEqual(try XCTUnwrap(r.compression), 76.0 / 57.0, accuracy: 1e-9)
+        XCTAssertEqual(r.after?.prunableWeights, 57, "the after-figures are the narrower model's")
         // l1-filter has no penalty: no such phase.
         let l1 = try TrialExecutor.run(tinyTrial("l1-filter", TrialTarget(.compression, 1.3), baseline: base), environment: env)
         XCTAssertEqual(l1.status, .succeeded, l1.failure ?? "")

@@ -118,9 +118,11 @@ private final class Run {
         }
 
         if criterion.granularity == .channel { try checkRanksChannels(criterion, model: model) }
+        let policy = try Measure.residualPolicy(c.residualPolicy)
+        let settings = TargetedPruningSettings(policy: policy)
         let sparsity = try timed("score") {
-            try TargetSearch.sparsity(for: target, criterion: criterion, model: model, data: splits.train,
-                                      calibration: calibration, notes: &notes)
+            try TargetSearch.sparsity(for: target, criterion: criterion, model: model, settings: settings,
+                                      data: splits.train, calibration: calibration)
         }
         var context = FinetuneContext(train: splits.train, validation: splits.validation,
                                       training: c.baseline.trainingConfiguration, checkpoints: checkpoints)
@@ -131,13 +133,14 @@ private final class Run {
         }
         env.log?("trial \(c.criterion): prune and finetune")
         let start = DispatchTime.now().uptimeNanoseconds
-        let plans = try model.prune(with: criterion, schedule: schedule, finetune: observed, target: sparsity,
-                                    context: context, data: splits.train, calibration: calibration)
+        let outcomes = try model.prune(with: criterion, schedule: schedule, finetune: observed, toward: .sparsity(sparsity),
+                                       context: context, settings: settings, data: splits.train, calibration: calibration)
         let total = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         phases["finetune", default: 0] += observed.finetuneSeconds
         phases["prune", default: 0] += max(0, total - observed.finetuneSeconds - observed.evaluateSeconds)
-        notes += plans.flatMap(\.notes)
-        result.sparsity = plans.last?.sparsity
+        var seen = Set<String>()
+        notes += outcomes.flatMap(\.notes).filter { seen.insert($0).inserted }
+        result.sparsity = outcomes.last?.plan.sparsity
         result.prunedAccuracy = observed.prunedAccuracy
 
         let finetuned = timed("evaluate") { accuracy(model.evaluate(test), classes: test.classCount) }
@@ -149,21 +152,16 @@ private final class Run {
 
         result.after = try timed("measure") { () throws -> ModelFigures in
             if criterion.granularity == .channel {
-                if let narrow = try Measure.physicallyPruned(model, residualPolicy: c.residualPolicy) {
-                    var f = Measure.figures(narrow)
-                    f.fileBytes = try Measure.savedBytes(narrow, sparse: false, scratch: env.scratchDirectory)
-                    f.latency = try Measure.latencies(narrow, runs: runs)
-                    return f
-                }
-                notes.append("channels are masked, not removed (no surgery in this SDK): latency and file size are the masked model's")
-                var f = Measure.figures(model)
-                f.fileBytes = try Measure.savedBytes(model, sparse: false, scratch: env.scratchDirectory)
-                f.latency = try Measure.latencies(model, runs: runs)
+                // The channels are removed: every after-figure is the narrower model's.
+                let surgery = try Measure.physicallyPruned(model, policy: policy)
+                notes += surgery.notes
+                var f = Measure.figures(surgery.model)
+                f.fileBytes = try Measure.savedBytes(surgery.model, sparse: false, scratch: env.scratchDirectory)
+                f.latency = try Measure.latencies(surgery.model, runs: runs)
                 return f
             }
             var f = Measure.figures(model)
             f.fileBytes = try Measure.savedBytes(model, sparse: true, scratch: env.scratchDirectory)
-            if !Measure.hasSparseStorage { notes.append("file size with dense storage (no sparse storage in this SDK)") }
             return f
         }
         return finish(result)

@@ -24,11 +24,17 @@ extension Model {
                       target: Double, context: FinetuneContext, scope: SelectionSettings.Scope? = nil,
                       excluded: Set<String> = [], keepClassifier: Bool = true, data: Dataset?,
                       calibration: CalibrationSettings = CalibrationSettings()) throws -> [PruningPlan] {
-        let sparsities = schedule.sparsities(toward: target)
-        func step(_ s: Double) throws -> PruningPlan {
-            try prune(with: criterion, sparsity: s, scope: scope, excluded: excluded, keepClassifier: keepClassifier,
+        try runSchedule(schedule, strategy, target: target, context: context) { s in
+            try self.prune(with: criterion, sparsity: s, scope: scope, excluded: excluded, keepClassifier: keepClassifier,
                       data: data, calibration: calibration)
         }
+    }
+
+    /// The prune–finetune loop of a schedule, with `step` pruning to a sparsity (shared by
+    /// the sparsity and the ``PruningTarget`` versions).
+    func runSchedule(_ schedule: any Schedule, _ strategy: any FinetuneStrategy, target: Double, context: FinetuneContext,
+                     step: @escaping (Double) throws -> PruningPlan) throws -> [PruningPlan] {
+        let sparsities = schedule.sparsities(toward: target)
         guard let trainingSteps = schedule.trainingSteps else {
             var plans: [PruningPlan] = []
             for (i, s) in sparsities.enumerated() {

@@ -1,0 +1,380 @@
+import Foundation
+
+/// What to prune toward: a sparsity, a compression ratio or a theoretical speed-up.
+///
+/// - `sparsity(s)`: the fraction of the in-scope weights (weight criteria) or of the
+///   in-scope group channels (channel criteria) to prune, in [0, 1).
+/// - `compression(r)`: prunable weights before / after, r ≥ 1 — the weights of every
+///   convolution and linear layer (no biases, no BatchNorm), as ``Model/compression``
+///   counts them. For channel criteria "after" counts the weights left once the pruned
+///   channels are removed (their filters and the next layers' input channels).
+/// - `speedup(s)`: multiply–accumulates of one example before / after, s ≥ 1 (the
+///   theoretical speed-up ShrinkBench reports). Weight criteria count the MACs of
+///   non-zero weights only; channel criteria the MACs of the narrower model.
+///
+/// "Before" is the model as it is (its dense architecture).
+public enum PruningTarget: Sendable, Equatable, CustomStringConvertible {
+    case sparsity(Double)
+    case compression(Double)
+    case speedup(Double)
+
+    /// The requested figure.
+    public var value: Double {
+        switch self { case let .sparsity(v), let .compression(v), let .speedup(v): return v }
+    }
+
+    public var description: String {
+        switch self {
+        case let .sparsity(s): return String(format: "sparsity %.4g", s)
+        case let .compression(r): return String(format: "compression %.4g×", r)
+        case let .speedup(s): return String(format: "speed-up %.4g×", s)
+        }
+    }
+
+    /// The target's figure, formatted as its axis reads (`0.5`, `4.00×`).
+    func format(_ v: Double) -> String {
+        if case .sparsity = self { return String(format: "%.4f", v) }
+        return v.isInfinite ? "∞×" : String(format: "%.3f×", v)
+    }
+
+    /// Throws unless the value is meaningful for the axis.
+    func validate() throws {
+        switch self {
+        case let .sparsity(s):
+            guard s.isFinite, s >= 0, s < 1 else {
+                throw PruneKitError(.invalidArgument, "sparsity \(s) is outside [0, 1)", hint: "give the fraction to prune, such as 0.5")
+            }
+        case let .compression(r):
+            guard r.isFinite, r >= 1 else {
+                throw PruneKitError(.invalidArgument, "compression \(r) is below 1", hint: "give a ratio of weights before / after, such as 4 (a quarter of the weights left)")
+            }
+        case let .speedup(s):
+            guard s.isFinite, s >= 1 else {
+                throw PruneKitError(.invalidArgument, "speed-up \(s) is below 1", hint: "give a ratio of MACs before / after, such as 2")
+            }
+        }
+    }
+}
+
+/// Settings of ``Model/prune(with:toward:settings:data:calibration:)``.
+public struct TargetedPruningSettings: Sendable, Equatable {
+    /// Global or per-layer selection; `nil`: the criterion's ``Criterion/preferredScope``.
+    public var scope: SelectionSettings.Scope?
+    /// Dotted paths of layers never pruned (for channel criteria: their whole group).
+    public var excluded: Set<String>
+    /// Keep the last prunable layer whole, as ShrinkBench does.
+    public var keepClassifier: Bool
+    /// Channels every group keeps at least (channel criteria).
+    public var minimumChannels: Int
+    /// How channels tied by residual additions are pruned (channel criteria).
+    public var policy: ResidualPolicy
+    /// How a channel group's score is made from its layers' scores (channel criteria).
+    public var reduction: GroupScoreReduction
+
+    public init(scope: SelectionSettings.Scope? = nil, excluded: Set<String> = [], keepClassifier: Bool = true,
+                minimumChannels: Int = 1, policy: ResidualPolicy = .withinBlocks, reduction: GroupScoreReduction = .mean) {
+        self.scope = scope; self.excluded = excluded; self.keepClassifier = keepClassifier
+        self.minimumChannels = minimumChannels; self.policy = policy; self.reduction = reduction
+    }
+}
+
+/// The outcome of pruning toward a ``PruningTarget``.
+public struct TargetedPruning {
+    /// The plan that was applied (channel plans follow the dependency groups).
+    public var plan: PruningPlan
+    /// What was asked.
+    public var target: PruningTarget
+    /// The selection sparsity used: of the in-scope weights, or of the in-scope group channels.
+    public var sparsity: Double
+    /// The figure reached on the target's axis, measured on the masked model (for channel
+    /// criteria: as the model will be once ``Model/removingPrunedChannels(policy:minimumChannels:)`` removes them).
+    public var achieved: Double
+    /// Where the result differs from the request (clipped ratios, layers kept whole).
+    public var notes: [String]
+
+    public init(plan: PruningPlan, target: PruningTarget, sparsity: Double, achieved: Double, notes: [String]) {
+        self.plan = plan; self.target = target; self.sparsity = sparsity; self.achieved = achieved; self.notes = notes
+    }
+
+    /// One line: the target, the sparsity used and the figure achieved.
+    public var summary: String {
+        "\(target): sparsity \(String(format: "%.4f", sparsity)), achieved \(target.format(achieved))"
+    }
+}
+
+extension Model {
+    /// Scores once, then prunes just enough to reach `target`, and masks the model.
+    ///
+    /// - Weight criteria: a sparsity is used as is; a compression r as sparsity 1 − 1/r;
+    ///   a speed-up by bisection of the sparsity (each step one streaming selection)
+    ///   until the MACs of the non-zero weights fall far enough.
+    /// - Channel criteria: the channels are selected along the dependency groups
+    ///   (``selectGroupPruning(_:dependencies:settings:reduction:criterion:)``); a
+    ///   compression or speed-up by bisection of the channel fraction, counting the
+    ///   weights or MACs of the narrower model. Then ``Criterion/adjustWeights(of:keeping:model:context:)``
+    ///   runs for every pruned layer, and the plan is applied with
+    ///   ``PruningPlan/apply(to:dependencies:)``, ready for surgery.
+    ///
+    /// The bisection finds the smallest pruning that reaches the target (to one weight or
+    /// channel in 10⁶ of the fraction); pruning is monotone in it.
+    /// - Returns: the plan, the sparsity used and the figure achieved.
+    /// - Throws: ``PruneKitError`` for a target outside its axis' range, one that can't
+    ///   be reached (naming the closest reachable figure), and what scoring and selection throw.
+    /// Cost: one scoring pass; then about 25 selections for a bisection (channel
+    /// selections are over a few thousand group scores; weight selections stream over the weights).
+    @discardableResult
+    public func prune(with criterion: any Criterion, toward target: PruningTarget,
+                      settings: TargetedPruningSettings = TargetedPruningSettings(), data: Dataset?,
+                      calibration: CalibrationSettings = CalibrationSettings()) throws -> TargetedPruning {
+        try target.validate()
+        let scope = settings.scope ?? criterion.preferredScope
+        var selection = SelectionSettings(scope: scope, sparsity: 0, excluded: settings.excluded,
+                                          keepClassifier: settings.keepClassifier, minimumChannels: settings.minimumChannels)
+        if criterion.granularity == .weight {
+            let sources = try scoreSources(with: criterion, data: data, settings: calibration)
+            let counter = WeightCounter(self)
+            let inScope = Set(sources.filter { !settings.excluded.contains($0.path) && !(settings.keepClassifier && $0.isClassifier) }.map(\.path))
+            func planAt(_ s: Double) throws -> PruningPlan {
+                selection.sparsity = s
+                return try selectPruning(sources, granularity: .weight, settings: selection, criterion: criterion.id)
+            }
+            func figure(_ plan: PruningPlan) -> Double { counter.figure(target, plan: plan, inScope: inScope) }
+            // A compression r is sparsity 1 − 1/r of the in-scope weights, directly.
+            var direct = target
+            if case let .compression(r) = target { direct = .sparsity(SelectionSettings.sparsity(forCompression: r)) }
+            let (s, plan) = try reach(direct, criterion: criterion.id, units: sources.reduce(0) { $0 + $1.count },
+                                      plan: planAt, figure: figure)
+            try plan.apply(to: self)
+            return TargetedPruning(plan: plan, target: target, sparsity: s,
+                                   achieved: counter.measured(target, model: self, inScope: inScope), notes: plan.notes)
+        }
+        let deps = try channelDependencies(policy: settings.policy)
+        let scores = try score(with: criterion, data: data, settings: calibration)
+        let selector = try GroupSelector(scores: scores, dependencies: deps, settings: selection,
+                                         reduction: settings.reduction, criterion: criterion.id)
+        let counter = StructureCounter(self, deps)
+        let inScope = Set(selector.groups)
+        func figure(_ groupPlan: PruningPlan) -> Double {
+            counter.figure(target, kept: selector.keptCounts(groupPlan), inScope: inScope)
+        }
+        let channels = selector.groups.reduce(0) { $0 + deps.groups[$1].channels }
+        let (s, groupPlan) = try reach(target, criterion: criterion.id, units: channels,
+                                       plan: selector.groupPlan(sparsity:), figure: figure)
+        let plan = selector.plan(from: groupPlan, sparsity: s)
+        for (layerPlan, layerScores) in zip(plan.layers, scores) where layerPlan.keptCount < layerPlan.units {
+            let context = layerScores.context ?? ScoringContext(rng: RandomGenerator(seed: calibration.seed))
+            try criterion.adjustWeights(of: layerScores.layer, keeping: layerPlan.keptPositions, model: self, context: context)
+        }
+        try plan.apply(to: self, dependencies: deps)
+        let removable = removableChannels(deps).0
+        let kept: [Int?] = deps.groups.map { g in removable[g.index].isEmpty ? nil : g.channels - removable[g.index].count }
+        return TargetedPruning(plan: plan, target: target, sparsity: s,
+                               achieved: counter.figure(target, kept: kept, inScope: inScope), notes: plan.notes)
+    }
+
+    /// Prunes toward `target` along a schedule with a finetuning strategy: as
+    /// ``prune(with:schedule:finetune:target:context:scope:excluded:keepClassifier:data:calibration:)``,
+    /// with each step pruning as ``prune(with:toward:settings:data:calibration:)`` does
+    /// (channel criteria along dependency groups).
+    ///
+    /// A compression or speed-up is first turned into the sparsity that reaches it on the
+    /// model as given (one scoring pass, no masks); the schedule then runs toward that
+    /// sparsity, re-scoring at every step.
+    /// - Returns: every step's outcome; the last one's ``TargetedPruning/achieved`` is
+    ///   measured on the target's axis once finetuning is done.
+    /// - Throws: as the two functions it combines.
+    @discardableResult
+    public func prune(with criterion: any Criterion, schedule: any Schedule, finetune strategy: any FinetuneStrategy,
+                      toward target: PruningTarget, context: FinetuneContext,
+                      settings: TargetedPruningSettings = TargetedPruningSettings(), data: Dataset?,
+                      calibration: CalibrationSettings = CalibrationSettings()) throws -> [TargetedPruning] {
+        try target.validate()
+        var final: Double
+        switch target {
+        case let .sparsity(s): final = s
+        case let .compression(r) where criterion.granularity == .weight: final = SelectionSettings.sparsity(forCompression: r)
+        default:
+            // Where the target lies, found on a copy so this model stays unmasked.
+            final = try clone().prune(with: criterion, toward: target, settings: settings, data: data, calibration: calibration).sparsity
+        }
+        final = min(final, 1 - 1e-9)
+        var outcomes: [TargetedPruning] = []
+        _ = try runSchedule(schedule, strategy, target: final, context: context) { s in
+            let outcome = try self.prune(with: criterion, toward: .sparsity(s), settings: settings, data: data, calibration: calibration)
+            outcomes.append(outcome)
+            return outcome.plan
+        }
+        if var last = outcomes.popLast() {
+            last.target = target
+            last.achieved = try measured(target, criterion: criterion, settings: settings, calibration: calibration)
+            outcomes.append(last)
+        }
+        return outcomes
+    }
+
+    /// The figure on the target's axis for this (masked) model.
+    func measured(_ target: PruningTarget, criterion: any Criterion, settings: TargetedPruningSettings,
+                  calibration: CalibrationSettings) throws -> Double {
+        if criterion.granularity == .weight {
+            let layers = prunableLayers()
+            let inScope = Set(layers.filter { !settings.excluded.contains($0.path) && !(settings.keepClassifier && $0.isClassifier) }.map(\.path))
+            return WeightCounter(self).measured(target, model: self, inScope: inScope)
+        }
+        let deps = try channelDependencies(policy: settings.policy)
+        let classifier = prunableLayers().last?.path
+        let inScope = Set(deps.groups.filter { g in
+            g.isPrunable && !g.scoredLayers.isEmpty && !g.scoredLayers.contains(where: settings.excluded.contains)
+                && !(settings.keepClassifier && classifier.map(g.scoredLayers.contains) == true)
+        }.map(\.index))
+        let removable = removableChannels(deps).0
+        let kept: [Int?] = deps.groups.map { g in removable[g.index].isEmpty ? nil : g.channels - removable[g.index].count }
+        return StructureCounter(self, deps).figure(target, kept: kept, inScope: inScope)
+    }
+}
+
+/// The smallest sparsity whose plan reaches the target (one plan for a sparsity target
+/// or a weight compression), by bisection; throws naming the closest reachable figure.
+private func reach(_ target: PruningTarget, criterion: String, units: Int, plan: (Double) throws -> PruningPlan,
+                   figure: (PruningPlan) -> Double) throws -> (Double, PruningPlan) {
+    switch target {
+    case let .sparsity(s): return (s, try plan(s))
+    case .compression, .speedup:
+        let wanted = target.value
+        let zero = try plan(0)
+        if figure(zero) >= wanted { return (0, zero) }
+        // Everything in scope pruned (down to the channel minimum).
+        var hi = 1 - 0.25 / Double(max(units, 1))
+        let most = try plan(hi)
+        let best = figure(most)
+        guard best >= wanted else {
+            throw PruneKitError(.invalidArgument, "\(target) can't be reached with '\(criterion)': pruning everything it may prune gives \(target.format(best))",
+                                hint: "ask for at most \(target.format(best)), or let more layers be pruned (fewer exclusions, the classifier, a lower channel minimum, the whole-stream policy)")
+        }
+        var lo = 0.0, hiPlan = most
+        while hi - lo > 1e-6 {
+            let mid = (lo + hi) / 2
+            let p = try plan(mid)
+            if figure(p) >= wanted { hi = mid; hiPlan = p } else { lo = mid }
+        }
+        return (hi, hiPlan)
+    }
+}
+
+/// Counts for weight plans: non-zero prunable weights and their MACs.
+private struct WeightCounter {
+    var paths: [String] = []
+    var weights: [Int] = []
+    /// MACs per weight for one example: Ho·Wo for a convolution, 1 for a linear layer.
+    var macsPerWeight: [Int] = []
+    /// 1 where the current mask keeps a weight (all ones without a mask).
+    var maskWords: [[UInt64]?] = []
+
+    init(_ model: Model) {
+        for i in model.prunableNodeIndices {
+            let w = model.nodes[i].layer.parameter(named: "weight")!
+            paths.append(model.nodes[i].name)
+            weights.append(w.value.count)
+            macsPerWeight.append(model.nodes[i].layer.macs(inputShapes: model.inputShapes(ofNode: i)) / max(w.value.count, 1))
+            maskWords.append(w.mask.map { m in
+                var words = [UInt64](repeating: 0, count: (m.count + 63) / 64)
+                m.withUnsafeBufferPointer { mp in for j in 0..<mp.count where mp[j] != 0 { words[j >> 6] |= 1 << UInt64(j & 63) } }
+                return words
+            })
+        }
+    }
+
+    /// Kept weights of each layer under a plan and the current masks.
+    func kept(_ plan: PruningPlan) -> [Int] {
+        let byPath = Dictionary(plan.layers.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+        return paths.indices.map { k in
+            guard let l = byPath[paths[k]] else { return weights[k] }
+            guard let m = maskWords[k] else { return l.keptCount }
+            return zip(l.keepWords, m).reduce(0) { $0 + ($1.0 & $1.1).nonzeroBitCount }
+        }
+    }
+
+    func figure(_ target: PruningTarget, kept: [Int], inScope: Set<String>) -> Double {
+        switch target {
+        case .sparsity:
+            let ks = paths.indices.filter { inScope.contains(paths[$0]) }
+            let total = ks.reduce(0) { $0 + weights[$1] }
+            return total == 0 ? 0 : Double(total - ks.reduce(0) { $0 + kept[$1] }) / Double(total)
+        case .compression:
+            return ratio(weights.reduce(0, +), kept.reduce(0, +))
+        case .speedup:
+            return ratio(zip(weights, macsPerWeight).reduce(0) { $0 + $1.0 * $1.1 },
+                         zip(kept, macsPerWeight).reduce(0) { $0 + $1.0 * $1.1 })
+        }
+    }
+
+    func figure(_ target: PruningTarget, plan: PruningPlan, inScope: Set<String>) -> Double {
+        figure(target, kept: kept(plan), inScope: inScope)
+    }
+
+    /// The figure from the model's masks alone.
+    func measured(_ target: PruningTarget, model: Model, inScope: Set<String>) -> Double {
+        let current = WeightCounter(model)
+        let kept = current.paths.indices.map { k in current.maskWords[k].map { $0.reduce(0) { $0 + $1.nonzeroBitCount } } ?? current.weights[k] }
+        return figure(target, kept: kept, inScope: inScope)
+    }
+}
+
+/// before / after, infinite when nothing is left.
+private func ratio(_ before: Int, _ after: Int) -> Double {
+    after == 0 ? .infinity : Double(before) / Double(after)
+}
+
+/// Counts for channel plans: the weights and MACs of the model once the pruned channels
+/// are removed, from the kept channel count of each group.
+private struct StructureCounter {
+    struct Entry {
+        var outGroup: Int, inGroup: Int
+        var out: Int, inChannels: Int, inBlock: Int
+        var depthwise: Bool
+        /// Weights per (output, input-channel-feature) pair: kh·kw (1 for linear).
+        var perPair: Int
+        /// MACs per weight for one example.
+        var macsPerWeight: Int
+    }
+    var entries: [Entry] = []
+    var groupChannels: [Int]
+
+    init(_ model: Model, _ deps: ChannelDependencies) {
+        groupChannels = deps.groups.map(\.channels)
+        for i in model.prunableNodeIndices {
+            let node = model.nodes[i], w = node.layer.parameter(named: "weight")!.value
+            let inTensor = node.inputs[0]
+            let inGroup = deps.group(ofTensor: inTensor)
+            let depthwise = (node.layer as? Conv2d).map { $0.groups > 1 } ?? false
+            let perPair = w.count / max(w.shape[0] * w.shape[1], 1)
+            let macs = node.layer.macs(inputShapes: model.inputShapes(ofNode: i))
+            entries.append(Entry(outGroup: deps.group(ofTensor: i), inGroup: inGroup, out: w.shape[0],
+                                 inChannels: deps.groups[inGroup].channels, inBlock: deps.block(ofTensor: inTensor),
+                                 depthwise: depthwise, perPair: perPair, macsPerWeight: macs / max(w.count, 1)))
+        }
+    }
+
+    /// Weights and MACs with `kept[g]` channels in group g (`nil`: all).
+    func counts(_ kept: [Int?]) -> (weights: Int, macs: Int) {
+        var weights = 0, macs = 0
+        for e in entries {
+            let out = kept[e.outGroup] ?? e.out
+            let w = e.depthwise ? out * e.perPair : out * (kept[e.inGroup] ?? e.inChannels) * e.inBlock * e.perPair
+            weights += w; macs += w * e.macsPerWeight
+        }
+        return (weights, macs)
+    }
+
+    func figure(_ target: PruningTarget, kept: [Int?], inScope: Set<Int>) -> Double {
+        switch target {
+        case .sparsity:
+            let total = inScope.reduce(0) { $0 + groupChannels[$1] }
+            let left = inScope.reduce(0) { $0 + (kept[$1] ?? groupChannels[$1]) }
+            return total == 0 ? 0 : Double(total - left) / Double(total)
+        case .compression:
+            return ratio(counts(Array(repeating: nil, count: kept.count)).weights, counts(kept).weights)
+        case .speedup:
+            return ratio(counts(Array(repeating: nil, count: kept.count)).macs, counts(kept).macs)
+        }
+    }
+}

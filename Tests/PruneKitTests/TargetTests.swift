@@ -1,0 +1,142 @@
+import PruneKit
+import XCTest
+
+/// |w| per weight, so these tests need no plugin.
+private struct TestMagnitude: Criterion {
+    static let id = "test-magnitude"
+    let granularity = Granularity.weight
+    init(options: OptionValues) {}
+    init() {}
+    func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] { layer.weights.scalars.map(abs) }
+}
+
+private struct OneShot: Schedule {
+    static let id = "test-one-shot"
+    init(options: OptionValues) {}
+    func sparsities(toward target: Double) -> [Double] { [target] }
+}
+
+private struct TwoSteps: Schedule {
+    static let id = "test-two-steps"
+    init(options: OptionValues) {}
+    func sparsities(toward target: Double) -> [Double] { [target / 2, target] }
+}
+
+private struct NoFinetuning: FinetuneStrategy {
+    static let id = "test-none"
+    init(options: OptionValues) {}
+    func finetune(_ model: Model, step: Int, of stepCount: Int, context: FinetuneContext) throws {}
+}
+
+/// Pruning toward a sparsity, a compression or a speed-up.
+final class TargetTests: XCTestCase {
+    private func lenet() throws -> Model { try ModelZoo.make("lenet-5", inputShape: [1, 28, 28], classCount: 10, seed: 0) }
+
+    /// Non-zero weights and their MACs, counted from the masked weights directly.
+    private func nonzero(_ model: Model) -> (weights: Int, macs: Int, allWeights: Int, allMACs: Int) {
+        var out = (0, 0, 0, 0)
+        for i in model.prunableNodeIndices {
+            let w = model.nodes[i].layer.parameter(named: "weight")!.value
+            let perWeight = model.nodes[i].layer.macs(inputShapes: model.inputShapes(ofNode: i)) / w.count
+            let n = w.scalars.filter { $0 != 0 }.count
+            out.0 += n; out.1 += n * perWeight; out.2 += w.count; out.3 += w.count * perWeight
+        }
+        return out
+    }
+
+    func testWeightCompressionIsADirectSparsity() throws {
+        let model = try lenet()
+        let r = try model.prune(with: TestMagnitude(), toward: .compression(4), data: nil)
+        XCTAssertEqual(r.sparsity, 0.75, accuracy: 1e-12)
+        let n = nonzero(model)
+        XCTAssertEqual(r.achieved, Double(n.allWeights) / Double(n.weights), accuracy: 1e-9)
+        // The classifier (840 of 61,470 weights) is kept whole: 60,630 in scope keep
+        // round(60,630 / 4) = 15,158, so the ratio over all prunable weights is 61,470 / 15,998.
+        XCTAssertEqual(n.allWeights, 61_470)
+        XCTAssertEqual(r.achieved, 61_470 / 15_998, accuracy: 1e-12)
+    }
+
+    func testWeightSpeedUpBisectsToTheSmallestSparsity() throws {
+        let model = try lenet()
+        let r = try model.prune(with: TestMagnitude(), toward: .speedup(3), data: nil)
+        let n = nonzero(model)
+        XCTAssertEqual(r.achieved, Double(n.allMACs) / Double(n.macs), accuracy: 1e-9)
+        XCTAssertGreaterThanOrEqual(r.achieved, 3)
+        // A hair less pruning does not reach it.
+        let m = try lenet()
+        try m.prune(with: TestMagnitude(), sparsity: r.sparsity - 2e-6, data: nil)
+        let k = nonzero(m)
+        XCTAssertLessThan(Double(k.allMACs) / Double(k.macs), 3)
+    }
+
+    func testChannelSpeedUpIsMeasuredOnTheNarrowerModel() throws {
+        let model = TinyModels.randomized(try ModelZoo.make("vgg-small", inputShape: [1, 28, 28], classCount: 10, seed: 0))
+        let dense = model.macs
+        let r = try model.prune(with: TestL1Channels(), toward: .speedup(2), data: nil)
+        let cut = try model.removingPrunedChannels()
+        XCTAssertEqual(r.achieved, Double(dense) / Double(cut.model.macs), accuracy: 1e-9)
+        XCTAssertGreaterThanOrEqual(r.achieved, 2)
+        // The smallest such pruning: slightly less does not reach 2×.
+        let m = try ModelZoo.make("vgg-small", inputShape: [1, 28, 28], classCount: 10, seed: 0)
+        try m.prune(with: TestL1Channels(), toward: .sparsity(r.sparsity - 2e-6), data: nil)
+        XCTAssertLessThan(Double(dense) / Double(try m.removingPrunedChannels().model.macs), 2)
+    }
+
+    func testGlobalChannelSpeedUp() throws {
+        let model = try ModelZoo.make("vgg-small", inputShape: [1, 28, 28], classCount: 10, seed: 0)
+        let dense = model.macs
+        let r = try model.prune(with: TestL1Channels(), toward: .speedup(3), settings: TargetedPruningSettings(scope: .global), data: nil)
+        XCTAssertEqual(r.plan.scope, .global)
+        let cut = try model.removingPrunedChannels()
+        XCTAssertEqual(r.achieved, Double(dense) / Double(cut.model.macs), accuracy: 1e-9)
+        XCTAssertGreaterThanOrEqual(r.achieved, 3)
+    }
+
+    func testChannelCompressionCountsRemovedInputsToo() throws {
+        let model = try lenet()
+        let before = model.prunableLayers().reduce(0) { $0 + $1.weights.count }
+        let r = try model.prune(with: TestL1Channels(), toward: .compression(3), data: nil)
+        let after = try model.removingPrunedChannels().model.prunableLayers().reduce(0) { $0 + $1.weights.count }
+        XCTAssertEqual(r.achieved, Double(before) / Double(after), accuracy: 1e-9)
+        XCTAssertGreaterThanOrEqual(r.achieved, 3)
+    }
+
+    func testChannelSparsityAlongGroups() throws {
+        let model = try ModelZoo.make("resnet-20", inputShape: [3, 16, 16], classCount: 10, seed: 0)
+        let r = try model.prune(with: TestL1Channels(), toward: .sparsity(0.5), settings: TargetedPruningSettings(scope: .perLayer), data: nil)
+        XCTAssertEqual(r.achieved, 0.5, accuracy: 1e-12)
+        let cut = try model.removingPrunedChannels()
+        XCTAssertEqual(cut.widths.first { $0.path == "layer2.2.conv1" }?.after, 16)
+        XCTAssert(cut.notes.isEmpty, "\(cut.notes)")
+    }
+
+    func testUnreachableAndInvalidTargetsAreClearErrors() throws {
+        XCTAssertThrowsError(try lenet().prune(with: TestL1Channels(), toward: .compression(1000), data: nil)) { error in
+            let e = error as? PruneKitError
+            XCTAssert(e?.message.contains("can't be reached") == true, "\(error)")
+            XCTAssert(e?.hint?.contains("at most") == true, "\(error)")
+        }
+        for bad in [PruningTarget.sparsity(1), .sparsity(-0.1), .compression(0.5), .speedup(.nan)] {
+            XCTAssertThrowsError(try lenet().prune(with: TestMagnitude(), toward: bad, data: nil), "\(bad)") { error in
+                XCTAssertEqual((error as? PruneKitError)?.kind, .invalidArgument)
+            }
+        }
+    }
+
+    func testScheduleTowardASpeedUp() throws {
+        let data = try DatasetCatalog.load().train
+        let model = try lenet()
+        let context = FinetuneContext(train: data, validation: nil, training: TrainingConfiguration())
+        let steps = try model.prune(with: TestL1Channels(), schedule: TwoSteps(options: OptionValues(defaultsOf: [])),
+                                    finetune: NoFinetuning(options: OptionValues(defaultsOf: [])), toward: .speedup(2),
+                                    context: context, data: nil)
+        XCTAssertEqual(steps.count, 2)
+        XCTAssertEqual(steps[0].sparsity * 2, steps[1].sparsity, accuracy: 1e-12)
+        XCTAssertGreaterThanOrEqual(steps[1].achieved, 2)
+        XCTAssertEqual(steps[1].target, .speedup(2))
+        let one = try lenet().prune(with: TestL1Channels(), schedule: OneShot(options: OptionValues(defaultsOf: [])),
+                                    finetune: NoFinetuning(options: OptionValues(defaultsOf: [])), toward: .speedup(2),
+                                    context: context, data: nil)
+        XCTAssertEqual(one[0].sparsity, steps[1].sparsity, accuracy: 1e-12)
+    }
+}
