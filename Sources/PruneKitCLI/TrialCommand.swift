@@ -94,7 +94,10 @@ struct TrialCommand: ParsableCommand {
             print(String(format: "%@ (%@, %.2f× → %.2f%% top-1): %@  Σ %.3f s", name, criterion, r.compression ?? 0,
                          (r.finetunedAccuracy?.top1 ?? 0) * 100, text, sum))
         }
-        let spawn = child.phaseSeconds["process"] ?? 0
-        print(String(format: "wall: in process %.3f s; child spawn → result %.3f s; overhead %.3f s", inProcessSeconds, spawn, spawn - inProcessSeconds))
+        // The child's overhead: its wall time (spawn → result read) outside the trial's own
+        // phases: starting the process, loading the plugins, reading and writing JSON.
+        let inside = inProcess.phaseSeconds.values.reduce(0, +)
+        print(String(format: "wall: in process %.3f s (%.3f s outside the phases); child spawn → result %.3f s (%.3f s outside the phases: the overhead)",
+                     inProcessSeconds, inProcessSeconds - inside, child.phaseSeconds.values.reduce(0, +), child.phaseSeconds["overhead"] ?? 0))
     }
 }

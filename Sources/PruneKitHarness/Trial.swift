@@ -190,8 +190,9 @@ public struct TrialResult: Codable, Hashable, Sendable {
     /// oracle's, per sampled layer (dotted path), and their mean.
     public var oracleCorrelation: Double?
     public var oracleCorrelationByLayer: [String: Double]?
-    /// Wall time of each phase, in seconds (`baseline`, `score`, `prune`, `finetune`,
-    /// `evaluate`, `measure`, `oracle`).
+    /// Wall time of each phase, in seconds (`baseline`, `regularize`, `score`, `prune`,
+    /// `finetune`, `evaluate`, `measure`, `oracle`; and `overhead` for a trial run in a
+    /// child process: its wall time outside those phases, so the sum is the whole wall time).
     public var phaseSeconds: [String: Double]
 
     public init(status: Status, failure: String? = nil, notes: [String] = [], phaseSeconds: [String: Double] = [:]) {

@@ -71,6 +71,10 @@ final class ExecutionTests: XCTestCase {
         XCTAssertEqual([a.trainedNow, c.trainedNow].filter { $0 }.count, 1, "exactly one of two concurrent callers trains")
         XCTAssertEqual(a.directory, c.directory)
         XCTAssertEqual(a.directory, "\(URL(fileURLWithPath: cache).standardizedFileURL.path)/\(b.hash)/model")
+        // A trainer killed mid-way leaves its temporary folder; the next one to train removes it.
+        try FileManager.default.createDirectory(atPath: "\(cache)/.\(b.hash).tmp-1-dead", withIntermediateDirectories: true)
+        try FileManager.default.removeItem(atPath: "\(cache)/\(b.hash)")
+        XCTAssert(try BaselineCache.ensure(b, cacheDirectory: cache).trainedNow, "a removed entry is trained again")
         let again = try BaselineCache.ensure(b, cacheDirectory: cache)
         XCTAssertFalse(again.trainedNow)
         XCTAssertEqual(again.testAccuracy, a.testAccuracy)
@@ -135,11 +139,42 @@ final class ExecutionTests: XCTestCase {
             XCTAssert(a.loss?.isFinite ?? false)
         }
         XCTAssertEqual(before.latency.map(\.batchSize), [1, 64])
-        XCTAssertNotNil(before.fileBytes)
+        // Sparse storage: a quarter of the weights kept takes ⌈n/8⌉ + 4k bytes instead of 4n.
+        XCTAssertLessThan(try XCTUnwrap(after.fileBytes), try XCTUnwrap(before.fileBytes) / 2)
         for phase in ["baseline", "score", "prune", "finetune", "evaluate", "measure"] {
             XCTAssertGreaterThan(r.phaseSeconds[phase] ?? 0, 0, phase)
         }
         XCTAssertEqual(try XCTUnwrap(r.sparsity), 0.75, accuracy: 0.001, "a quarter of every prunable weight remains")
+        // The baseline is measured once: a second trial from it reports the same figures.
+        let second = try TrialExecutor.run(tinyTrial("layer-magnitude", TrialTarget(.compression, 2), baseline: tinyBaseline()), environment: env)
+        XCTAssertEqual(second.status, .succeeded, second.failure ?? "")
+        XCTAssertEqual(second.before, r.before)
+        XCTAssertEqual(try XCTUnwrap(second.compression), 2, accuracy: 0.01)
+    }
+
+    /// The sparsity search finds the smallest pruning that meets a speed-up (weight
+    /// criterion, MACs of the non-zero weights) or a compression (channel criterion).
+    func testTargetSearchFindsTheSmallestSparsity() throws {
+        let registry = try registry()
+        let model = try ModelZoo.make("lenet-5", inputShape: [1, 28, 28], classCount: 10, seed: 0)
+        let data = try tinyBaseline().loadData().train
+        let calibration = CalibrationSettings(batches: 1, batchSize: 8, seed: 0)
+        for (id, target) in [("global-magnitude", TrialTarget(.speedup, 3)), ("l1-filter", TrialTarget(.compression, 2))] {
+            let criterion = try registry.criterion(id)
+            let s = try TargetSearch.sparsity(for: target, criterion: criterion, model: model, settings: TargetedPruningSettings(),
+                                              data: data, calibration: calibration)
+            func reached(_ s: Double) throws -> Double {
+                let copy = try model.clone()
+                try copy.prune(with: criterion, toward: .sparsity(s), data: data, calibration: calibration)
+                let pruned = criterion.granularity == .channel ? try copy.removingPrunedChannels().model : copy
+                let before = Measure.figures(model), after = Measure.figures(pruned)
+                return target.axis == .speedup ? Double(before.macs) / Double(after.macs)
+                    : Double(before.prunableWeights) / Double(after.remainingPrunableWeights)
+            }
+            XCTAssertGreaterThanOrEqual(try reached(s), target.value, id)
+            XCTAssertLessThan(try reached(s - 0.01), target.value, "\(id): a little less pruning misses the target")
+        }
+        XCTAssertEqual(Measure.figures(model).remainingPrunableWeights, 61_470, "the model searched on is not changed")
     }
 
     /// A channel criterion reaches the target by its channel fraction; a target it can't
@@ -151,12 +186,14 @@ final class ExecutionTests: XCTestCase {
         let compression = try XCTUnwrap(r.compression)
         XCTAssertGreaterThanOrEqual(compression, 2)
         XCTAssertLessThan(compression, 2.2, "the smallest channel fraction that meets the target")
-        if Measure.hasSurgery {
-            XCTAssertLessThan(try XCTUnwrap(r.after).prunableWeights, try XCTUnwrap(r.before).prunableWeights,
-                              "after-figures come from the physically pruned model")
-        } else {
-            XCTAssert(r.notes.contains { $0.contains("masked, not removed") }, "\(r.notes)")
-        }
+        // The after-figures come from the physically pruned model: its weights are fewer,
+        // none of them masked, and its file and MACs shrink with it.
+        let before = try XCTUnwrap(r.before), after = try XCTUnwrap(r.after)
+        XCTAssertLessThan(after.prunableWeights, before.prunableWeights)
+        XCTAssertEqual(after.remainingPrunableWeights, after.prunableWeights)
+        XCTAssertLessThan(try XCTUnwrap(after.fileBytes), try XCTUnwrap(before.fileBytes))
+        XCTAssertGreaterThan(try XCTUnwrap(r.theoreticalSpeedup), 1)
+        XCTAssertEqual(after.latency.map(\.batchSize), [1, 64])
         let far = try TrialExecutor.run(tinyTrial("l1-filter", TrialTarget(.compression, 10_000), baseline: tinyBaseline()), environment: env)
         XCTAssertEqual(far.status, .failed)
         XCTAssert(far.failure?.contains("can't be reached") ?? false, far.failure ?? "")
@@ -192,8 +229,10 @@ final class ExecutionTests: XCTestCase {
         XCTAssertEqual(r.status, .succeeded, r.failure ?? "")
         XCTAssertGreaterThan(r.phaseSeconds["regularize"] ?? 0, 0)
         XCTAssert(r.notes.contains { $0.contains("penalty") }, "\(r.notes)")
-        // conv 4×9 and fc 40 weights, the classifier kept: two of the four channels go (58 of 76 left).
-        XCTAssertEqual(try XCTUnwrap(r.compression), 76.0 / 58.0, accuracy: 1e-9)
+        // conv 4×9 and fc 4×10 weights, the classifier kept whole: removing one channel removes
+        // its filter (9) and its fc inputs (10), so 57 of 76 are left, 1.33× ≥ 1.3×.
+        XCTAssertEqual(try XCTUnwrap(r.compression), 76.0 / 57.0, accuracy: 1e-9)
+        XCTAssertEqual(r.after?.prunableWeights, 57, "the after-figures are the narrower model's")
         // l1-filter has no penalty: no such phase.
         let l1 = try TrialExecutor.run(tinyTrial("l1-filter", TrialTarget(.compression, 1.3), baseline: base), environment: env)
         XCTAssertEqual(l1.status, .succeeded, l1.failure ?? "")
@@ -345,7 +384,9 @@ final class ExecutionTests: XCTestCase {
 
         let segfault = runner.run(tinyTrial("fixture-segfault", TrialTarget(.compression, 2), baseline: baseline))
         XCTAssertEqual(segfault.status, .failed)
-        XCTAssert(segfault.failure?.contains("SIGSEGV") ?? false, segfault.failure ?? "")
+        XCTAssert(segfault.failure?.hasPrefix("crashed with SIGSEGV (signal 11)") ?? false, segfault.failure ?? "")
+        XCTAssert(segfault.failure?.contains("trial fixture-segfault: prune and finetune") ?? false,
+                  "the last output says where it was: \(segfault.failure ?? "")")
         let abort = runner.run(tinyTrial("fixture-abort", TrialTarget(.compression, 2), baseline: baseline))
         XCTAssertEqual(abort.status, .failed)
         XCTAssert(abort.failure?.contains("SIGABRT") ?? false, abort.failure ?? "")
@@ -359,7 +400,8 @@ final class ExecutionTests: XCTestCase {
         let normal = runner.run(tinyTrial("global-magnitude", TrialTarget(.compression, 2), baseline: baseline))
         XCTAssertEqual(normal.status, .succeeded, normal.failure ?? "")
         XCTAssertEqual(try XCTUnwrap(normal.compression), 2, accuracy: 0.01)
-        XCTAssertGreaterThan(normal.phaseSeconds["process"] ?? 0, normal.phaseSeconds["finetune"] ?? .infinity)
+        XCTAssertGreaterThan(normal.phaseSeconds["overhead"] ?? 0, 0, "starting a process costs something")
+        XCTAssertLessThan(normal.phaseSeconds["overhead"] ?? .infinity, 30)
 
         var impatient = runner
         impatient.timeout = 0.2
@@ -367,6 +409,39 @@ final class ExecutionTests: XCTestCase {
         XCTAssertEqual(slow.status, .failed)
         XCTAssertEqual(slow.failure, "timed out after 0.2 s")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: runner.workDirectory), [], "no files left behind")
+
+        var missing = runner
+        missing.executable = "/nonexistent/prunekit"
+        let none = missing.run(tinyTrial("global-magnitude", TrialTarget(.compression, 2), baseline: baseline))
+        XCTAssertEqual(none.status, .failed)
+        XCTAssert(none.failure?.contains("could not start /nonexistent/prunekit") ?? false, none.failure ?? "")
+    }
+
+    /// `prunekit trial` with bad input: a clear error and a non-zero exit.
+    func testTrialCommandBadInput() throws {
+        let exe = try buildDirectory().appendingPathComponent("prunekit").path
+        guard FileManager.default.fileExists(atPath: exe) else { throw XCTSkip("prunekit is not built") }
+        let dir = try scratch("cli")
+        func run(_ arguments: [String]) throws -> (Int32, String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: exe)
+            p.arguments = arguments
+            let err = Pipe()
+            p.standardError = err
+            p.standardOutput = FileHandle.nullDevice
+            try p.run()
+            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            return (p.terminationStatus, text)
+        }
+        let neither = try run(["trial", "--result", "\(dir)/r.json"])
+        XCTAssertEqual(neither.0, 64)
+        XCTAssert(neither.1.contains("error: give exactly one of --config and --baseline"), neither.1)
+        try Data("{\"kind\": \"prune\"}".utf8).write(to: URL(fileURLWithPath: "\(dir)/bad.json"))
+        let bad = try run(["trial", "--config", "\(dir)/bad.json", "--result", "\(dir)/r.json"])
+        XCTAssertEqual(bad.0, 1)
+        XCTAssert(bad.1.contains("is not a valid TrialConfiguration"), bad.1)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(dir)/r.json"), "no result is written")
     }
 
     func testSignalNames() {

@@ -112,6 +112,10 @@ public enum BaselineCache {
         let fingerprint = try b.isSavedModel ? savedModelFingerprint(b.model) : nil
         if let found = try? read(entry), found.fingerprint == fingerprint { return found.artifact }
 
+        // Only the lock holder writes `.HASH.tmp-…`: any found now was left by a killed trainer.
+        for stale in (try? FileManager.default.contentsOfDirectory(atPath: cache))?.filter({ $0.hasPrefix(".\(hash).tmp-") }) ?? [] {
+            try? FileManager.default.removeItem(atPath: "\(cache)/\(stale)")
+        }
         let temporary = "\(cache)/.\(hash).tmp-\(getpid())-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: temporary) }
         try makeDirectory(temporary)

@@ -3,93 +3,78 @@ import PruneKit
 
 // What a trial measures on a model, and how it reaches a target: the one place that calls
 // the SDK's surgery (`Model.prune(with:toward:…)`, `Model.removingPrunedChannels`) and
-// measurement (`Model.cost`, `Model.measureLatency`, sparse storage) APIs.
+// measurement (`Model.cost`, `Model.measureLatency`, sparse storage, `ModelIO.savedSize`).
 
 /// Measurements of a model the way every trial takes them.
 enum Measure {
-    /// Parameters, prunable weights and MACs, counting masked entries as removed (for an
-    /// unstructured model, MACs of the non-zero weights only: `Model.maskedMACs`).
+    /// Parameters, prunable weights and MACs (`Model.cost`): non-zero parameters and the
+    /// MACs of the non-zero weights only, so an unstructured model counts what it kept.
     static func figures(_ model: Model) -> ModelFigures {
-        let c = model.compression
-        return ModelFigures(parameters: c.parameters, nonzeroParameters: c.parameters - c.prunedParameters,
+        let c = model.compression, cost = model.cost
+        return ModelFigures(parameters: cost.parameters, nonzeroParameters: cost.nonZeroParameters,
                             prunableWeights: c.prunableWeights, remainingPrunableWeights: c.prunableWeights - c.prunedWeights,
-                            macs: model.maskedMACs)
+                            macs: cost.sparseMACs)
     }
 
-    /// Median inference latency over `runs` forward passes of a batch of `batchSize`
-    /// (after `warmup` untimed ones), in inference mode, with p10 and p90.
-    /// Cost: `runs + warmup` forward passes.
-    static func latency(_ model: Model, batchSize: Int, runs: Int, warmup: Int = 2) -> Latency {
-        let saved = model.mode
-        model.mode = .inference
-        defer { model.mode = saved }
-        let input = Tensor(shape: [batchSize] + model.inputShape, repeating: 0.1)
-        for _ in 0..<warmup { _ = model.forward(input) }
-        var times: [Double] = []
-        for _ in 0..<max(runs, 1) {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            _ = model.forward(input)
-            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+    /// Latency at batch 1 and 64 (`Model.measureLatency`: median, p10, p90 over `runs`
+    /// timed forward passes after 3 untimed ones), or none when `runs` is 0.
+    static func latencies(_ model: Model, runs: Int) throws -> [Latency] {
+        guard runs > 0 else { return [] }
+        return try [1, 64].map { b in
+            let m = try model.measureLatency(batchSize: b, runs: runs, warmup: 3)
+            return Latency(batchSize: b, median: m.median, p10: m.p10, p90: m.p90, runs: m.runs)
         }
-        times.sort()
-        func quantile(_ q: Double) -> Double { times[min(times.count - 1, Int((Double(times.count - 1) * q).rounded()))] }
-        return Latency(batchSize: batchSize, median: quantile(0.5), p10: quantile(0.1), p90: quantile(0.9), runs: times.count)
     }
 
-    /// Latency at batch 1 and 64, or none when `runs` is 0.
-    static func latencies(_ model: Model, runs: Int) -> [Latency] {
-        runs > 0 ? [1, 64].map { latency(model, batchSize: $0, runs: runs) } : []
-    }
-
-    /// The bytes of the model saved in `scratch` (removed afterwards); `sparse`: with the
-    /// sparse storage of unstructured pruning, where the SDK has it.
+    /// The bytes of the model saved in `scratch` (removed afterwards): `sparse`, with the
+    /// sparse storage of unstructured pruning (`.automatic`: sparse where smaller), else dense.
     static func savedBytes(_ model: Model, sparse: Bool, scratch: String) throws -> Int {
         let dir = "\(scratch)/size-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        // Sparse storage lands with the "measure" helper; dense until then.
-        try model.save(to: dir)
-        let files = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-        return files.reduce(0) { sum, f in
-            sum + (((try? FileManager.default.attributesOfItem(atPath: "\(dir)/\(f)"))?[.size] as? NSNumber)?.intValue ?? 0)
-        }
+        try model.save(to: dir, storage: sparse ? .automatic : .dense)
+        return try ModelIO.savedSize(of: dir)
     }
 
-    /// Whether the SDK stores unstructured models sparsely (file size shrinks with sparsity).
-    static let hasSparseStorage = false
+    /// The residual policy a configuration names (`within-blocks`, `whole-stream`).
+    static func residualPolicy(_ name: String) throws -> ResidualPolicy {
+        guard let policy = ResidualPolicy(rawValue: name) else {
+            throw PruneKitError(.invalidArgument, "unknown residual policy '\(name)'",
+                                hint: "use \(ResidualPolicy.allCases.map(\.rawValue).joined(separator: " or "))")
+        }
+        return policy
+    }
 
-    /// Whether the SDK removes masked channels physically (`Model.removingPrunedChannels`).
-    static let hasSurgery = false
-
-    /// The physically narrower model of a channel-masked one, or `nil` where the SDK has
-    /// no surgery yet.
-    static func physicallyPruned(_ model: Model, residualPolicy: String) throws -> Model? {
-        nil
+    /// The physically narrower model of a channel-masked one (`Model.removingPrunedChannels`).
+    static func physicallyPruned(_ model: Model, policy: ResidualPolicy) throws -> SurgeryResult {
+        try model.removingPrunedChannels(policy: policy)
     }
 }
 
 /// How a trial reaches its target.
 enum TargetSearch {
-    /// The in-scope sparsity to prune to so that the model reaches `target`, found on a
-    /// copy of `model` (which is not changed), with notes where the target could only be
-    /// approached.
+    /// The selection sparsity to prune to so that the model reaches `target`, found
+    /// without changing `model`.
     ///
     /// - Weight criteria, compression R: closed form. Compression is prunable weights
-    ///   before / after over every conv and linear weight; with the classifier kept whole
-    ///   the in-scope fraction is `total · (1 − 1/R) / inScope`.
-    /// - Channel criteria, and any speed-up: the criterion scores once; the smallest
-    ///   sparsity whose selection reaches the target is found by bisection (selection and
-    ///   masking a copy are cheap next to scoring).
+    ///   before / after over **every** conv and linear weight (what ``TrialResult/compression``
+    ///   reports); with the classifier kept whole the in-scope fraction is
+    ///   `total · (1 − 1/R) / inScope` (`Model.prune(with:toward: .compression(R))` would
+    ///   prune 1 − 1/R of the in-scope weights only, which reaches less than R overall).
+    /// - Channel criteria, and any speed-up: `Model.prune(with:toward:settings:…)` on a
+    ///   copy — one scoring pass, then a bisection counting the weights or MACs left once
+    ///   the channels are removed (the smallest pruning that reaches the target).
     /// - Throws: ``PruneKitError`` `.invalidArgument` when the target can't be reached,
     ///   naming the closest reachable figure.
-    static func sparsity(for target: TrialTarget, criterion: any Criterion, model: Model, data: Dataset,
-                         calibration: CalibrationSettings, notes: inout [String]) throws -> Double {
+    static func sparsity(for target: TrialTarget, criterion: any Criterion, model: Model, settings: TargetedPruningSettings,
+                         data: Dataset, calibration: CalibrationSettings) throws -> Double {
         guard target.value.isFinite, target.value > 1 else {
             throw PruneKitError(.invalidArgument, "a target must be above 1×, got \(target)", hint: "2 means half the weights (compression) or half the MACs (speed-up)")
         }
-        let layers = model.prunableLayers()
-        let total = layers.reduce(0) { $0 + $1.weights.count }
-        let inScope = layers.filter { !$0.isClassifier }.reduce(0) { $0 + $1.weights.count }
         if criterion.granularity == .weight, target.axis == .compression {
+            let layers = model.prunableLayers()
+            let total = layers.reduce(0) { $0 + $1.weights.count }
+            let inScope = layers.filter { !(settings.keepClassifier && $0.isClassifier) && !settings.excluded.contains($0.path) }
+                .reduce(0) { $0 + $1.weights.count }
             let s = Double(total) * (1 - 1 / target.value) / Double(max(inScope, 1))
             guard s < 1 else {
                 throw PruneKitError(.invalidArgument, "\(target) can't be reached with the classifier kept whole: at most \(String(format: "%.1f", Double(total) / Double(max(total - inScope, 1))))× by pruning every other weight",
@@ -97,31 +82,7 @@ enum TargetSearch {
             }
             return s
         }
-        // Score once; bisect the sparsity on copies.
-        let sources: [ScoreSource] = criterion.granularity == .weight
-            ? try model.scoreSources(with: criterion, data: data, settings: calibration)
-            : try model.score(with: criterion, data: data, settings: calibration).map(ScoreSource.init)
-        let before = Measure.figures(model)
-        func achieved(_ s: Double) throws -> Double {
-            let plan = try selectPruning(sources, granularity: criterion.granularity,
-                                         settings: SelectionSettings(scope: criterion.preferredScope, sparsity: s), criterion: criterion.id)
-            let copy = try model.clone()
-            try plan.apply(to: copy)
-            let after = Measure.figures(copy)
-            return target.axis == .compression
-                ? Double(before.prunableWeights) / Double(max(after.remainingPrunableWeights, 1))
-                : Double(before.macs) / Double(max(after.macs, 1))
-        }
-        var lo = 0.0, hi = 1 - 1e-9
-        let best = try achieved(hi)
-        guard best >= target.value else {
-            throw PruneKitError(.invalidArgument, "\(target) can't be reached by '\(criterion.id)' on this model: the most it can prune gives \(String(format: "%.2f", best))×",
-                                hint: "ask for at most \(String(format: "%.2f", best))×")
-        }
-        for _ in 0..<40 where hi - lo > 1e-6 {
-            let mid = (lo + hi) / 2
-            if try achieved(mid) >= target.value { hi = mid } else { lo = mid }
-        }
-        return hi
+        let goal: PruningTarget = target.axis == .compression ? .compression(target.value) : .speedup(target.value)
+        return try model.clone().prune(with: criterion, toward: goal, settings: settings, data: data, calibration: calibration).sparsity
     }
 }

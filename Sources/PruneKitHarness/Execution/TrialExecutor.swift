@@ -65,7 +65,10 @@ private final class Run {
 
     init(_ c: TrialConfiguration, _ env: TrialEnvironment) { self.c = c; self.env = env }
 
+    /// Runs `body` as (part of) `phase`, adding its wall time; the log hears the phase
+    /// start (so a crashed child's last output says where it was).
     func timed<T>(_ phase: String, _ body: () throws -> T) rethrows -> T {
+        env.log?("trial \(c.criterion): \(phase)")
         let t0 = DispatchTime.now().uptimeNanoseconds
         defer { phases[phase, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
         return try body()
@@ -98,12 +101,7 @@ private final class Run {
         let strategy = try registry.finetune(c.finetune, options: finetuneOptions(registry))
         let checkpoints = try artifact.loadCheckpoints(strategy.checkpointEpochs)
 
-        result.before = try timed("measure") {
-            var f = Measure.figures(model)
-            f.fileBytes = try Measure.savedBytes(model, sparse: false, scratch: env.scratchDirectory)
-            f.latency = Measure.latencies(model, runs: runs)
-            return f
-        }
+        result.before = try timed("measure") { try baselineFigures(model, artifact: artifact, runs: runs) }
         let originalMACs = model.macs
 
         // Criteria that change training (slimming's L1 on γ) train with their penalty first.
@@ -120,9 +118,11 @@ private final class Run {
         }
 
         if criterion.granularity == .channel { try checkRanksChannels(criterion, model: model) }
+        let policy = try Measure.residualPolicy(c.residualPolicy)
+        let settings = TargetedPruningSettings(policy: policy)
         let sparsity = try timed("score") {
-            try TargetSearch.sparsity(for: target, criterion: criterion, model: model, data: splits.train,
-                                      calibration: calibration, notes: &notes)
+            try TargetSearch.sparsity(for: target, criterion: criterion, model: model, settings: settings,
+                                      data: splits.train, calibration: calibration)
         }
         var context = FinetuneContext(train: splits.train, validation: splits.validation,
                                       training: c.baseline.trainingConfiguration, checkpoints: checkpoints)
@@ -131,14 +131,16 @@ private final class Run {
         let observed = ObservedStrategy(strategy) { [unowned self] m in
             timed("evaluate") { accuracy(m.evaluate(test), classes: test.classCount) }
         }
+        env.log?("trial \(c.criterion): prune and finetune")
         let start = DispatchTime.now().uptimeNanoseconds
-        let plans = try model.prune(with: criterion, schedule: schedule, finetune: observed, target: sparsity,
-                                    context: context, data: splits.train, calibration: calibration)
+        let outcomes = try model.prune(with: criterion, schedule: schedule, finetune: observed, toward: .sparsity(sparsity),
+                                       context: context, settings: settings, data: splits.train, calibration: calibration)
         let total = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         phases["finetune", default: 0] += observed.finetuneSeconds
         phases["prune", default: 0] += max(0, total - observed.finetuneSeconds - observed.evaluateSeconds)
-        notes += plans.flatMap(\.notes)
-        result.sparsity = plans.last?.sparsity
+        var seen = Set<String>()
+        notes += outcomes.flatMap(\.notes).filter { seen.insert($0).inserted }
+        result.sparsity = outcomes.last?.plan.sparsity
         result.prunedAccuracy = observed.prunedAccuracy
 
         let finetuned = timed("evaluate") { accuracy(model.evaluate(test), classes: test.classCount) }
@@ -150,24 +152,33 @@ private final class Run {
 
         result.after = try timed("measure") { () throws -> ModelFigures in
             if criterion.granularity == .channel {
-                if let narrow = try Measure.physicallyPruned(model, residualPolicy: c.residualPolicy) {
-                    var f = Measure.figures(narrow)
-                    f.fileBytes = try Measure.savedBytes(narrow, sparse: false, scratch: env.scratchDirectory)
-                    f.latency = Measure.latencies(narrow, runs: runs)
-                    return f
-                }
-                notes.append("channels are masked, not removed (no surgery in this SDK): latency and file size are the masked model's")
-                var f = Measure.figures(model)
-                f.fileBytes = try Measure.savedBytes(model, sparse: false, scratch: env.scratchDirectory)
-                f.latency = Measure.latencies(model, runs: runs)
+                // The channels are removed: every after-figure is the narrower model's.
+                let surgery = try Measure.physicallyPruned(model, policy: policy)
+                notes += surgery.notes
+                var f = Measure.figures(surgery.model)
+                f.fileBytes = try Measure.savedBytes(surgery.model, sparse: false, scratch: env.scratchDirectory)
+                f.latency = try Measure.latencies(surgery.model, runs: runs)
                 return f
             }
             var f = Measure.figures(model)
             f.fileBytes = try Measure.savedBytes(model, sparse: true, scratch: env.scratchDirectory)
-            if !Measure.hasSparseStorage { notes.append("file size with dense storage (no sparse storage in this SDK)") }
             return f
         }
         return finish(result)
+    }
+
+    /// The baseline's figures, file size and latency: measured once per baseline, host,
+    /// thread count and number of runs, and cached in the baseline's entry (every trial of
+    /// an experiment compares with the same measurement, taken on the machine it runs on).
+    func baselineFigures(_ model: Model, artifact: BaselineArtifact, runs: Int) throws -> ModelFigures {
+        let host = ProcessInfo.processInfo.hostName.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }
+        let path = "\(artifact.entryDirectory)/figures-\(host)-t\(Parallel.threadCount)-r\(runs).json"
+        if let cached = try? readJSON(ModelFigures.self, from: path, what: "baseline figures") { return cached }
+        var f = Measure.figures(model)
+        f.fileBytes = try Measure.savedBytes(model, sparse: false, scratch: env.scratchDirectory)
+        f.latency = try Measure.latencies(model, runs: runs)
+        try writeJSON(f, to: path)
+        return f
     }
 
     func finish(_ r: TrialResult) -> TrialResult {

@@ -202,10 +202,10 @@ public final class ExperimentRunner: @unchecked Sendable {
 
 extension ExperimentRunner.Summary {
     /// The phases in the order they happen, then any others a trial reported.
-    public static let phaseOrder = ["baseline", "score", "prune", "finetune", "evaluate", "measure", "oracle"]
+    public static let phaseOrder = ["baseline", "score", "prune", "finetune", "evaluate", "measure", "oracle", "overhead"]
     static let phaseNames = ["baseline": "baseline training", "score": "scoring", "prune": "pruning",
                              "finetune": "finetuning", "evaluate": "evaluation", "measure": "measuring",
-                             "oracle": "oracle"]
+                             "oracle": "oracle", "overhead": "process start-up, loading, writing"]
 
     /// One line per phase with its seconds (summed over trials, so over the wall time when
     /// jobs run at once), the total, the child processes' own overhead, and the wall time.
