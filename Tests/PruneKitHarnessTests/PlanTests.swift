@@ -135,6 +135,7 @@ final class PlanTests: XCTestCase {
         let data = try XCTUnwrap(try refusal("dataset: imagenet", registry: r))
         XCTAssert(data.message.contains("imagenet"), data.message)
         let empty = try TestScratch.directory()
+        addTeardownBlock { try? FileManager.default.removeItem(at: empty) }
         let files = try XCTUnwrap(try refusal("dataset: mnist\ndata-dir: \(empty.path)", registry: r))
         XCTAssert(files.message.contains("train-images-idx3-ubyte"), files.message)
         let slimming = try XCTUnwrap(try refusal("criteria: [slimming]", registry: r))
@@ -146,6 +147,7 @@ final class PlanTests: XCTestCase {
     func testAModelThatDoesNotLoadIsRefused() throws {
         let r = try registry()
         let dir = try TestScratch.directory()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
         try Data("{ not json".utf8).write(to: dir.appendingPathComponent("model.json"))
         let e = try XCTUnwrap(try refusal("model: \(dir.path)", registry: r))
         XCTAssert(e.message.contains("model.json") || e.message.contains(dir.path), e.message)
