@@ -114,6 +114,21 @@ final class CompareCommandTests: XCTestCase {
         XCTAssert(whole.out.contains("resuming: 4 of 4 trials"), whole.out)
     }
 
+    /// A plugin that crashes (SIGSEGV) or throws fails only its own trials; the run goes on
+    /// and records each failure with its message.
+    func testACrashingPluginDoesNotTakeTheRunDown() throws {
+        let dir = try scratch()
+        try Data(tinySpec.utf8).write(to: dir.appendingPathComponent("tiny.yaml"))
+        let plugin = executable.deletingLastPathComponent().appendingPathComponent("libPruneKitFixtureCrashing.so").path
+        let r = try run(["compare", "tiny.yaml", "--plugin", plugin, "--criteria", "fixture-segfault,fixture-throws,global-magnitude",
+                         "--compressions", "2"], in: dir)
+        XCTAssertEqual(r.status, 0, r.err + r.out)
+        XCTAssert(r.out.contains("fixture-segfault 2× compression, seed 0: FAILED: crashed with SIGSEGV"), r.out)
+        XCTAssert(r.out.contains("fixture-throws 2× compression, seed 0: FAILED: criterion 'fixture-throws' failed on layer 'fc1': the fixture criterion refuses to score"), r.out)
+        XCTAssert(r.out.contains("global-magnitude 2× compression, seed 0: top-1 "), r.out)
+        XCTAssert(r.out.contains("trials: 3 in this run, 0 already in the store (skipped), 3 run now, 2 failed"), r.out)
+    }
+
     func testBadInputIsRefusedBeforeAnyTrialAndLeavesTheStoreAlone() throws {
         let dir = try scratch()
         let unknown = try run(["compare", "--criteria", "global-magnitude,magnitood", "--store", "r.sqlite"], in: dir)
