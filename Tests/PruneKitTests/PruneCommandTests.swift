@@ -66,9 +66,10 @@ final class PruneCommandTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.err + r.out)
         XCTAssert(r.out.contains("finetune epoch 1"), r.out)
         let pruned = try Model.load(from: out)
-        // 75 % of the 60,630 in-scope weights masked, the classifier's 840 kept (see TargetTests).
-        XCTAssertEqual(pruned.compression.prunableRatio, 61_470 / 15_998, accuracy: 1e-12)
-        XCTAssert(r.out.contains("compression 4×: sparsity 0.7500, achieved 3.842×"), r.out)
+        // The classifier's 840 weights kept, so 61,470 · 3/4 / 60,630 = 76.04 % of the 60,630
+        // in scope masked, leaving 14,527 + 840 = 15,367 (see TargetTests).
+        XCTAssertEqual(pruned.compression.prunableRatio, 61_470 / 15_367, accuracy: 1e-12)
+        XCTAssert(r.out.contains("compression 4×: sparsity 0.7604, achieved 4.000×"), r.out)
     }
 
     func testBadInputIsAClearErrorAndWritesNothing() throws {

@@ -47,13 +47,17 @@ final class TargetTests: XCTestCase {
     func testWeightCompressionIsADirectSparsity() throws {
         let model = try lenet()
         let r = try model.prune(with: TestMagnitude(), toward: .compression(4), data: nil)
-        XCTAssertEqual(r.sparsity, 0.75, accuracy: 1e-12)
+        // The classifier (840 of 61,470 weights) is kept whole, so the 60,630 in scope are
+        // pruned at 61,470 · 3/4 / 60,630 = 0.760395… to leave a quarter of all 61,470.
+        XCTAssertEqual(r.sparsity, 61_470.0 * 0.75 / 60_630, accuracy: 1e-12)
         let n = nonzero(model)
-        XCTAssertEqual(r.achieved, Double(n.allWeights) / Double(n.weights), accuracy: 1e-9)
-        // The classifier (840 of 61,470 weights) is kept whole: 60,630 in scope keep
-        // round(60,630 / 4) = 15,158, so the ratio over all prunable weights is 61,470 / 15,998.
         XCTAssertEqual(n.allWeights, 61_470)
-        XCTAssertEqual(r.achieved, 61_470 / 15_998, accuracy: 1e-12)
+        XCTAssertEqual(r.achieved, Double(n.allWeights) / Double(n.weights), accuracy: 1e-9)
+        XCTAssertEqual(r.achieved, 4, accuracy: 4 * 1e-4)
+        // At most 61,470 / 840 = 73.2× with the classifier whole: 100× is a clear error.
+        XCTAssertThrowsError(try lenet().prune(with: TestMagnitude(), toward: .compression(100), data: nil)) { error in
+            XCTAssertTrue("\(error)".contains("73.179×"), "\(error)")
+        }
     }
 
     func testWeightSpeedUpBisectsToTheSmallestSparsity() throws {

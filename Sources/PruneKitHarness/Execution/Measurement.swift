@@ -58,8 +58,7 @@ enum TargetSearch {
     /// - Weight criteria, compression R: closed form. Compression is prunable weights
     ///   before / after over **every** conv and linear weight (what ``TrialResult/compression``
     ///   reports); with the classifier kept whole the in-scope fraction is
-    ///   `total · (1 − 1/R) / inScope` (`Model.prune(with:toward: .compression(R))` would
-    ///   prune 1 − 1/R of the in-scope weights only, which reaches less than R overall).
+    ///   `total · (1 − 1/R) / inScope` (``Model/weightSparsity(forCompression:settings:)``).
     /// - Channel criteria, and any speed-up: `Model.prune(with:toward:settings:…)` on a
     ///   copy — one scoring pass, then a bisection counting the weights or MACs left once
     ///   the channels are removed (the smallest pruning that reaches the target).
@@ -71,16 +70,7 @@ enum TargetSearch {
             throw PruneKitError(.invalidArgument, "a target must be above 1×, got \(target)", hint: "2 means half the weights (compression) or half the MACs (speed-up)")
         }
         if criterion.granularity == .weight, target.axis == .compression {
-            let layers = model.prunableLayers()
-            let total = layers.reduce(0) { $0 + $1.weights.count }
-            let inScope = layers.filter { !(settings.keepClassifier && $0.isClassifier) && !settings.excluded.contains($0.path) }
-                .reduce(0) { $0 + $1.weights.count }
-            let s = Double(total) * (1 - 1 / target.value) / Double(max(inScope, 1))
-            guard s < 1 else {
-                throw PruneKitError(.invalidArgument, "\(target) can't be reached with the classifier kept whole: at most \(String(format: "%.1f", Double(total) / Double(max(total - inScope, 1))))× by pruning every other weight",
-                                    hint: "ask for a smaller compression")
-            }
-            return s
+            return try model.weightSparsity(forCompression: target.value, settings: settings)
         }
         let goal: PruningTarget = target.axis == .compression ? .compression(target.value) : .speedup(target.value)
         return try model.clone().prune(with: criterion, toward: goal, settings: settings, data: data, calibration: calibration).sparsity

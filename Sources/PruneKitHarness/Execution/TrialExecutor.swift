@@ -100,6 +100,8 @@ private final class Run {
         let schedule = try registry.schedule(c.schedule, options: c.scheduleOptions)
         let strategy = try registry.finetune(c.finetune, options: finetuneOptions(registry))
         let checkpoints = try artifact.loadCheckpoints(strategy.checkpointEpochs)
+        let policy = try Measure.residualPolicy(c.residualPolicy)
+        let settings = TargetedPruningSettings(policy: policy)
 
         result.before = try timed("measure") { try baselineFigures(model, artifact: artifact, runs: runs) }
         let originalMACs = model.macs
@@ -113,13 +115,11 @@ private final class Run {
                     t.epochs = epochs; t.learningRate = t.learningRate / 5; t.decay = .constant; t.startEpoch = 0
                     try model.fit(splits.train, validation: splits.validation, configuration: t, regularizer: { criterion.regularize($0) })
                 }
-                notes.append("trained \(epochs) epoch\(epochs == 1 ? "" : "s") with '\(criterion.id)''s penalty before pruning (learning rate \(c.baseline.learningRate / 5))")
+                notes.append("trained \(epochs) epoch\(epochs == 1 ? "" : "s") with the training penalty of '\(criterion.id)' before pruning (learning rate \(c.baseline.learningRate / 5), constant)")
             }
         }
 
         if criterion.granularity == .channel { try checkRanksChannels(criterion, model: model) }
-        let policy = try Measure.residualPolicy(c.residualPolicy)
-        let settings = TargetedPruningSettings(policy: policy)
         let sparsity = try timed("score") {
             try TargetSearch.sparsity(for: target, criterion: criterion, model: model, settings: settings,
                                       data: splits.train, calibration: calibration)

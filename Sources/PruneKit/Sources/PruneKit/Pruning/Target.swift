@@ -105,7 +105,8 @@ public struct TargetedPruning {
 extension Model {
     /// Scores once, then prunes just enough to reach `target`, and masks the model.
     ///
-    /// - Weight criteria: a sparsity is used as is; a compression r as sparsity 1 − 1/r;
+    /// - Weight criteria: a sparsity is used as is; a compression r as the in-scope
+    ///   sparsity that gives r over every prunable weight (closed form);
     ///   a speed-up by bisection of the sparsity (each step one streaming selection)
     ///   until the MACs of the non-zero weights fall far enough.
     /// - Channel criteria: the channels are selected along the dependency groups
@@ -139,9 +140,9 @@ extension Model {
                 return try selectPruning(sources, granularity: .weight, settings: selection, criterion: criterion.id)
             }
             func figure(_ plan: PruningPlan) -> Double { counter.figure(target, plan: plan, inScope: inScope) }
-            // A compression r is sparsity 1 − 1/r of the in-scope weights, directly.
+            // A compression r is a sparsity of the in-scope weights, in closed form.
             var direct = target
-            if case let .compression(r) = target { direct = .sparsity(SelectionSettings.sparsity(forCompression: r)) }
+            if case let .compression(r) = target { direct = .sparsity(try weightSparsity(forCompression: r, settings: settings)) }
             let (s, plan) = try reach(direct, criterion: criterion.id, units: sources.reduce(0) { $0 + $1.count },
                                       plan: planAt, figure: figure)
             try plan.apply(to: self)
@@ -192,7 +193,7 @@ extension Model {
         var final: Double
         switch target {
         case let .sparsity(s): final = s
-        case let .compression(r) where criterion.granularity == .weight: final = SelectionSettings.sparsity(forCompression: r)
+        case let .compression(r) where criterion.granularity == .weight: final = try weightSparsity(forCompression: r, settings: settings)
         default:
             // Where the target lies, found on a copy so this model stays unmasked.
             final = try clone().prune(with: criterion, toward: target, settings: settings, data: data, calibration: calibration).sparsity
@@ -210,6 +211,26 @@ extension Model {
             outcomes.append(last)
         }
         return outcomes
+    }
+
+    /// The in-scope sparsity that makes compression `r` over every prunable weight (what
+    /// ``Model/compression`` and ``PruningTarget/compression(_:)`` count): with the
+    /// classifier kept whole or layers excluded, `total · (1 − 1/r) / inScope`, more than
+    /// the 1 − 1/r of ``SelectionSettings/sparsity(forCompression:)``.
+    /// - Throws: `.invalidArgument` when even pruning every in-scope weight can't reach `r`,
+    ///   naming the most that can be reached.
+    public func weightSparsity(forCompression r: Double, settings: TargetedPruningSettings) throws -> Double {
+        let layers = prunableLayers()
+        let total = layers.reduce(0) { $0 + $1.weights.count }
+        let inScope = layers.filter { !settings.excluded.contains($0.path) && !(settings.keepClassifier && $0.isClassifier) }
+            .reduce(0) { $0 + $1.weights.count }
+        let s = Double(total) * (1 - 1 / r) / Double(max(inScope, 1))
+        guard s < 1 else {
+            let most = Double(total) / Double(max(total - inScope, 1))
+            throw PruneKitError(.invalidArgument, String(format: "compression %.4g× can't be reached: pruning every weight in scope gives at most %.3f× (the classifier and excluded layers stay whole)", r, most),
+                                hint: "ask for a smaller compression, or let more layers be pruned (--keep-classifier off, fewer exclusions)")
+        }
+        return s
     }
 
     /// The figure on the target's axis for this (masked) model.
