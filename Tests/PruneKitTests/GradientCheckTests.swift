@@ -105,6 +105,14 @@ final class GradientCheckTests: XCTestCase {
 
     func testReLU() { check(ReLU(), inputs: [random([2, 3, 4, 4])], eps: 1e-3) }
 
+    /// A 3×3 "same" convolution with 16 input channels on 8×8 maps: Winograd forward,
+    /// input gradient and weight gradient.
+    func testConv2dWinogradShaped() {
+        var rng = RandomGenerator(seed: 4)
+        let conv = Conv2d(inChannels: 16, outChannels: 16, kernelSize: 3, padding: 1, rng: &rng)
+        check(conv, inputs: [random([16, 2, 8, 8])], eps: 1e-2, tolerance: 3e-2)
+    }
+
     func testMaxPool() { check(MaxPool2d(kernelSize: 2), inputs: [random([2, 3, 6, 6])], eps: 1e-3) }
 
     /// 2×2 windows that do not tile a 7×7 plane: the fast forward path with the general backward.

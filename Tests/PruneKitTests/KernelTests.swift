@@ -67,11 +67,14 @@ final class KernelTests: XCTestCase {
             let conv = Conv2d(inChannels: t.cin, outChannels: t.cout, kernelSize: t.k, stride: t.s, padding: t.p,
                               groups: t.g, rng: &rng)
             let x = random([t.cin, 3, t.h, t.w], seed: UInt64(10 + i))
-            let y = conv.forward([x], mode: .inference)
             let expected = referenceConv(x, conv.weight.value, conv.bias?.value, stride: t.s, padding: t.p, groups: t.g)
-            XCTAssertEqual(y.shape, expected.shape, "case \(i)")
-            for j in 0..<y.count {
-                XCTAssertEqual(y.scalars[j], expected.scalars[j], accuracy: 1e-4, "case \(i) element \(j)")
+            // Inference unfolds in chunks; training keeps the whole batch's columns for backward.
+            for mode in [ForwardMode.inference, .training] {
+                let y = conv.forward([x], mode: mode)
+                XCTAssertEqual(y.shape, expected.shape, "case \(i)")
+                for j in 0..<y.count {
+                    XCTAssertEqual(y.scalars[j], expected.scalars[j], accuracy: 1e-4, "case \(i) \(mode.training) element \(j)")
+                }
             }
         }
     }

@@ -95,4 +95,91 @@ final class WinogradTests: XCTestCase {
             assertClose(dx, reference(dy, flipped, nil), "case \(i)")
         }
     }
+
+    /// ∂L/∂w[o, c, a, b] = Σ dy[o, n, y, x]·x[c, n, y+a−1, x+b−1], accumulated in Double.
+    private func referenceWeightGradient(_ x: Tensor, _ dy: Tensor) -> Tensor {
+        let (c, n, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]), o = dy.shape[0]
+        let (xs, gs) = (x.scalars, dy.scalars)
+        var out = [Float](repeating: 0, count: o * c * 9)
+        for oc in 0..<o { for ic in 0..<c { for a in 0..<3 { for b in 0..<3 {
+            var s: Double = 0
+            for img in 0..<n { for y in 0..<h { for xx in 0..<w {
+                let iy = y + a - 1, ix = xx + b - 1
+                guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
+                s += Double(gs[((oc * n + img) * h + y) * w + xx]) * Double(xs[((ic * n + img) * h + iy) * w + ix])
+            } } }
+            out[((oc * c + ic) * 3 + a) * 3 + b] = Float(s)
+        } } } }
+        return Tensor(shape: [o, c, 3, 3], scalars: out)
+    }
+
+    /// The Winograd weight-gradient kernel, whole batch and in chunks, against the direct sum.
+    func testWeightGradientKernelMatchesDirectSum() {
+        for (si, (h, w)) in sizes.enumerated() { for (ci, (cin, cout)) in channels.enumerated() { for n in [1, 3] {
+            let seed = UInt64(300 + 100 * si + 10 * ci + n)
+            let x = random([cin, n, h, w], seed: seed), dy = random([cout, n, h, w], seed: seed + 1)
+            let expected = referenceWeightGradient(x, dy)
+            for split in n == 1 ? [[0..<1]] : [[0..<3], [0..<1, 1..<3]] {
+                var m = [Float](repeating: 0, count: 16 * cout * cin)
+                var dw = Tensor(shape: [cout, cin, 3, 3])
+                x.withUnsafeBufferPointer { xp in dy.withUnsafeBufferPointer { gp in m.withUnsafeMutableBufferPointer { mp in
+                    for images in split {
+                        var scratch = [Float](repeating: .nan, count: images.count
+                            * winogradFloatsPerImage(inChannels: cin, outChannels: cout, height: h, width: w))
+                        scratch.withUnsafeMutableBufferPointer { sp in
+                            winogradWeightGradientChunk(xp.baseAddress!, dy: gp.baseAddress!, inChannels: cin,
+                                                        outChannels: cout, batch: n, height: h, width: w,
+                                                        images: images, scratch: sp.baseAddress!,
+                                                        accumulating: mp.baseAddress!)
+                        }
+                    }
+                    dw.withUnsafeMutableBufferPointer { dp in
+                        winogradWeightGradientTransform(mp.baseAddress!, outChannels: cout, inChannels: cin,
+                                                        into: dp.baseAddress!)
+                    }
+                } } }
+                assertClose(dw, expected, "\(h)×\(w) \(cin)→\(cout) batch \(n) chunks \(split)")
+            }
+        } } }
+    }
+
+    /// Conv2d's weight gradient (Winograd for ≥ 16 input channels and maps ≥ 8×8, both
+    /// threads' partial sums) adds to the gradient already there.
+    func testConv2dWeightGradientMatchesDirectSum() {
+        for (i, (h, w, cin, cout, n)) in [(28, 28, 16, 8, 4), (9, 8, 32, 64, 3), (7, 7, 20, 12, 2)].enumerated() {
+            var rng = RandomGenerator(seed: UInt64(80 + i))
+            let conv = Conv2d(inChannels: cin, outChannels: cout, kernelSize: 3, padding: 1, rng: &rng)
+            let x = random([cin, n, h, w], seed: UInt64(90 + i)), dy = random([cout, n, h, w], seed: UInt64(95 + i))
+            conv.weight.zeroGradient()
+            conv.weight.gradient.withUnsafeMutableBufferPointer { $0[0] = 1 }
+            _ = conv.forward([x], mode: .training)
+            _ = conv.backward(dy, needsInputGradient: [false])
+            var expected = referenceWeightGradient(x, dy)
+            expected.withUnsafeMutableBufferPointer { $0[0] += 1 }
+            assertClose(conv.weight.gradient, expected, "case \(i)")
+        }
+    }
+
+    /// The four-tiles-at-a-time input transform against the one-tile reference: same
+    /// arithmetic in the same order, so bit for bit the same, ragged last groups included.
+    func testVectorizedInputTransformMatchesReference() {
+        for (si, (h, w)) in sizes.enumerated() { for n in [1, 3] {
+            let c = 3, x = random([c, n, h, w], seed: UInt64(500 + 10 * si + n))
+            for images in n == 1 ? [0..<1] : [0..<3, 1..<3] {
+                let count = 16 * c * images.count * winogradTileCount(height: h, width: w)
+                var expected = [Float](repeating: .nan, count: count), got = expected
+                x.withUnsafeBufferPointer { xp in
+                    expected.withUnsafeMutableBufferPointer { ep in
+                        winogradInputTransform(xp.baseAddress!, channels: c, batch: n, height: h, width: w,
+                                               images: images, into: ep.baseAddress!)
+                    }
+                    got.withUnsafeMutableBufferPointer { gp in
+                        winogradInputTransformVectorized(xp.baseAddress!, channels: c, batch: n, height: h, width: w,
+                                                         images: images, into: gp.baseAddress!)
+                    }
+                }
+                XCTAssertEqual(got, expected, "\(h)×\(w) batch \(n) images \(images)")
+            }
+        } }
+    }
 }

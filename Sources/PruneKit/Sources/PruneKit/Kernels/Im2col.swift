@@ -43,9 +43,16 @@ public struct ConvGeometry: Equatable, Sendable {
 /// - Cost: one read and one write per column element, on the calling thread.
 public func im2col(_ src: UnsafePointer<Float>, channels: Int, _ g: ConvGeometry, images: Range<Int>,
                    into dst: UnsafeMutablePointer<Float>) {
+    im2col(src, channels: channels, g, images: images, into: dst, rowStride: images.count * g.outHeight * g.outWidth)
+}
+
+/// ``im2col(_:channels:_:images:into:)`` into the columns of a wider matrix whose rows are
+/// `rowStride` floats apart (for example the whole batch's column matrix).
+func im2col(_ src: UnsafePointer<Float>, channels: Int, _ g: ConvGeometry, images: Range<Int>,
+            into dst: UnsafeMutablePointer<Float>, rowStride columns: Int) {
     let (kh, kw, s, p) = (g.kernelHeight, g.kernelWidth, g.stride, g.padding)
     let (h, w, ho, wo) = (g.height, g.width, g.outHeight, g.outWidth)
-    let columns = images.count * ho * wo, plane = g.planeCount
+    let plane = g.planeCount
     do {
         for r in 0..<(channels * kh * kw) {
             let c = r / (kh * kw), ki = (r / kw) % kh, kj = r % kw
