@@ -68,7 +68,9 @@ struct EngineBench: ParsableCommand {
     }
 
     /// Times one more epoch with per-layer profiling and reports the convolutions' GFLOP/s
-    /// as a share of the sgemm peak measured above.
+    /// as a share of the sgemm peak measured above. The flops are those of a direct
+    /// convolution (2·MACs per pass); Winograd layers do fewer multiplications, so this is
+    /// an *effective* rate and can exceed what the GEMMs themselves run at.
     private func convolutionShare(_ model: Model, _ train: Dataset, _ config: TrainingConfiguration, peak: Double) throws {
         let profile = ModelProfile(nodeCount: model.nodes.count)
         model.profile = profile
@@ -83,7 +85,7 @@ struct EngineBench: ParsableCommand {
             flops += 2 * macs * passes
         }
         let total = profile.forward.reduce(0, +) + profile.backward.reduce(0, +)
-        print(String(format: "  vgg-small convolutions: %.2f s of %.2f s in layers, %.1f GFLOP/s = %.0f%% of the sgemm peak (%.1f)",
+        print(String(format: "  vgg-small convolutions: %.2f s of %.2f s in layers, %.1f effective GFLOP/s (direct-convolution flops; Winograd does fewer) = %.0f%% of the sgemm peak (%.1f)",
                      seconds, total, flops / seconds / 1e9, 100 * flops / seconds / 1e9 / peak, peak))
     }
 
