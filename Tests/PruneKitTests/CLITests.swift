@@ -3,32 +3,12 @@ import XCTest
 
 /// The `prunekit` executable end to end: exit status and messages for good and bad input.
 final class CLITests: XCTestCase {
-    /// The built executable, next to the test bundle.
-    private var executable: URL {
-        var dir = Bundle(for: CLITests.self).bundleURL
-        while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("prunekit").path), dir.path != "/" {
-            dir = dir.deletingLastPathComponent()
-        }
-        return dir.appendingPathComponent("prunekit")
-    }
-
     private func run(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        try TestSupport.runPrunekit(arguments)
     }
 
     private func temporaryDirectory() throws -> URL {
-        let dir = try TestSupport.scratchDirectory("prunekit-cli")
-        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
-        return dir
+        try temporaryScratchDirectory("prunekit-cli")
     }
 
     func testTrainThenEvaluate() throws {

@@ -4,32 +4,14 @@ import XCTest
 /// `prunekit compare`, `merge` and `report` end to end: resuming after kill -9, shards,
 /// and bad input refused before any trial runs.
 final class CompareCommandTests: XCTestCase {
-    private var executable: URL {
-        var dir = Bundle(for: CompareCommandTests.self).bundleURL
-        while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("prunekit").path), dir.path != "/" {
-            dir = dir.deletingLastPathComponent()
-        }
-        return dir.appendingPathComponent("prunekit")
-    }
+    private var executable: URL { TestSupport.prunekitExecutable }
 
     private func run(_ arguments: [String], in directory: URL) throws -> (status: Int32, out: String, err: String) {
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        process.currentDirectoryURL = directory
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        try TestSupport.runPrunekit(arguments, in: directory)
     }
 
     private func scratch() throws -> URL {
-        let dir = try TestSupport.scratchDirectory("prunekit-compare")
-        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
-        return dir
+        try temporaryScratchDirectory("prunekit-compare")
     }
 
     /// A tiny comparison: lenet-300-100, 300 training images, 1 baseline epoch, 1 finetune

@@ -5,25 +5,8 @@ import XCTest
 /// `prunekit inspect` end to end: the table, the JSON, channels before → after from the
 /// saved metadata, file size and storage, latency, and bad input.
 final class InspectCommandTests: XCTestCase {
-    private var executable: URL {
-        var dir = Bundle(for: InspectCommandTests.self).bundleURL
-        while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("prunekit").path), dir.path != "/" {
-            dir = dir.deletingLastPathComponent()
-        }
-        return dir.appendingPathComponent("prunekit")
-    }
-
     private func run(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        try TestSupport.runPrunekit(arguments)
     }
 
     private func json(_ arguments: [String]) throws -> [String: Any] {
@@ -33,9 +16,7 @@ final class InspectCommandTests: XCTestCase {
     }
 
     private func scratch() throws -> URL {
-        let dir = try TestSupport.scratchDirectory("prunekit-inspect")
-        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
-        return dir
+        try temporaryScratchDirectory("prunekit-inspect")
     }
 
     func testZooModelTableAndJSON() throws {

@@ -4,31 +4,12 @@ import XCTest
 
 /// `prunekit prune` end to end: tiny runs (lenet-5 untrained or one epoch) and bad input.
 final class PruneCommandTests: XCTestCase {
-    private var executable: URL {
-        var dir = Bundle(for: PruneCommandTests.self).bundleURL
-        while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("prunekit").path), dir.path != "/" {
-            dir = dir.deletingLastPathComponent()
-        }
-        return dir.appendingPathComponent("prunekit")
-    }
-
     private func run(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        try TestSupport.runPrunekit(arguments)
     }
 
     private func scratch() throws -> URL {
-        let dir = try TestSupport.scratchDirectory("prunekit-prune")
-        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
-        return dir
+        try temporaryScratchDirectory("prunekit-prune")
     }
 
     private let quick = ["--epochs", "0", "--latency-runs", "1", "--batches", "1", "--validation", "100"]

@@ -33,6 +33,37 @@ enum TestSupport {
         return loader.registry
     }
 
+    /// The built `prunekit` executable: the build products directory holds it next to the
+    /// test bundle.
+    static var prunekitExecutable: URL {
+        var dir = Bundle(for: CLITests.self).bundleURL
+        while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("prunekit").path), dir.path != "/" {
+            dir = dir.deletingLastPathComponent()
+        }
+        return dir.appendingPathComponent("prunekit")
+    }
+
+    /// Runs the built `prunekit` with `arguments` (in `directory`, if given) and returns its
+    /// exit status and outputs. Standard error is drained on another thread while standard
+    /// output is read, so neither pipe can fill up and block the child.
+    static func runPrunekit(_ arguments: [String], in directory: URL? = nil) throws -> (status: Int32, out: String, err: String) {
+        let process = Process()
+        process.executableURL = prunekitExecutable
+        process.arguments = arguments
+        if let directory { process.currentDirectoryURL = directory }
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        var e = Data()
+        let drained = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async { e = err.fileHandleForReading.readDataToEndOfFile(); drained.signal() }
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        drained.wait()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
     /// A new, empty directory under the system's temporary directory, for one test.
     static func scratchDirectory(_ prefix: String) throws -> URL {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
@@ -45,5 +76,14 @@ enum TestSupport {
         let w = Tensor(shape: [rows.count, rows.first?.count ?? 0], scalars: rows.flatMap { $0 })
         return PrunableLayer(path: path, kind: kind, weights: w, weightShape: w.shape, bias: nil,
                              macs: w.count, index: 0, isClassifier: false)
+    }
+}
+
+extension XCTestCase {
+    /// A new, empty directory for this test, removed when the test ends.
+    func temporaryScratchDirectory(_ prefix: String) throws -> URL {
+        let dir = try TestSupport.scratchDirectory(prefix)
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        return dir
     }
 }
