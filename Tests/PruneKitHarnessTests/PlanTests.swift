@@ -71,8 +71,22 @@ final class PlanTests: XCTestCase {
         // Pinned: the id of the first default trial, so an accidental change of the hash or
         // of the configuration's fields (which would orphan every stored result) is caught.
         let pinned = ExperimentPlan(spec: ExperimentSpec(), criteria: [(CriterionChoice("global-magnitude"), .weight)]).trials[0]
+        // Weight criteria measure no latency (their pruned models run the same dense kernels).
         XCTAssertEqual(pinned.id, TrialConfiguration(baseline: BaselineConfiguration(model: "lenet-5", dataset: "mnist-5k"),
-                                                     criterion: "global-magnitude", target: TrialTarget(.compression, 2)).id)
+                                                     criterion: "global-magnitude", target: TrialTarget(.compression, 2),
+                                                     latencyRuns: 0).id)
+        XCTAssertEqual(pinned.id, "ac5923620c723389183d17a18c5fcbe4")
+    }
+
+    /// Channel prune trials time inference and run alone; weight and oracle trials share the machine.
+    func testOnlyChannelPruneTrialsNeedTheMachineAlone() throws {
+        let plan = ExperimentPlan(spec: try spec("compressions: [2, 4]\n"), criteria: mixed)
+        for t in plan.trials {
+            let channel = mixed.first { $0.0.id == t.criterion }?.1 == .channel
+            XCTAssertEqual(ExperimentRunner.needsMachineAlone(t), t.kind == .prune && channel, "\(t.criterion) \(t.kind)")
+        }
+        XCTAssertTrue(plan.trials.contains(where: ExperimentRunner.needsMachineAlone))
+        XCTAssertTrue(plan.trials.contains { !ExperimentRunner.needsMachineAlone($0) })
     }
 
     func testShardsPartitionThePlanExactly() throws {
@@ -208,10 +222,15 @@ final class ExperimentRunnerTests: XCTestCase {
         let lock = NSLock()
         var ran: [String] = []
         var running = 0, maxRunning = 0
+        /// The most trials running at once while each trial ran (itself included).
+        var crowd: [String: Int] = [:]
         var prepared: [UInt64] = []
         var onRun: ((Int) -> TrialResult?)?
         func run(_ trial: TrialConfiguration) -> TrialResult {
-            lock.lock(); running += 1; maxRunning = max(maxRunning, running); ran.append(trial.id); let n = ran.count; lock.unlock()
+            lock.lock(); running += 1; maxRunning = max(maxRunning, running); ran.append(trial.id); let n = ran.count
+            for (id, c) in crowd where c < running { crowd[id] = running }
+            crowd[trial.id] = running
+            lock.unlock()
             usleep(20_000)
             lock.lock(); running -= 1; lock.unlock()
             if let r = onRun?(n) { return r }
@@ -265,6 +284,22 @@ final class ExperimentRunnerTests: XCTestCase {
         XCTAssertEqual(Set(trials.ran), Set([1, 3, 5].map { plan.trials[$0].id }))
         XCTAssertGreaterThan(trials.maxRunning, 1)
         XCTAssertLessThanOrEqual(trials.maxRunning, 3)
+    }
+
+    /// Trials that time inference (channel prune trials) run with no other trial beside
+    /// them; the others share the machine `jobs` at a time.
+    func testLatencyTrialsRunAlone() throws {
+        let mixedPlan = ExperimentPlan(spec: { var s = ExperimentSpec(); s.compressions = [2, 4, 8]; return s }(),
+                                       criteria: [(CriterionChoice("global-magnitude"), .weight), (CriterionChoice("l1-filter"), .channel),
+                                                  (CriterionChoice("layer-magnitude"), .weight)])
+        let store = MemoryStore(), trials = FakeTrials()
+        let summary = try ExperimentRunner(plan: mixedPlan, jobs: 2, store: store, runner: trials, baselines: trials).run()
+        XCTAssertEqual(summary.ran, mixedPlan.trials.count)
+        XCTAssertEqual(Set(trials.ran), Set(mixedPlan.trials.map(\.id)))
+        let alone = mixedPlan.trials.filter(ExperimentRunner.needsMachineAlone)
+        XCTAssertEqual(alone.count, 3 + 0, "l1-filter's three prune trials (its oracle trial shares)")
+        for t in alone { XCTAssertEqual(trials.crowd[t.id], 1, "\(t.criterion) \(String(describing: t.target)) ran beside another trial") }
+        XCTAssertEqual(trials.maxRunning, 2, "the weight trials ran two at a time")
     }
 
     /// After a cancel no trial starts, and failures (children killed by the same Ctrl-C) are

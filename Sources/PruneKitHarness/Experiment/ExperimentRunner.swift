@@ -63,13 +63,22 @@ public final class ExperimentRunner: @unchecked Sendable {
         public var wallSeconds = 0.0
     }
 
-    /// Trials run at once by default: one child with every core.
+    /// Trials run at once by default: one single-threaded child per core, up to 4 (trials
+    /// that measure latency still run alone: ``needsMachineAlone(_:)``).
     ///
-    /// Measured on this project's 2-core machine (lenet-5, 10 trials, cached baseline, four
-    /// runs each, other builds running): 1 two-threaded child took 16.4–22.9 s wall and
-    /// 11.96–12.15 s user CPU, 2 single-threaded children 17.7–20.6 s and 11.86–11.87 s —
-    /// no measurable gain, and two trials at once would measure each other's latency.
-    public static let defaultJobs = 1
+    /// Measured on this project's 2-core machine, quiet, release build, the unstructured
+    /// part of the default comparison (25 trials and the baseline): 2 single-threaded
+    /// children 14.0 s wall, 1 two-threaded child 17.3–20.6 s. (Under load from other
+    /// builds the two had measured alike, 16–23 s.) Small models don't use two threads
+    /// fully; two processes do.
+    public static var defaultJobs: Int { min(4, max(1, ProcessInfo.processInfo.activeProcessorCount)) }
+
+    /// Whether a trial measures inference latency, and so must run with no other trial
+    /// beside it: prune trials with latency runs (the plan gives them to channel criteria,
+    /// whose pruned models are physically smaller).
+    public static func needsMachineAlone(_ trial: TrialConfiguration) -> Bool {
+        trial.kind == .prune && (trial.latencyRuns ?? 20) > 0
+    }
 
     public let plan: ExperimentPlan
     public let shard: Shard
@@ -182,17 +191,23 @@ public final class ExperimentRunner: @unchecked Sendable {
             onEvent(.baselineFinished(b, cached: cached, seconds: seconds))
         }
 
-        // Trials: `jobs` workers take the next pending trial until none is left or the run is cancelled.
+        // Trials: `jobs` workers take the next pending trial until none is left or the run is
+        // cancelled; then the trials that time inference run one at a time, alone on the
+        // machine, so that no other trial skews their latency.
         let state = WorkState(finished: summary.skipped)
-        let group = DispatchGroup()
-        for _ in 0..<min(jobs, max(pending.count, 1)) {
-            group.enter()
-            Thread.detachNewThread { [self] in
-                defer { group.leave() }
-                work(pending, total: trials.count, state: state, onEvent: onEvent)
+        let alone = pending.filter(Self.needsMachineAlone), shared = pending.filter { !Self.needsMachineAlone($0) }
+        for (queue, workers) in [(shared, jobs), (alone, 1)] where !queue.isEmpty {
+            state.next = 0
+            let group = DispatchGroup()
+            for _ in 0..<min(workers, queue.count) {
+                group.enter()
+                Thread.detachNewThread { [self] in
+                    defer { group.leave() }
+                    work(queue, total: trials.count, state: state, onEvent: onEvent)
+                }
             }
+            group.wait()
         }
-        group.wait()
         if let error = state.storeError { throw error }
         summary.ran = state.ran
         summary.failed = state.failures

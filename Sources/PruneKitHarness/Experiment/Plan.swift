@@ -40,7 +40,13 @@ public struct ExperimentPlan: Sendable {
                                    finetune: spec.finetune, finetuneOptions: spec.finetuneOptions,
                                    finetuneEpochs: spec.finetuneEpochs, calibrationBatches: spec.calibration.batches,
                                    calibrationBatchSize: spec.calibration.batchSize, residualPolicy: spec.residualPolicy,
-                                   oracleLayers: kind == .oracle ? spec.oracle.layers : nil)
+                                   oracleLayers: kind == .oracle ? spec.oracle.layers : nil,
+                                   // Latency changes only where channels are removed: a
+                                   // weight-pruned model runs the same dense kernels.
+                                   latencyRuns: kind == .prune && granularity(of: c) == .weight ? 0 : nil)
+            }
+            func granularity(of choice: CriterionChoice) -> Granularity? {
+                criteria.first { $0.choice == choice }?.granularity
             }
             for c in criteria {
                 for target in spec.targets { trials.append(trial(.prune, c.choice, target)) }
