@@ -113,6 +113,21 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(overall.matrix.score, [4, -2, -2])
     }
 
+    /// A weight criterion's trials measure no latency (`latencyRuns: 0`), a channel
+    /// criterion's do, and oracle trials sample layers: they still compete in one setting.
+    func testMeasurementSettingsDoNotSplitTheComparison() throws {
+        var weight = Synthetic.record("W", Synthetic.c2, seed: 0, top1: 0.95)
+        weight.configuration.latencyRuns = 0
+        let channel = Synthetic.record("C", Synthetic.c2, seed: 0, top1: 0.93)
+        var oracle = Synthetic.record("C", nil, seed: 0, kind: .oracle)
+        oracle.configuration.oracleLayers = 2
+        oracle.result.oracleCorrelation = 0.5
+        let analysis = Analysis([weight, channel, oracle])
+        XCTAssertEqual(analysis.settings.count, 1)
+        XCTAssertEqual(Set(try XCTUnwrap(analysis.settings.first).criteria), ["W", "C"])
+        XCTAssertEqual(try XCTUnwrap(analysis.settings.first?.comparisons.first).best, "W")
+    }
+
     /// Pairing is by seed: B's seed 2 failed and seed 3 of A has no partner, so A − B uses
     /// seeds 0 and 1 only (differences .05 and .04: mean .045) and reports 2 unmatched.
     func testPairingBySeedExcludesRecordsWithoutPartner() throws {

@@ -124,10 +124,14 @@ extension Analysis {
     /// finetuning strategy reported none (e.g. `none`).
     static func finalAccuracy(_ result: TrialResult) -> Accuracy? { result.finetunedAccuracy ?? result.prunedAccuracy }
 
-    /// Everything but the criterion, the target and the seed (and the kind).
+    /// Everything but the criterion, the target and the seed (and the kind, and what only
+    /// decides how much is measured: latency runs, the oracle's layer sample), so weight
+    /// and channel criteria compete in one table.
     static func settingKey(_ c: TrialConfiguration) -> TrialConfiguration {
         var k = c
         k.kind = .prune
+        k.latencyRuns = nil
+        k.oracleLayers = nil
         k.criterion = ""
         k.criterionOptions = []
         k.target = nil
