@@ -69,12 +69,17 @@ final class WinogradTests: XCTestCase {
 
     /// Conv2d's forward (Winograd for ≥ 16 input channels) with bias, against the reference.
     func testConv2dForwardMatchesDirectConvolution() {
-        for (i, (h, w, cin, cout, n)) in [(28, 28, 16, 32, 3), (8, 9, 64, 16, 1), (7, 7, 20, 12, 3), (5, 5, 1, 8, 3)].enumerated() {
+        // The last case has several chunks of 5 images per thread, the last one smaller (the
+        // products stay zeroed between chunks); run twice so the second finds used scratch.
+        for (i, (h, w, cin, cout, n)) in [(28, 28, 16, 32, 3), (8, 9, 64, 16, 1), (7, 7, 20, 12, 3), (5, 5, 1, 8, 3),
+                                          (28, 27, 16, 16, 13)].enumerated() {
             var rng = RandomGenerator(seed: UInt64(i))
             let conv = Conv2d(inChannels: cin, outChannels: cout, kernelSize: 3, padding: 1, rng: &rng)
             let x = random([cin, n, h, w], seed: UInt64(50 + i))
-            let y = conv.forward([x], mode: .inference)
-            assertClose(y, reference(x, conv.weight.value, conv.bias?.value), "case \(i)")
+            let expected = reference(x, conv.weight.value, conv.bias?.value)
+            for pass in 0..<2 {
+                assertClose(conv.forward([x], mode: .inference), expected, "case \(i) pass \(pass)")
+            }
         }
     }
 
@@ -179,6 +184,38 @@ final class WinogradTests: XCTestCase {
                     }
                 }
                 XCTAssertEqual(got, expected, "\(h)×\(w) batch \(n) images \(images)")
+            }
+        } }
+    }
+
+    /// The four-tiles-at-a-time output transform against the one-tile reference: bit for bit
+    /// the same, ragged last groups and odd sizes included; with `zeroing`, the products read
+    /// (and only those) are left zero.
+    func testVectorizedOutputTransformMatchesReference() {
+        for (si, (h, w)) in (sizes + [(9, 16), (16, 17)]).enumerated() { for n in [1, 3] {
+            let c = 3
+            for images in n == 1 ? [0..<1] : [0..<3, 1..<3] {
+                let count = 16 * c * images.count * winogradTileCount(height: h, width: w)
+                let m = random([count + 5], seed: UInt64(700 + 10 * si + n)).scalars
+                var expected = [Float](repeating: .nan, count: c * n * h * w)
+                var consumed = m
+                m.withUnsafeBufferPointer { mp in expected.withUnsafeMutableBufferPointer { ep in
+                    winogradOutputTransform(mp.baseAddress!, channels: c, batch: n, height: h, width: w,
+                                            images: images, into: ep.baseAddress!)
+                } }
+                for zeroing in [false, true] {
+                    var scratch = m, got = [Float](repeating: .nan, count: c * n * h * w)
+                    scratch.withUnsafeMutableBufferPointer { sp in got.withUnsafeMutableBufferPointer { gp in
+                        winogradOutputTransformVectorized(sp.baseAddress!, channels: c, batch: n, height: h, width: w,
+                                                          images: images, zeroing: zeroing, into: gp.baseAddress!)
+                    } }
+                    XCTAssertEqual(got.map(\.bitPattern), expected.map(\.bitPattern),
+                                   "\(h)×\(w) batch \(n) images \(images) zeroing \(zeroing)")
+                    if zeroing { consumed = scratch }
+                    else { XCTAssertEqual(scratch, m) }
+                }
+                XCTAssertEqual(Array(consumed[..<count]), [Float](repeating: 0, count: count))
+                XCTAssertEqual(Array(consumed[count...]), Array(m[count...]))
             }
         } }
     }

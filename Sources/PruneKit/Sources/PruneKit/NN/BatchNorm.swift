@@ -76,7 +76,21 @@ public final class BatchNorm: Layer {
                                             mp[ch] = mean; vp[ch] = variance
                                         }
                                         let gamma = gp[ch], beta = bp[ch]
-                                        if record {
+                                        if st == 1 {
+                                            // Channel-major: contiguous, so the loops vectorise.
+                                            let (src, dst) = (xp.baseAddress! + base, yp.baseAddress! + base)
+                                            if record {
+                                                let hat = hp.baseAddress! + base
+                                                for j in 0..<m {
+                                                    let h = (src[j] - mu) * istd
+                                                    hat[j] = h
+                                                    dst[j] = gamma * h + beta
+                                                }
+                                            } else {
+                                                let scale = gamma * istd, shift = beta - mu * scale
+                                                for j in 0..<m { dst[j] = src[j] * scale + shift }
+                                            }
+                                        } else if record {
                                             for j in 0..<m {
                                                 let i = base + j * st
                                                 let h = (xp[i] - mu) * istd

@@ -96,10 +96,15 @@ public final class Conv2d: Layer {
                         winogradFilterTransform(wb, outChannels: cout, inChannels: cin, into: u)
                         let perImage = winogradFloatsPerImage(inChannels: cin, outChannels: cout,
                                                               height: g.height, width: g.width)
-                        forEachImageChunk(g, floatsPerImage: perImage) { images, scratch in
+                        // The products M are zeroed once per thread and kept zero between its
+                        // chunks, so the GEMMs accumulate and BLAS skips its zero-filling pass.
+                        let tilesPerImage = winogradTileCount(height: g.height, width: g.width)
+                        forEachImageChunk(g, floatsPerImage: perImage) { images, scratch, _, first, last in
+                            if first { zeroFloats(scratch, 16 * cout * tilesPerImage * images.count) }
                             winogradConvolveChunk(xb, u: u, inChannels: cin, outChannels: cout, batch: g.batch,
                                                   height: g.height, width: g.width, images: images,
-                                                  scratch: scratch, into: yb)
+                                                  scratch: scratch, productsZeroed: true,
+                                                  leavesProductsZeroed: !last, into: yb)
                         }
                     }
                 } else if cacheColumns {
@@ -300,6 +305,14 @@ func imageChunkCount(_ g: ConvGeometry, floatsPerImage: Int) -> ImageChunking {
 /// column buffer of `floatsPerImage` floats per image. The partition depends only on the shapes and the thread count.
 func forEachImageChunk(_ g: ConvGeometry, floatsPerImage: Int,
                        _ body: (Range<Int>, UnsafeMutablePointer<Float>, Int) -> Void) {
+    forEachImageChunk(g, floatsPerImage: floatsPerImage) { images, col, thread, _, _ in body(images, col, thread) }
+}
+
+/// ``forEachImageChunk(_:floatsPerImage:_:)`` that also tells `body` whether a chunk is its
+/// thread's first and its last (the buffer is the same for all of a thread's chunks, and no
+/// later chunk is larger than the first).
+func forEachImageChunk(_ g: ConvGeometry, floatsPerImage: Int,
+                       _ body: (Range<Int>, UnsafeMutablePointer<Float>, _ thread: Int, _ first: Bool, _ last: Bool) -> Void) {
     let plan = imageChunkCount(g, floatsPerImage: floatsPerImage)
     DispatchQueue.concurrentPerform(iterations: plan.threads) { t in
         Parallel.flushDenormals()
@@ -308,7 +321,7 @@ func forEachImageChunk(_ g: ConvGeometry, floatsPerImage: Int,
             var start = mine.lowerBound
             while start < mine.upperBound {
                 let end = min(mine.upperBound, start + plan.imagesPerChunk)
-                body(start..<end, col, t)
+                body(start..<end, col, t, start == mine.lowerBound, end == mine.upperBound)
                 start = end
             }
         }
