@@ -36,7 +36,10 @@ struct TaylorBench: ParsableCommand {
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 let scores = try net.score(with: timed, data: train, settings: settings)
                 let scoring = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-                precondition(scores.allSatisfy { $0.scores.allSatisfy(\.isFinite) })
+                guard scores.allSatisfy({ $0.scores.allSatisfy(\.isFinite) }) else {
+                    throw PruneKitError(.plugin, "criterion 'taylor' returned a score that is not finite",
+                                        hint: "check the plugin that registered 'taylor' (prunekit plugins)")
+                }
                 print(String(format: "%3d   %10.3f s   %12.3f s   %14.3f s   %12.4f s", r + 1, passes, scoring,
                              scoring - passes, timed.clock.seconds))
             }
