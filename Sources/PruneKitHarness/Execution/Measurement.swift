@@ -53,26 +53,17 @@ enum Measure {
 /// How a trial reaches its target.
 enum TargetSearch {
     /// The selection sparsity to prune to so that the model reaches `target`, found
-    /// without changing `model`.
-    ///
-    /// - Weight criteria, compression R: closed form. Compression is prunable weights
-    ///   before / after over **every** conv and linear weight (what ``TrialResult/compression``
-    ///   reports); with the classifier kept whole the in-scope fraction is
-    ///   `total · (1 − 1/R) / inScope` (``Model/weightSparsity(forCompression:settings:)``).
-    /// - Channel criteria, and any speed-up: `Model.prune(with:toward:settings:…)` on a
-    ///   copy — one scoring pass, then a bisection counting the weights or MACs left once
-    ///   the channels are removed (the smallest pruning that reaches the target).
-    /// - Throws: ``PruneKitError`` `.invalidArgument` when the target can't be reached,
-    ///   naming the closest reachable figure.
+    /// without changing `model` (``Model/sparsity(toward:with:settings:data:calibration:)``):
+    /// compression is prunable weights before / after over every conv and linear weight
+    /// (what ``TrialResult/compression`` reports); speed-up is MACs before / after.
+    /// - Throws: ``PruneKitError`` `.invalidArgument` for a target not above 1×, or one that
+    ///   can't be reached (naming the closest reachable figure).
     static func sparsity(for target: TrialTarget, criterion: any Criterion, model: Model, settings: TargetedPruningSettings,
                          data: Dataset, calibration: CalibrationSettings) throws -> Double {
         guard target.value.isFinite, target.value > 1 else {
             throw PruneKitError(.invalidArgument, "a target must be above 1×, got \(target)", hint: "2 means half the weights (compression) or half the MACs (speed-up)")
         }
-        if criterion.granularity == .weight, target.axis == .compression {
-            return try model.weightSparsity(forCompression: target.value, settings: settings)
-        }
         let goal: PruningTarget = target.axis == .compression ? .compression(target.value) : .speedup(target.value)
-        return try model.clone().prune(with: criterion, toward: goal, settings: settings, data: data, calibration: calibration).sparsity
+        return try model.sparsity(toward: goal, with: criterion, settings: settings, data: data, calibration: calibration)
     }
 }

@@ -189,15 +189,7 @@ extension Model {
                       toward target: PruningTarget, context: FinetuneContext,
                       settings: TargetedPruningSettings = TargetedPruningSettings(), data: Dataset?,
                       calibration: CalibrationSettings = CalibrationSettings()) throws -> [TargetedPruning] {
-        try target.validate()
-        var final: Double
-        switch target {
-        case let .sparsity(s): final = s
-        case let .compression(r) where criterion.granularity == .weight: final = try weightSparsity(forCompression: r, settings: settings)
-        default:
-            // Where the target lies, found on a copy so this model stays unmasked.
-            final = try clone().prune(with: criterion, toward: target, settings: settings, data: data, calibration: calibration).sparsity
-        }
+        var final = try sparsity(toward: target, with: criterion, settings: settings, data: data, calibration: calibration)
         final = min(final, 1 - 1e-9)
         var outcomes: [TargetedPruning] = []
         _ = try runSchedule(schedule, strategy, target: final, context: context) { s in
@@ -211,6 +203,26 @@ extension Model {
             outcomes.append(last)
         }
         return outcomes
+    }
+
+    /// The sparsity that reaches `target` on this model as it is, found without changing it:
+    /// a sparsity as given; a weight criterion's compression in closed form
+    /// (``weightSparsity(forCompression:settings:)``); otherwise
+    /// ``prune(with:toward:settings:data:calibration:)`` on a copy (one scoring pass, then a
+    /// bisection).
+    /// - Throws: ``PruneKitError`` for a target outside its axis' range or one that can't be
+    ///   reached (naming the closest reachable figure), and what scoring throws.
+    public func sparsity(toward target: PruningTarget, with criterion: any Criterion,
+                         settings: TargetedPruningSettings = TargetedPruningSettings(), data: Dataset?,
+                         calibration: CalibrationSettings = CalibrationSettings()) throws -> Double {
+        try target.validate()
+        switch target {
+        case let .sparsity(s): return s
+        case let .compression(r) where criterion.granularity == .weight:
+            return try weightSparsity(forCompression: r, settings: settings)
+        default:
+            return try clone().prune(with: criterion, toward: target, settings: settings, data: data, calibration: calibration).sparsity
+        }
     }
 
     /// The in-scope sparsity that makes compression `r` over every prunable weight (what
