@@ -147,8 +147,11 @@ public enum BaselineCache {
         }
         try model.save(to: "\(temporary)/model", metadata: ["baseline": hash])
         let record = EntryFile(hash: hash, configuration: b, fingerprint: fingerprint,
-                               testAccuracy: accuracy(model.evaluate(splits.test), classes: splits.test.classCount),
-                               validationAccuracy: splits.validation.map { accuracy(model.evaluate($0), classes: $0.classCount) },
+                               testAccuracy: try accuracy(model.evaluate(splits.test), classes: splits.test.classCount,
+                                                          of: "the baseline on the test split"),
+                               validationAccuracy: try splits.validation.map {
+                                   try accuracy(model.evaluate($0), classes: $0.classCount, of: "the baseline on the validation split")
+                               },
                                seconds: seconds, checkpointEpochs: kept, epochs: records)
         guard record.testAccuracy.loss?.isFinite ?? true else {
             throw PruneKitError(.numerical, "the baseline's test loss is \(record.testAccuracy.loss ?? .nan)", hint: "lower the learning rate")
@@ -205,8 +208,11 @@ public enum BaselineCache {
 }
 
 /// An ``Accuracy`` from an evaluation: top-5 only where there are more than 5 classes.
-func accuracy(_ e: Evaluation, classes: Int) -> Accuracy {
-    Accuracy(top1: e.top1, top5: classes > 5 ? e.top5 : nil, loss: Double(e.loss))
+/// - Throws: ``PruneKitError`` `.numerical` when some outputs were NaN or infinite
+///   (``Evaluation/requiringFiniteOutputs(_:)``): such a model has no accuracy to record.
+func accuracy(_ e: Evaluation, classes: Int, of what: String) throws -> Accuracy {
+    let e = try e.requiringFiniteOutputs(what)
+    return Accuracy(top1: e.top1, top5: classes > 5 ? e.top5 : nil, loss: Double(e.loss))
 }
 
 /// Writes `value` as pretty JSON with sorted keys, atomically (temporary file, rename).

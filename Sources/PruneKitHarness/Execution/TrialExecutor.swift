@@ -129,7 +129,7 @@ private final class Run {
         context.originalMACs = originalMACs
         let test = splits.test
         let observed = ObservedStrategy(strategy) { [unowned self] m in
-            timed("evaluate") { accuracy(m.evaluate(test), classes: test.classCount) }
+            try timed("evaluate") { try accuracy(m.evaluate(test), classes: test.classCount, of: "the pruned model") }
         }
         env.log?("trial \(c.criterion): prune and finetune")
         let start = DispatchTime.now().uptimeNanoseconds
@@ -143,7 +143,7 @@ private final class Run {
         result.sparsity = outcomes.last?.plan.sparsity
         result.prunedAccuracy = observed.prunedAccuracy
 
-        let finetuned = timed("evaluate") { accuracy(model.evaluate(test), classes: test.classCount) }
+        let finetuned = try timed("evaluate") { try accuracy(model.evaluate(test), classes: test.classCount, of: "the finetuned model") }
         guard finetuned.loss?.isFinite ?? true else {
             throw PruneKitError(.numerical, "the test loss after finetuning is \(finetuned.loss ?? .nan)",
                                 hint: "lower the finetuning learning rate")
@@ -248,11 +248,11 @@ private final class ObservedStrategy: FinetuneStrategy {
     }
 
     let inner: any FinetuneStrategy
-    let evaluate: (Model) -> Accuracy
+    let evaluate: (Model) throws -> Accuracy
     var finetuneSeconds = 0.0, evaluateSeconds = 0.0
     var prunedAccuracy: Accuracy?
 
-    init(_ inner: any FinetuneStrategy, evaluate: @escaping (Model) -> Accuracy) {
+    init(_ inner: any FinetuneStrategy, evaluate: @escaping (Model) throws -> Accuracy) {
         self.inner = inner; self.evaluate = evaluate
     }
 
@@ -261,7 +261,7 @@ private final class ObservedStrategy: FinetuneStrategy {
     func finetune(_ model: Model, step: Int, of stepCount: Int, context: FinetuneContext) throws {
         if step == stepCount - 1 {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            prunedAccuracy = evaluate(model)
+            prunedAccuracy = try evaluate(model)
             evaluateSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         }
         let t0 = DispatchTime.now().uptimeNanoseconds
