@@ -27,8 +27,10 @@ struct Compare: ParsableCommand {
     var compressions: String?
     @Option(help: ArgumentHelp("FLOPs speed-up targets, comma-separated (instead of, or with, --compressions).", valueName: "1.5,2"))
     var speedups: String?
-    @Option(help: "Schedule id (default: one-shot).") var schedule: String?
-    @Option(help: "Finetuning strategy id (default: finetune).") var finetune: String?
+    @Option(help: ArgumentHelp("Schedule id, optionally with options after a space ('iterative steps=3'; default: one-shot).", valueName: "id"))
+    var schedule: String?
+    @Option(help: ArgumentHelp("Finetuning strategy id, optionally with options after a space ('finetune lr=0.01'; default: finetune).", valueName: "id"))
+    var finetune: String?
     @Option(help: "Epochs of finetuning after pruning (default: 2).") var finetuneEpochs: Int?
     @Option(help: "Seeds: replicates, each from its own baseline (default: 1; --seeds 3 gives confidence intervals).")
     var seeds: Int?
@@ -51,7 +53,7 @@ struct Compare: ParsableCommand {
             try engine.apply()
             plugins.load()
             var spec = try specFile.map(ExperimentSpec.load(file:)) ?? ExperimentSpec()
-            spec = spec.applying(try overrides())
+            spec = try spec.applying(try overrides())
             let shard = try self.shard.map(Shard.init(parsing:)) ?? .all
             let plan = try ExperimentPlan.validated(spec)
             let jobs = spec.jobs ?? ExperimentRunner.defaultJobs
@@ -108,8 +110,8 @@ struct Compare: ParsableCommand {
         }
         o.compressions = try compressions.map { try numbers($0, "--compressions") }
         o.speedups = try speedups.map { try numbers($0, "--speedups") }
-        o.schedule = schedule; o.finetune = finetune; o.finetuneEpochs = finetuneEpochs
-        if let seeds, seeds < 1 { throw PruneKitError(.invalidArgument, "--seeds must be at least 1, got \(seeds)") }
+        o.schedule = schedule.map(CriterionChoice.init(parsing:)); o.finetune = finetune.map(CriterionChoice.init(parsing:))
+        o.finetuneEpochs = finetuneEpochs
         if let jobs, jobs < 1 { throw PruneKitError(.invalidArgument, "--jobs must be at least 1, got \(jobs)") }
         o.seeds = seeds; o.store = store; o.report = report; o.cache = cache; o.jobs = jobs
         return o
