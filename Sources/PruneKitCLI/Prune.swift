@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import PruneKit
+import PruneKitHarness
 
 struct Prune: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -18,16 +19,16 @@ struct Prune: ParsableCommand {
             """)
 
     @Option(help: "A saved model folder, or a zoo name (trained first for --epochs).") var model: String
-    @Option(help: "Criterion id (see `prunekit plugins`).") var criterion: String
+    @Option(help: "Criterion id (see `prunekit plugins`), optionally with options after a space ('random granularity=channel').") var criterion: String
     @Option(name: .customLong("option"), help: ArgumentHelp("A criterion option, key=value (repeatable).", valueName: "key=value"))
     var options: [String] = []
     @Option(help: "Target: prunable weights before / after (> 1).") var compression: Double?
     @Option(help: "Target: MACs of one example before / after (> 1).") var speedup: Double?
     @Option(help: "Target: the fraction of weights (or of channels) to prune, in [0, 1).") var sparsity: Double?
-    @Option(help: "Schedule id.") var schedule: String = "one-shot"
+    @Option(help: "Schedule id, optionally with options after a space ('iterative steps=3').") var schedule: String = "one-shot"
     @Option(name: .customLong("schedule-option"), help: ArgumentHelp("A schedule option, key=value (repeatable).", valueName: "key=value"))
     var scheduleOptions: [String] = []
-    @Option(help: "Finetuning strategy id.") var finetune: String = "none"
+    @Option(help: "Finetuning strategy id, optionally with options after a space ('finetune epochs=2').") var finetune: String = "none"
     @Option(name: .customLong("finetune-option"), help: ArgumentHelp("A finetuning option, key=value (repeatable).", valueName: "key=value"))
     var finetuneOptions: [String] = []
     @Option(help: "Epochs of the training run: a zoo model is trained this long first; rewinding strategies and training-time schedules replay it.")
@@ -35,6 +36,7 @@ struct Prune: ParsableCommand {
     @Option(help: "Selection scope: global or layer (default: the criterion's).") var scope: String?
     @Option(name: .customLong("exclude"), help: ArgumentHelp("A layer never pruned, by dotted path (repeatable).", valueName: "path"))
     var excluded: [String] = []
+    @Flag(help: "Prune the classifier (the last linear layer) too; by default it is kept whole.") var pruneClassifier = false
     @Option(help: "Channels every layer keeps at least (channel criteria).") var minimumChannels: Int = 1
     @Option(help: "Residual additions (channel criteria): within-blocks or whole-stream.") var residualPolicy: String = "within-blocks"
     @Option(help: "A channel group's score from its layers' (channel criteria): mean, max or sum.") var groupScore: String = "mean"
@@ -49,23 +51,31 @@ struct Prune: ParsableCommand {
     @OptionGroup var plugins: PluginOptions
     @OptionGroup var engine: EngineOptions
 
+    /// Every option checked at parse time: the target finite and in its range, counts in range, names known.
+    func validate() throws {
+        try reportingErrors {
+            _ = try parsedTarget()
+            _ = try parsedSettings()
+            guard epochs >= 0 else { throw PruneKitError(.invalidArgument, "--epochs must be 0 or more, got \(epochs)") }
+            guard latencyRuns >= 1 else { throw PruneKitError(.invalidArgument, "--latency-runs must be at least 1, got \(latencyRuns)") }
+            guard validation >= 0 else { throw PruneKitError(.invalidArgument, "--validation must be 0 or more, got \(validation)") }
+            guard batches >= 1 else { throw PruneKitError(.invalidArgument, "--batches must be at least 1, got \(batches)") }
+            guard batchSize >= 1 else { throw PruneKitError(.invalidArgument, "--batch-size must be at least 1, got \(batchSize)") }
+        }
+    }
+
     func run() throws {
         try reportingErrors {
             try engine.apply()
             let target = try parsedTarget()
-            let policy = try parsed(ResidualPolicy.allCases, residualPolicy, "--residual-policy")
-            let reduction = try parsed(GroupScoreReduction.allCases, groupScore, "--group-score")
-            let scopeValue = try scope.map { try parsed([SelectionSettings.Scope.global, .perLayer], $0, "--scope") }
-            guard epochs >= 0 else { throw PruneKitError(.invalidArgument, "--epochs must be 0 or more, got \(epochs)") }
-            guard latencyRuns >= 1 else { throw PruneKitError(.invalidArgument, "--latency-runs must be at least 1, got \(latencyRuns)") }
-            guard minimumChannels >= 1 else {
-                throw PruneKitError(.invalidArgument, "--minimum-channels must be at least 1, got \(minimumChannels)", hint: "a layer never goes to zero channels")
-            }
+            let settings = try parsedSettings()
             try checkOutput()
             plugins.load()
-            let c = try Registry.shared.criterion(criterion, options: options)
-            let s = try Registry.shared.schedule(schedule, options: scheduleOptions)
-            let f = try Registry.shared.finetune(finetune, options: finetuneOptions)
+            // Each id may carry options after a space ('iterative steps=3'), as in compare.
+            let (cc, sc, fc) = (CriterionChoice(parsing: criterion), CriterionChoice(parsing: schedule), CriterionChoice(parsing: finetune))
+            let c = try Registry.shared.criterion(cc.id, options: cc.options + options)
+            let s = try Registry.shared.schedule(sc.id, options: sc.options + scheduleOptions)
+            let f = try Registry.shared.finetune(fc.id, options: fc.options + finetuneOptions)
             let splits = try data.load(validation: validation, seed: seed)
 
             // The model, checked before any training.
@@ -87,7 +97,7 @@ struct Prune: ParsableCommand {
                 throw PruneKitError(.invalidArgument, "--exclude \(bad) names no prunable layer of the model",
                                     hint: "prunable layers: \(paths.joined(separator: ", "))")
             }
-            if c.granularity == .channel { _ = try net.channelDependencies(policy: policy) }
+            if c.granularity == .channel { _ = try net.channelDependencies(policy: settings.policy) }
 
             var training = TrainingConfiguration()
             training.epochs = epochs; training.seed = seed
@@ -110,8 +120,6 @@ struct Prune: ParsableCommand {
                                           checkpoints: checkpoints)
             context.originalMACs = net.macs
             context.epochEnded = { print("  finetune " + epochLine($0, of: nil)) }
-            let settings = TargetedPruningSettings(scope: scopeValue, excluded: Set(excluded), minimumChannels: minimumChannels,
-                                                   policy: policy, reduction: reduction)
             print("pruning with \(c.id) (\(c.granularity.rawValue)) toward \(target), schedule \(type(of: s).id), finetuning \(type(of: f).id)")
             let steps = try net.prune(with: c, schedule: s, finetune: f, toward: target, context: context, settings: settings,
                                       data: splits.train, calibration: CalibrationSettings(batches: batches, batchSize: batchSize, seed: seed))
@@ -122,7 +130,7 @@ struct Prune: ParsableCommand {
             var metadata = ["dataset": splits.train.name, "seed": "\(seed)", "prunekit.criterion": c.id, "prunekit.target": "\(target)"]
             var surgeryNotes: [String] = []
             if c.granularity == .channel {
-                let cut = try net.removingPrunedChannels(policy: policy, minimumChannels: minimumChannels)
+                let cut = try net.removingPrunedChannels(policy: settings.policy, minimumChannels: minimumChannels)
                 final = cut.model
                 surgeryNotes = cut.notes
                 metadata.merge(originalWidths(cut, earlier: savedMetadata[SurgeryResult.originalWidthsKey])) { _, new in new }
@@ -136,16 +144,13 @@ struct Prune: ParsableCommand {
             // Everything into a temporary folder beside --out, renamed at the end.
             let staging = URL(fileURLWithPath: out).deletingLastPathComponent()
                 .appendingPathComponent(".\(URL(fileURLWithPath: out).lastPathComponent).partial-\(UUID().uuidString)").path
-            defer { try? FileManager.default.removeItem(atPath: staging) }
+            var finished = false   // from then on the staging folder is either --out or named in the error
+            defer { if !finished { try? FileManager.default.removeItem(atPath: staging) } }
             try final.save(to: staging, metadata: metadata, storage: .automatic)
             if let plan = steps.last?.plan { try plan.save(to: staging + "/plan.json") }
             try writeReport(to: staging + "/pruning.json", c, target, steps, before, after, notes + surgeryNotes)
-            try? FileManager.default.removeItem(atPath: out)   // empty, checked above
-            do {
-                try FileManager.default.moveItem(atPath: staging, toPath: out)
-            } catch {
-                throw PruneKitError(.io, "could not move the pruned model to \(out): \(error.localizedDescription)")
-            }
+            finished = true
+            try publish(staging, as: out)
             print("saved to \(out)")
         }
     }
@@ -168,12 +173,37 @@ struct Prune: ParsableCommand {
         }
     }
 
+    /// The selection settings the options describe.
+    private func parsedSettings() throws -> TargetedPruningSettings {
+        guard minimumChannels >= 1 else {
+            throw PruneKitError(.invalidArgument, "--minimum-channels must be at least 1, got \(minimumChannels)", hint: "a layer never goes to zero channels")
+        }
+        return TargetedPruningSettings(
+            scope: try scope.map { try parsed([SelectionSettings.Scope.global, .perLayer], $0, "--scope") },
+            excluded: Set(excluded), keepClassifier: !pruneClassifier, minimumChannels: minimumChannels,
+            policy: try parsed(ResidualPolicy.allCases, residualPolicy, "--residual-policy"),
+            reduction: try parsed(GroupScoreReduction.allCases, groupScore, "--group-score"))
+    }
+
     private func parsed<T: RawRepresentable>(_ cases: [T], _ text: String, _ option: String) throws -> T where T.RawValue == String {
         guard let v = cases.first(where: { $0.rawValue == text }) else {
             throw PruneKitError(.invalidArgument, "\(option) '\(text)' is not known",
                                 hint: "use one of: \(cases.map(\.rawValue).joined(separator: ", "))")
         }
         return v
+    }
+
+    /// Renames the finished `staging` folder to `out` in one step that never replaces
+    /// anything but an empty folder: rename(2) fails when `out` has gained files since the
+    /// start (or was written by another `prune`), and then the result stays in `staging`,
+    /// named in the error, so neither this run's work nor the files in `out` are lost.
+    private func publish(_ staging: String, as out: String) throws {
+        guard rename(staging, out) == 0 else {
+            let reason = errno == ENOTEMPTY || errno == EEXIST || errno == ENOTDIR
+                ? "\(out) was created or filled by something else while this command ran" : String(cString: strerror(errno))
+            throw PruneKitError(.io, "could not save the pruned model to \(out): \(reason); nothing in it was touched",
+                                hint: "the pruned model is kept in \(staging): move it where you want it (mv \(staging) NEW-FOLDER)")
+        }
     }
 
     private func checkOutput() throws {
@@ -196,7 +226,7 @@ struct Prune: ParsableCommand {
     }
 
     private func measure(_ net: Model, _ test: Dataset) throws -> ModelFigures {
-        let e = net.evaluate(test)
+        let e = try net.evaluate(test).requiringFiniteOutputs("the model on \(test.name)'s test split")
         let nonzero = net.trainableParameters.reduce(0) { total, p in
             total + (p.mask.map { m in m.scalars.filter { $0 != 0 }.count } ?? p.value.count)
         }

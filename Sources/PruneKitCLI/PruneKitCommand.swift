@@ -27,6 +27,8 @@ struct EngineOptions: ParsableArguments {
 }
 
 /// Runs `body`, printing a PruneKitError as a message with its hint and exiting non-zero.
+/// A command's `validate()` runs its checks through this too, so a bad option is reported
+/// the same way, at parse time, before anything runs.
 func reportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()

@@ -56,26 +56,40 @@ struct Train: ParsableCommand {
     @Option(help: "Folder to save the trained model in (default: runs/MODEL-DATASET-sSEED).") var out: String?
     @OptionGroup var engine: EngineOptions
 
+    /// Every option checked at parse time: numbers finite and in range, names known.
+    func validate() throws {
+        try reportingErrors {
+            _ = try configuration()
+            guard validation >= 0 else { throw PruneKitError(.invalidArgument, "--validation must be 0 or more, got \(validation)") }
+        }
+    }
+
+    /// The training run the options describe, checked (``TrainingConfiguration/validate()``).
+    private func configuration() throws -> TrainingConfiguration {
+        var config = TrainingConfiguration()
+        config.epochs = epochs; config.batchSize = batchSize
+        config.learningRate = learningRate; config.weightDecay = weightDecay
+        config.warmupEpochs = warmup; config.seed = seed
+        config.augmentation = augment ? .cifar : .none
+        switch optimizer {
+        case "sgd": config.optimizer = .sgd(momentum: momentum, nesterov: nesterov)
+        case "adam": config.optimizer = .adam()
+        default: throw PruneKitError(.invalidArgument, "unknown optimiser '\(optimizer)'", hint: "use sgd or adam")
+        }
+        switch schedule {
+        case "cosine": config.decay = .cosine(minimum: 0)
+        case "step": config.decay = .step(every: stepEvery, gamma: gamma)
+        case "constant": config.decay = .constant
+        default: throw PruneKitError(.invalidArgument, "unknown schedule '\(schedule)'", hint: "use cosine, step or constant")
+        }
+        try config.validate()
+        return config
+    }
+
     func run() throws {
         try reportingErrors {
             try engine.apply()
-            var config = TrainingConfiguration()
-            config.epochs = epochs; config.batchSize = batchSize
-            config.learningRate = learningRate; config.weightDecay = weightDecay
-            config.warmupEpochs = warmup; config.seed = seed
-            config.augmentation = augment ? .cifar : .none
-            switch optimizer {
-            case "sgd": config.optimizer = .sgd(momentum: momentum, nesterov: nesterov)
-            case "adam": config.optimizer = .adam()
-            default: throw PruneKitError(.invalidArgument, "unknown optimiser '\(optimizer)'", hint: "use sgd or adam")
-            }
-            switch schedule {
-            case "cosine": config.decay = .cosine(minimum: 0)
-            case "step": config.decay = .step(every: stepEvery, gamma: gamma)
-            case "constant": config.decay = .constant
-            default: throw PruneKitError(.invalidArgument, "unknown schedule '\(schedule)'", hint: "use cosine, step or constant")
-            }
-            try config.validate()
+            let config = try configuration()
             let splits = try data.load(validation: validation, seed: seed)
             let net = try ModelZoo.make(model, inputShape: splits.train.imageShape,
                                         classCount: splits.train.classCount, seed: seed)
@@ -88,7 +102,7 @@ struct Train: ParsableCommand {
                                       progress: display.update,
                                       epochEnded: { display.epochEnded($0, epochs: epochs) })
             let seconds = Date().timeIntervalSince(start)
-            let test = net.evaluate(splits.test)
+            let test = try net.evaluate(splits.test).requiringFiniteOutputs("the trained \(model) on \(splits.test.name)'s test split")
             print("test accuracy: top-1 \(percent(test.top1)), top-5 \(percent(test.top5)), loss "
                   + String(format: "%.4f", test.loss) + " on \(test.count) images; trained in "
                   + String(format: "%.1f s", seconds))
@@ -126,7 +140,7 @@ struct Evaluate: ParsableCommand {
             let name = dataset ?? trainedOn ?? DatasetCatalog.defaultName
             let splits = try DatasetCatalog.load(name, directory: dataDir)
             try net.checkFits(splits.test)
-            let e = net.evaluate(splits.test)
+            let e = try net.evaluate(splits.test).requiringFiniteOutputs("the model in \(model) on \(splits.test.name)'s test split")
             print("\(net.architecture) on \(splits.test.name): top-1 \(percent(e.top1)), top-5 \(percent(e.top5)), "
                   + String(format: "loss %.4f", e.loss) + " (\(e.count) images)")
         }

@@ -94,4 +94,65 @@ final class PruneCommandTests: XCTestCase {
         XCTAssert(r.err.contains("surgery supports"), r.err)
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
+
+    /// Two prunes to one --out: before, the second deleted the first's result and both said
+    /// "saved"; now the second fails, leaves the first's files alone and keeps its own model.
+    func testTwoPrunesToOneFolderLoseNothing() throws {
+        let dir = try scratch()
+        let out = dir.appendingPathComponent("shared").path
+        let args = ["prune", "--model", "lenet-5", "--criterion", "l1-filter", "--speedup", "2", "--out", out] + quick
+        var results: [(status: Int32, out: String, err: String)?] = [nil, nil]
+        DispatchQueue.concurrentPerform(iterations: 2) { i in results[i] = try? run(args) }
+        let done = results.compactMap { $0 }
+        XCTAssertEqual(done.count, 2)
+        let ok = done.filter { $0.status == 0 }, failed = done.filter { $0.status != 0 }
+        XCTAssertEqual(ok.count, 1, done.map { $0.err }.joined(separator: "\n---\n"))
+        let err = try XCTUnwrap(failed.first?.err)
+        XCTAssert(err.contains("could not save the pruned model to \(out)") && err.contains("nothing in it was touched"), err)
+        // The loser's model is kept where the hint says, whole and loadable.
+        let kept = try XCTUnwrap(err.components(separatedBy: "the pruned model is kept in ").last?.components(separatedBy: ":").first)
+        XCTAssertNoThrow(try Model.load(from: kept))
+        XCTAssertNoThrow(try Model.load(from: out), "the winner's model is intact")
+        XCTAssert(FileManager.default.fileExists(atPath: out + "/pruning.json"))
+    }
+
+    /// The hint of an unreachable compression names an option prune has.
+    func testUnreachableCompressionHintNamesARealOption() throws {
+        let dir = try scratch()
+        let base = ["prune", "--model", "lenet-5", "--criterion", "global-magnitude", "--compression", "100"] + quick
+        let refused = try run(base + ["--out", dir.appendingPathComponent("a").path])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssert(refused.err.contains("--prune-classifier") && !refused.err.contains("--keep-classifier"), refused.err)
+        let out = dir.appendingPathComponent("b").path
+        let pruned = try run(base + ["--prune-classifier", "--out", out])
+        XCTAssertEqual(pruned.status, 0, pruned.err)
+        XCTAssertEqual(try Model.load(from: out).compression.prunableRatio, 100, accuracy: 0.1, "615 of 61,470 weights kept")
+    }
+
+    /// Numbers are checked when the options are parsed: NaN and infinities never reach a run.
+    func testNonFiniteAndOutOfRangeNumbersAreRefusedAtParseTime() throws {
+        let out = try scratch().appendingPathComponent("never").path
+        let base = ["prune", "--model", "lenet-5", "--criterion", "l1-filter", "--out", out] + quick
+        for (extra, expected) in [(["--compression", "nan"], "--compression nan must be greater than 1"),
+                                  (["--speedup", "inf"], "--speedup inf must be greater than 1"),
+                                  (["--sparsity", "nan"], "--sparsity nan is outside [0, 1)"),
+                                  (["--speedup", "2", "--batches", "0"], "--batches must be at least 1"),
+                                  (["--speedup", "2", "--validation=-1"], "--validation must be 0 or more")] {
+            let r = try run(base + extra)
+            XCTAssertEqual(r.status, 64, "\(extra): \(r.out)")
+            XCTAssert(r.err.hasPrefix("error: " + expected), "\(extra): \(r.err)")
+            XCTAssertFalse(r.out.contains("pruning with"), "refused before anything ran: \(r.out)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+
+    /// `--schedule "iterative steps=2"` carries its options, as compare's --criteria does.
+    func testPluginIdsTakeOptionsAfterASpace() throws {
+        let out = try scratch().appendingPathComponent("pruned").path
+        let r = try run(["prune", "--model", "lenet-5", "--criterion", "random granularity=channel", "--speedup", "2",
+                         "--schedule", "iterative steps=2", "--out", out] + quick)
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssert(r.out.contains("pruning with random (channel)") && r.out.contains("schedule iterative"), r.out)
+        XCTAssert(r.out.contains("step 2/2"), r.out)
+    }
 }
