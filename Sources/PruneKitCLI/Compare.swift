@@ -47,6 +47,15 @@ struct Compare: ParsableCommand {
     @OptionGroup var plugins: PluginOptions
     @OptionGroup var engine: EngineOptions
 
+    /// The options checked at parse time (numbers, counts, the shard); the spec file, the
+    /// registry and the data are checked by the plan before any trial.
+    func validate() throws {
+        try reportingErrors {
+            try ExperimentSpec().applying(try overrides()).validate()
+            _ = try shard.map(Shard.init(parsing:))
+        }
+    }
+
     func run() throws {
         try reportingErrors {
             setvbuf(stdout, nil, _IOLBF, 0)   // printed lines and the progress display stay in order

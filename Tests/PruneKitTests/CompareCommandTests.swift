@@ -133,6 +133,21 @@ final class CompareCommandTests: XCTestCase {
         let shard = try run(["compare", "--shard", "3/2"], in: dir)
         XCTAssert(shard.err.contains("shard 3/2 does not exist"), shard.err)
 
+        // Refused at parse time, with the usual exit status: before, a huge count allocated
+        // 0..<n and crashed, and a target given twice ran one trial id twice.
+        for count in ["1000000000", "9223372036854775807"] {
+            let seeds = try run(["compare", "--seeds", count], in: dir)
+            XCTAssertEqual(seeds.status, 64, seeds.err)
+            XCTAssert(seeds.err.hasPrefix("error: --seeds \(count) is not a seed count from 1 to 1000"), seeds.err)
+        }
+        let twice = try run(["compare", "--compressions", "2,2"], in: dir)
+        XCTAssertEqual(twice.status, 64, twice.err)
+        XCTAssert(twice.err.contains("is listed twice in 'compressions'"), twice.err)
+        let schedule = try run(["compare", "--schedule", "iterative stepz=3", "--criteria", "global-magnitude", "--compressions", "2"], in: dir)
+        XCTAssertNotEqual(schedule.status, 0)
+        XCTAssert(schedule.err.contains("stepz") && !schedule.err.contains("unknown schedule"),
+                  "the id is read before the space, the option after it: \(schedule.err)")
+
         // A file that is not a result store is refused and left exactly as it was.
         let junk = dir.appendingPathComponent("junk.sqlite")
         let bytes = Data("not a database, but someone's file".utf8)
