@@ -211,7 +211,7 @@ final class CompareProgress {
             }
         case let .baselineStarted(b, index, count):
             if interactive {
-                write("\r\u{1B}[K" + "baseline \(index + 1)/\(count): \(b.model) on \(b.dataset), seed \(b.seed) …")
+                write("\r\u{1B}[K" + fitted("baseline \(index + 1)/\(count): \(b.model) on \(b.dataset), seed \(b.seed) …"))
             }
         case let .baselineFinished(b, cached, seconds):
             line("baseline \(b.model) on \(b.dataset), seed \(b.seed): "
@@ -242,7 +242,7 @@ final class CompareProgress {
     /// A line from baseline training (one per epoch): shown on a terminal, in place.
     func baselineLog(_ text: String) {
         lock.lock(); defer { lock.unlock() }
-        if interactive { write("\r\u{1B}[K" + "baseline: " + text) }
+        if interactive { write("\r\u{1B}[K" + fitted("baseline: " + text)) }
     }
 
     func note(_ text: String) {
@@ -266,15 +266,16 @@ final class CompareProgress {
 
     private func draw() {
         guard interactive, total > 0 else { return }
-        let width = 24, filled = min(width, Int(Double(width) * Double(done) / Double(total)))
-        let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
         let elapsed = Date().timeIntervalSince(start)
         let left = ranNow > 0 ? trialSeconds / Double(ranNow) * Double(total - done) / Double(jobs) : .infinity
-        var text = "\(bar) \(done)/\(total)  failures \(failures)  elapsed \(formatDuration(elapsed))  left \(formatDuration(left))"
+        let figures = " \(done)/\(total)  failures \(failures)  elapsed \(formatDuration(elapsed))  left \(formatDuration(left))"
+        var now = ""
         if let current = inHand.values.sorted().first {
-            text += "  now: \(current)" + (inHand.count > 1 ? " (+\(inHand.count - 1))" : "")
+            now = "  now: \(current)" + (inHand.count > 1 ? " (+\(inHand.count - 1))" : "")
         }
-        write("\r\u{1B}[K" + text)
+        // The bar gives way first, then the trial's name is cut: the line never wraps.
+        let columns = terminalColumns()
+        write("\r\u{1B}[K" + fitted(progressBar(Double(done) / Double(total), room: columns - figures.count) + figures + now, columns: columns))
     }
 
     private func write(_ text: String) { FileHandle.standardOutput.write(Data(text.utf8)) }
@@ -283,17 +284,28 @@ final class CompareProgress {
 struct Merge: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Combine the result stores of an experiment's shards (prunekit compare --shard I/N) into one.",
-        discussion: "Example: prunekit merge --out results.sqlite shard-1.sqlite shard-2.sqlite; then prunekit report --store results.sqlite --out report")
+        discussion: "Example: prunekit merge --store results.sqlite shard-1.sqlite shard-2.sqlite; then prunekit report --store results.sqlite --out report")
 
-    @Option(help: ArgumentHelp("The store to write (created, or added to).", valueName: "file")) var out: String
-    @Argument(help: ArgumentHelp("The shards' stores.", valueName: "shard.sqlite")) var shards: [String]
+    @Option(help: ArgumentHelp("The result store to write (created, or added to), as compare's --store.", valueName: "file"))
+    var store: String?
+    @Option(name: .customLong("out"), help: .hidden) var outAlias: String?
+    @Argument(help: ArgumentHelp("The shards' stores.", valueName: "shard.sqlite")) var shards: [String] = []
+
+    func validate() throws {
+        try reportingErrors {
+            guard (store == nil) != (outAlias == nil) else {
+                throw PruneKitError(.invalidArgument, store == nil ? "no store to write" : "--store and --out both given",
+                                    hint: "prunekit merge --store all.sqlite shard-1.sqlite shard-2.sqlite")
+            }
+            guard !shards.isEmpty else {
+                throw PruneKitError(.invalidArgument, "no stores to merge", hint: "prunekit merge --store all.sqlite shard-1.sqlite shard-2.sqlite")
+            }
+        }
+    }
 
     func run() throws {
         try reportingErrors {
-            guard !shards.isEmpty else {
-                throw PruneKitError(.invalidArgument, "no stores to merge", hint: "prunekit merge --out all.sqlite shard-1.sqlite shard-2.sqlite")
-            }
-            print(try ExperimentParts.merge(shards, into: out))
+            print(try ExperimentParts.merge(shards, into: store ?? outAlias ?? ""))
         }
     }
 }

@@ -9,8 +9,11 @@ struct Prune: ParsableCommand {
         abstract: "Prune a model toward a compression, speed-up or sparsity, finetune it, remove pruned channels and save it.",
         discussion: """
             Examples:
-              prunekit prune --model runs/lenet5 --criterion l1-filter --speedup 2 --finetune finetune --finetune-option epochs=2 --out runs/lenet5-x2
-              prunekit prune --model lenet-5 --epochs 10 --criterion global-magnitude --compression 10 --out runs/lenet5-c10
+              prunekit prune --model runs/lenet5 --criterion l1-filter --speedup 2 --out runs/lenet5-x2
+              prunekit prune --model lenet-5 --epochs 10 --criterion global-magnitude --compression 10 --finetune 'finetune epochs=5' --out runs/lenet5-c10
+
+            By default the pruned model is finetuned briefly ('finetune epochs=2'; --finetune none opts out), and a
+            warning says when its test accuracy falls by more than --warn-drop points.
 
             A zoo name is trained first, for --epochs epochs on the training split (--epochs 0 prunes it as initialised).
             Finetuning strategies choose on a validation split held out from the training data (--validation); the test
@@ -28,25 +31,26 @@ struct Prune: ParsableCommand {
     @Option(help: "Schedule id, optionally with options after a space ('iterative steps=3').") var schedule: String = "one-shot"
     @Option(name: .customLong("schedule-option"), help: ArgumentHelp("A schedule option, key=value (repeatable).", valueName: "key=value"))
     var scheduleOptions: [String] = []
-    @Option(help: "Finetuning strategy id, optionally with options after a space ('finetune epochs=2').") var finetune: String = "none"
+    @Option(help: "Finetuning strategy id, optionally with options after a space; 'none' opts out.") var finetune: String = "finetune epochs=2"
     @Option(name: .customLong("finetune-option"), help: ArgumentHelp("A finetuning option, key=value (repeatable).", valueName: "key=value"))
     var finetuneOptions: [String] = []
     @Option(help: "Epochs of the training run: a zoo model is trained this long first; rewinding strategies and training-time schedules replay it.")
     var epochs: Int = 10
-    @Option(help: "Selection scope: global or layer (default: the criterion's).") var scope: String?
+    @Option(help: "Selection scope (default: the criterion's).") var scope: ScopeName?
     @Option(name: .customLong("exclude"), help: ArgumentHelp("A layer never pruned, by dotted path (repeatable).", valueName: "path"))
     var excluded: [String] = []
     @Flag(help: "Prune the classifier (the last linear layer) too; by default it is kept whole.") var pruneClassifier = false
     @Option(help: "Channels every layer keeps at least (channel criteria).") var minimumChannels: Int = 1
-    @Option(help: "Residual additions (channel criteria): within-blocks or whole-stream.") var residualPolicy: String = "within-blocks"
-    @Option(help: "A channel group's score from its layers' (channel criteria): mean, max or sum.") var groupScore: String = "mean"
+    @Option(help: "Residual additions (channel criteria).") var residualPolicy: ResidualPolicy = .withinBlocks
+    @Option(help: "A channel group's score from its layers' (channel criteria).") var groupScore: GroupScoreReduction = .mean
     @OptionGroup var data: DataOptions
     @Option(help: "Training images held out for validation (finetuning chooses on them; never the test split).")
-    var validation: Int = 500
+    var validation: Int = defaultValidationImages
     @Option(help: "Calibration batches (for criteria that need data).") var batches: Int = 10
     @Option(help: "Calibration batch size.") var batchSize: Int = 64
     @Option(help: "Seed: a zoo model's weights and training, the validation split, calibration images.") var seed: UInt64 = 0
     @Option(help: "Timed runs per latency figure (the median is printed).") var latencyRuns: Int = 10
+    @Option(help: "Warn when the test accuracy falls by more than this many percentage points.") var warnDrop: Double = 2
     @Option(help: "Folder to save the pruned model in (must not exist, or be empty).") var out: String
     @OptionGroup var plugins: PluginOptions
     @OptionGroup var engine: EngineOptions
@@ -61,6 +65,9 @@ struct Prune: ParsableCommand {
             guard validation >= 0 else { throw PruneKitError(.invalidArgument, "--validation must be 0 or more, got \(validation)") }
             guard batches >= 1 else { throw PruneKitError(.invalidArgument, "--batches must be at least 1, got \(batches)") }
             guard batchSize >= 1 else { throw PruneKitError(.invalidArgument, "--batch-size must be at least 1, got \(batchSize)") }
+            guard warnDrop.isFinite, warnDrop >= 0 else {
+                throw PruneKitError(.invalidArgument, "--warn-drop must be 0 or more percentage points, got \(warnDrop)")
+            }
         }
     }
 
@@ -73,9 +80,10 @@ struct Prune: ParsableCommand {
             plugins.load()
             // Each id may carry options after a space ('iterative steps=3'), as in compare.
             let (cc, sc, fc) = (CriterionChoice(parsing: criterion), CriterionChoice(parsing: schedule), CriterionChoice(parsing: finetune))
-            let c = try Registry.shared.criterion(cc.id, options: cc.options + options)
-            let s = try Registry.shared.schedule(sc.id, options: sc.options + scheduleOptions)
-            let f = try Registry.shared.finetune(fc.id, options: fc.options + finetuneOptions)
+            let (cOptions, sOptions, fOptions) = (merged(cc.options, options), merged(sc.options, scheduleOptions), merged(fc.options, finetuneOptions))
+            let c = try Registry.shared.criterion(cc.id, options: cOptions)
+            let s = try Registry.shared.schedule(sc.id, options: sOptions)
+            let f = try Registry.shared.finetune(fc.id, options: fOptions)
             let splits = try data.load(validation: validation, seed: seed)
 
             // The model, checked before any training.
@@ -114,13 +122,15 @@ struct Prune: ParsableCommand {
                     checkpoints = run.checkpoints
                 }
             }
-            let before = try measure(net, splits.test)
+            let before = try measure(net, splits.test, latency: true)
 
             var context = FinetuneContext(train: splits.train, validation: splits.validation, training: training,
                                           checkpoints: checkpoints)
             context.originalMACs = net.macs
             context.epochEnded = { print("  finetune " + epochLine($0, of: nil)) }
-            print("pruning with \(c.id) (\(c.granularity.rawValue)) toward \(target), schedule \(type(of: s).id), finetuning \(type(of: f).id)")
+            func named(_ id: String, _ options: [String]) -> String { ([id] + options).joined(separator: " ") }
+            print("pruning with \(named(c.id, cOptions)) (\(c.granularity.rawValue)) toward \(target), schedule \(named(sc.id, sOptions)), "
+                  + "finetuning \(named(fc.id, fOptions))")
             let steps = try net.prune(with: c, schedule: s, finetune: f, toward: target, context: context, settings: settings,
                                       data: splits.train, calibration: CalibrationSettings(batches: batches, batchSize: batchSize, seed: seed))
             for (i, step) in steps.enumerated() { print("  step \(i + 1)/\(steps.count): \(step.summary)") }
@@ -137,9 +147,15 @@ struct Prune: ParsableCommand {
                 print("removed \(cut.removedChannels) channels: " + cut.widths.filter { $0.before != $0.after }
                     .map { "\($0.path) \($0.before)→\($0.after)" }.joined(separator: ", "))
             }
-            let after = try measure(final, splits.test)
+            // Masked weights run through the same dense kernels: no latency change to measure.
+            let after = try measure(final, splits.test, latency: c.granularity == .channel)
             for note in notes + surgeryNotes { print("note: \(note)") }
             printComparison(before, after)
+            let drop = (before.accuracy - after.accuracy) * 100
+            if drop > warnDrop {
+                print("warning: test accuracy fell by " + String(format: "%.1f", drop) + " points (more than --warn-drop "
+                      + String(format: "%g", warnDrop) + "): finetune longer (--finetune 'finetune epochs=10') or prune less")
+            }
 
             // Everything into a temporary folder beside --out, renamed at the end.
             let staging = URL(fileURLWithPath: out).deletingLastPathComponent()
@@ -179,18 +195,16 @@ struct Prune: ParsableCommand {
             throw PruneKitError(.invalidArgument, "--minimum-channels must be at least 1, got \(minimumChannels)", hint: "a layer never goes to zero channels")
         }
         return TargetedPruningSettings(
-            scope: try scope.map { try parsed([SelectionSettings.Scope.global, .perLayer], $0, "--scope") },
+            scope: scope?.scope,
             excluded: Set(excluded), keepClassifier: !pruneClassifier, minimumChannels: minimumChannels,
-            policy: try parsed(ResidualPolicy.allCases, residualPolicy, "--residual-policy"),
-            reduction: try parsed(GroupScoreReduction.allCases, groupScore, "--group-score"))
+            policy: residualPolicy, reduction: groupScore)
     }
 
-    private func parsed<T: RawRepresentable>(_ cases: [T], _ text: String, _ option: String) throws -> T where T.RawValue == String {
-        guard let v = cases.first(where: { $0.rawValue == text }) else {
-            throw PruneKitError(.invalidArgument, "\(option) '\(text)' is not known",
-                                hint: "use one of: \(cases.map(\.rawValue).joined(separator: ", "))")
-        }
-        return v
+    /// Options given with an id ('finetune epochs=2') and by the repeatable option: a key given
+    /// by the option replaces the same key given with the id.
+    private func merged(_ inline: [String], _ given: [String]) -> [String] {
+        let keys = Set(given.map { $0.split(separator: "=", maxSplits: 1).first.map(String.init) ?? $0 })
+        return inline.filter { !keys.contains($0.split(separator: "=", maxSplits: 1).first.map(String.init) ?? $0) } + given
     }
 
     /// Renames the finished `staging` folder to `out` in one step that never replaces
@@ -225,14 +239,14 @@ struct Prune: ParsableCommand {
         return [SurgeryResult.originalWidthsKey: String(decoding: json, as: UTF8.self)]
     }
 
-    private func measure(_ net: Model, _ test: Dataset) throws -> ModelFigures {
+    private func measure(_ net: Model, _ test: Dataset, latency timed: Bool) throws -> ModelFigures {
         let e = try net.evaluate(test).requiringFiniteOutputs("the model on \(test.name)'s test split")
         let nonzero = net.trainableParameters.reduce(0) { total, p in
             total + (p.mask.map { m in m.scalars.filter { $0 != 0 }.count } ?? p.value.count)
         }
         return ModelFigures(accuracy: e.top1, parameters: net.parameterCount, nonzeroParameters: nonzero, macs: net.macs,
-                            latency1: try latency(net, batch: 1, runs: latencyRuns),
-                            latency64: try latency(net, batch: 64, runs: latencyRuns),
+                            latency1: timed ? try latency(net, batch: 1, runs: latencyRuns) : nil,
+                            latency64: timed ? try latency(net, batch: 64, runs: latencyRuns) : nil,
                             fileBytes: try savedSize(net))
     }
 
@@ -241,16 +255,22 @@ struct Prune: ParsableCommand {
             print(name.padding(toLength: 22, withPad: " ", startingAt: 0) + x.padding(toLength: 16, withPad: " ", startingAt: 0)
                   + "→ " + y.padding(toLength: 16, withPad: " ", startingAt: 0) + ratio)
         }
-        func times(_ x: Double, _ y: Double) -> String { y > 0 ? String(format: "(%.2f×)", x / y) : "" }
+        func times(_ x: Double, _ y: Double) -> String { "(" + Units.ratio(x, y) + ")" }
+        func latencyRow(_ name: String, _ x: Double?, _ y: Double?) {
+            guard let x else { return }
+            guard let y else { return row(name, Units.duration(x), "—", "no change expected: masked weights run on the same dense kernels") }
+            row(name, Units.duration(x), Units.duration(y), times(x, y))
+        }
         print("")
         row("", "before", "after")
         row("test accuracy (top-1)", percent(b.accuracy), percent(a.accuracy))
-        row("parameters", "\(b.parameters)", "\(a.parameters)", times(Double(b.parameters), Double(a.parameters)))
-        row("non-zero parameters", "\(b.nonzeroParameters)", "\(a.nonzeroParameters)", times(Double(b.nonzeroParameters), Double(a.nonzeroParameters)))
-        row("FLOPs (2·MACs)", "\(2 * b.macs)", "\(2 * a.macs)", times(Double(b.macs), Double(a.macs)))
-        row("latency, batch 1", milliseconds(b.latency1), milliseconds(a.latency1), times(b.latency1, a.latency1))
-        row("latency, batch 64", milliseconds(b.latency64), milliseconds(a.latency64), times(b.latency64, a.latency64))
-        row("file size", bytes(b.fileBytes), bytes(a.fileBytes), times(Double(b.fileBytes), Double(a.fileBytes)))
+        row("parameters", Units.count(b.parameters), Units.count(a.parameters), times(Double(b.parameters), Double(a.parameters)))
+        row("non-zero parameters", Units.count(b.nonzeroParameters), Units.count(a.nonzeroParameters),
+            times(Double(b.nonzeroParameters), Double(a.nonzeroParameters)))
+        row("MACs (FLOPs = 2·MACs)", Units.macs(b.macs), Units.macs(a.macs), times(Double(b.macs), Double(a.macs)))
+        latencyRow("latency, batch 1", b.latency1, a.latency1)
+        latencyRow("latency, batch 64", b.latency64, a.latency64)
+        row("file size", Units.bytes(b.fileBytes), Units.bytes(a.fileBytes), times(Double(b.fileBytes), Double(a.fileBytes)))
     }
 
     private func writeReport(to path: String, _ c: any Criterion, _ target: PruningTarget, _ steps: [TargetedPruning],
@@ -258,7 +278,7 @@ struct Prune: ParsableCommand {
         let object: [String: Any] = [
             "model": model, "criterion": c.id, "options": options, "target": "\(target)",
             "schedule": schedule, "schedule_options": scheduleOptions, "finetune": finetune, "finetune_options": finetuneOptions,
-            "epochs": epochs, "residual_policy": residualPolicy, "group_score": groupScore, "excluded": excluded,
+            "epochs": epochs, "residual_policy": residualPolicy.rawValue, "group_score": groupScore.rawValue, "excluded": excluded,
             "steps": steps.map { ["sparsity": $0.sparsity, "achieved": $0.achieved.isFinite ? $0.achieved : -1] },
             "before": before.json, "after": after.json, "notes": notes,
         ]
@@ -274,13 +294,14 @@ struct ModelFigures {
     var accuracy: Double
     var parameters: Int, nonzeroParameters: Int
     var macs: Int
-    /// Median seconds of one inference pass.
-    var latency1: Double, latency64: Double
+    /// Median seconds of one inference pass; `nil` where not measured (a masked model runs
+    /// the same dense kernels as before pruning).
+    var latency1: Double?, latency64: Double?
     var fileBytes: Int
 
     var json: [String: Any] {
         ["top1": accuracy, "parameters": parameters, "nonzero_parameters": nonzeroParameters, "macs": macs, "flops": 2 * macs,
-         "latency_batch1_s": latency1, "latency_batch64_s": latency64, "file_bytes": fileBytes]
+         "latency_batch1_s": latency1 ?? NSNull(), "latency_batch64_s": latency64 ?? NSNull(), "file_bytes": fileBytes]
     }
 }
 
@@ -296,13 +317,6 @@ func savedSize(_ model: Model) throws -> Int {
     defer { try? FileManager.default.removeItem(atPath: dir) }
     try model.save(to: dir, storage: .automatic)
     return try ModelIO.savedSize(of: dir)
-}
-
-func milliseconds(_ s: Double) -> String { String(format: "%.3f ms", s * 1e3) }
-
-func bytes(_ n: Int) -> String {
-    n >= 1 << 20 ? String(format: "%.2f MiB", Double(n) / Double(1 << 20))
-        : n >= 1 << 10 ? String(format: "%.1f KiB", Double(n) / 1024) : "\(n) B"
 }
 
 private func epochLine(_ r: EpochRecord, of total: Int?) -> String {

@@ -89,7 +89,7 @@ final class CompareCommandTests: XCTestCase {
             lines += r.out.components(separatedBy: "\n").filter { $0.hasPrefix("[") }
         }
         XCTAssertEqual(lines.count, 4)
-        let merge = try run(["merge", "--out", "all.sqlite", "s1.sqlite", "s2.sqlite"], in: dir)
+        let merge = try run(["merge", "--store", "all.sqlite", "s1.sqlite", "s2.sqlite"], in: dir)
         XCTAssertEqual(merge.status, 0, merge.err)
         let whole = try run(["compare", "tiny.yaml", "--store", "all.sqlite", "--cache", "cache"], in: dir)
         XCTAssertEqual(whole.status, 0, whole.err)

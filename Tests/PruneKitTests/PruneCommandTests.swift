@@ -13,13 +13,15 @@ final class PruneCommandTests: XCTestCase {
     }
 
     private let quick = ["--epochs", "0", "--latency-runs", "1", "--batches", "1", "--validation", "100"]
+    /// `quick` without the default short finetune.
+    private var bare: [String] { quick + ["--finetune", "none"] }
 
     func testChannelCriterionRemovesChannelsAndReachesTheSpeedUp() throws {
         let out = try scratch().appendingPathComponent("pruned")
-        let r = try run(["prune", "--model", "lenet-5", "--criterion", "l1-filter", "--speedup", "2", "--out", out.path] + quick)
+        let r = try run(["prune", "--model", "lenet-5", "--criterion", "l1-filter", "--speedup", "2", "--out", out.path] + bare)
         XCTAssertEqual(r.status, 0, r.err + r.out)
         XCTAssert(r.out.contains("pruning the freshly initialised model"), r.out)
-        for row in ["test accuracy (top-1)", "parameters", "FLOPs (2·MACs)", "latency, batch 1", "latency, batch 64", "file size"] {
+        for row in ["test accuracy (top-1)", "parameters", "MACs (FLOPs = 2·MACs)", "latency, batch 1", "latency, batch 64", "file size"] {
             XCTAssert(r.out.contains(row), "\(row) missing: \(r.out)")
         }
         XCTAssert(r.out.contains("features.0 6→"), r.out)
@@ -64,7 +66,6 @@ final class PruneCommandTests: XCTestCase {
             ([], ["no target given", "--compression R"]),
             (["--speedup", "2", "--sparsity", "0.5"], ["more than one target"]),
             (["--speedup", "2", "--exclude", "features.9"], ["--exclude features.9 names no prunable layer", "features.3"]),
-            (["--speedup", "2", "--residual-policy", "sideways"], ["--residual-policy 'sideways'", "whole-stream"]),
             (["--compression", "1000"], ["can't be reached", "at most"]),
         ]
         for (extra, expected) in cases {
@@ -74,6 +75,10 @@ final class PruneCommandTests: XCTestCase {
             XCTAssert(r.err.hasPrefix("error: "), r.err)
             XCTAssertFalse(FileManager.default.fileExists(atPath: out), "\(extra) wrote \(out)")
         }
+        // Enumerations are parsed by the argument parser, which lists the values.
+        let policy = try run(base + ["--speedup", "2", "--residual-policy", "sideways"])
+        XCTAssertNotEqual(policy.status, 0)
+        XCTAssert(policy.err.contains("'sideways'") && policy.err.contains("within-blocks") && policy.err.contains("whole-stream"), policy.err)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), [])
     }
 
@@ -88,7 +93,7 @@ final class PruneCommandTests: XCTestCase {
         let saved = dir.appendingPathComponent("grouped").path
         try b.build().save(to: saved)
         let out = dir.appendingPathComponent("out").path
-        let r = try run(["prune", "--model", saved, "--criterion", "l1-filter", "--sparsity", "0.5", "--out", out] + quick)
+        let r = try run(["prune", "--model", saved, "--criterion", "l1-filter", "--sparsity", "0.5", "--out", out] + bare)
         XCTAssertNotEqual(r.status, 0)
         XCTAssert(r.err.contains("layer 'grouped'") && r.err.contains("groups 2"), r.err)
         XCTAssert(r.err.contains("surgery supports"), r.err)
@@ -100,7 +105,7 @@ final class PruneCommandTests: XCTestCase {
     func testTwoPrunesToOneFolderLoseNothing() throws {
         let dir = try scratch()
         let out = dir.appendingPathComponent("shared").path
-        let args = ["prune", "--model", "lenet-5", "--criterion", "l1-filter", "--speedup", "2", "--out", out] + quick
+        let args = ["prune", "--model", "lenet-5", "--criterion", "l1-filter", "--speedup", "2", "--out", out] + bare
         var results: [(status: Int32, out: String, err: String)?] = [nil, nil]
         DispatchQueue.concurrentPerform(iterations: 2) { i in results[i] = try? run(args) }
         let done = results.compactMap { $0 }
@@ -119,7 +124,7 @@ final class PruneCommandTests: XCTestCase {
     /// The hint of an unreachable compression names an option prune has.
     func testUnreachableCompressionHintNamesARealOption() throws {
         let dir = try scratch()
-        let base = ["prune", "--model", "lenet-5", "--criterion", "global-magnitude", "--compression", "100"] + quick
+        let base = ["prune", "--model", "lenet-5", "--criterion", "global-magnitude", "--compression", "100"] + bare
         let refused = try run(base + ["--out", dir.appendingPathComponent("a").path])
         XCTAssertNotEqual(refused.status, 0)
         XCTAssert(refused.err.contains("--prune-classifier") && !refused.err.contains("--keep-classifier"), refused.err)
@@ -150,9 +155,28 @@ final class PruneCommandTests: XCTestCase {
     func testPluginIdsTakeOptionsAfterASpace() throws {
         let out = try scratch().appendingPathComponent("pruned").path
         let r = try run(["prune", "--model", "lenet-5", "--criterion", "random granularity=channel", "--speedup", "2",
-                         "--schedule", "iterative steps=2", "--out", out] + quick)
+                         "--schedule", "iterative steps=2", "--out", out] + bare)
         XCTAssertEqual(r.status, 0, r.err)
-        XCTAssert(r.out.contains("pruning with random (channel)") && r.out.contains("schedule iterative"), r.out)
+        XCTAssert(r.out.contains("pruning with random granularity=channel (channel)") && r.out.contains("schedule iterative"), r.out)
         XCTAssert(r.out.contains("step 2/2"), r.out)
+    }
+
+    /// By default the pruned model is finetuned briefly, visibly; a large accuracy drop is
+    /// called out; a masked model's latency is "no change expected", not a speed-up.
+    func testPruneFinetunesByDefaultAndWarnsOfADrop() throws {
+        let dir = try scratch()
+        let r = try run(["prune", "--model", "lenet-5", "--epochs", "1", "--criterion", "global-magnitude", "--compression", "40",
+                         "--warn-drop", "0", "--latency-runs", "1", "--batches", "1", "--out", dir.appendingPathComponent("a").path])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssert(r.out.contains("finetuning finetune") && r.out.contains("finetune epoch 2"), "two epochs by default: \(r.out)")
+        XCTAssert(r.out.contains("no change expected"), r.out)
+        XCTAssertFalse(r.out.range(of: #"latency, batch 1 .*×"#, options: .regularExpression) != nil, r.out)
+        let drop = try XCTUnwrap(r.out.components(separatedBy: "\n").first { $0.hasPrefix("warning: test accuracy fell by") } ?? Optional(nil),
+                                 "with --warn-drop 0 any drop is reported: \(r.out)")
+        XCTAssert(drop.contains("points (more than --warn-drop 0)"), drop)
+        let none = try run(["prune", "--model", "lenet-5", "--criterion", "l1-filter", "--speedup", "2",
+                            "--out", dir.appendingPathComponent("b").path] + bare)
+        XCTAssertEqual(none.status, 0, none.err)
+        XCTAssert(none.out.contains("finetuning none") && !none.out.contains("finetune epoch"), none.out)
     }
 }
