@@ -1,4 +1,5 @@
 import Foundation
+import PruneKit
 
 // The harness's shared vocabulary: what a trial is (its configuration, identified by a
 // hash), what it produced (its result), and the record the store keeps. The experiment
@@ -174,6 +175,9 @@ public struct TrialResult: Codable, Hashable, Sendable {
     public var status: Status
     /// Why a failed trial failed: a thrown error's message, a crash's signal, a NaN loss.
     public var failure: String?
+    /// What the criterion pruned: weights (masked, same dense kernels) or channels (removed,
+    /// a narrower model). `nil` in records written before it was kept.
+    public var granularity: Granularity?
 
     public var baselineAccuracy: Accuracy?
     /// Right after pruning, and after finetuning.

@@ -86,6 +86,7 @@ private final class Run {
             return (a, try Model.load(from: a.directory), try c.baseline.loadData())
         }
         var result = TrialResult(status: .succeeded)
+        result.granularity = criterion.granularity
         result.baselineAccuracy = artifact.testAccuracy
         let runs = c.latencyRuns ?? 20
         guard runs >= 0 else { throw PruneKitError(.invalidArgument, "latencyRuns must be ≥ 0, got \(runs)") }
