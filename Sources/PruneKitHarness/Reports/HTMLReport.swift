@@ -59,7 +59,7 @@ extension Report {
                 if targets.isEmpty { continue }
                 h.append("<h3>Final top-1 accuracy (%) at \(escapeXML(axisDescription(axis)))</h3>")
                 h.append(summaryTable(setting, targets: targets, axis: axis))
-                h.append("<p class=\"legend\">Mean ± sd over seeds. ▲ best mean and beats every other criterion (paired 95 % CI excludes zero); △ best mean, not shown to beat all.</p>")
+                h.append("<p class=\"legend\">\(escapeXML(summaryLegend(setting)))</p>")
             }
             h.append("<h3>Details per criterion and target</h3>")
             h.append("<p class=\"legend\">\(escapeXML(detailLegend))</p>")

@@ -174,7 +174,7 @@ extension Report {
                 }
                 md.append(markdownTable(header, rows, numericFrom: 1))
                 md.append("")
-                md.append("Mean ± sd over seeds. ▲ best mean and beats every other criterion (paired 95 % CI excludes zero); △ best mean, not shown to beat all.")
+                md.append(summaryLegend(setting))
             }
             md.append("")
             md.append("### Details per criterion and target")
@@ -248,6 +248,13 @@ extension Report {
             md.append(markdownTable(["criterion", "target", "seed", "setting", "message"], rows, numericFrom: 99))
         }
         return md.joined(separator: "\n") + "\n"
+    }
+
+    /// What the summary tables show: "mean ± sd" only where there are seeds to spread.
+    static func summaryLegend(_ s: SettingAnalysis) -> String {
+        let seeds = seedCount(s)
+        return (seeds >= 2 ? "Mean ± sd over \(seeds) seeds. " : "One seed: single values, no spread. ")
+            + "▲ best mean and beats every other criterion (paired 95 % CI excludes zero); △ best mean, not shown to beat all."
     }
 
     static let needSeedsText = "Paired differences and win/loss need ≥ 2 seeds: with one seed there is no spread to test a difference against."
