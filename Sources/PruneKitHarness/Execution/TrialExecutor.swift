@@ -119,7 +119,7 @@ private final class Run {
             }
         }
 
-        if criterion.granularity == .channel { try checkRanksChannels(criterion, model: model) }
+        if let problem = try model.channelRankingProblem(with: criterion) { throw problem }
         let sparsity = try timed("score") {
             try TargetSearch.sparsity(for: target, criterion: criterion, model: model, settings: settings,
                                       data: splits.train, calibration: calibration)
@@ -197,19 +197,6 @@ private final class Run {
             options.append("epochs=\(c.finetuneEpochs)")
         }
         return options
-    }
-
-    /// A channel criterion that needs no data (scoring is cheap) must tell some channels
-    /// apart: one that gives every channel of every layer in scope the same score (network
-    /// slimming on a model without BatchNorm) would prune in layer order, silently.
-    func checkRanksChannels(_ criterion: any Criterion, model: Model) throws {
-        guard criterion.evidence.isEmpty else { return }
-        let scores = try model.score(with: criterion, data: nil, settings: calibration).filter { !$0.layer.isClassifier }
-        guard !scores.isEmpty, scores.allSatisfy({ s in s.scores.allSatisfy { $0 == s.scores.first } }) else { return }
-        let hasBatchNorm = model.nodes.contains { $0.layer.kind == .batchNorm }
-        throw PruneKitError(.invalidArgument, "criterion '\(criterion.id)' gives every channel of every prunable layer the same score (\(scores[0].scores.first ?? 0)), so it cannot rank the channels of '\(model.architecture)'"
-                            + (hasBatchNorm ? "" : ", which has no BatchNorm layer"),
-                            hint: hasBatchNorm ? "check the criterion's options" : "a criterion that ranks BatchNorm scales (slimming) needs a model with BatchNorm: vgg-small, vgg-11, vgg-16, resnet-20, resnet-56")
     }
 
     /// Whether the criterion's `regularize` hook changes the gradients of this model
