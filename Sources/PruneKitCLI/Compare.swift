@@ -216,6 +216,7 @@ final class CompareProgress {
             var text = "[\(done)/\(total)] \(Self.name(r.configuration)): "
             if r.result.status == .failed {
                 text += "FAILED: \(r.result.failure ?? "no message")"
+                if r.result.transient == true { text += " (not recorded: the next run tries it again)" }
             } else if r.configuration.kind == .oracle {
                 text += r.result.oracleCorrelation.map { String(format: "Spearman %.3f", $0) } ?? "no correlation"
             } else {

@@ -8,6 +8,7 @@ import PruneKit
 //   CACHE/HASH/checkpoints/epoch-K.safetensors   weights after K epochs (rewinding)
 //   CACHE/HASH/baseline.json          accuracies, training time, epoch records
 //   CACHE/HASH/oracle-KEY.json        oracle loss increases (see Oracle.swift)
+//   CACHE/HASH/oracle-KEY.lock        flock(2) lock: one trial computes the oracle, the others wait
 //   CACHE/HASH.lock                   flock(2) lock: one process trains, the others wait
 //
 // An entry is built in a temporary directory and renamed into place, so a crash while
