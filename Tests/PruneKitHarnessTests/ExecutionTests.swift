@@ -404,7 +404,7 @@ final class ExecutionTests: XCTestCase {
         XCTAssertLessThan(normal.phaseSeconds["overhead"] ?? .infinity, 30)
 
         var impatient = runner
-        impatient.timeout = 0.2
+        impatient.timeLimit = .seconds(0.2)
         let slow = impatient.run(tinyTrial("global-magnitude", TrialTarget(.compression, 2), baseline: baseline))
         XCTAssertEqual(slow.status, .failed)
         XCTAssertEqual(slow.failure, "timed out after 0.2 s")
@@ -415,6 +415,62 @@ final class ExecutionTests: XCTestCase {
         let none = missing.run(tinyTrial("global-magnitude", TrialTarget(.compression, 2), baseline: baseline))
         XCTAssertEqual(none.status, .failed)
         XCTAssert(none.failure?.contains("could not start /nonexistent/prunekit") ?? false, none.failure ?? "")
+    }
+
+    /// Issue 15, defect 7: a plugin that hangs is killed at the time limit and its trial
+    /// fails "timed out after N s"; the automatic limit follows the baseline's epoch time,
+    /// and the spec's `trial-timeout` sets it.
+    func testAHangingPluginTimesOut() throws {
+        let dir = try buildDirectory()
+        let exe = dir.appendingPathComponent("prunekit").path, fixture = dir.appendingPathComponent("libPruneKitFixtureCrashing.so").path
+        guard FileManager.default.fileExists(atPath: exe), FileManager.default.fileExists(atPath: fixture) else {
+            throw XCTSkip("prunekit and the crashing fixture are not built (swift build --build-tests)")
+        }
+        let runner = ChildProcessTrialRunner(executable: exe, cacheDirectory: try scratch("cache"), pluginFiles: [fixture], threads: 1,
+                                             timeLimit: .seconds(2), workDirectory: try scratch("work"))
+        let t0 = Date()
+        let hung = runner.run(tinyTrial("fixture-hangs", TrialTarget(.compression, 2), baseline: tinyBaseline()))
+        XCTAssertEqual(hung.status, .failed)
+        XCTAssertEqual(hung.failure, "timed out after 2 s")
+        XCTAssertNil(hung.transient, "a hang is the criterion's failure: recorded")
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 30)
+
+        let prune = tinyTrial("global-magnitude", TrialTarget(.compression, 2), baseline: tinyBaseline())
+        var oracle = prune; oracle.kind = .oracle; oracle.target = nil
+        XCTAssertNil(TrialTimeLimit.none.seconds(for: prune, epochSeconds: 10))
+        XCTAssertEqual(TrialTimeLimit.seconds(5).seconds(for: prune, epochSeconds: 10), 5)
+        let auto = TrialTimeLimit.automatic(oracleEpochs: 9)
+        // 1 finetuning epoch + 1 regularisation epoch + 1: 3 epochs of work, 20 × 3 × 100 s.
+        XCTAssertEqual(auto.seconds(for: prune, epochSeconds: 100), 6000)
+        XCTAssertEqual(auto.seconds(for: oracle, epochSeconds: 100), 20 * 10 * 100)
+        XCTAssertEqual(auto.seconds(for: prune, epochSeconds: 0.01), TrialTimeLimit.minimumSeconds, "at least 10 minutes")
+        XCTAssertEqual(auto.seconds(for: prune, epochSeconds: nil), TrialTimeLimit.fallbackSeconds, "an imported model has no epoch time")
+
+        XCTAssertEqual(try ExperimentSpec.load(yaml: "trial-timeout: 90").trialTimeLimit(oracleEpochs: 0), .seconds(90))
+        XCTAssertEqual(try ExperimentSpec.load(yaml: "trial-timeout: auto").trialTimeLimit(oracleEpochs: 2), .automatic(oracleEpochs: 2))
+        XCTAssertEqual(ExperimentSpec().trialTimeLimit(oracleEpochs: 0), .automatic(oracleEpochs: 0))
+        XCTAssertThrowsError(try ExperimentSpec.load(yaml: "trial-timeout: 0")) { XCTAssert("\($0)".contains("'trial-timeout' must be above 0"), "\($0)") }
+        var timed = ExperimentSpec(); timed.trialTimeout = 30
+        XCTAssertEqual(ExperimentRunner.experimentID(timed), ExperimentRunner.experimentID(ExperimentSpec()),
+                       "the time limit doesn't change results: same experiment")
+    }
+
+    /// Issue 15, defect 13: the work folders of runs that are gone are removed, a live
+    /// run's never; the runner removes its own.
+    func testStaleWorkDirectoriesAreRemoved() throws {
+        let temporary = try scratch("tmp")
+        let gone = Process()
+        gone.executableURL = URL(fileURLWithPath: "/bin/true")
+        try gone.run(); gone.waitUntilExit()
+        let dead = ChildProcessTrialRunner.defaultWorkDirectory(in: temporary, pid: gone.processIdentifier)
+        let live = ChildProcessTrialRunner.defaultWorkDirectory(in: temporary, pid: getppid())
+        let mine = ChildProcessTrialRunner.defaultWorkDirectory(in: temporary, pid: getpid())
+        for d in [dead, live, mine] { try FileManager.default.createDirectory(atPath: d + "/x", withIntermediateDirectories: true) }
+        XCTAssertEqual(ChildProcessTrialRunner.removeStaleWorkDirectories(in: temporary), [dead])
+        XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: temporary)),
+                       Set([live, mine].map { URL(fileURLWithPath: $0).lastPathComponent }))
+        ChildProcessTrialRunner(cacheDirectory: temporary, workDirectory: mine).removeWorkDirectory()
+        XCTAssertFalse(FileManager.default.fileExists(atPath: mine))
     }
 
     /// Issue 15, defect 15: two trials asking for the same oracle at once compute it once
@@ -492,7 +548,7 @@ final class ExecutionTests: XCTestCase {
         }
         let neither = try run(["trial", "--result", "\(dir)/r.json"])
         XCTAssertEqual(neither.0, 64)
-        XCTAssert(neither.1.contains("error: give exactly one of --config and --baseline"), neither.1)
+        XCTAssert(neither.1.contains("error: give exactly one of --config, --baseline and --probe"), neither.1)
         try Data("{\"kind\": \"prune\"}".utf8).write(to: URL(fileURLWithPath: "\(dir)/bad.json"))
         let bad = try run(["trial", "--config", "\(dir)/bad.json", "--result", "\(dir)/r.json"])
         XCTAssertEqual(bad.0, 1)

@@ -164,6 +164,13 @@ public enum BaselineCache {
         return artifact
     }
 
+    /// The baseline of `b` if the cache holds it, read without locking or training
+    /// (`nil` otherwise): for figures about it, such as its seconds per epoch.
+    public static func cached(_ b: BaselineConfiguration, cacheDirectory: String) -> BaselineArtifact? {
+        let cache = URL(fileURLWithPath: cacheDirectory).standardizedFileURL.path
+        return try? read("\(cache)/\(b.hash)").artifact
+    }
+
     /// What `baseline.json` holds.
     struct EntryFile: Codable {
         var hash: String

@@ -107,7 +107,7 @@ public final class ExperimentRunner: @unchecked Sendable {
     /// results (where files go, how many jobs).
     public static func experimentID(_ spec: ExperimentSpec) -> String {
         var s = spec
-        s.store = ""; s.report = nil; s.cache = nil; s.jobs = nil
+        s.store = ""; s.report = nil; s.cache = nil; s.jobs = nil; s.trialTimeout = nil
         return StableHash.hex(of: s)
     }
 
