@@ -124,8 +124,8 @@ struct Compare: ParsableCommand {
         o.schedule = schedule; o.finetune = finetune; o.finetuneEpochs = finetuneEpochs
         if let seeds, seeds < 1 { throw PruneKitError(.invalidArgument, "--seeds must be at least 1, got \(seeds)") }
         if let jobs, jobs < 1 { throw PruneKitError(.invalidArgument, "--jobs must be at least 1, got \(jobs)") }
-        if let t = trialTimeout, !(t > 0 && t.isFinite) {
-            throw PruneKitError(.invalidArgument, "--trial-timeout must be a positive number of seconds, got \(t)",
+        if let t = trialTimeout, !(t > 0 && t <= TrialTimeLimit.maximumSeconds) {
+            throw PruneKitError(.invalidArgument, "--trial-timeout must be a positive number of seconds, at most \(Int(TrialTimeLimit.maximumSeconds)) (30 days), got \(t)",
                                 hint: "leave it out for a limit derived from the baseline's epoch time")
         }
         o.trialTimeout = trialTimeout

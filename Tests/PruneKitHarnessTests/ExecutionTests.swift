@@ -445,6 +445,9 @@ final class ExecutionTests: XCTestCase {
         XCTAssertEqual(auto.seconds(for: oracle, epochSeconds: 100), 20 * 10 * 100)
         XCTAssertEqual(auto.seconds(for: prune, epochSeconds: 0.01), TrialTimeLimit.minimumSeconds, "at least 10 minutes")
         XCTAssertEqual(auto.seconds(for: prune, epochSeconds: nil), TrialTimeLimit.fallbackSeconds, "an imported model has no epoch time")
+        var endless = prune; endless.finetuneEpochs = .max
+        XCTAssertEqual(auto.seconds(for: endless, epochSeconds: 1e300), TrialTimeLimit.maximumSeconds, "no overflow")
+        XCTAssertThrowsError(try ExperimentSpec.load(yaml: "trial-timeout: 1e12")) { XCTAssert("\($0)".contains("at most"), "\($0)") }
 
         XCTAssertEqual(try ExperimentSpec.load(yaml: "trial-timeout: 90").trialTimeLimit(oracleEpochs: 0), .seconds(90))
         XCTAssertEqual(try ExperimentSpec.load(yaml: "trial-timeout: auto").trialTimeLimit(oracleEpochs: 2), .automatic(oracleEpochs: 2))

@@ -114,7 +114,7 @@ public struct ChildProcessTrialRunner: Sendable {
     public func probe(_ p: ChannelRankingProbe) -> ChannelRankingProbe.Outcome {
         let limit: Double? = { if case let .seconds(s) = timeLimit { return s }; return 600 }()
         do {
-            switch try spawn(name: "probe-\(p.criterion.id)-\(UUID().uuidString.prefix(8))", input: p, mode: "--probe", limit: limit) {
+            switch try spawn(name: "probe-\(UUID().uuidString.prefix(8))", input: p, mode: "--probe", limit: limit) {
             case let .finished(data):
                 let verdict = try decodeJSON(ChannelRankingProbe.Verdict.self, data, what: "probe result")
                 return verdict.outcome
@@ -294,6 +294,8 @@ public enum TrialTimeLimit: Sendable, Equatable {
     public static let factor = 20.0
     /// The automatic limit when the baseline has no epoch time (an imported saved model): 2 hours.
     public static let fallbackSeconds = 7200.0
+    /// No limit is longer than 30 days (what a timer can wait for, with room to spare).
+    public static let maximumSeconds = 30 * 86_400.0
 
     /// The limit for trial `c`, in seconds (`nil`: none).
     ///
@@ -308,14 +310,14 @@ public enum TrialTimeLimit: Sendable, Equatable {
     public func seconds(for c: TrialConfiguration, epochSeconds: Double?) -> Double? {
         switch self {
         case .none: return nil
-        case let .seconds(s): return s
+        case let .seconds(s): return min(s, Self.maximumSeconds)
         case let .automatic(oracleEpochs):
             guard let e = epochSeconds, e.isFinite, e > 0 else { return Self.fallbackSeconds }
             let work = c.kind == .oracle
                 ? 1 + max(0, oracleEpochs)
                 : Double(c.regularizationEpochs ?? c.finetuneEpochs) + Double(c.finetuneEpochs) + 1
             let s = Self.factor * e * work
-            return s.isFinite ? max(Self.minimumSeconds, s) : Self.fallbackSeconds
+            return s.isFinite ? min(Self.maximumSeconds, max(Self.minimumSeconds, s)) : Self.maximumSeconds
         }
     }
 }

@@ -152,7 +152,10 @@ public struct ExperimentSpec: Codable, Hashable, Sendable {
         try check(Self.residualPolicies.contains(residualPolicy), "residual-policy",
                   Self.residualPolicies.joined(separator: " or "), "'\(residualPolicy)'")
         if let jobs { try check(jobs >= 1, "jobs", "at least 1", jobs) }
-        if let t = trialTimeout { try check(t > 0 && t.isFinite, "trial-timeout", "a positive number of seconds", t) }
+        if let t = trialTimeout {
+            try check(t > 0 && t <= TrialTimeLimit.maximumSeconds, "trial-timeout",
+                      "a positive number of seconds, at most \(Int(TrialTimeLimit.maximumSeconds)) (30 days)", t)
+        }
         try check(!store.isEmpty, "store", "a file path", "''")
     }
 }
@@ -302,6 +305,9 @@ extension ExperimentSpec {
             case "trial-timeout":
                 if case .scalar(let v) = value, v.string == "auto" { spec.trialTimeout = nil; continue }
                 spec.trialTimeout = try reader.double(value, key, above: 0)
+                if let t = spec.trialTimeout, t > TrialTimeLimit.maximumSeconds {
+                    throw reader.error(value, "'trial-timeout' must be at most \(Int(TrialTimeLimit.maximumSeconds)) seconds (30 days), got \(t)")
+                }
             default: spec.cache = try reader.string(value, key)
             }
         }
