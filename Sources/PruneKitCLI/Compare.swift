@@ -41,6 +41,8 @@ struct Compare: ParsableCommand {
     @Option(help: ArgumentHelp("Run one slice of the trials, for a cluster: shard I of N (1-based); combine with prunekit merge.", valueName: "I/N"))
     var shard: String?
     @Option(help: "Trials run at once, each in its own process (default: \(ExperimentRunner.defaultJobs)).") var jobs: Int?
+    @Option(help: ArgumentHelp("Seconds a trial may run before it is killed and recorded as failed (default: 20× its work at the baseline's epoch time, at least 600).", valueName: "seconds"))
+    var trialTimeout: Double?
     @Flag(help: "Run again the trials that failed before (by default a failed trial counts as done).") var retryFailed = false
     @Option(help: ArgumentHelp("Where baseline checkpoints are cached (default: baselines/ next to the store).", valueName: "dir"))
     var cache: String?
@@ -64,19 +66,23 @@ struct Compare: ParsableCommand {
             var spec = try specFile.map(ExperimentSpec.load(file:)) ?? ExperimentSpec()
             spec = try spec.applying(try overrides())
             let shard = try self.shard.map(Shard.init(parsing:)) ?? .all
-            let plan = try ExperimentPlan.validated(spec)
             let jobs = spec.jobs ?? ExperimentRunner.defaultJobs
+            let threads = engine.threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / jobs)
+            // Trials, and the probes of the plan, run in child processes: a plugin that
+            // crashes or hangs fails only its own trials. Their work folder goes at the end.
+            var children = ExperimentParts.childRunner(executable: executablePath(), cacheDirectory: spec.cacheDirectory,
+                                                       threads: threads, pluginFiles: plugins.files,
+                                                       pluginDirectories: plugins.directories)
+            defer { children.removeWorkDirectory() }
+            let plan = try ExperimentPlan.validated(spec, probe: children)
+            children.timeLimit = spec.trialTimeLimit(oracleEpochs: plan.oracleCost?.epochs ?? 0)
             for s in plan.skipped { print("left out \(s.choice.id): \(s.reason)") }
             try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: spec.store).deletingLastPathComponent().path,
                                                     withIntermediateDirectories: true)
             let store = try ExperimentParts.openStore(spec.store)
-            let threads = engine.threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / jobs)
             let display = CompareProgress(jobs: jobs)
             let runner = ExperimentRunner(
-                plan: plan, shard: shard, jobs: jobs, retryFailed: retryFailed, store: store,
-                runner: ExperimentParts.childRunner(executable: executablePath(), cacheDirectory: spec.cacheDirectory,
-                                                    threads: threads, pluginFiles: plugins.files,
-                                                    pluginDirectories: plugins.directories),
+                plan: plan, shard: shard, jobs: jobs, retryFailed: retryFailed, store: store, runner: children,
                 baselines: ExperimentParts.baselineCache(spec.cacheDirectory, store: store, log: display.baselineLog))
 
             let axes = Set(spec.targets.map(\.axis)).map { $0 == .compression ? "compression" : "speed-up" }.sorted()
@@ -84,11 +90,18 @@ struct Compare: ParsableCommand {
                   + "× \(spec.seeds.count) seed\(spec.seeds.count == 1 ? "" : "s") = \(plan.trials.count) trials"
                   + (shard == .all ? "" : "; shard \(shard): \(plan.trials(in: shard).count)")
                   + "; \(jobs) at a time; store \(spec.store)")
+            if let cost = plan.oracleCost { print(cost.summary) }
 
-            let interrupt = InterruptHandler { [runner] in
+            let workDirectory = children.workDirectory
+            let interrupt = InterruptHandler(onInterrupt: { [runner] in
                 let running = runner.cancel()
                 display.note("stopping: no new trials; waiting for \(running) running trial\(running == 1 ? "" : "s") (Ctrl-C again to quit now)")
-            }
+            }, onQuit: {
+                // Quitting now (a second Ctrl-C, SIGTERM, SIGHUP): no trial outlives the run,
+                // and its work folder goes with it.
+                ChildProcessTrialRunner.killRunningChildren()
+                try? FileManager.default.removeItem(atPath: workDirectory)
+            })
             let summary = try runner.run(onEvent: display.handle)
             interrupt.stop()
             display.finish()
@@ -122,6 +135,11 @@ struct Compare: ParsableCommand {
         o.schedule = schedule.map(CriterionChoice.init(parsing:)); o.finetune = finetune.map(CriterionChoice.init(parsing:))
         o.finetuneEpochs = finetuneEpochs
         if let jobs, jobs < 1 { throw PruneKitError(.invalidArgument, "--jobs must be at least 1, got \(jobs)") }
+        if let t = trialTimeout, !(t > 0 && t <= TrialTimeLimit.maximumSeconds) {
+            throw PruneKitError(.invalidArgument, "--trial-timeout must be a positive number of seconds, at most \(Int(TrialTimeLimit.maximumSeconds)) (30 days), got \(t)",
+                                hint: "leave it out for a limit derived from the baseline's epoch time")
+        }
+        o.trialTimeout = trialTimeout
         o.seeds = seeds; o.store = store; o.report = report; o.cache = cache; o.jobs = jobs
         return o
     }
@@ -142,25 +160,33 @@ func executablePath() -> String {
     (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
 }
 
-/// Calls `onInterrupt` on the first Ctrl-C; a second one exits at once (status 130).
+/// Calls `onInterrupt` on the first Ctrl-C; a second one, SIGTERM or SIGHUP calls `onQuit`
+/// and exits at once (status 128 + the signal).
 final class InterruptHandler {
-    private let source: DispatchSourceSignal
+    private static let quitting: [Int32] = [SIGTERM, SIGHUP]
+    private var sources: [DispatchSourceSignal] = []
     private var count = 0
 
-    init(_ onInterrupt: @escaping () -> Void) {
-        signal(SIGINT, SIG_IGN)
-        source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        source.setEventHandler { [unowned self] in
-            count += 1
-            if count > 1 { exit(130) }
-            onInterrupt()
+    init(onInterrupt: @escaping () -> Void, onQuit: @escaping () -> Void = {}) {
+        for sig in [SIGINT] + Self.quitting {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { [unowned self] in
+                if sig == SIGINT { count += 1 }
+                if sig != SIGINT || count > 1 {
+                    onQuit()
+                    exit(128 + sig)
+                }
+                onInterrupt()
+            }
+            source.resume()
+            sources.append(source)
         }
-        source.resume()
     }
 
     func stop() {
-        source.cancel()
-        signal(SIGINT, SIG_DFL)
+        for s in sources { s.cancel() }
+        for sig in [SIGINT] + Self.quitting { signal(sig, SIG_DFL) }
     }
 }
 
@@ -227,6 +253,7 @@ final class CompareProgress {
             var text = "[\(done)/\(total)] \(Self.name(r.configuration)): "
             if r.result.status == .failed {
                 text += "FAILED: \(r.result.failure ?? "no message")"
+                if r.result.transient == true { text += " (not recorded: the next run tries it again)" }
             } else if r.configuration.kind == .oracle {
                 text += r.result.oracleCorrelation.map { String(format: "Spearman %.3f", $0) } ?? "no correlation"
             } else {

@@ -106,6 +106,7 @@ struct Prune: ParsableCommand {
                                     hint: "prunable layers: \(paths.joined(separator: ", "))")
             }
             if c.granularity == .channel { _ = try net.channelDependencies(policy: settings.policy) }
+            if let problem = try net.channelRankingProblem(with: c, beforeTraining: !isSaved && epochs > 0) { throw problem }
 
             var training = TrainingConfiguration()
             training.epochs = epochs; training.seed = seed

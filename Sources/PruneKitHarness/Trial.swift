@@ -198,6 +198,10 @@ public struct TrialResult: Codable, Hashable, Sendable {
     /// `finetune`, `evaluate`, `measure`, `oracle`; and `overhead` for a trial run in a
     /// child process: its wall time outside those phases, so the sum is the whole wall time).
     public var phaseSeconds: [String: Double]
+    /// A failure of the environment, not of the criterion (a baseline cache entry that
+    /// doesn't load, a child process that can't be started): the runner does not record
+    /// it, so the next run tries the trial again. `nil` otherwise.
+    public var transient: Bool?
 
     public init(status: Status, failure: String? = nil, notes: [String] = [], phaseSeconds: [String: Double] = [:]) {
         self.status = status; self.failure = failure; self.notes = notes; self.phaseSeconds = phaseSeconds

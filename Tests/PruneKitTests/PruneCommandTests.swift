@@ -82,6 +82,18 @@ final class PruneCommandTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), [])
     }
 
+    /// Issue 15, defect 11: slimming on a model without BatchNorm gives every channel the
+    /// same score; `prune` refuses it as `compare` does (one rule: Model.channelRankingProblem).
+    func testACriterionThatCantRankTheChannelsIsRefused() throws {
+        let dir = try scratch()
+        let out = dir.appendingPathComponent("pruned").path
+        let r = try run(["prune", "--model", "lenet-5", "--criterion", "slimming", "--compression", "2", "--out", out] + quick)
+        XCTAssertNotEqual(r.status, 0, r.out)
+        XCTAssert(r.err.hasPrefix("error: criterion 'slimming' gives all channels of each prunable layer the same score"), r.err)
+        XCTAssert(r.err.contains("can't rank the channels of lenet-5, which has no BatchNorm layer") && r.err.contains("hint: "), r.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+
     func testALayerSurgeryCantHandleIsNamed() throws {
         let dir = try scratch()
         var rng = RandomGenerator(seed: 0)

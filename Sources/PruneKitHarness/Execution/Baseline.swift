@@ -8,6 +8,7 @@ import PruneKit
 //   CACHE/HASH/checkpoints/epoch-K.safetensors   weights after K epochs (rewinding)
 //   CACHE/HASH/baseline.json          accuracies, training time, epoch records
 //   CACHE/HASH/oracle-KEY.json        oracle loss increases (see Oracle.swift)
+//   CACHE/HASH/oracle-KEY.lock        flock(2) lock: one trial computes the oracle, the others wait
 //   CACHE/HASH.lock                   flock(2) lock: one process trains, the others wait
 //
 // An entry is built in a temporary directory and renamed into place, so a crash while
@@ -164,6 +165,13 @@ public enum BaselineCache {
         var artifact = try read(entry).artifact
         artifact.trainedNow = true
         return artifact
+    }
+
+    /// The baseline of `b` if the cache holds it, read without locking or training
+    /// (`nil` otherwise): for figures about it, such as its seconds per epoch.
+    public static func cached(_ b: BaselineConfiguration, cacheDirectory: String) -> BaselineArtifact? {
+        let cache = URL(fileURLWithPath: cacheDirectory).standardizedFileURL.path
+        return try? read("\(cache)/\(b.hash)").artifact
     }
 
     /// What `baseline.json` holds.

@@ -47,10 +47,12 @@ public enum TrialExecutor {
         } catch let e as PruneKitError {
             var r = TrialResult.failed(e.hint.map { "\(e.message) (hint: \($0))" } ?? e.message, phaseSeconds: run.phases)
             r.notes = run.notes
+            if run.transient { r.transient = true }
             return r
         } catch {
             var r = TrialResult.failed("\(error)", phaseSeconds: run.phases)
             r.notes = run.notes
+            if run.transient { r.transient = true }
             return r
         }
     }
@@ -62,6 +64,8 @@ private final class Run {
     let env: TrialEnvironment
     var phases: [String: Double] = [:]
     var notes: [String] = []
+    /// Whether a failure is the environment's (the baseline cache), not the criterion's.
+    var transient = false
 
     init(_ c: TrialConfiguration, _ env: TrialEnvironment) { self.c = c; self.env = env }
 
@@ -82,8 +86,16 @@ private final class Run {
         let registry = env.registry
         let criterion = try registry.criterion(c.criterion, options: c.criterionOptions)
         let (artifact, model, splits) = try timed("baseline") { () throws -> (BaselineArtifact, Model, DataSplits) in
-            let a = try BaselineCache.ensure(c.baseline, cacheDirectory: env.cacheDirectory, log: env.log)
-            return (a, try Model.load(from: a.directory), try c.baseline.loadData())
+            do {
+                let a = try BaselineCache.ensure(c.baseline, cacheDirectory: env.cacheDirectory, log: env.log)
+                return (a, try Model.load(from: a.directory), try c.baseline.loadData())
+            } catch let e as PruneKitError {
+                // Not the criterion's failure: the trial is not recorded, so a rerun runs it.
+                transient = true
+                let entry = "\(URL(fileURLWithPath: env.cacheDirectory).standardizedFileURL.path)/\(c.baseline.hash)"
+                throw PruneKitError(e.kind, "the baseline could not be loaded from the cache: \(e.message)",
+                                    hint: e.hint ?? "remove \(entry) (it is trained again) and run the same command again: this trial is not recorded, so it runs then")
+            }
         }
         var result = TrialResult(status: .succeeded)
         result.granularity = criterion.granularity
@@ -100,7 +112,11 @@ private final class Run {
         }
         let schedule = try registry.schedule(c.schedule, options: c.scheduleOptions)
         let strategy = try registry.finetune(c.finetune, options: finetuneOptions(registry))
-        let checkpoints = try artifact.loadCheckpoints(strategy.checkpointEpochs)
+        let checkpoints: [Int: [String: Tensor]]
+        do { checkpoints = try artifact.loadCheckpoints(strategy.checkpointEpochs) } catch let e as PruneKitError where e.kind != .invalidArgument {
+            transient = true   // a checkpoint file of the cache that doesn't read: not the criterion's failure
+            throw e
+        }
         let policy = try Measure.residualPolicy(c.residualPolicy)
         let settings = TargetedPruningSettings(policy: policy)
 
@@ -120,7 +136,7 @@ private final class Run {
             }
         }
 
-        if criterion.granularity == .channel { try checkRanksChannels(criterion, model: model) }
+        if let problem = try model.channelRankingProblem(with: criterion) { throw problem }
         let sparsity = try timed("score") {
             try TargetSearch.sparsity(for: target, criterion: criterion, model: model, settings: settings,
                                       data: splits.train, calibration: calibration)
@@ -200,19 +216,6 @@ private final class Run {
         return options
     }
 
-    /// A channel criterion that needs no data (scoring is cheap) must tell some channels
-    /// apart: one that gives every channel of every layer in scope the same score (network
-    /// slimming on a model without BatchNorm) would prune in layer order, silently.
-    func checkRanksChannels(_ criterion: any Criterion, model: Model) throws {
-        guard criterion.evidence.isEmpty else { return }
-        let scores = try model.score(with: criterion, data: nil, settings: calibration).filter { !$0.layer.isClassifier }
-        guard !scores.isEmpty, scores.allSatisfy({ s in s.scores.allSatisfy { $0 == s.scores.first } }) else { return }
-        let hasBatchNorm = model.nodes.contains { $0.layer.kind == .batchNorm }
-        throw PruneKitError(.invalidArgument, "criterion '\(criterion.id)' gives every channel of every prunable layer the same score (\(scores[0].scores.first ?? 0)), so it cannot rank the channels of '\(model.architecture)'"
-                            + (hasBatchNorm ? "" : ", which has no BatchNorm layer"),
-                            hint: hasBatchNorm ? "check the criterion's options" : "a criterion that ranks BatchNorm scales (slimming) needs a model with BatchNorm: vgg-small, vgg-11, vgg-16, resnet-20, resnet-56")
-    }
-
     /// Whether the criterion's `regularize` hook changes the gradients of this model
     /// (probed on a copy with zero gradients).
     func regularizes(_ criterion: any Criterion, _ model: Model) throws -> Bool {
@@ -229,9 +232,10 @@ private final class Run {
                                 hint: "run oracle trials for channel criteria only")
         }
         let layers = Oracle.sampledLayers(of: model, cap: c.oracleLayers)
-        let oracle = try timed("oracle") {
+        let (oracle, computedNow) = try timed("oracle") {
             try Oracle.cachedValues(model: model, artifact: artifact, data: data, calibration: calibration, layers: layers)
         }
+        if computedNow { notes.append("oracle: computed in this trial (\(layers.count) layers), then cached with the baseline") }
         let scores = try timed("score") { try model.score(with: criterion, data: data, settings: calibration) }
         let agreement = Oracle.agreement(scores: scores, oracle: oracle)
         result.oracleCorrelationByLayer = agreement.byLayer

@@ -84,6 +84,9 @@ public struct ExperimentSpec: Codable, Hashable, Sendable {
     public var report: String?
     /// Where baseline checkpoints are cached; `nil`: `baselines/` next to the store.
     public var cache: String?
+    /// Seconds a trial may run before its child process is killed and the trial recorded
+    /// as failed; `nil`: derived from the baseline's epoch time (``TrialTimeLimit/automatic(oracleEpochs:)``).
+    public var trialTimeout: Double?
 
     public static let defaultStore = "prunekit-results/results.sqlite"
     /// The most seeds an experiment may have: each trains a baseline of its own, so even
@@ -107,6 +110,12 @@ public struct ExperimentSpec: Codable, Hashable, Sendable {
 
     static func sibling(of file: String, named name: String) -> String {
         URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent(name).path
+    }
+
+    /// How long each trial may run (``trialTimeout``, or derived from the baseline).
+    /// - Parameter oracleEpochs: the oracle's cost in baseline epochs (``Oracle/Cost/epochs``).
+    public func trialTimeLimit(oracleEpochs: Double) -> TrialTimeLimit {
+        trialTimeout.map(TrialTimeLimit.seconds) ?? .automatic(oracleEpochs: oracleEpochs)
     }
 
     /// The baseline of one seed.
@@ -155,6 +164,10 @@ public struct ExperimentSpec: Codable, Hashable, Sendable {
         try check(Self.residualPolicies.contains(residualPolicy), "residual-policy",
                   Self.residualPolicies.joined(separator: " or "), "'\(residualPolicy)'")
         if let jobs { try check(jobs >= 1, "jobs", "at least 1", jobs) }
+        if let t = trialTimeout {
+            try check(t > 0 && t <= TrialTimeLimit.maximumSeconds, "trial-timeout",
+                      "a positive number of seconds, at most \(Int(TrialTimeLimit.maximumSeconds)) (30 days)", t)
+        }
         try check(!store.isEmpty, "store", "a file path", "''")
     }
 }
@@ -183,6 +196,7 @@ extension ExperimentSpec {
         public var report: String?
         public var cache: String?
         public var jobs: Int?
+        public var trialTimeout: Double?
         public init() {}
     }
 
@@ -214,6 +228,7 @@ extension ExperimentSpec {
         if let v = o.report { s.report = v }
         if let v = o.cache { s.cache = v }
         if let v = o.jobs { s.jobs = v }
+        if let v = o.trialTimeout { s.trialTimeout = v }
         return s
     }
 }
@@ -225,7 +240,7 @@ extension ExperimentSpec {
     public static let keys = ["name", "model", "dataset", "data-dir", "criteria", "compressions", "speedups",
                               "schedule", "schedule-options", "finetune", "finetune-options", "finetune-epochs",
                               "seeds", "baseline", "calibration", "oracle", "residual-policy", "jobs", "store",
-                              "report", "cache"]
+                              "report", "cache", "trial-timeout"]
     static let baselineKeys = ["epochs", "learning-rate", "batch-size", "validation-images", "training-images"]
     static let calibrationKeys = ["batches", "batch-size"]
     static let oracleKeys = ["enabled", "layers"]
@@ -313,6 +328,12 @@ extension ExperimentSpec {
             case "jobs": spec.jobs = try reader.int(value, key, atLeast: 1)
             case "store": spec.store = try reader.string(value, key)
             case "report": spec.report = try reader.string(value, key)
+            case "trial-timeout":
+                if case .scalar(let v) = value, v.string == "auto" { spec.trialTimeout = nil; continue }
+                spec.trialTimeout = try reader.double(value, key, above: 0)
+                if let t = spec.trialTimeout, t > TrialTimeLimit.maximumSeconds {
+                    throw reader.error(value, "'trial-timeout' must be at most \(Int(TrialTimeLimit.maximumSeconds)) seconds (30 days), got \(t)")
+                }
             default: spec.cache = try reader.string(value, key)
             }
         }
