@@ -1,4 +1,3 @@
-import Foundation
 import PruneKit
 
 /// Prunes in N steps whose sparsities follow a cubic ramp: large steps while many weights
