@@ -37,6 +37,9 @@ extension Report {
                 for (_, text) in verdictSentences(setting) { h.append("<li>\(escapeXML(text))</li>") }
                 h.append("</ul>")
             }
+            if verdicts.contains(where: { $0.verdicts.contains { $0.seeds < 2 } }) {
+                h.append("<p class=\"legend\">With one seed no difference is tested: run ≥ 2 seeds (--seeds 3) for paired 95 % intervals.</p>")
+            }
             h.append("<p class=\"legend\">Best: the highest mean final top-1 at the target. Weight criteria mask weights (a smaller file, no measured speed-up: the masked model runs the same dense kernels); channel criteria remove channels (a narrower model, timed at batch 1 and 64).</p>")
             h.append("</section>")
         }
@@ -206,7 +209,7 @@ extension Report {
 
     // MARK: Charts
 
-    /// One line of a chart: a criterion's points (x, mean y, sd of y), sorted by x.
+    /// One line of a chart: a criterion's points (x, mean y, sd of y), in target order.
     struct ChartSeries {
         var name: String
         var index: Int
@@ -241,7 +244,7 @@ extension Report {
                     guard let xv = x(g), xv.isFinite, xv > 0, let ys = y(g) else { return nil }
                     let label = "\(criterion) · \(g.target): \(accuracy(ys)) % top-1 at \(xText(xv)) (\(ys.count) seed\(ys.count == 1 ? "" : "s"))"
                     return (xv, ys.mean * 100, ys.standardDeviation.map { $0 * 100 }, label)
-                }.sorted { $0.x < $1.x }
+                }   // in target order: a measured speed-up need not grow with the target
                 return pts.isEmpty ? nil : ChartSeries(name: criterion, index: ci, granularity: s.granularity(of: criterion), points: pts)
             }
         }
@@ -459,7 +462,7 @@ extension Report {
         }
         if !below.isEmpty {
             let names = Array(Set(below.map(\.0.name))).sorted()
-            svg += "<text x=\"\(f(left + 6))\" y=\"\(f(bottom - 12))\" class=\"baselabel\">▼ below \(escapeXML(String(format: "%g", yLo))) %: \(escapeXML(names.joined(separator: ", ")))</text>"
+            svg += "<text x=\"\(f(left))\" y=\"\(f(bottom + 64))\" class=\"baselabel\">▼ below \(escapeXML(String(format: "%g", yLo))) %: \(escapeXML(names.joined(separator: ", ")))</text>"
         }
         // Legend, beside the plot (it never covers data): weight criteria, then channel criteria.
         let lx = right + 18

@@ -185,7 +185,7 @@ extension Report {
                 return text
             }
             func shown(_ e: TargetVerdict.Entry, rivals: String) -> String {
-                if v.seeds < 2 { return "one seed: not tested against the others (run ≥ 2 seeds, e.g. --seeds 3)" }
+                if v.seeds < 2 { return "not tested against the others (one seed)" }
                 if e.beatsAll { return "beats every other \(rivals) (paired 95 % CI, \(v.seeds) seeds)" }
                 let names = e.notShownBetterThan
                 return "not shown to beat " + (names.count <= 3 ? names.joined(separator: ", ") : "\(names.count) others")

@@ -143,6 +143,10 @@ extension Report {
             md.append("## Verdict" + (analysis.settings.count > 1 ? ": \(markdownCell(setting.name))" : ""))
             md.append("")
             md.append(contentsOf: verdictSentences(setting).map { "- " + markdownCell($0.text) })
+            if setting.verdicts.contains(where: { $0.seeds < 2 }) {
+                md.append("")
+                md.append("With one seed no difference is tested: run ≥ 2 seeds (`--seeds 3`) for paired 95 % intervals.")
+            }
         }
         if !analysis.notes.isEmpty {
             md.append("")
