@@ -32,7 +32,7 @@ import PruneKit
 /// tol² = σ_max² · (max(H, W) · 1.19 · 10⁻⁷)² ≥ 5.7 · 10⁻¹⁴ · σ_max², so a singular
 /// value is put on the wrong side of the tolerance only if it lies within about 1 % of it
 /// (2 × 2 maps; far less for larger ones) — while the float32 SVD that torch runs has
-/// errors of order ε · σ_max, the size of the tolerance itself. On maps whose rank is
+/// errors of order ε · σ_max, within a factor max(H, W) of the tolerance itself. On maps whose rank is
 /// well defined (no singular value near the tolerance) both give the same integer; near
 /// it this one follows the exact-arithmetic rank of the given map more closely.
 /// (OpenBLAS on this machine exports LAPACK's `sgesdd_`, but plugins link only the SDK,

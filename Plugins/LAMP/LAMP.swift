@@ -9,17 +9,21 @@ import PruneKit
 ///     score(u) = w_u² / Σ_{v : w_v² ≥ w_u²} w_v²        (u itself included)
 ///
 /// With the layer's weights sorted by w² ascending, this is the paper's
-/// w_u² / Σ_{v ≥ u} w_v². Every score lies in (0, 1]; the largest weight of each layer
-/// scores 1, so a global threshold below 1 never empties a layer, and the per-layer
-/// sparsities follow from the scores alone (the paper's point: no per-layer budget).
+/// w_u² / Σ_{v ≥ u} w_v². Every non-zero weight scores in (0, 1], zeros score 0; the
+/// largest weight of each layer scores 1, so a global threshold below 1 never empties a
+/// layer, and the per-layer sparsities follow from the scores alone (the paper's point:
+/// no per-layer budget).
 ///
 /// Ties (weights of equal magnitude, such as the zeros of an already pruned layer): all
 /// of them are in each other's denominator, so tied weights share one score, whatever
-/// their positions. (Sorting and breaking ties by position, as a plain suffix sum over a
-/// sort does, would give equal weights different scores that depend on where they lie in
-/// the tensor; this definition keeps the scores a function of the values, equivariant
-/// under any permutation.) A layer whose weights are all zero scores 0 throughout
-/// (0/0 is taken as 0).
+/// their positions — the order among them does not matter. (Sorting and breaking ties by
+/// position, as a plain suffix sum over a sort does, would give equal weights different
+/// scores that depend on where they lie in the tensor; this definition keeps the scores a
+/// function of the values, equivariant under any permutation.) One consequence: when the
+/// largest magnitude of a layer is shared by k weights (quantised weights; never for
+/// weights of distinct values) they score 1/k, not 1, and a global threshold above 1/k
+/// can prune them all. A layer whose weights are all zero scores 0 throughout (0/0 is
+/// taken as 0).
 ///
 /// Scope: global, as in the paper. Options: none.
 ///

@@ -72,6 +72,8 @@ final class NewCriteriaTests: XCTestCase {
         XCTAssertEqual(try run(lamp, simple), [Float(1.0 / 18), Float(4.0 / 17), Float(4.0 / 17), 0, 1])
         // Permuting the weights permutes the scores, ties included (no position tie-break).
         XCTAssertEqual(try run(lamp, TestSupport.layer([[3, 2, 0, -2, 1]])), [1, Float(4.0 / 17), 0, Float(4.0 / 17), Float(1.0 / 18)])
+        // k tied largest weights share 1/k (documented): 4/8 each.
+        XCTAssertEqual(try run(lamp, TestSupport.layer([[2, -2, 1]])), [0.5, 0.5, Float(1.0 / 9)])
         // An all-zero layer (fully pruned): zeros, not NaN.
         XCTAssertEqual(try run(lamp, TestSupport.layer([[0, 0], [0, 0]])), [0, 0, 0, 0])
         // −0 ties with +0.
