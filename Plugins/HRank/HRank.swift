@@ -30,27 +30,28 @@ import PruneKit
 /// exactly by a Sturm sequence, with σ_max² found by bisection. The eigenvalues are
 /// computed with an absolute error of order k · 10⁻¹⁶ · σ_max², against a threshold
 /// tol² = σ_max² · (max(H, W) · 1.19 · 10⁻⁷)² ≥ 5.7 · 10⁻¹⁴ · σ_max², so a singular
-/// value is put on the wrong side of the tolerance only if it lies within about 1 % of it
-/// (2 × 2 maps; far less for larger ones) — while the float32 SVD that torch runs has
-/// errors of order ε · σ_max, within a factor max(H, W) of the tolerance itself. On maps whose rank is
-/// well defined (no singular value near the tolerance) both give the same integer; near
-/// it this one follows the exact-arithmetic rank of the given map more closely.
+/// value can be put on the wrong side of the tolerance only if it lies within the order
+/// of 1 % of it (2 × 2 maps; far less for larger ones) — while the float32 SVD that torch
+/// runs has errors of order ε · σ_max, within a factor max(H, W) of the tolerance itself.
+/// On maps whose rank is well defined (no singular value near the tolerance) both give
+/// the same integer; near it this one follows the exact-arithmetic rank of the given map
+/// more closely. The tests check it against a naive Jacobi SVD.
 /// (OpenBLAS on this machine exports LAPACK's `sgesdd_`, but plugins link only the SDK,
 /// and an SVD costs several times this.)
 ///
 /// Scope: per layer, as the paper prunes a preset fraction of each layer.
 ///
 /// Deviations from the paper: the ranks are averaged over the calibration batches
-/// (``CalibrationSettings``, 10 × 64 examples by default; the paper reports that a few
-/// hundred images give stable averages, e.g. 500), in evaluation mode (BatchNorm running
-/// statistics). Options: none.
+/// (``CalibrationSettings``, 10 × 64 examples by default; the paper observes that a small
+/// batch of images estimates a filter's average rank accurately), in evaluation mode
+/// (BatchNorm running statistics). Options: none.
 ///
 /// Non-finite activations are an error naming the layer.
 ///
 /// Cost: per map, the Gram matrix (H · W · k multiply–adds), the tridiagonal reduction
 /// (about (4/3) · k³) and O(k) per Sturm count (about 60 of them): for lenet-5's
 /// 28 × 28 maps about 6 · 10⁴ operations per map. Maps are ranked concurrently
-/// (``Parallel``). State: one integer per channel.
+/// (``Parallel``). State: one integer count per channel (exact; ``CriterionState/counts``).
 ///
 /// References: Lin, Ji, Wang, Zhang, Zhang, Tian & Shao, "HRank: Filter Pruning using
 /// High-Rank Feature Map", CVPR 2020.
