@@ -315,10 +315,11 @@ extension Report {
         return (lo, hi, step)
     }
 
-    /// Tableau 10: distinct hues that stay apart for colour-blind readers when combined
-    /// with the marker shapes.
+    /// Tableau 10, then six darker hues for larger comparisons (the default one has 13
+    /// criteria): with the five marker shapes, no two of the first 16 criteria look alike.
     static let palette = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
-                          "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#79706e"]
+                          "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#79706e",
+                          "#1b3a6b", "#a13d00", "#6a1b9a", "#00695c", "#827717", "#37474f"]
 
     static func color(_ i: Int) -> String { palette[i % palette.count] }
 
