@@ -56,9 +56,7 @@ struct Compare: ParsableCommand {
             let plan = try ExperimentPlan.validated(spec)
             let jobs = spec.jobs ?? ExperimentRunner.defaultJobs
             for s in plan.skipped { print("left out \(s.choice.id): \(s.reason)") }
-            try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: spec.store).deletingLastPathComponent().path,
-                                                    withIntermediateDirectories: true)
-            let store = try ExperimentParts.openStore(spec.store)
+            let store = try ExperimentParts.openStore(spec.store)   // creates its directory, or says why it can't
             let threads = engine.threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / jobs)
             let display = CompareProgress(jobs: jobs)
             let runner = ExperimentRunner(

@@ -144,6 +144,19 @@ final class CompareCommandTests: XCTestCase {
         XCTAssertFalse(store.out.contains("[1/"), "no trial ran")
     }
 
+    /// Issue 15, defect 8: a store where no directory can be made (here a file is in the
+    /// way; a read-only disk refuses the same way) is an `error:` line with the system's
+    /// reason and a `hint:`, not Foundation's "Error Domain=NSCocoaErrorDomain Code=…".
+    func testAStoreThatCantBeCreatedIsAnErrorWithAHint() throws {
+        let dir = try scratch()
+        try Data("x".utf8).write(to: dir.appendingPathComponent("file.txt"))
+        let r = try run(["compare", "--criteria", "global-magnitude", "--compressions", "2", "--store", "file.txt/out/results.sqlite"], in: dir)
+        XCTAssertEqual(r.status, 1, r.err)
+        XCTAssert(r.err.hasPrefix("error: could not create the directory file.txt/out for the result store"), r.err)
+        XCTAssert(r.err.contains("Not a directory") && r.err.contains("\nhint: "), r.err)
+        XCTAssertFalse(r.err.contains("NSCocoaErrorDomain"), r.err)
+    }
+
     private func firstNumber(after prefix: String, in text: String) -> Int? {
         guard let range = text.range(of: prefix) else { return nil }
         return Int(text[range.upperBound...].prefix { $0.isNumber })

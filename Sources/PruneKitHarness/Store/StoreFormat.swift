@@ -86,10 +86,13 @@ public enum ResultStoreFormat {
         case store
     }
 
-    /// Looks at `path` without modifying it: reads its first bytes, then opens it read-only.
+    /// Looks at `path` without modifying it: reads its first bytes, then opens it read-only
+    /// (``readOnlyQueue(_:directoryWritable:label:)``).
+    /// - Parameter directoryWritable: whether the file's directory is writable; `nil`: ask
+    ///   `access(2)` (``FileSystem/isWritableDirectory(_:)``).
     /// - Throws: `PruneKitError` (`.invalidFile`, `.invalidArgument` or `.io`) for anything
     ///   that is not absent, blank, or a store this PruneKit reads.
-    static func inspect(_ path: String) throws -> Contents {
+    static func inspect(_ path: String, directoryWritable: Bool? = nil) throws -> Contents {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return .absent }
         if isDirectory.boolValue {
@@ -110,20 +113,108 @@ public enum ResultStoreFormat {
                                 "\(path) is not an SQLite database (it begins with \"\(printable)\"), so it is not a PruneKit result store.",
                                 hint: "give --store the path of a store that prunekit wrote, or a new file name; \(path) was left as it is")
         }
-        var configuration = Configuration()
-        configuration.readonly = true
-        configuration.busyMode = .timeout(ResultStore.busyTimeout)
-        configuration.label = "prunekit-results (inspection)"
+        let queue = try readOnlyQueue(path, directoryWritable: directoryWritable ?? FileSystem.isWritableDirectory(directory(of: path)),
+                                      label: "prunekit-results (inspection)")
+        defer { try? queue.close() }
         do {
-            let queue = try DatabaseQueue(path: path, configuration: configuration)
-            defer { try? queue.close() }
             return try queue.read { db in try check(db, path: path) }
         } catch let error as PruneKitError {
             throw error
         } catch {
-            throw PruneKitError(.invalidFile, "\(path) could not be read as an SQLite database: \(sqliteMessage(error)).",
-                                hint: "the file may be damaged or not a database; give --store a new file name; \(path) was left as it is")
+            throw openingError(error, path: path)
         }
+    }
+
+    /// The directory a store file is in (`.` for a bare file name).
+    static func directory(of path: String) -> String {
+        let parent = (path as NSString).deletingLastPathComponent
+        return parent.isEmpty ? "." : parent
+    }
+
+    /// How a store is opened for reading.
+    enum ReadAccess: Equatable {
+        /// An ordinary read-only connection, which shares the writers' locks: SQLite may
+        /// create the `-shm` file beside the store.
+        case shared
+        /// SQLite's `immutable=1`: the file is read as it is, with no locks and no `-wal` or
+        /// `-shm` file created. For a store on read-only media or in a directory this process
+        /// may not write, where nothing can be writing to it.
+        case immutable
+    }
+
+    /// How to read the store at `path`: ``ReadAccess/shared`` where its directory is
+    /// writable; otherwise ``ReadAccess/immutable``, unless results are still in its
+    /// write-ahead log (a non-empty `-wal` file), which immutable reading would skip: then
+    /// shared reading, which SQLite can do only if the `-shm` file is there too.
+    /// - Throws: `PruneKitError(.io)` when the log holds results that can't be read here.
+    static func readAccess(for path: String, directoryWritable: Bool) throws -> ReadAccess {
+        if directoryWritable { return .shared }
+        let wal = path + "-wal"
+        let walBytes = ((try? FileManager.default.attributesOfItem(atPath: wal))?[.size] as? NSNumber)?.intValue ?? 0
+        if walBytes == 0 { return .immutable }
+        if FileManager.default.fileExists(atPath: path + "-shm") { return .shared }
+        throw PruneKitError(.io, "\(path) is in a directory this process can't write to, and some of its results are still in \(wal), which SQLite can read there only with \(path)-shm beside it.",
+                            hint: "copy \(path) and \(wal) together into a writable directory and read the copy (prunekit report --store COPY)")
+    }
+
+    /// A read-only connection to `path`, opened as ``readAccess(for:directoryWritable:)`` decides.
+    static func readOnlyQueue(_ path: String, directoryWritable: Bool, label: String) throws -> DatabaseQueue {
+        let access = try readAccess(for: path, directoryWritable: directoryWritable)
+        var configuration = Configuration()
+        configuration.readonly = true
+        configuration.busyMode = .timeout(ResultStore.busyTimeout)
+        configuration.label = label
+        do {
+            switch access {
+            case .shared:
+                return try DatabaseQueue(path: path, configuration: configuration)
+            case .immutable:
+                guard sqliteReadsURIs else {
+                    throw PruneKitError(.io, "\(path) is in a directory this process can't write to, and this SQLite library (built without URI file names) can't open a store read-only there.",
+                                        hint: "copy \(path) into a writable directory and read the copy (prunekit report --store COPY)")
+                }
+                return try DatabaseQueue(path: immutableURI(path), configuration: configuration)
+            }
+        } catch let error as PruneKitError {
+            throw error
+        } catch {
+            throw openingError(error, path: path)
+        }
+    }
+
+    /// `file:/abs/path?immutable=1`, with the characters that URIs reserve escaped.
+    static func immutableURI(_ path: String) -> String {
+        let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        var escaped = ""
+        for scalar in absolute.unicodeScalars {
+            switch scalar {
+            case "%": escaped += "%25"
+            case "?": escaped += "%3f"
+            case "#": escaped += "%23"
+            default: escaped.unicodeScalars.append(scalar)
+            }
+        }
+        return "file:" + escaped + "?immutable=1"
+    }
+
+    /// Whether the SQLite library interprets `file:` URIs in every open (compiled with
+    /// `SQLITE_USE_URI`, as Debian's, Ubuntu's and Apple's are); GRDB does not pass
+    /// `SQLITE_OPEN_URI` itself.
+    static let sqliteReadsURIs: Bool = {
+        guard let queue = try? DatabaseQueue() else { return false }
+        return (try? queue.read { db in try Bool.fetchOne(db, sql: "SELECT sqlite_compileoption_used('USE_URI')") }) == true
+    }()
+
+    /// An error from opening or reading a file that passed the header check: a damaged or
+    /// foreign file (SQLite's NOTADB, CORRUPT), or a file that could not be opened (its
+    /// permissions, its directory, the disk), which says nothing about its contents.
+    static func openingError(_ error: Error, path: String) -> PruneKitError {
+        if let error = error as? DatabaseError, error.resultCode != .SQLITE_NOTADB && error.resultCode != .SQLITE_CORRUPT {
+            return PruneKitError(.io, "\(path) could not be opened for reading: \(sqliteMessage(error)).",
+                                 hint: "check the permissions of \(path) and of its directory; \(path) was left as it is")
+        }
+        return PruneKitError(.invalidFile, "\(path) could not be read as an SQLite database: \(sqliteMessage(error)).",
+                             hint: "the file may be damaged or not a database; give --store a new file name; \(path) was left as it is")
     }
 
     /// Checks an open database: blank, or a store of a version this PruneKit reads.
