@@ -116,6 +116,10 @@ public struct Analysis: Codable, Hashable, Sendable {
         if !settings.isEmpty && maxSeeds >= 2 {
             notes.append("Mean ± sample standard deviation over seeds; differences between criteria are paired by seed (same baseline, calibration batches and finetuning data order) with a \(Analysis.percent(level)) % Student-t confidence interval; A beats B where the interval excludes zero.")
         }
+        let flat = settings.flatMap { $0.comparisons.flatMap(\.pairs) }.filter { $0.verdict == .noSpread }.count
+        if flat > 0 {
+            notes.append("\(flat) pair\(flat == 1 ? "" : "s") of criteria differ\(flat == 1 ? "s" : "") by the same amount on every seed: a difference with zero spread is not evidence, so no winner is declared there; run more seeds.")
+        }
     }
 }
 
@@ -339,6 +343,10 @@ public enum Verdict: String, Codable, Hashable, Sendable {
     case inconclusive
     /// Fewer than two matched seeds: no interval can be given.
     case needsSeeds
+    /// Two or more matched seeds with the same difference on every one: zero variance is
+    /// not evidence (the t interval would collapse to a point and call any difference
+    /// significant), so no winner is declared.
+    case noSpread
 }
 
 /// Criterion A against criterion B at one target: final top-1, paired by seed.
@@ -433,6 +441,8 @@ public struct TargetComparison: Codable, Hashable, Sendable {
                 let verdict: Verdict
                 if let ci = d?.interval {
                     verdict = ci.lower > 0 ? .aBetter : ci.upper < 0 ? .bBetter : .inconclusive
+                } else if d?.hasNoSpread == true {
+                    verdict = .noSpread
                 } else {
                     verdict = .needsSeeds
                 }

@@ -137,7 +137,9 @@ extension Report {
     /// `+0.45 [+0.12, +0.78]`, or the reason there is no interval.
     static func difference(_ p: PairwiseComparison) -> String {
         guard let d = p.difference else { return "no matched seeds" }
-        guard let ci = d.interval else { return "\(signedPoints(d.mean)) (needs ≥ 2 seeds)" }
+        guard let ci = d.interval else {
+            return "\(signedPoints(d.mean)) " + (d.hasNoSpread ? "(same on every seed: no spread)" : "(needs ≥ 2 seeds)")
+        }
         return "\(signedPoints(d.mean)) [\(signedPoints(ci.lower)), \(signedPoints(ci.upper))]"
     }
 
@@ -147,6 +149,7 @@ extension Report {
         case .bBetter: return "\(p.b) better"
         case .inconclusive: return "no difference shown"
         case .needsSeeds: return "needs ≥ 2 seeds"
+        case .noSpread: return "no spread: not evidence"
         }
     }
 

@@ -186,7 +186,7 @@ extension Report {
                 md.append(markdownTable(["criterion", "target"] + phases + ["total"], rows, numericFrom: 2))
             }
             let pairs = setting.comparisons.flatMap { c in c.pairs.map { (c.target, $0) } }
-            if !pairs.isEmpty && !pairs.contains(where: { $0.1.difference?.interval != nil }) {
+            if !pairs.isEmpty && pairs.allSatisfy({ $0.1.verdict == .needsSeeds }) {
                 md.append("")
                 md.append(needSeedsText)
             } else if !pairs.isEmpty {
@@ -200,7 +200,7 @@ extension Report {
                 md.append("")
                 md.append("Pairs are matched by seed; a seed where only one of the two succeeded is left out of that pair (unmatched).")
                 md.append("")
-                md.append("### Win/loss (row against column: W wins, L loses, = no difference shown, ? needs ≥ 2 seeds)")
+                md.append("### Win/loss (row against column: W wins, L loses, = no difference shown, ? needs ≥ 2 seeds, ~ same difference on every seed: no spread, not evidence)")
                 for c in setting.comparisons {
                     md.append("")
                     md.append("**\(markdownCell(c.target.description))**")
@@ -279,7 +279,11 @@ extension Report {
         if m.wins[j][i] > 0 { return "L" }
         let a = m.criteria[i], b = m.criteria[j]
         guard let p = c.pairs.first(where: { ($0.a == a && $0.b == b) || ($0.a == b && $0.b == a) }) else { return "—" }
-        return p.verdict == .needsSeeds ? "?" : "="
+        switch p.verdict {
+        case .needsSeeds: return "?"
+        case .noSpread: return "~"
+        default: return "="
+        }
     }
 
     static func markdownTable(_ header: [String], _ rows: [[String]], numericFrom: Int) -> String {
