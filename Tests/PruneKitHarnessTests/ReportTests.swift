@@ -1,4 +1,5 @@
 import Foundation
+import PruneKit
 import XCTest
 #if canImport(FoundationXML)
 import FoundationXML
@@ -111,6 +112,31 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(overall.matrix.wins, [[0, 2, 2], [0, 0, 0], [0, 0, 0]])
         XCTAssertEqual(overall.matrix.decided[1][2], 2)
         XCTAssertEqual(overall.matrix.score, [4, -2, -2])
+    }
+
+    /// Issue 15, defect 16: two seeds with the same difference on both (A − B = +5 points
+    /// twice) is not a win: no winner is declared, the verdict says why, and every report
+    /// says so.
+    func testTiesOnEverySeedAreNotAWin() throws {
+        let records = [Synthetic.record("A", Synthetic.c2, seed: 0, top1: 0.91), Synthetic.record("B", Synthetic.c2, seed: 0, top1: 0.86),
+                       Synthetic.record("A", Synthetic.c2, seed: 1, top1: 0.90), Synthetic.record("B", Synthetic.c2, seed: 1, top1: 0.85)]
+        let analysis = Analysis(records)
+        let comparison = try XCTUnwrap(analysis.settings.first?.comparisons.first)
+        let pair = try XCTUnwrap(comparison.pairs.first)
+        XCTAssertEqual(pair.verdict, .noSpread)
+        XCTAssertNil(pair.difference?.interval)
+        XCTAssertEqual(comparison.matrix.wins, [[0, 0], [0, 0]])
+        XCTAssertFalse(comparison.bestBeatsAll)
+        XCTAssertTrue(analysis.notes.contains { $0.contains("same amount on every seed") && $0.contains("not evidence") }, "\(analysis.notes)")
+        let markdown = Report.markdown(analysis, title: "ties")
+        XCTAssertTrue(markdown.contains("no spread: not evidence"), markdown)
+        XCTAssertTrue(markdown.contains("+5.00 (same on every seed: no spread)"), markdown)
+        XCTAssertFalse(markdown.contains("A better"), markdown)
+        let setting = try XCTUnwrap(analysis.settings.first)
+        XCTAssertFalse(Report.cell(setting, "A", Synthetic.c2, marker: true).contains("▲"))
+        let html = Report.html(analysis, title: "ties")
+        XCTAssertTrue(html.contains("no spread: not evidence"))
+        XCTAssertFalse(Report.terminalTable(analysis).contains("beats 1 of 1"), Report.terminalTable(analysis))
     }
 
     /// A weight criterion's trials measure no latency (`latencyRuns: 0`), a channel
@@ -272,6 +298,38 @@ final class ReportTests: XCTestCase {
         // Log axis: 1×, 2×, 4× ticks are equally spaced.
         XCTAssertEqual(Report.logTicks(1, 40), [1, 2, 4, 8, 16, 32])
         XCTAssertEqual(Report.logTicks(1, 1.8), [1, 1.25, 1.5])
+    }
+
+    /// Issue 15: a write that fails half-way (a full disk) leaves no `.tmp` file, no empty
+    /// report folder it made, and the old reports as they were.
+    func testAFailedWriteLeavesNothingBehind() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("prunekit-report-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        var calls = 0
+        let fullDisk: (Data, String) throws -> Void = { data, path in
+            calls += 1
+            if calls < 3 { return try data.write(to: URL(fileURLWithPath: path)) }
+            try data.prefix(data.count / 2).write(to: URL(fileURLWithPath: path))      // what fit
+            throw NSError(domain: NSCocoaErrorDomain, code: CocoaError.fileWriteOutOfSpace.rawValue,
+                          userInfo: [NSUnderlyingErrorKey: NSError(domain: NSPOSIXErrorDomain, code: Int(ENOSPC))])
+        }
+        let fresh = root.appendingPathComponent("new/report").path
+        XCTAssertThrowsError(try Report.write(Synthetic.threeCriteria(), to: fresh, title: "t", writingFile: fullDisk)) { error in
+            let e = error as? PruneKitError
+            XCTAssertEqual(e?.kind, .io)
+            XCTAssertTrue(e?.message.contains("No space left on device") == true, "\(error)")
+            XCTAssertNotNil(e?.hint)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root.appendingPathComponent("new").path), "the folders it made are gone")
+
+        // Into a folder with earlier reports: they stay as they were, no temporary is left.
+        let existing = root.appendingPathComponent("old").path
+        let old = try Report.write(Synthetic.threeCriteria(), to: existing, title: "old")
+        let oldBytes = try old.map { try Data(contentsOf: URL(fileURLWithPath: $0)) }
+        calls = 0
+        XCTAssertThrowsError(try Report.write([], to: existing, title: "new", writingFile: fullDisk))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: existing).sorted(), Report.fileNames.sorted())
+        XCTAssertEqual(try old.map { try Data(contentsOf: URL(fileURLWithPath: $0)) }, oldBytes)
     }
 
     /// Four files, written atomically (no temporary left over); results.json reads back,
