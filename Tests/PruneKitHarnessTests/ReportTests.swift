@@ -139,6 +139,45 @@ final class ReportTests: XCTestCase {
         XCTAssertFalse(Report.terminalTable(analysis).contains("beats 1 of 1"), Report.terminalTable(analysis))
     }
 
+    /// Issue 15, defect 14: every report says which plugin file, version and SDK produced
+    /// the results, and two builds of one criterion (rebuilt between runs) are two rows,
+    /// never one group that mixes their seeds.
+    func testReportsNameThePluginBuildsAndKeepBuildsApart() throws {
+        func build(_ version: String, _ hash: String) -> PluginBuild {
+            PluginBuild(kind: .criterion, id: "A", file: "/plugins/libA.so", version: version, sdkVersion: "1.0", contentHash: hash)
+        }
+        var records: [TrialRecord] = []
+        for seed: UInt64 in 0..<2 {
+            for (b, top1) in [(build("0.1.0", "1111aaaa2222bbbb"), 0.9), (build("0.2.0", "3333cccc4444dddd"), 0.5)] {
+                var r = Synthetic.record("A", Synthetic.c2, seed: seed, top1: top1 + Double(seed) / 100)
+                r.configuration.plugins = [b]
+                records.append(r)
+            }
+            records.append(Synthetic.record("B", Synthetic.c2, seed: seed, top1: 0.8))
+        }
+        let analysis = Analysis(records)
+        let setting = try XCTUnwrap(analysis.settings.first)
+        XCTAssertEqual(analysis.settings.count, 1)
+        XCTAssertEqual(setting.criteria, ["A [0.1.0]", "A [0.2.0]", "B"])
+        XCTAssertEqual(try XCTUnwrap(setting.group("A [0.2.0]", Synthetic.c2)?.finalTop1).mean, 0.505, accuracy: 1e-12)
+        XCTAssertEqual(analysis.plugins.filter { $0.id == "A" }.map(\.build?.version), ["0.1.0", "0.2.0"])
+        XCTAssertEqual(analysis.sdkVersions, [SDKVersion.string])
+
+        let markdown = Report.markdown(analysis, title: "builds")
+        XCTAssertTrue(markdown.contains("## Plugins"), markdown)
+        XCTAssertTrue(markdown.contains("| criterion | A | 0.2.0 | /plugins/libA.so | 1.0 | 3333cccc4444dddd | 2 |"), markdown)
+        XCTAssertTrue(markdown.contains("| criterion | B | not recorded |"), markdown)
+        XCTAssertTrue(markdown.contains("run by PruneKit SDK \(SDKVersion.string)"), markdown)
+        let html = Report.html(analysis, title: "builds")
+        XCTAssertTrue(html.contains("<h2>Plugins</h2>") && html.contains("/plugins/libA.so"))
+        let csv = Report.csv(records)
+        let header = try XCTUnwrap(csv.components(separatedBy: "\r\n").first)
+        XCTAssertTrue(header.hasSuffix(",criterion_file,criterion_version,criterion_build,criterion_sdk_version,plugins,sdk_version"), header)
+        XCTAssertTrue(csv.contains(",/plugins/libA.so,0.2.0,3333cccc4444dddd,1.0,"), csv)
+        let json = String(decoding: try Report.json(records, analysis: analysis, title: "builds"), as: UTF8.self)
+        XCTAssertTrue(json.contains("\"contentHash\" : \"3333cccc4444dddd\"") && json.contains("\"sdkVersion\""), json)
+    }
+
     /// A weight criterion's trials measure no latency (`latencyRuns: 0`), a channel
     /// criterion's do, and oracle trials sample layers: they still compete in one setting.
     func testMeasurementSettingsDoNotSplitTheComparison() throws {

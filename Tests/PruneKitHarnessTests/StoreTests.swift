@@ -118,7 +118,7 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(row["compression"] as Double, 900.0 / 360.0)
         XCTAssertEqual(row["theoretical_speedup"] as Double, 50_000.0 / 20_000.0)
         XCTAssertEqual(row["whole_model_compression"] as Double, 1000.0 / 450.0)
-        XCTAssertEqual(try queue.read { db in try Int.fetchOne(db, sql: "PRAGMA user_version") }, 1)
+        XCTAssertEqual(try queue.read { db in try Int.fetchOne(db, sql: "PRAGMA user_version") }, ResultStoreFormat.version)
         XCTAssertEqual(try queue.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }, "wal")
         XCTAssertEqual(try queue.read { db in try Int32.fetchOne(db, sql: "PRAGMA application_id") }, 0x504B_5253)
     }
@@ -246,8 +246,8 @@ final class StoreTests: XCTestCase {
         // A store of a newer format version.
         let future = try makeFutureStore(in: dir)
         let futureBytes = try Data(contentsOf: URL(fileURLWithPath: future))
-        assertRefused(try ResultStore(path: future), mentioning: ["format version 2", "newer"])
-        assertRefused(try ResultStore.openExisting(path: future, readOnly: true), mentioning: ["format version 2"])
+        assertRefused(try ResultStore(path: future), mentioning: ["format version 3", "newer"])
+        assertRefused(try ResultStore.openExisting(path: future, readOnly: true), mentioning: ["format version 3"])
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: future)), futureBytes)
 
         // Missing, empty, directory.
@@ -350,7 +350,45 @@ final class StoreTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("a").path))
     }
 
-    /// A store whose meta says version 2, as a future PruneKit would write.
+    /// Issue 15, defect 14: a store of format version 1 (before plugin builds were kept) is
+    /// read as it is, read-only, and migrated in place when opened for writing: the plugin
+    /// and SDK columns are added, empty for its old trials, and meta says where it came from.
+    func testAVersionOneStoreIsReadAndMigratedWhenWritten() throws {
+        let path = try scratch().appendingPathComponent("v1.sqlite").path
+        let old = StoreSamples.record("old", 0)
+        do {
+            let store = try ResultStore(path: path)
+            try store.record(old)
+        }
+        let queue = try DatabaseQueue(path: path)      // back to version 1's layout
+        try queue.write { db in
+            for column in ["criterion_file", "criterion_version", "criterion_build", "plugin_sdk_version", "sdk_version"] {
+                try db.execute(sql: "ALTER TABLE trials DROP COLUMN \(column)")
+            }
+            try db.execute(sql: "UPDATE meta SET value = '1' WHERE key = 'version'; PRAGMA user_version = 1")
+        }
+        try queue.close()
+
+        let reader = try ResultStore.openExisting(path: path, readOnly: true)
+        XCTAssertEqual(try reader.records(), [old])
+        try reader.close()
+        let store = try ResultStore(path: path)
+        let build = PluginBuild(kind: .criterion, id: "new", file: "/p/libNew.so", version: "0.2.0", sdkVersion: "1.0", contentHash: "abc")
+        var configuration = StoreSamples.configuration("new", 2)
+        configuration.plugins = [build]
+        try store.record(TrialRecord(configuration: configuration, result: .failed("x"), finishedAt: 1_800_000_000, host: "h"))
+        XCTAssertEqual(try store.records().map(\.id), [old.id, configuration.id])
+        let check = try DatabaseQueue(path: path)
+        try check.read { db in
+            XCTAssertEqual(try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'version'"), String(ResultStoreFormat.version))
+            XCTAssertEqual(try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'migrated_from'"), "1")
+            XCTAssertEqual(try Int.fetchOne(db, sql: "PRAGMA user_version"), ResultStoreFormat.version)
+            XCTAssertNil(try String.fetchOne(db, sql: "SELECT criterion_version FROM trials WHERE id = ?", arguments: [old.id]))
+            XCTAssertEqual(try String.fetchOne(db, sql: "SELECT criterion_version FROM trials WHERE id = ?", arguments: [configuration.id]), "0.2.0")
+        }
+    }
+
+    /// A store whose meta says version 3, as a future PruneKit would write.
     private func makeFutureStore(in dir: URL) throws -> String {
         let path = dir.appendingPathComponent("future-\(UUID().uuidString).sqlite").path
         do {
@@ -359,7 +397,7 @@ final class StoreTests: XCTestCase {
         }
         let queue = try DatabaseQueue(path: path)
         try queue.write { db in
-            try db.execute(sql: "UPDATE meta SET value = '2' WHERE key = 'version'; PRAGMA user_version = 2")
+            try db.execute(sql: "UPDATE meta SET value = '3' WHERE key = 'version'; PRAGMA user_version = 3")
         }
         try queue.close()
         return path
@@ -450,7 +488,7 @@ final class StoreTests: XCTestCase {
 
         // A new destination is not even created.
         let fresh = dir.appendingPathComponent("fresh.sqlite").path
-        assertRefused(try ResultStore.merge([good, future], into: fresh), mentioning: [future, "format version 2"])
+        assertRefused(try ResultStore.merge([good, future], into: fresh), mentioning: [future, "format version 3"])
         assertRefused(try ResultStore.merge([good, garbage], into: fresh), mentioning: [garbage])
         assertRefused(try ResultStore.merge([good, dir.appendingPathComponent("nope.sqlite").path], into: fresh),
                       mentioning: ["no result store", "nothing was merged"])

@@ -105,6 +105,12 @@ extension Report {
             h.append(htmlTable(["criterion", "target", "seed", "setting", "message"], rows, numericFrom: 99, messageColumn: 4))
             h.append("</section>")
         }
+        if !analysis.plugins.isEmpty {
+            h.append("<section><h2>Plugins</h2>")
+            h.append("<p class=\"legend\">\(escapeXML(pluginCaption(analysis)))</p>")
+            h.append(htmlTable(pluginHeader, pluginRows(analysis), numericFrom: 6))
+            h.append("</section>")
+        }
         h.append("<footer>Made by PruneKit. This file is self-contained: it needs no network and no script.</footer>")
         h.append("</main></body></html>")
         return h.joined(separator: "\n") + "\n"

@@ -241,7 +241,30 @@ extension Report {
             }
             md.append(markdownTable(["criterion", "target", "seed", "setting", "message"], rows, numericFrom: 99))
         }
+        if !analysis.plugins.isEmpty {
+            md.append("")
+            md.append("## Plugins")
+            md.append("")
+            md.append(markdownCell(pluginCaption(analysis)))
+            md.append("")
+            md.append(markdownTable(pluginHeader, pluginRows(analysis), numericFrom: 6))
+        }
         return md.joined(separator: "\n") + "\n"
+    }
+
+    /// The plugin builds that ran the trials, one row each: kind, id, version, file, the SDK
+    /// it was built against, its build (content hash), trials.
+    static func pluginRows(_ analysis: Analysis) -> [[String]] {
+        analysis.plugins.map { u in
+            guard let b = u.build else { return [u.kind.rawValue, u.id, "not recorded", "—", "—", "—", "\(u.trials)"] }
+            return [u.kind.rawValue, u.id, b.version, b.file, b.sdkVersion, b.contentHash.map { String($0.prefix(16)) } ?? "built-in", "\(u.trials)"]
+        }
+    }
+
+    static let pluginHeader = ["kind", "id", "version", "file", "built against SDK", "build", "trials"]
+
+    static func pluginCaption(_ analysis: Analysis) -> String {
+        "The plugin builds that produced these results (build: the hash of the plugin file's bytes, part of each trial's identity), run by PruneKit SDK \(analysis.sdkVersions.joined(separator: ", "))."
     }
 
     static let needSeedsText = "Paired differences and win/loss need ≥ 2 seeds: with one seed there is no spread to test a difference against."
@@ -320,6 +343,7 @@ extension Report {
         header += batchSizes.map { "measured_speedup_b\($0)" }
         header += ["sparsity", "oracle_correlation", "oracle_correlation_by_layer", "notes"]
         header += phases.map { "\($0)_s" } + ["total_s", "finished_at", "host"]
+        header += ["criterion_file", "criterion_version", "criterion_build", "criterion_sdk_version", "plugins", "sdk_version"]
 
         let iso = ISO8601DateFormatter()
         var lines = [header.map(csvField).joined(separator: ",")]
@@ -348,6 +372,9 @@ extension Report {
             row += phases.map { n(res.phaseSeconds[$0]) }
             row.append(res.phaseSeconds.isEmpty ? "" : "\(res.phaseSeconds.values.reduce(0, +))")
             row += [iso.string(from: Date(timeIntervalSince1970: r.finishedAt)), r.host]
+            let p = c.criterionBuild
+            row += [p?.file ?? "", p?.version ?? "", p?.contentHash ?? "", p?.sdkVersion ?? "",
+                    (c.plugins ?? []).map { "\($0.kind.rawValue) \($0.id) \($0.description)" }.joined(separator: "; "), r.sdkVersion ?? ""]
             lines.append(row.map(csvField).joined(separator: ","))
         }
         return lines.joined(separator: "\r\n") + "\r\n"

@@ -471,19 +471,21 @@ struct StoredTrial {
 
     /// Inserts or replaces the row.
     func write(in db: Database) throws {
-        let c = record.configuration, r = record.result
+        let c = record.configuration, r = record.result, plugin = c.criterionBuild
         try db.cachedStatement(sql: """
             INSERT OR REPLACE INTO trials (id, kind, criterion, target_axis, target_value, seed, model, dataset,
                 schedule, finetune, baseline_hash, status, failure, baseline_top1, pruned_top1, finetuned_top1,
                 finetuned_top5, sparsity, compression, whole_model_compression, theoretical_speedup,
-                oracle_correlation, finished_at, host, record)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                oracle_correlation, finished_at, host, record,
+                criterion_file, criterion_version, criterion_build, plugin_sdk_version, sdk_version)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).execute(arguments: [
                 id, c.kind.rawValue, c.criterion, c.target?.axis.rawValue, c.target?.value,
                 Int64(bitPattern: c.seed), c.baseline.model, c.baseline.dataset, c.schedule, c.finetune,
                 c.baseline.hash, r.status.rawValue, r.failure, r.baselineAccuracy?.top1, r.prunedAccuracy?.top1,
                 r.finetunedAccuracy?.top1, r.finetunedAccuracy?.top5, r.sparsity, r.compression,
                 r.wholeModelCompression, r.theoreticalSpeedup, r.oracleCorrelation, record.finishedAt, record.host, json,
+                plugin?.file, plugin?.version, plugin?.contentHash, plugin?.sdkVersion, record.sdkVersion,
             ])
     }
 }

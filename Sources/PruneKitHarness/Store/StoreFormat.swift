@@ -17,11 +17,27 @@ import PruneKit
 ///   query and the whole ``TrialRecord`` as JSON (`record`) for a lossless round trip.
 /// - `experiments`: the specifications that produced the trials (provenance).
 /// - `baselines`: the baseline checkpoints trained for the trials, by configuration hash.
+///
+/// Version 2 (issue 15): trial ids include the builds of the plugins that ran them
+/// (``TrialConfiguration/plugins``), and `trials` has five more columns, for the criterion's
+/// plugin and the SDK: `criterion_file`, `criterion_version`, `criterion_build` (its content
+/// hash), `plugin_sdk_version` (the SDK it was built against) and `sdk_version` (the SDK of
+/// the PruneKit that ran the trial). The whole record keeps every plugin's build.
+///
+/// Older stores: a version-1 store is read as it is (its records decode, without plugin
+/// builds), and migrated in place the first time it is opened for writing (`compare`, or
+/// `merge` into it): the columns are added, empty for its old trials, whose builds were
+/// never recorded, and `meta` notes `migrated_from` = `1`. Its old trials are not reused
+/// by a new run (their ids lack the builds), and reports show their builds as not
+/// recorded. A PruneKit that writes version 1 refuses a version-2 store as newer, so it
+/// can't add trials without builds to it.
 public enum ResultStoreFormat {
     /// The format name kept in `meta`.
     public static let name = "prunekit-results"
-    /// The version this PruneKit writes and reads.
-    public static let version = 1
+    /// The version this PruneKit writes (and the newest it reads).
+    public static let version = 2
+    /// The oldest version this PruneKit reads (and migrates when writing).
+    public static let oldestReadableVersion = 1
     /// `PRAGMA application_id`: the ASCII bytes "PKRS".
     public static let applicationID: Int32 = 0x504B_5253
 
@@ -52,7 +68,12 @@ public enum ResultStoreFormat {
             oracle_correlation REAL,
             finished_at REAL NOT NULL,
             host TEXT NOT NULL,
-            record TEXT NOT NULL
+            record TEXT NOT NULL,
+            criterion_file TEXT,
+            criterion_version TEXT,
+            criterion_build TEXT,
+            plugin_sdk_version TEXT,
+            sdk_version TEXT
         );
         CREATE INDEX trials_by_criterion ON trials (criterion, target_axis, target_value);
         CREATE INDEX trials_by_finish ON trials (finished_at, id);
@@ -254,7 +275,7 @@ public enum ResultStoreFormat {
                                 "\(path) is a PruneKit result store of format version \(found), newer than this PruneKit reads (version \(version)).",
                                 hint: "use the newer prunekit that wrote it, or give --store a new file name; \(path) was left as it is")
         }
-        if found < version {
+        if found < oldestReadableVersion {
             throw PruneKitError(.invalidFile,
                                 "\(path) is a PruneKit result store of format version \(found), which this PruneKit (version \(version)) no longer reads.",
                                 hint: "read it with the prunekit that wrote it, or give --store a new file name; \(path) was left as it is")
@@ -270,12 +291,29 @@ public enum ResultStoreFormat {
     /// Creates the schema in a blank database, inside the caller's (immediate) transaction,
     /// after checking again under the write lock: another process may have created it.
     static func createIfNeeded(_ db: Database, path: String) throws {
-        guard try check(db, path: path) == .blank else { return }
+        guard try check(db, path: path) == .blank else { return try migrateIfNeeded(db) }
         try db.execute(sql: schema)
         try db.execute(sql: "INSERT INTO meta (key, value) VALUES ('format', ?), ('version', ?), ('created_at', ?), ('created_by', ?)",
                        arguments: [name, String(version), String(Date().timeIntervalSince1970), "PruneKit \(SDKVersion.string)"])
         try db.execute(sql: "PRAGMA user_version = \(version)")
         try db.execute(sql: "PRAGMA application_id = \(applicationID)")
+    }
+
+    /// Brings a store of an older version this PruneKit reads up to ``version``, inside the
+    /// caller's (immediate) transaction: version 1 gets the plugin and SDK columns, empty
+    /// for its trials (their builds were never recorded).
+    static func migrateIfNeeded(_ db: Database) throws {
+        let found = Int(try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'version'") ?? "") ?? version
+        guard found < version else { return }
+        if found == 1 {
+            for column in ["criterion_file", "criterion_version", "criterion_build", "plugin_sdk_version", "sdk_version"] {
+                try db.execute(sql: "ALTER TABLE trials ADD COLUMN \(column) TEXT")
+            }
+        }
+        try db.execute(sql: "UPDATE meta SET value = ? WHERE key = 'version'", arguments: [String(version)])
+        try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES ('migrated_from', ?), ('migrated_at', ?), ('migrated_by', ?)",
+                       arguments: [String(found), String(Date().timeIntervalSince1970), "PruneKit \(SDKVersion.string)"])
+        try db.execute(sql: "PRAGMA user_version = \(version)")
     }
 
     /// SQLite's own message for a GRDB error, without GRDB's decoration.
