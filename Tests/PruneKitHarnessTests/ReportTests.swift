@@ -178,6 +178,32 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(json.contains("\"contentHash\" : \"3333cccc4444dddd\"") && json.contains("\"sdkVersion\""), json)
     }
 
+    /// Issue 15, defect 19: a store's report covers the whole store, titled by the
+    /// experiments that wrote to it, whoever asks (compare after a run of some criteria, or
+    /// report later).
+    func testAStoreReportCoversTheWholeStoreUnderOneTitle() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("prunekit-report-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("results.sqlite").path
+        let store = try ExperimentParts.openStore(path)
+        XCTAssertEqual(try ExperimentParts.reportTitle(of: store, path: path), "results", "no experiment yet: the file name")
+        try store.remember(experimentID: "e0", specification: #"{"name": "default", "model": "lenet-5"}"#)
+        XCTAssertEqual(try ExperimentParts.reportTitle(of: store, path: path), "results", "an unnamed experiment")
+        try store.remember(experimentID: "e1", specification: #"{"name": "sweep", "criteria": ["A", "B"]}"#)
+        for r in Synthetic.threeCriteria().filter({ $0.configuration.criterion != "C" }) { try store.add(r) }
+        try store.remember(experimentID: "e2", specification: #"{"name": "sweep", "criteria": ["C"], "seeds": [0]}"#)
+        try store.remember(experimentID: "e3", specification: #"{"name": "new idea", "criteria": ["C"]}"#)
+        for r in Synthetic.threeCriteria().filter({ $0.configuration.criterion == "C" }) { try store.add(r) }
+
+        let report = try ExperimentParts.storeReport(store, path: path)
+        XCTAssertEqual(report.title, "sweep + new idea")
+        XCTAssertEqual(report.records.count, 18, "every trial in the store, not only the last run's C")
+        XCTAssertEqual(Analysis(report.records).settings.first?.criteria, ["A", "B", "C"])
+        let reader = try ExperimentParts.openExistingStore(path)
+        XCTAssertEqual(try ExperimentParts.storeReport(reader, path: path).title, report.title, "report titles it as compare does")
+        XCTAssertEqual(try ExperimentParts.storeReport(reader, path: path, title: "mine").title, "mine")
+    }
+
     /// A weight criterion's trials measure no latency (`latencyRuns: 0`), a channel
     /// criterion's do, and oracle trials sample layers: they still compete in one setting.
     func testMeasurementSettingsDoNotSplitTheComparison() throws {

@@ -144,6 +144,25 @@ final class CompareCommandTests: XCTestCase {
         XCTAssertFalse(store.out.contains("[1/"), "no trial ran")
     }
 
+    /// Issue 15, defect 19: `compare --criteria X` against a store that holds more writes
+    /// the report of the whole store, and `prunekit report` writes the same report (same
+    /// title, same trials) instead of retitling it.
+    func testCompareOfSomeCriteriaAndReportAgreeOnTheWholeStore() throws {
+        let dir = try scratch()
+        try Data(tinySpec.utf8).write(to: dir.appendingPathComponent("tiny.yaml"))
+        for criterion in ["global-magnitude", "layer-magnitude"] {
+            let r = try run(["compare", "tiny.yaml", "--criteria", criterion, "--compressions", "2", "--store", "out/results.sqlite"], in: dir)
+            XCTAssertEqual(r.status, 0, r.err + r.out)
+        }
+        let fromCompare = try String(contentsOf: dir.appendingPathComponent("out/report/report.md"), encoding: .utf8)
+        XCTAssert(fromCompare.hasPrefix("# tiny\n"), fromCompare)
+        XCTAssert(fromCompare.contains("2 trials") && fromCompare.contains("| global-magnitude |") && fromCompare.contains("| layer-magnitude |"), fromCompare)
+        let report = try run(["report", "--store", "out/results.sqlite"], in: dir)
+        XCTAssertEqual(report.status, 0, report.err)
+        let fromReport = try String(contentsOf: dir.appendingPathComponent("out/report/report.md"), encoding: .utf8)
+        XCTAssertEqual(fromReport, fromCompare)
+    }
+
     /// Issue 15, defect 8: a store where no directory can be made (here a file is in the
     /// way; a read-only disk refuses the same way) is an `error:` line with the system's
     /// reason and a `hint:`, not Foundation's "Error Domain=NSCocoaErrorDomain Code=…".
