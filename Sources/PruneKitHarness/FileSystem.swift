@@ -27,7 +27,7 @@ enum FileSystem {
         var isDirectory: ObjCBool = false
         while !current.isEmpty && !FileManager.default.fileExists(atPath: current, isDirectory: &isDirectory) {
             missing.append(current)
-            let parent = (current as NSString).deletingLastPathComponent
+            let parent = Self.parent(of: current)
             current = parent == current ? "" : parent
         }
         if missing.isEmpty && !isDirectory.boolValue {
@@ -44,6 +44,16 @@ enum FileSystem {
             }
         }
         return created
+    }
+
+    /// The directory part of `path`: `a/b` for `a/b/c` (trailing slashes ignored), `/` for
+    /// `/a`, and `""` for a bare name. (Not `NSString.deletingLastPathComponent`: this
+    /// toolchain's Foundation traps on a one-character relative path such as `w`.)
+    static func parent(of path: String) -> String {
+        var p = Substring(path)
+        while p.count > 1 && p.hasSuffix("/") { p = p.dropLast() }
+        guard let slash = p.lastIndex(of: "/") else { return "" }
+        return slash == p.startIndex ? "/" : String(p[..<slash])
     }
 
     /// Removes directories that ``makeDirectories(_:for:hint:)`` created, innermost first,

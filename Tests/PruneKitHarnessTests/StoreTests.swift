@@ -348,6 +348,12 @@ final class StoreTests: XCTestCase {
                                                                                           dir.appendingPathComponent("a/b").path, deep.path])
         FileSystem.removeCreated([dir.appendingPathComponent("a").path, dir.appendingPathComponent("a/b").path, deep.path])
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("a").path))
+        XCTAssertEqual(["a/b/c", "a/b/", "/a", "w", "/"].map(FileSystem.parent(of:)), ["a/b", "a", "/", "", "/"])
+        // A relative one-letter directory (Foundation's deletingLastPathComponent traps on it).
+        let cwd = FileManager.default.currentDirectoryPath
+        XCTAssertTrue(FileManager.default.changeCurrentDirectoryPath(dir.path))
+        defer { _ = FileManager.default.changeCurrentDirectoryPath(cwd) }
+        XCTAssertEqual(try ResultStore(path: "w/results.sqlite").trialCount(), 0)
     }
 
     /// Issue 15, defect 14: a store of format version 1 (before plugin builds were kept) is

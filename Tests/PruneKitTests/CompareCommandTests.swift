@@ -163,6 +163,37 @@ final class CompareCommandTests: XCTestCase {
         XCTAssertEqual(fromReport, fromCompare)
     }
 
+    /// Issue 15, defects 6 and 8, for real: as `nobody` (root ignores permission bits), a
+    /// store in a directory it can't write is read by `report` (before: "could not be read
+    /// as an SQLite database: attempt to write a readonly database … may be damaged"), with
+    /// nothing created beside it; and a new store there is refused with the reason and a hint.
+    func testAStoreInADirectoryThatCantBeWrittenIsReadAndNotWritten() throws {
+        guard TestSupport.canRunAsNobody else { throw XCTSkip("needs root and \(TestSupport.setpriv) to run prunekit as nobody") }
+        let dir = try scratch()
+        try Data(tinySpec.utf8).write(to: dir.appendingPathComponent("tiny.yaml"))
+        let made = try run(["compare", "tiny.yaml", "--criteria", "global-magnitude", "--compressions", "2", "--store", "w/results.sqlite"], in: dir)
+        XCTAssertEqual(made.status, 0, made.err)
+        let fm = FileManager.default
+        let ro = dir.appendingPathComponent("ro"), out = dir.appendingPathComponent("out")
+        try fm.createDirectory(at: ro, withIntermediateDirectories: true)
+        try fm.createDirectory(at: out, withIntermediateDirectories: true)
+        try fm.copyItem(at: dir.appendingPathComponent("w/results.sqlite"), to: ro.appendingPathComponent("results.sqlite"))
+        try fm.setAttributes([.posixPermissions: 0o555], ofItemAtPath: ro.path)
+        try fm.setAttributes([.posixPermissions: 0o777], ofItemAtPath: out.path)
+
+        let report = try TestSupport.runPrunekit(["report", "--store", "ro/results.sqlite", "--out", "out/report"], in: dir, asUser: "nobody")
+        XCTAssertEqual(report.status, 0, report.err)
+        XCTAssert(report.out.contains("1 trials; reports: "), report.out)
+        XCTAssertEqual(try fm.contentsOfDirectory(atPath: ro.path), ["results.sqlite"], "nothing written beside the store")
+
+        let create = try TestSupport.runPrunekit(["compare", "tiny.yaml", "--criteria", "global-magnitude", "--compressions", "2",
+                                                  "--store", "ro/new.sqlite"], in: dir, asUser: "nobody")
+        XCTAssertEqual(create.status, 1, create.err)
+        XCTAssert(create.err.hasPrefix("error: can't create a result store at ro/new.sqlite: the directory ro is not writable (Permission denied)."), create.err)
+        XCTAssert(create.err.contains("\nhint: "), create.err)
+        XCTAssertEqual(try fm.contentsOfDirectory(atPath: ro.path), ["results.sqlite"])
+    }
+
     /// Issue 15, defect 8: a store where no directory can be made (here a file is in the
     /// way; a read-only disk refuses the same way) is an `error:` line with the system's
     /// reason and a `hint:`, not Foundation's "Error Domain=NSCocoaErrorDomain Code=…".

@@ -148,7 +148,7 @@ public enum ResultStoreFormat {
 
     /// The directory a store file is in (`.` for a bare file name).
     static func directory(of path: String) -> String {
-        let parent = (path as NSString).deletingLastPathComponent
+        let parent = FileSystem.parent(of: path)
         return parent.isEmpty ? "." : parent
     }
 
