@@ -4,7 +4,8 @@ import PruneKit
 /// What `results.json` holds: the records and their analysis, so a reader needs nothing
 /// else (and `Analysis` can be recomputed from the records).
 public struct ReportDocument: Codable, Sendable {
-    /// `prunekit-results`; ``version`` changes when the layout does.
+    /// `prunekit-results`; ``version`` changes when the layout does (2: the records carry
+    /// their plugin builds and SDK version, the analysis lists the builds).
     public var format: String
     public var version: Int
     public var title: String
@@ -15,7 +16,7 @@ public struct ReportDocument: Codable, Sendable {
 
     public init(title: String, records: [TrialRecord], analysis: Analysis, generatedAt: Date = Date()) {
         format = "prunekit-results"
-        version = 1
+        version = 2
         self.title = title
         self.generatedAt = ISO8601DateFormatter().string(from: generatedAt)
         self.records = records
