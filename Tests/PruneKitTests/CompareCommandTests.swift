@@ -144,6 +144,48 @@ final class CompareCommandTests: XCTestCase {
         XCTAssertFalse(store.out.contains("[1/"), "no trial ran")
     }
 
+    /// Issue 15, defect 14, as a researcher meets it: a C criterion rebuilt with inverted
+    /// scores (version 2.0) against the same store runs again (before: "2 already in the
+    /// store (skipped)" and the old figures), and the report shows both builds apart, with
+    /// the plugin file, version and SDK that produced each.
+    func testARebuiltCriterionRunsAgainAndTheReportNamesEachBuild() throws {
+        let cc = "/usr/bin/cc"
+        guard FileManager.default.isExecutableFile(atPath: cc) else { throw XCTSkip("no C compiler at \(cc)") }
+        let dir = try scratch()
+        let template = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Templates/c-criterion")
+        let source = try String(contentsOf: template.appendingPathComponent("l1_filter.c"), encoding: .utf8)
+        let manifest = try String(contentsOf: template.appendingPathComponent("criterion.json"), encoding: .utf8)
+        func build(_ source: String, _ manifest: String) throws {
+            try Data(source.utf8).write(to: dir.appendingPathComponent("l1_filter.c"))
+            try Data(manifest.utf8).write(to: dir.appendingPathComponent("criterion.json"))
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: cc)
+            process.arguments = ["-O2", "-shared", "-fPIC", "-o", dir.appendingPathComponent("libl1_filter.so").path,
+                                 dir.appendingPathComponent("l1_filter.c").path, "-lm"]
+            try process.run()
+            process.waitUntilExit()
+            XCTAssertEqual(process.terminationStatus, 0)
+        }
+        try Data(tinySpec.utf8).write(to: dir.appendingPathComponent("tiny.yaml"))
+        let arguments = ["compare", "tiny.yaml", "--plugin", dir.appendingPathComponent("criterion.json").path, "--criteria", "c-l1",
+                         "--compressions", "2", "--store", "out/results.sqlite"]
+        try build(source, manifest)
+        let first = try run(arguments, in: dir)
+        XCTAssertEqual(first.status, 0, first.err + first.out)
+        XCTAssert(first.out.contains("2 run now"), first.out)          // the prune trial and the oracle trial
+
+        let inverted = source.replacingOccurrences(of: "scores[j] = (float)sum;", with: "scores[j] = (float)-sum;")
+        XCTAssertNotEqual(inverted, source)
+        try build(inverted, manifest.replacingOccurrences(of: "\"version\": \"1.0\"", with: "\"version\": \"2.0\""))
+        let second = try run(arguments, in: dir)
+        XCTAssertEqual(second.status, 0, second.err + second.out)
+        XCTAssert(second.out.contains("trials: 2 in this run, 0 already in the store (skipped), 2 run now"), second.out)
+        let report = try String(contentsOf: dir.appendingPathComponent("out/report/report.md"), encoding: .utf8)
+        XCTAssert(report.contains("| c-l1 [1.0] |") && report.contains("| c-l1 [2.0] |"), report)
+        XCTAssert(report.contains("## Plugins") && report.contains("| criterion | c-l1 | 2.0 | \(dir.appendingPathComponent("criterion.json").path) |"), report)
+    }
+
     /// Issue 15, defect 19: `compare --criteria X` against a store that holds more writes
     /// the report of the whole store, and `prunekit report` writes the same report (same
     /// title, same trials) instead of retitling it.
