@@ -27,6 +27,10 @@ let plugins = [
     plugin("PruneKitSlimming", path: "Plugins/Slimming"),
     plugin("PruneKitAPoZ", path: "Plugins/APoZ"),
     plugin("PruneKitTaylor", path: "Plugins/Taylor"),
+    plugin("PruneKitFPGM", path: "Plugins/FPGM"),
+    plugin("PruneKitLAMP", path: "Plugins/LAMP"),
+    plugin("PruneKitSNIP", path: "Plugins/SNIP"),
+    plugin("PruneKitHRank", path: "Plugins/HRank"),
     plugin("PruneKitSchedules", path: "Plugins/Schedules"),
     plugin("PruneKitFinetuning", path: "Plugins/Finetuning"),
 ]

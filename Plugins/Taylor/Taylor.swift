@@ -102,6 +102,10 @@ public struct Taylor: Criterion {
         }
         let theta = sum.scalars.map { Double($0) / Double(n) }
         let norm = theta.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        guard norm.isFinite else {   // NaN fails `norm > 0` below and would read as all-zero scores
+            throw PruneKitError(.numerical, "taylor: the accumulated activation·gradient of layer '\(layer.path)' is not finite",
+                                hint: "the calibration evidence held NaN or infinite values: check the model's weights and the data")
+        }
         let penalty = flopsPenalty * Double(layer.flops) / Double(max(layer.outputs, 1)) / 1e6
         return theta.map { Float((norm > 0 ? $0 / norm : 0) - penalty) }
     }

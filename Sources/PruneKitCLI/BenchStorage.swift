@@ -62,7 +62,3 @@ struct StorageBench: ParsableCommand {
         }
     }
 }
-
-private extension String {
-    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
-}

@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import PruneKit
+import PruneKitHarness
 
 struct SurgeryBench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -31,7 +32,7 @@ struct SurgeryBench: ParsableCommand {
             let theoretical = Double(dense.macs) / Double(pruned.macs)
             print(String(format: "MACs per image: %d → %d (theoretical speed-up %.2f×)", dense.macs, pruned.macs, theoretical))
             print(String(format: "parameters: %d → %d (%.2f×); file: %@ → %@", dense.parameterCount, pruned.parameterCount,
-                         Double(dense.parameterCount) / Double(pruned.parameterCount), bytes(try savedSize(dense)), bytes(try savedSize(pruned))))
+                         Double(dense.parameterCount) / Double(pruned.parameterCount), Units.bytes(try savedSize(dense)), Units.bytes(try savedSize(pruned))))
             print("batch   unpruned (ms)   pruned (ms)   real speed-up   theoretical   target ≥ 2.5×")
             for batch in [1, 64] {
                 let (a, b) = sideBySide(dense, pruned, batch: batch, runs: runs)

@@ -27,8 +27,10 @@ struct Compare: ParsableCommand {
     var compressions: String?
     @Option(help: ArgumentHelp("FLOPs speed-up targets, comma-separated (instead of, or with, --compressions).", valueName: "1.5,2"))
     var speedups: String?
-    @Option(help: "Schedule id (default: one-shot).") var schedule: String?
-    @Option(help: "Finetuning strategy id (default: finetune).") var finetune: String?
+    @Option(help: ArgumentHelp("Schedule id, optionally with options after a space ('iterative steps=3'; default: one-shot).", valueName: "id"))
+    var schedule: String?
+    @Option(help: ArgumentHelp("Finetuning strategy id, optionally with options after a space ('finetune lr=0.01'; default: finetune).", valueName: "id"))
+    var finetune: String?
     @Option(help: "Epochs of finetuning after pruning (default: 2).") var finetuneEpochs: Int?
     @Option(help: "Seeds: replicates, each from its own baseline (default: 1; --seeds 3 gives confidence intervals).")
     var seeds: Int?
@@ -39,11 +41,22 @@ struct Compare: ParsableCommand {
     @Option(help: ArgumentHelp("Run one slice of the trials, for a cluster: shard I of N (1-based); combine with prunekit merge.", valueName: "I/N"))
     var shard: String?
     @Option(help: "Trials run at once, each in its own process (default: \(ExperimentRunner.defaultJobs)).") var jobs: Int?
+    @Option(help: ArgumentHelp("Seconds a trial may run before it is killed and recorded as failed (default: 20× its work at the baseline's epoch time, at least 600).", valueName: "seconds"))
+    var trialTimeout: Double?
     @Flag(help: "Run again the trials that failed before (by default a failed trial counts as done).") var retryFailed = false
     @Option(help: ArgumentHelp("Where baseline checkpoints are cached (default: baselines/ next to the store).", valueName: "dir"))
     var cache: String?
     @OptionGroup var plugins: PluginOptions
     @OptionGroup var engine: EngineOptions
+
+    /// The options checked at parse time (numbers, counts, the shard); the spec file, the
+    /// registry and the data are checked by the plan before any trial.
+    func validate() throws {
+        try reportingErrors {
+            try ExperimentSpec().applying(try overrides()).validate()
+            _ = try shard.map(Shard.init(parsing:))
+        }
+    }
 
     func run() throws {
         try reportingErrors {
@@ -51,19 +64,23 @@ struct Compare: ParsableCommand {
             try engine.apply()
             plugins.load()
             var spec = try specFile.map(ExperimentSpec.load(file:)) ?? ExperimentSpec()
-            spec = spec.applying(try overrides())
+            spec = try spec.applying(try overrides())
             let shard = try self.shard.map(Shard.init(parsing:)) ?? .all
-            let plan = try ExperimentPlan.validated(spec)
             let jobs = spec.jobs ?? ExperimentRunner.defaultJobs
+            let threads = engine.threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / jobs)
+            // Trials, and the probes of the plan, run in child processes: a plugin that
+            // crashes or hangs fails only its own trials. Their work folder goes at the end.
+            var children = ExperimentParts.childRunner(executable: executablePath(), cacheDirectory: spec.cacheDirectory,
+                                                       threads: threads, pluginFiles: plugins.files,
+                                                       pluginDirectories: plugins.directories)
+            defer { children.removeWorkDirectory() }
+            let plan = try ExperimentPlan.validated(spec, probe: children)
+            children.timeLimit = spec.trialTimeLimit(oracleEpochs: plan.oracleCost?.epochs ?? 0)
             for s in plan.skipped { print("left out \(s.choice.id): \(s.reason)") }
             let store = try ExperimentParts.openStore(spec.store)   // creates its directory, or says why it can't
-            let threads = engine.threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / jobs)
             let display = CompareProgress(jobs: jobs)
             let runner = ExperimentRunner(
-                plan: plan, shard: shard, jobs: jobs, retryFailed: retryFailed, store: store,
-                runner: ExperimentParts.childRunner(executable: executablePath(), cacheDirectory: spec.cacheDirectory,
-                                                    threads: threads, pluginFiles: plugins.files,
-                                                    pluginDirectories: plugins.directories),
+                plan: plan, shard: shard, jobs: jobs, retryFailed: retryFailed, store: store, runner: children,
                 baselines: ExperimentParts.baselineCache(spec.cacheDirectory, store: store, log: display.baselineLog))
 
             let axes = Set(spec.targets.map(\.axis)).map { $0 == .compression ? "compression" : "speed-up" }.sorted()
@@ -71,11 +88,18 @@ struct Compare: ParsableCommand {
                   + "× \(spec.seeds.count) seed\(spec.seeds.count == 1 ? "" : "s") = \(plan.trials.count) trials"
                   + (shard == .all ? "" : "; shard \(shard): \(plan.trials(in: shard).count)")
                   + "; \(jobs) at a time; store \(spec.store)")
+            if let cost = plan.oracleCost { print(cost.summary) }
 
-            let interrupt = InterruptHandler { [runner] in
+            let workDirectory = children.workDirectory
+            let interrupt = InterruptHandler(onInterrupt: { [runner] in
                 let running = runner.cancel()
                 display.note("stopping: no new trials; waiting for \(running) running trial\(running == 1 ? "" : "s") (Ctrl-C again to quit now)")
-            }
+            }, onQuit: {
+                // Quitting now (a second Ctrl-C, SIGTERM, SIGHUP): no trial outlives the run,
+                // and its work folder goes with it.
+                ChildProcessTrialRunner.killRunningChildren()
+                try? FileManager.default.removeItem(atPath: workDirectory)
+            })
             let summary = try runner.run(onEvent: display.handle)
             interrupt.stop()
             display.finish()
@@ -110,9 +134,14 @@ struct Compare: ParsableCommand {
         }
         o.compressions = try compressions.map { try numbers($0, "--compressions") }
         o.speedups = try speedups.map { try numbers($0, "--speedups") }
-        o.schedule = schedule; o.finetune = finetune; o.finetuneEpochs = finetuneEpochs
-        if let seeds, seeds < 1 { throw PruneKitError(.invalidArgument, "--seeds must be at least 1, got \(seeds)") }
+        o.schedule = schedule.map(CriterionChoice.init(parsing:)); o.finetune = finetune.map(CriterionChoice.init(parsing:))
+        o.finetuneEpochs = finetuneEpochs
         if let jobs, jobs < 1 { throw PruneKitError(.invalidArgument, "--jobs must be at least 1, got \(jobs)") }
+        if let t = trialTimeout, !(t > 0 && t <= TrialTimeLimit.maximumSeconds) {
+            throw PruneKitError(.invalidArgument, "--trial-timeout must be a positive number of seconds, at most \(Int(TrialTimeLimit.maximumSeconds)) (30 days), got \(t)",
+                                hint: "leave it out for a limit derived from the baseline's epoch time")
+        }
+        o.trialTimeout = trialTimeout
         o.seeds = seeds; o.store = store; o.report = report; o.cache = cache; o.jobs = jobs
         return o
     }
@@ -133,25 +162,33 @@ func executablePath() -> String {
     (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
 }
 
-/// Calls `onInterrupt` on the first Ctrl-C; a second one exits at once (status 130).
+/// Calls `onInterrupt` on the first Ctrl-C; a second one, SIGTERM or SIGHUP calls `onQuit`
+/// and exits at once (status 128 + the signal).
 final class InterruptHandler {
-    private let source: DispatchSourceSignal
+    private static let quitting: [Int32] = [SIGTERM, SIGHUP]
+    private var sources: [DispatchSourceSignal] = []
     private var count = 0
 
-    init(_ onInterrupt: @escaping () -> Void) {
-        signal(SIGINT, SIG_IGN)
-        source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        source.setEventHandler { [unowned self] in
-            count += 1
-            if count > 1 { exit(130) }
-            onInterrupt()
+    init(onInterrupt: @escaping () -> Void, onQuit: @escaping () -> Void = {}) {
+        for sig in [SIGINT] + Self.quitting {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { [unowned self] in
+                if sig == SIGINT { count += 1 }
+                if sig != SIGINT || count > 1 {
+                    onQuit()
+                    exit(128 + sig)
+                }
+                onInterrupt()
+            }
+            source.resume()
+            sources.append(source)
         }
-        source.resume()
     }
 
     func stop() {
-        source.cancel()
-        signal(SIGINT, SIG_DFL)
+        for s in sources { s.cancel() }
+        for sig in [SIGINT] + Self.quitting { signal(sig, SIG_DFL) }
     }
 }
 
@@ -202,7 +239,7 @@ final class CompareProgress {
             }
         case let .baselineStarted(b, index, count):
             if interactive {
-                write("\r\u{1B}[K" + "baseline \(index + 1)/\(count): \(b.model) on \(b.dataset), seed \(b.seed) …")
+                write("\r\u{1B}[K" + fitted("baseline \(index + 1)/\(count): \(b.model) on \(b.dataset), seed \(b.seed) …"))
             }
         case let .baselineFinished(b, cached, seconds):
             line("baseline \(b.model) on \(b.dataset), seed \(b.seed): "
@@ -218,6 +255,7 @@ final class CompareProgress {
             var text = "[\(done)/\(total)] \(Self.name(r.configuration)): "
             if r.result.status == .failed {
                 text += "FAILED: \(r.result.failure ?? "no message")"
+                if r.result.transient == true { text += " (not recorded: the next run tries it again)" }
             } else if r.configuration.kind == .oracle {
                 text += r.result.oracleCorrelation.map { String(format: "Spearman %.3f", $0) } ?? "no correlation"
             } else {
@@ -233,7 +271,7 @@ final class CompareProgress {
     /// A line from baseline training (one per epoch): shown on a terminal, in place.
     func baselineLog(_ text: String) {
         lock.lock(); defer { lock.unlock() }
-        if interactive { write("\r\u{1B}[K" + "baseline: " + text) }
+        if interactive { write("\r\u{1B}[K" + fitted("baseline: " + text)) }
     }
 
     func note(_ text: String) {
@@ -257,15 +295,16 @@ final class CompareProgress {
 
     private func draw() {
         guard interactive, total > 0 else { return }
-        let width = 24, filled = min(width, Int(Double(width) * Double(done) / Double(total)))
-        let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
         let elapsed = Date().timeIntervalSince(start)
         let left = ranNow > 0 ? trialSeconds / Double(ranNow) * Double(total - done) / Double(jobs) : .infinity
-        var text = "\(bar) \(done)/\(total)  failures \(failures)  elapsed \(formatDuration(elapsed))  left \(formatDuration(left))"
+        let figures = " \(done)/\(total)  failures \(failures)  elapsed \(formatDuration(elapsed))  left \(formatDuration(left))"
+        var now = ""
         if let current = inHand.values.sorted().first {
-            text += "  now: \(current)" + (inHand.count > 1 ? " (+\(inHand.count - 1))" : "")
+            now = "  now: \(current)" + (inHand.count > 1 ? " (+\(inHand.count - 1))" : "")
         }
-        write("\r\u{1B}[K" + text)
+        // The bar gives way first, then the trial's name is cut: the line never wraps.
+        let columns = terminalColumns()
+        write("\r\u{1B}[K" + fitted(progressBar(Double(done) / Double(total), room: columns - figures.count) + figures + now, columns: columns))
     }
 
     private func write(_ text: String) { FileHandle.standardOutput.write(Data(text.utf8)) }
@@ -274,17 +313,28 @@ final class CompareProgress {
 struct Merge: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Combine the result stores of an experiment's shards (prunekit compare --shard I/N) into one.",
-        discussion: "Example: prunekit merge --out results.sqlite shard-1.sqlite shard-2.sqlite; then prunekit report --store results.sqlite --out report")
+        discussion: "Example: prunekit merge --store results.sqlite shard-1.sqlite shard-2.sqlite; then prunekit report --store results.sqlite --out report")
 
-    @Option(help: ArgumentHelp("The store to write (created, or added to).", valueName: "file")) var out: String
-    @Argument(help: ArgumentHelp("The shards' stores.", valueName: "shard.sqlite")) var shards: [String]
+    @Option(help: ArgumentHelp("The result store to write (created, or added to), as compare's --store.", valueName: "file"))
+    var store: String?
+    @Option(name: .customLong("out"), help: .hidden) var outAlias: String?
+    @Argument(help: ArgumentHelp("The shards' stores.", valueName: "shard.sqlite")) var shards: [String] = []
+
+    func validate() throws {
+        try reportingErrors {
+            guard (store == nil) != (outAlias == nil) else {
+                throw PruneKitError(.invalidArgument, store == nil ? "no store to write" : "--store and --out both given",
+                                    hint: "prunekit merge --store all.sqlite shard-1.sqlite shard-2.sqlite")
+            }
+            guard !shards.isEmpty else {
+                throw PruneKitError(.invalidArgument, "no stores to merge", hint: "prunekit merge --store all.sqlite shard-1.sqlite shard-2.sqlite")
+            }
+        }
+    }
 
     func run() throws {
         try reportingErrors {
-            guard !shards.isEmpty else {
-                throw PruneKitError(.invalidArgument, "no stores to merge", hint: "prunekit merge --out all.sqlite shard-1.sqlite shard-2.sqlite")
-            }
-            print(try ExperimentParts.merge(shards, into: out))
+            print(try ExperimentParts.merge(shards, into: store ?? outAlias ?? ""))
         }
     }
 }

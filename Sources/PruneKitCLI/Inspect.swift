@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PruneKit
+import PruneKitHarness
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -17,10 +18,25 @@ struct Inspect: ParsableCommand {
     @Option(help: "For a zoo model: the data set whose input shape and classes to use.")
     var dataset: String = DatasetCatalog.defaultName
     @Flag(help: "Measure inference latency at batch 1 and 64 (use a release build).") var latency = false
-    @Option(help: "Timed forward passes per batch size (with --latency).") var runs: Int = 20
-    @Option(help: "Untimed warm-up passes per batch size (with --latency).") var warmup: Int = 3
-    @Flag(help: "Print JSON instead of a table.") var json = false
+    @Option(help: "Timed forward passes per batch size (with --latency).") var latencyRuns: Int = 20
+    @Option(name: .customLong("runs"), help: .hidden) var runsAlias: Int?
+    @Option(help: "Untimed warm-up passes per batch size (with --latency).") var latencyWarmup: Int = 3
+    @Option(name: .customLong("warmup"), help: .hidden) var warmupAlias: Int?
+    @Option(help: "Output format.") var format: OutputFormat = .table
+    @Flag(name: .customLong("json"), help: .hidden) var jsonAlias = false
     @OptionGroup var engine: EngineOptions
+
+    private var runs: Int { runsAlias ?? latencyRuns }
+    private var warmup: Int { warmupAlias ?? latencyWarmup }
+
+    func validate() throws {
+        try reportingErrors {
+            guard runs >= 1, warmup >= 0 else {
+                throw PruneKitError(.invalidArgument, "--latency-runs must be at least 1 and --latency-warmup at least 0, got \(runs) and \(warmup)",
+                                    hint: "the defaults, --latency-runs 20 --latency-warmup 3, give a stable median")
+            }
+        }
+    }
 
     /// The metadata key holding {dotted path: output channels before pruning}.
     static let originalWidthsKey = "prunekit.original-widths"
@@ -28,10 +44,6 @@ struct Inspect: ParsableCommand {
     func run() throws {
         try reportingErrors {
             try engine.apply()
-            guard runs >= 1, warmup >= 0 else {
-                throw PruneKitError(.invalidArgument, "--runs must be at least 1 and --warmup at least 0, got \(runs) and \(warmup)",
-                                    hint: "the defaults, --runs 20 --warmup 3, give a stable median")
-            }
             let net: Model
             var file: FileFacts?
             var before: [String: Int] = [:]
@@ -64,7 +76,7 @@ struct Inspect: ParsableCommand {
             if latency {
                 for batch in [1, 64] { latencies.append(try net.measureLatency(batchSize: batch, runs: runs, warmup: warmup)) }
             }
-            if json {
+            if format == .json || jsonAlias {
                 try printJSON(net, cost, before: before, file: file, latencies: latencies)
             } else {
                 printTable(net, cost, before: before, file: file, latencies: latencies)
@@ -113,15 +125,7 @@ struct Inspect: ParsableCommand {
 
     private func printTable(_ net: Model, _ cost: ModelCost, before: [String: Int], file: FileFacts?, latencies: [LatencyMeasurement]) {
         let sparse = cost.sparseMACs != cost.macs
-        func group(_ n: Int) -> String {
-            let s = String(n)
-            var out = ""
-            for (i, c) in s.enumerated() {
-                if i > 0, (s.count - i) % 3 == 0 { out.append(",") }
-                out.append(c)
-            }
-            return out
-        }
+        let group = Units.count
         func pad(_ s: String, _ width: Int, left: Bool = false) -> String {
             s.count >= width ? s : left ? s + String(repeating: " ", count: width - s.count)
                                         : String(repeating: " ", count: width - s.count) + s
@@ -147,17 +151,17 @@ struct Inspect: ParsableCommand {
         print(total)
         print("MACs: multiply–accumulates of conv and linear layers for one example; FLOPs = 2 × MACs.")
         if let file {
-            let parts = file.files.map { "\($0.name) \(group($0.bytes))" }.joined(separator: ", ")
+            let parts = file.files.map { "\($0.name) \(Units.bytes($0.bytes))" }.joined(separator: ", ")
             if file.unsaved {
-                print("file: not saved; dense it takes \(group(file.bytes)) bytes (\(parts))")
+                print("file: not saved; dense it takes \(Units.bytes(file.bytes)) (\(parts))")
             } else {
-                print("file: \(group(file.bytes)) bytes (\(parts)); storage: \(file.storage)"
+                print("file: \(Units.bytes(file.bytes)) (\(parts)); storage: \(file.storage)"
                       + (file.storage == "mixed" ? " (\(file.sparse.count) of \(file.parameterTensors) tensors sparse)" : ""))
             }
         }
         for m in latencies {
-            print(String(format: "latency, batch %d: median %.3f ms (p10 %.3f, p90 %.3f; %d runs, %d threads), %.0f images/s",
-                         m.batchSize, m.median * 1e3, m.p10 * 1e3, m.p90 * 1e3, m.runs, m.threads, m.throughput))
+            print("latency, batch \(m.batchSize): median \(Units.duration(m.median)) (p10 \(Units.duration(m.p10)), p90 \(Units.duration(m.p90)); "
+                  + "\(m.runs) runs, \(m.threads) threads), \(Units.count(Int(m.throughput.rounded()))) images/s")
         }
     }
 

@@ -5,23 +5,23 @@ import PruneKit
 struct New: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "new",
-        abstract: "Create a plugin package from PruneKit's templates.",
-        subcommands: [NewCriterion.self]
-    )
-}
-
-struct NewCriterion: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "criterion",
-        abstract: "Create a criterion plugin package that builds, tests and loads out of the box.",
+        abstract: "Create a plugin package — a criterion, a schedule or a finetuning strategy — that builds, tests and loads out of the box.",
         discussion: """
-        Copies Templates/criterion/ of the PruneKit checkout this prunekit was built from,
-        naming the criterion type NAME and its id the kebab-case of NAME (MyFilter → my-filter)
-        unless --id is given. The new package depends on that checkout's SDK by absolute path.
+        Copies Templates/criterion/, Templates/schedule/ or Templates/finetuning/ of the PruneKit checkout this \
+        prunekit was built from, naming the plugin's type NAME and its id the kebab-case of NAME \
+        (MyFilter → my-filter) unless --id is given. The new package depends on that checkout's SDK by absolute path.
+
+        Examples:
+          prunekit new criterion MyFilter --dir ../MyFilter
+          prunekit new schedule MyRamp --dir ../MyRamp
+          prunekit new finetune MyFinetune --dir ../MyFinetune
         """
     )
 
-    @Argument(help: "The criterion's Swift type name, in CamelCase (MyFilter).")
+    @Argument(help: "What the plugin adds to PruneKit.")
+    var kind: PluginScaffold.Kind
+
+    @Argument(help: "The plugin's Swift type name, in CamelCase (MyFilter).")
     var name: String
 
     @Option(help: "The id users name it by (default: NAME in kebab-case).")
@@ -35,27 +35,29 @@ struct NewCriterion: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let scaffold = try CriterionScaffold(name: name, id: id)
-            let root = try prunekitRoot.map(CriterionScaffold.checkRoot) ?? CriterionScaffold.findRoot()
+            let scaffold = try PluginScaffold(kind: kind, name: name, id: id)
+            let root = try prunekitRoot.map { try PluginScaffold.checkRoot($0, for: kind) } ?? PluginScaffold.findRoot(for: kind)
             let destination = URL(fileURLWithPath: dir ?? name).standardizedFileURL
             try scaffold.write(from: root, to: destination)
             let path = destination.path
+            let library = "\(path)/.build/release/lib\(scaffold.name).so"
             print("""
-            Created the criterion \(scaffold.name) (id '\(scaffold.id)') in \(path)
-            from \(root.path)/Templates/criterion.
+            Created the \(kind.noun) \(scaffold.name) (id '\(scaffold.id)') in \(path)
+            from \(root.path)/\(kind.templatePath).
 
             Next steps:
               cd \(path)
               swift build -c release    # → .build/release/lib\(scaffold.name).so
-              swift test                # runs PruneKit's conformance checker on it
-              prunekit <command> … --plugin \(path)/.build/release/lib\(scaffold.name).so
-            Edit Sources/\(scaffold.name)Plugin/\(scaffold.name).swift to write your criterion.
+              swift test                # \(kind.testsDo)
+              \(kind.tryIt(id: scaffold.id, library: library))
+            Edit Sources/\(scaffold.name)Plugin/\(scaffold.name).swift to write your \(kind.noun).
             """)
         }
     }
 }
 
-/// Writes a criterion package from `Templates/criterion/` of a PruneKit checkout.
+/// Writes a plugin package from a template of a PruneKit checkout: `Templates/criterion/`,
+/// `Templates/schedule/` or `Templates/finetuning/`, one code path for every kind.
 ///
 /// Templates are found in the checkout rather than embedded in the executable because
 /// the generated package must depend on a checkout's SDK by path anyway: taking both
@@ -63,31 +65,81 @@ struct NewCriterion: ParsableCommand {
 /// The checkout is found by walking up from the real path of the running executable
 /// (`.build/<config>/prunekit` sits inside it), then from the current directory;
 /// `--prunekit-root` overrides both.
-struct CriterionScaffold {
+struct PluginScaffold {
+    /// The kinds of plugin `prunekit new` writes, each from its own template directory.
+    enum Kind: String, CaseIterable, ExpressibleByArgument {
+        case criterion, schedule, finetune
+
+        /// The template's directory, relative to the checkout.
+        var templatePath: String {
+            switch self {
+            case .criterion: return "Templates/criterion"
+            case .schedule: return "Templates/schedule"
+            case .finetune: return "Templates/finetuning"
+            }
+        }
+
+        /// What the kind is called in messages.
+        var noun: String {
+            switch self {
+            case .criterion: return "criterion"
+            case .schedule: return "schedule"
+            case .finetune: return "finetuning strategy"
+            }
+        }
+
+        /// What the template's tests check, for the next-steps message.
+        var testsDo: String {
+            switch self {
+            case .criterion: return "runs PruneKit's conformance checker on it"
+            case .schedule: return "checks its sparsities and its entry point"
+            case .finetune: return "runs it on a small pruned model and checks the masks survive"
+            }
+        }
+
+        /// A command that loads the built plugin into prunekit and uses it.
+        func tryIt(id: String, library: String) -> String {
+            switch self {
+            case .criterion:
+                return "prunekit score --criterion \(id) --model lenet-5 --plugin \(library)"
+            case .schedule:
+                return "prunekit prune --model lenet-5 --epochs 1 --criterion l1-filter --compression 2 --schedule \(id) --plugin \(library) --out lenet5-\(id)"
+            case .finetune:
+                return "prunekit prune --model lenet-5 --epochs 1 --criterion l1-filter --compression 2 --finetune \(id) --plugin \(library) --out lenet5-\(id)"
+            }
+        }
+    }
+
+    let kind: Kind
     let name: String
     let id: String
 
     /// The placeholders the template files and file names use.
     static let placeholders = ["__NAME__", "__ID__", "__SDK_PATH__", "__TESTING_PATH__"]
 
-    /// Type names that would shadow the SDK's or Swift's own inside the plugin module.
+    /// Type names that would shadow the SDK's or Swift's own inside the plugin module
+    /// (those the templates use, for every kind).
     static let reserved: Set<String> = ["Self", "Any", "Type", "Protocol", "PruneKit", "PruneKitTesting", "Criterion",
-                                        "Tensor", "Registry", "Model", "Layer", "Evidence", "Granularity", "PluginEntry"]
+                                        "Schedule", "FinetuneStrategy", "FinetuneContext", "Tensor", "Registry", "Model",
+                                        "ModelZoo", "Layer", "Dataset", "DatasetCatalog", "Evidence", "Granularity",
+                                        "PluginEntry", "OptionSpec", "OptionValues", "PruneKitError", "TrainingConfiguration",
+                                        "PrunableLayer", "ScoringContext", "RandomGenerator", "SDKLinkage"]
 
-    init(name: String, id: String?) throws {
-        let hint = "a criterion name is a Swift type name in CamelCase: a capital letter, then letters and digits (MyFilter, TaylorFO2)"
+    init(kind: Kind, name: String, id: String?) throws {
+        let hint = "a \(kind.noun) name is a Swift type name in CamelCase: a capital letter, then letters and digits (MyFilter, TaylorFO2)"
         guard let first = name.unicodeScalars.first, ("A"..."Z").contains(first),
               name.unicodeScalars.allSatisfy({ ("A"..."Z").contains($0) || ("a"..."z").contains($0) || ("0"..."9").contains($0) }) else {
             throw PruneKitError(.invalidArgument, "'\(name)' is not a CamelCase Swift identifier", hint: hint)
         }
-        guard !CriterionScaffold.reserved.contains(name) else {
+        guard !PluginScaffold.reserved.contains(name) else {
             throw PruneKitError(.invalidArgument, "'\(name)' would shadow a Swift or PruneKit type of the same name", hint: "choose a more specific name, e.g. My\(name)")
         }
+        self.kind = kind
         self.name = name
-        self.id = id ?? CriterionScaffold.kebabCase(name)
+        self.id = id ?? PluginScaffold.kebabCase(name)
         guard let head = self.id.unicodeScalars.first, ("a"..."z").contains(head) || ("0"..."9").contains(head),
               self.id.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0) }) else {
-            throw PruneKitError(.invalidArgument, "'\(self.id)' is not a valid criterion id",
+            throw PruneKitError(.invalidArgument, "'\(self.id)' is not a valid \(kind.noun) id",
                                 hint: "ids are lower case: letters, digits, '-', '_' and '.', starting with a letter or digit (my-filter)")
         }
     }
@@ -107,24 +159,24 @@ struct CriterionScaffold {
         return out
     }
 
-    /// A directory is a PruneKit checkout when it has the criterion template and the SDK package.
-    static func isRoot(_ url: URL) -> Bool {
+    /// A directory is a PruneKit checkout for `kind` when it has that kind's template and the SDK package.
+    static func isRoot(_ url: URL, for kind: Kind) -> Bool {
         let fm = FileManager.default
-        return fm.fileExists(atPath: url.appendingPathComponent("Templates/criterion/Package.swift").path)
+        return fm.fileExists(atPath: url.appendingPathComponent("\(kind.templatePath)/Package.swift").path)
             && fm.fileExists(atPath: url.appendingPathComponent("Sources/PruneKit/Package.swift").path)
             && fm.fileExists(atPath: url.appendingPathComponent("Sources/PruneKitTesting/Package.swift").path)
     }
 
-    static func checkRoot(_ path: String) throws -> URL {
+    static func checkRoot(_ path: String, for kind: Kind) throws -> URL {
         let url = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath()
-        guard isRoot(url) else {
-            throw PruneKitError(.invalidArgument, "\(url.path) is not a PruneKit checkout (no Templates/criterion or Sources/PruneKit in it)",
+        guard isRoot(url, for: kind) else {
+            throw PruneKitError(.invalidArgument, "\(url.path) is not a PruneKit checkout with a \(kind.noun) template (no \(kind.templatePath) or Sources/PruneKit in it)",
                                 hint: "give --prunekit-root the directory of PruneKit's top-level Package.swift")
         }
         return url
     }
 
-    static func findRoot() throws -> URL {
+    static func findRoot(for kind: Kind) throws -> URL {
         var starts: [URL] = []
         if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
             starts.append(URL(fileURLWithPath: exe).deletingLastPathComponent())
@@ -135,13 +187,13 @@ struct CriterionScaffold {
         for start in starts {
             var dir = start.standardizedFileURL
             while true {
-                if isRoot(dir) { return dir }
+                if isRoot(dir, for: kind) { return dir }
                 let parent = dir.deletingLastPathComponent()
                 if parent.path == dir.path { break }
                 dir = parent
             }
         }
-        throw PruneKitError(.invalidFile, "cannot find PruneKit's templates (Templates/criterion) above \(starts.map(\.path).joined(separator: " or "))",
+        throw PruneKitError(.invalidFile, "cannot find PruneKit's \(kind.noun) template (\(kind.templatePath)) above \(starts.map(\.path).joined(separator: " or "))",
                             hint: "run the prunekit built in a PruneKit checkout, or pass --prunekit-root PATH-TO-CHECKOUT")
     }
 
@@ -150,7 +202,7 @@ struct CriterionScaffold {
     /// leaves nothing half-written.
     func write(from root: URL, to destination: URL) throws {
         let fm = FileManager.default
-        let template = root.appendingPathComponent("Templates/criterion")
+        let template = root.appendingPathComponent(kind.templatePath)
         var isDir: ObjCBool = false
         if fm.fileExists(atPath: destination.path, isDirectory: &isDir) {
             let contents = (try? fm.contentsOfDirectory(atPath: destination.path)) ?? ["?"]

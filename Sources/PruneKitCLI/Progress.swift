@@ -11,12 +11,11 @@ final class ProgressDisplay {
         let now = Date()
         guard now.timeIntervalSince(lastDraw) > 0.1 || p.batch + 1 == p.batches else { return }
         lastDraw = now
-        let width = 24, filled = Int(Double(width) * Double(p.batch + 1) / Double(max(p.batches, 1)))
-        let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-        let line = String(format: "epoch %d/%d %@ %d/%d  loss %.4f  acc %.2f%%  %.0f img/s  left %@",
-                          p.epoch + 1, p.epochs, bar, p.batch + 1, p.batches, p.loss, p.accuracy * 100,
-                          p.imagesPerSecond, formatDuration(p.remaining))
-        FileHandle.standardOutput.write(Data("\r\u{1B}[K\(line)".utf8))
+        let head = "epoch \(p.epoch + 1)/\(p.epochs) "
+        let tail = String(format: " %d/%d  loss %.4f  acc %.2f%%  %.0f img/s  left ", p.batch + 1, p.batches, p.loss, p.accuracy * 100,
+                          p.imagesPerSecond) + formatDuration(p.remaining)
+        let line = head + progressBar(Double(p.batch + 1) / Double(max(p.batches, 1)), room: terminalColumns() - head.count - tail.count) + tail
+        FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + fitted(line)).utf8))
     }
 
     func epochEnded(_ r: EpochRecord, epochs: Int) {
@@ -37,3 +36,25 @@ func formatDuration(_ seconds: Double) -> String {
 }
 
 func percent(_ x: Double) -> String { String(format: "%.2f%%", x * 100) }
+
+/// The width of the terminal on standard output, in columns (80 when it can't be asked).
+func terminalColumns() -> Int {
+    var size = winsize()
+    guard ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0 else { return 80 }
+    return Int(size.ws_col)
+}
+
+/// `text` cut to fit one line of the terminal with the last column free, so a line redrawn
+/// in place (`\r`) never wraps and never leaves a copy of itself behind.
+func fitted(_ text: String, columns: Int = terminalColumns()) -> String {
+    text.count < columns ? text : String(text.prefix(max(columns - 2, 0))) + "…"
+}
+
+/// A bar `done` (0…1) full, 24 cells wide where there is room, narrower (down to nothing)
+/// where `room` columns are all that is left.
+func progressBar(_ done: Double, room: Int) -> String {
+    let width = min(24, room - 2)
+    guard width >= 4 else { return "" }
+    let filled = min(width, max(0, Int(Double(width) * done)))
+    return String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
+}

@@ -2,14 +2,18 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import PruneKit
+import PruneKitHarness
 
 struct Prune: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Prune a model toward a compression, speed-up or sparsity, finetune it, remove pruned channels and save it.",
         discussion: """
             Examples:
-              prunekit prune --model runs/lenet5 --criterion l1-filter --speedup 2 --finetune finetune --finetune-option epochs=2 --out runs/lenet5-x2
-              prunekit prune --model lenet-5 --epochs 10 --criterion global-magnitude --compression 10 --out runs/lenet5-c10
+              prunekit prune --model runs/lenet5 --criterion l1-filter --speedup 2 --out runs/lenet5-x2
+              prunekit prune --model lenet-5 --epochs 10 --criterion global-magnitude --compression 10 --finetune 'finetune epochs=5' --out runs/lenet5-c10
+
+            By default the pruned model is finetuned briefly ('finetune epochs=2'; --finetune none opts out), and a
+            warning says when its test accuracy falls by more than --warn-drop points.
 
             A zoo name is trained first, for --epochs epochs on the training split (--epochs 0 prunes it as initialised).
             Finetuning strategies choose on a validation split held out from the training data (--validation); the test
@@ -18,54 +22,68 @@ struct Prune: ParsableCommand {
             """)
 
     @Option(help: "A saved model folder, or a zoo name (trained first for --epochs).") var model: String
-    @Option(help: "Criterion id (see `prunekit plugins`).") var criterion: String
+    @Option(help: "Criterion id (see `prunekit plugins`), optionally with options after a space ('random granularity=channel').") var criterion: String
     @Option(name: .customLong("option"), help: ArgumentHelp("A criterion option, key=value (repeatable).", valueName: "key=value"))
     var options: [String] = []
     @Option(help: "Target: prunable weights before / after (> 1).") var compression: Double?
     @Option(help: "Target: MACs of one example before / after (> 1).") var speedup: Double?
     @Option(help: "Target: the fraction of weights (or of channels) to prune, in [0, 1).") var sparsity: Double?
-    @Option(help: "Schedule id.") var schedule: String = "one-shot"
+    @Option(help: "Schedule id, optionally with options after a space ('iterative steps=3').") var schedule: String = "one-shot"
     @Option(name: .customLong("schedule-option"), help: ArgumentHelp("A schedule option, key=value (repeatable).", valueName: "key=value"))
     var scheduleOptions: [String] = []
-    @Option(help: "Finetuning strategy id.") var finetune: String = "none"
+    @Option(help: "Finetuning strategy id, optionally with options after a space; 'none' opts out.") var finetune: String = "finetune epochs=2"
     @Option(name: .customLong("finetune-option"), help: ArgumentHelp("A finetuning option, key=value (repeatable).", valueName: "key=value"))
     var finetuneOptions: [String] = []
     @Option(help: "Epochs of the training run: a zoo model is trained this long first; rewinding strategies and training-time schedules replay it.")
     var epochs: Int = 10
-    @Option(help: "Selection scope: global or layer (default: the criterion's).") var scope: String?
+    @Option(help: "Selection scope (default: the criterion's).") var scope: ScopeName?
     @Option(name: .customLong("exclude"), help: ArgumentHelp("A layer never pruned, by dotted path (repeatable).", valueName: "path"))
     var excluded: [String] = []
+    @Flag(help: "Prune the classifier (the last linear layer) too; by default it is kept whole.") var pruneClassifier = false
     @Option(help: "Channels every layer keeps at least (channel criteria).") var minimumChannels: Int = 1
-    @Option(help: "Residual additions (channel criteria): within-blocks or whole-stream.") var residualPolicy: String = "within-blocks"
-    @Option(help: "A channel group's score from its layers' (channel criteria): mean, max or sum.") var groupScore: String = "mean"
+    @Option(help: "Residual additions (channel criteria).") var residualPolicy: ResidualPolicy = .withinBlocks
+    @Option(help: "A channel group's score from its layers' (channel criteria).") var groupScore: GroupScoreReduction = .mean
     @OptionGroup var data: DataOptions
     @Option(help: "Training images held out for validation (finetuning chooses on them; never the test split).")
-    var validation: Int = 500
+    var validation: Int = defaultValidationImages
     @Option(help: "Calibration batches (for criteria that need data).") var batches: Int = 10
     @Option(help: "Calibration batch size.") var batchSize: Int = 64
     @Option(help: "Seed: a zoo model's weights and training, the validation split, calibration images.") var seed: UInt64 = 0
     @Option(help: "Timed runs per latency figure (the median is printed).") var latencyRuns: Int = 10
+    @Option(help: "Warn when the test accuracy falls by more than this many percentage points.") var warnDrop: Double = 2
     @Option(help: "Folder to save the pruned model in (must not exist, or be empty).") var out: String
     @OptionGroup var plugins: PluginOptions
     @OptionGroup var engine: EngineOptions
+
+    /// Every option checked at parse time: the target finite and in its range, counts in range, names known.
+    func validate() throws {
+        try reportingErrors {
+            _ = try parsedTarget()
+            _ = try parsedSettings()
+            guard epochs >= 0 else { throw PruneKitError(.invalidArgument, "--epochs must be 0 or more, got \(epochs)") }
+            guard latencyRuns >= 1 else { throw PruneKitError(.invalidArgument, "--latency-runs must be at least 1, got \(latencyRuns)") }
+            guard validation >= 0 else { throw PruneKitError(.invalidArgument, "--validation must be 0 or more, got \(validation)") }
+            guard batches >= 1 else { throw PruneKitError(.invalidArgument, "--batches must be at least 1, got \(batches)") }
+            guard batchSize >= 1 else { throw PruneKitError(.invalidArgument, "--batch-size must be at least 1, got \(batchSize)") }
+            guard warnDrop.isFinite, warnDrop >= 0 else {
+                throw PruneKitError(.invalidArgument, "--warn-drop must be 0 or more percentage points, got \(warnDrop)")
+            }
+        }
+    }
 
     func run() throws {
         try reportingErrors {
             try engine.apply()
             let target = try parsedTarget()
-            let policy = try parsed(ResidualPolicy.allCases, residualPolicy, "--residual-policy")
-            let reduction = try parsed(GroupScoreReduction.allCases, groupScore, "--group-score")
-            let scopeValue = try scope.map { try parsed([SelectionSettings.Scope.global, .perLayer], $0, "--scope") }
-            guard epochs >= 0 else { throw PruneKitError(.invalidArgument, "--epochs must be 0 or more, got \(epochs)") }
-            guard latencyRuns >= 1 else { throw PruneKitError(.invalidArgument, "--latency-runs must be at least 1, got \(latencyRuns)") }
-            guard minimumChannels >= 1 else {
-                throw PruneKitError(.invalidArgument, "--minimum-channels must be at least 1, got \(minimumChannels)", hint: "a layer never goes to zero channels")
-            }
+            let settings = try parsedSettings()
             try checkOutput()
             plugins.load()
-            let c = try Registry.shared.criterion(criterion, options: options)
-            let s = try Registry.shared.schedule(schedule, options: scheduleOptions)
-            let f = try Registry.shared.finetune(finetune, options: finetuneOptions)
+            // Each id may carry options after a space ('iterative steps=3'), as in compare.
+            let (cc, sc, fc) = (CriterionChoice(parsing: criterion), CriterionChoice(parsing: schedule), CriterionChoice(parsing: finetune))
+            let (cOptions, sOptions, fOptions) = (merged(cc.options, options), merged(sc.options, scheduleOptions), merged(fc.options, finetuneOptions))
+            let c = try Registry.shared.criterion(cc.id, options: cOptions)
+            let s = try Registry.shared.schedule(sc.id, options: sOptions)
+            let f = try Registry.shared.finetune(fc.id, options: fOptions)
             let splits = try data.load(validation: validation, seed: seed)
 
             // The model, checked before any training.
@@ -87,7 +105,8 @@ struct Prune: ParsableCommand {
                 throw PruneKitError(.invalidArgument, "--exclude \(bad) names no prunable layer of the model",
                                     hint: "prunable layers: \(paths.joined(separator: ", "))")
             }
-            if c.granularity == .channel { _ = try net.channelDependencies(policy: policy) }
+            if c.granularity == .channel { _ = try net.channelDependencies(policy: settings.policy) }
+            if let problem = try net.channelRankingProblem(with: c, beforeTraining: !isSaved && epochs > 0) { throw problem }
 
             var training = TrainingConfiguration()
             training.epochs = epochs; training.seed = seed
@@ -104,15 +123,15 @@ struct Prune: ParsableCommand {
                     checkpoints = run.checkpoints
                 }
             }
-            let before = try measure(net, splits.test)
+            let before = try measure(net, splits.test, latency: true)
 
             var context = FinetuneContext(train: splits.train, validation: splits.validation, training: training,
                                           checkpoints: checkpoints)
             context.originalMACs = net.macs
             context.epochEnded = { print("  finetune " + epochLine($0, of: nil)) }
-            let settings = TargetedPruningSettings(scope: scopeValue, excluded: Set(excluded), minimumChannels: minimumChannels,
-                                                   policy: policy, reduction: reduction)
-            print("pruning with \(c.id) (\(c.granularity.rawValue)) toward \(target), schedule \(type(of: s).id), finetuning \(type(of: f).id)")
+            func named(_ id: String, _ options: [String]) -> String { ([id] + options).joined(separator: " ") }
+            print("pruning with \(named(c.id, cOptions)) (\(c.granularity.rawValue)) toward \(target), schedule \(named(sc.id, sOptions)), "
+                  + "finetuning \(named(fc.id, fOptions))")
             let steps = try net.prune(with: c, schedule: s, finetune: f, toward: target, context: context, settings: settings,
                                       data: splits.train, calibration: CalibrationSettings(batches: batches, batchSize: batchSize, seed: seed))
             for (i, step) in steps.enumerated() { print("  step \(i + 1)/\(steps.count): \(step.summary)") }
@@ -122,30 +141,33 @@ struct Prune: ParsableCommand {
             var metadata = ["dataset": splits.train.name, "seed": "\(seed)", "prunekit.criterion": c.id, "prunekit.target": "\(target)"]
             var surgeryNotes: [String] = []
             if c.granularity == .channel {
-                let cut = try net.removingPrunedChannels(policy: policy, minimumChannels: minimumChannels)
+                let cut = try net.removingPrunedChannels(policy: settings.policy, minimumChannels: minimumChannels)
                 final = cut.model
                 surgeryNotes = cut.notes
                 metadata.merge(originalWidths(cut, earlier: savedMetadata[SurgeryResult.originalWidthsKey])) { _, new in new }
                 print("removed \(cut.removedChannels) channels: " + cut.widths.filter { $0.before != $0.after }
                     .map { "\($0.path) \($0.before)→\($0.after)" }.joined(separator: ", "))
             }
-            let after = try measure(final, splits.test)
+            // Masked weights run through the same dense kernels: no latency change to measure.
+            let after = try measure(final, splits.test, latency: c.granularity == .channel)
             for note in notes + surgeryNotes { print("note: \(note)") }
             printComparison(before, after)
+            let drop = (before.accuracy - after.accuracy) * 100
+            if drop > warnDrop {
+                print("warning: test accuracy fell by " + String(format: "%.1f", drop) + " points (more than --warn-drop "
+                      + String(format: "%g", warnDrop) + "): finetune longer (--finetune 'finetune epochs=10') or prune less")
+            }
 
             // Everything into a temporary folder beside --out, renamed at the end.
             let staging = URL(fileURLWithPath: out).deletingLastPathComponent()
                 .appendingPathComponent(".\(URL(fileURLWithPath: out).lastPathComponent).partial-\(UUID().uuidString)").path
-            defer { try? FileManager.default.removeItem(atPath: staging) }
+            var finished = false   // from then on the staging folder is either --out or named in the error
+            defer { if !finished { try? FileManager.default.removeItem(atPath: staging) } }
             try final.save(to: staging, metadata: metadata, storage: .automatic)
             if let plan = steps.last?.plan { try plan.save(to: staging + "/plan.json") }
             try writeReport(to: staging + "/pruning.json", c, target, steps, before, after, notes + surgeryNotes)
-            try? FileManager.default.removeItem(atPath: out)   // empty, checked above
-            do {
-                try FileManager.default.moveItem(atPath: staging, toPath: out)
-            } catch {
-                throw PruneKitError(.io, "could not move the pruned model to \(out): \(error.localizedDescription)")
-            }
+            finished = true
+            try publish(staging, as: out)
             print("saved to \(out)")
         }
     }
@@ -168,12 +190,35 @@ struct Prune: ParsableCommand {
         }
     }
 
-    private func parsed<T: RawRepresentable>(_ cases: [T], _ text: String, _ option: String) throws -> T where T.RawValue == String {
-        guard let v = cases.first(where: { $0.rawValue == text }) else {
-            throw PruneKitError(.invalidArgument, "\(option) '\(text)' is not known",
-                                hint: "use one of: \(cases.map(\.rawValue).joined(separator: ", "))")
+    /// The selection settings the options describe.
+    private func parsedSettings() throws -> TargetedPruningSettings {
+        guard minimumChannels >= 1 else {
+            throw PruneKitError(.invalidArgument, "--minimum-channels must be at least 1, got \(minimumChannels)", hint: "a layer never goes to zero channels")
         }
-        return v
+        return TargetedPruningSettings(
+            scope: scope?.scope,
+            excluded: Set(excluded), keepClassifier: !pruneClassifier, minimumChannels: minimumChannels,
+            policy: residualPolicy, reduction: groupScore)
+    }
+
+    /// Options given with an id ('finetune epochs=2') and by the repeatable option: a key given
+    /// by the option replaces the same key given with the id.
+    private func merged(_ inline: [String], _ given: [String]) -> [String] {
+        let keys = Set(given.map { $0.split(separator: "=", maxSplits: 1).first.map(String.init) ?? $0 })
+        return inline.filter { !keys.contains($0.split(separator: "=", maxSplits: 1).first.map(String.init) ?? $0) } + given
+    }
+
+    /// Renames the finished `staging` folder to `out` in one step that never replaces
+    /// anything but an empty folder: rename(2) fails when `out` has gained files since the
+    /// start (or was written by another `prune`), and then the result stays in `staging`,
+    /// named in the error, so neither this run's work nor the files in `out` are lost.
+    private func publish(_ staging: String, as out: String) throws {
+        guard rename(staging, out) == 0 else {
+            let reason = errno == ENOTEMPTY || errno == EEXIST || errno == ENOTDIR
+                ? "\(out) was created or filled by something else while this command ran" : String(cString: strerror(errno))
+            throw PruneKitError(.io, "could not save the pruned model to \(out): \(reason); nothing in it was touched",
+                                hint: "the pruned model is kept in \(staging): move it where you want it (mv \(staging) NEW-FOLDER)")
+        }
     }
 
     private func checkOutput() throws {
@@ -195,14 +240,14 @@ struct Prune: ParsableCommand {
         return [SurgeryResult.originalWidthsKey: String(decoding: json, as: UTF8.self)]
     }
 
-    private func measure(_ net: Model, _ test: Dataset) throws -> ModelFigures {
-        let e = net.evaluate(test)
+    private func measure(_ net: Model, _ test: Dataset, latency timed: Bool) throws -> ModelFigures {
+        let e = try net.evaluate(test).requiringFiniteOutputs("the model on \(test.name)'s test split")
         let nonzero = net.trainableParameters.reduce(0) { total, p in
             total + (p.mask.map { m in m.scalars.filter { $0 != 0 }.count } ?? p.value.count)
         }
         return ModelFigures(accuracy: e.top1, parameters: net.parameterCount, nonzeroParameters: nonzero, macs: net.macs,
-                            latency1: try latency(net, batch: 1, runs: latencyRuns),
-                            latency64: try latency(net, batch: 64, runs: latencyRuns),
+                            latency1: timed ? try latency(net, batch: 1, runs: latencyRuns) : nil,
+                            latency64: timed ? try latency(net, batch: 64, runs: latencyRuns) : nil,
                             fileBytes: try savedSize(net))
     }
 
@@ -211,16 +256,22 @@ struct Prune: ParsableCommand {
             print(name.padding(toLength: 22, withPad: " ", startingAt: 0) + x.padding(toLength: 16, withPad: " ", startingAt: 0)
                   + "→ " + y.padding(toLength: 16, withPad: " ", startingAt: 0) + ratio)
         }
-        func times(_ x: Double, _ y: Double) -> String { y > 0 ? String(format: "(%.2f×)", x / y) : "" }
+        func times(_ x: Double, _ y: Double) -> String { "(" + Units.ratio(x, y) + ")" }
+        func latencyRow(_ name: String, _ x: Double?, _ y: Double?) {
+            guard let x else { return }
+            guard let y else { return row(name, Units.duration(x), "—", "no change expected: masked weights run on the same dense kernels") }
+            row(name, Units.duration(x), Units.duration(y), times(x, y))
+        }
         print("")
         row("", "before", "after")
         row("test accuracy (top-1)", percent(b.accuracy), percent(a.accuracy))
-        row("parameters", "\(b.parameters)", "\(a.parameters)", times(Double(b.parameters), Double(a.parameters)))
-        row("non-zero parameters", "\(b.nonzeroParameters)", "\(a.nonzeroParameters)", times(Double(b.nonzeroParameters), Double(a.nonzeroParameters)))
-        row("FLOPs (2·MACs)", "\(2 * b.macs)", "\(2 * a.macs)", times(Double(b.macs), Double(a.macs)))
-        row("latency, batch 1", milliseconds(b.latency1), milliseconds(a.latency1), times(b.latency1, a.latency1))
-        row("latency, batch 64", milliseconds(b.latency64), milliseconds(a.latency64), times(b.latency64, a.latency64))
-        row("file size", bytes(b.fileBytes), bytes(a.fileBytes), times(Double(b.fileBytes), Double(a.fileBytes)))
+        row("parameters", Units.count(b.parameters), Units.count(a.parameters), times(Double(b.parameters), Double(a.parameters)))
+        row("non-zero parameters", Units.count(b.nonzeroParameters), Units.count(a.nonzeroParameters),
+            times(Double(b.nonzeroParameters), Double(a.nonzeroParameters)))
+        row("MACs (FLOPs = 2·MACs)", Units.macs(b.macs), Units.macs(a.macs), times(Double(b.macs), Double(a.macs)))
+        latencyRow("latency, batch 1", b.latency1, a.latency1)
+        latencyRow("latency, batch 64", b.latency64, a.latency64)
+        row("file size", Units.bytes(b.fileBytes), Units.bytes(a.fileBytes), times(Double(b.fileBytes), Double(a.fileBytes)))
     }
 
     private func writeReport(to path: String, _ c: any Criterion, _ target: PruningTarget, _ steps: [TargetedPruning],
@@ -228,7 +279,7 @@ struct Prune: ParsableCommand {
         let object: [String: Any] = [
             "model": model, "criterion": c.id, "options": options, "target": "\(target)",
             "schedule": schedule, "schedule_options": scheduleOptions, "finetune": finetune, "finetune_options": finetuneOptions,
-            "epochs": epochs, "residual_policy": residualPolicy, "group_score": groupScore, "excluded": excluded,
+            "epochs": epochs, "residual_policy": residualPolicy.rawValue, "group_score": groupScore.rawValue, "excluded": excluded,
             "steps": steps.map { ["sparsity": $0.sparsity, "achieved": $0.achieved.isFinite ? $0.achieved : -1] },
             "before": before.json, "after": after.json, "notes": notes,
         ]
@@ -244,13 +295,14 @@ struct ModelFigures {
     var accuracy: Double
     var parameters: Int, nonzeroParameters: Int
     var macs: Int
-    /// Median seconds of one inference pass.
-    var latency1: Double, latency64: Double
+    /// Median seconds of one inference pass; `nil` where not measured (a masked model runs
+    /// the same dense kernels as before pruning).
+    var latency1: Double?, latency64: Double?
     var fileBytes: Int
 
     var json: [String: Any] {
         ["top1": accuracy, "parameters": parameters, "nonzero_parameters": nonzeroParameters, "macs": macs, "flops": 2 * macs,
-         "latency_batch1_s": latency1, "latency_batch64_s": latency64, "file_bytes": fileBytes]
+         "latency_batch1_s": latency1 ?? NSNull(), "latency_batch64_s": latency64 ?? NSNull(), "file_bytes": fileBytes]
     }
 }
 
@@ -266,13 +318,6 @@ func savedSize(_ model: Model) throws -> Int {
     defer { try? FileManager.default.removeItem(atPath: dir) }
     try model.save(to: dir, storage: .automatic)
     return try ModelIO.savedSize(of: dir)
-}
-
-func milliseconds(_ s: Double) -> String { String(format: "%.3f ms", s * 1e3) }
-
-func bytes(_ n: Int) -> String {
-    n >= 1 << 20 ? String(format: "%.2f MiB", Double(n) / Double(1 << 20))
-        : n >= 1 << 10 ? String(format: "%.1f KiB", Double(n) / 1024) : "\(n) B"
 }
 
 private func epochLine(_ r: EpochRecord, of total: Int?) -> String {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PruneKit
+import PruneKitHarness
 
 @main
 struct PruneKitCommand: ParsableCommand {
@@ -27,6 +28,8 @@ struct EngineOptions: ParsableArguments {
 }
 
 /// Runs `body`, printing a PruneKitError as a message with its hint and exiting non-zero.
+/// A command's `validate()` runs its checks through this too, so a bad option is reported
+/// the same way, at parse time, before anything runs.
 func reportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()
@@ -38,15 +41,37 @@ func reportingErrors(_ body: () throws -> Void) throws {
 }
 
 struct ListModels: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "models", abstract: "List the model zoo.")
+    static let configuration = CommandConfiguration(
+        commandName: "models", abstract: "List the model zoo: parameters and MACs on the data each model is built for.")
+
+    @Option(help: "Count every model on this data set's input shape and classes instead (e.g. cifar-10).") var dataset: String?
+
+    /// The data set each zoo model is meant for: the LeNets and vgg-small for MNIST, the
+    /// CIFAR VGGs and ResNets for CIFAR-10.
+    static func usualDataset(of name: String) -> String {
+        ["lenet-300-100", "lenet-5", "vgg-small"].contains(name) ? "mnist" : "cifar-10"
+    }
 
     func run() throws {
-        for name in ModelZoo.names {
-            let m = try ModelZoo.make(name, inputShape: [1, 28, 28], classCount: 10, seed: 0)
-            print(name.padding(toLength: 16, withPad: " ", startingAt: 0),
-                  String(format: "%10d parameters  %8.2f MMACs on 1×28×28", m.parameterCount, Double(m.macs) / 1e6))
+        try reportingErrors {
+            print("model".padding(toLength: 16, withPad: " ", startingAt: 0) + "data".padding(toLength: 11, withPad: " ", startingAt: 0)
+                  + "input".padding(toLength: 9, withPad: " ", startingAt: 0) + "parameters".leftPadded(12) + "MACs".leftPadded(16))
+            for name in ModelZoo.names {
+                let data = dataset ?? Self.usualDataset(of: name)
+                let (shape, classes) = try Inspect.inputShape(of: data)
+                let m = try ModelZoo.make(name, inputShape: shape, classCount: classes, seed: 0)
+                print(name.padding(toLength: 16, withPad: " ", startingAt: 0) + data.padding(toLength: 11, withPad: " ", startingAt: 0)
+                      + shape.map(String.init).joined(separator: "×").padding(toLength: 9, withPad: " ", startingAt: 0)
+                      + Units.count(m.parameterCount).leftPadded(12) + Units.macs(m.macs).leftPadded(16))
+            }
+            print("MACs: multiply–accumulates of conv and linear layers for one example; FLOPs = 2 × MACs.")
         }
     }
+}
+
+extension String {
+    /// Right-aligned in `width` columns (as is, when longer).
+    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
 }
 
 struct ListDatasets: ParsableCommand {

@@ -15,16 +15,13 @@ struct Score: ParsableCommand {
     @Option(help: "Calibration batches (for criteria that need data).") var batches: Int = 10
     @Option(help: "Calibration batch size.") var batchSize: Int = 64
     @Option(help: "Seed: calibration images, random criteria, and a zoo model's weights.") var seed: UInt64 = 0
-    @Option(help: "Output: table or json.") var format: String = "table"
+    @Option(help: "Output format.") var format: OutputFormat = .table
     @OptionGroup var plugins: PluginOptions
     @OptionGroup var engine: EngineOptions
 
     func run() throws {
         try reportingErrors {
             try engine.apply()
-            guard ["table", "json"].contains(format) else {
-                throw PruneKitError(.invalidArgument, "unknown format '\(format)'", hint: "use table or json")
-            }
             plugins.load()
             let c = try Registry.shared.criterion(criterion, options: options)
             let splits = try data.load(seed: seed)
@@ -39,7 +36,7 @@ struct Score: ParsableCommand {
             }
             let scores = try net.score(with: c, data: splits.train,
                                        settings: CalibrationSettings(batches: batches, batchSize: batchSize, seed: seed))
-            format == "json" ? try printJSON(c, scores) : printTable(c, scores)
+            format == .json ? try printJSON(c, scores) : printTable(c, scores)
         }
     }
 

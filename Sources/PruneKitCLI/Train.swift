@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PruneKit
+import PruneKitHarness
 
 /// Where a data set comes from, shared by the commands that read one.
 struct DataOptions: ParsableArguments {
@@ -40,47 +41,62 @@ struct Train: ParsableCommand {
     @OptionGroup var data: DataOptions
     @Option(help: "Epochs.") var epochs: Int = 10
     @Option(help: "Examples per batch.") var batchSize: Int = 64
-    @Option(help: "Optimiser: sgd or adam.") var optimizer: String = "sgd"
-    @Option(name: .customLong("lr"), help: "Initial learning rate.") var learningRate: Float = 0.05
-    @Option(help: "SGD momentum.") var momentum: Float = 0.9
+    @Option(help: "Optimiser.") var optimizer: OptimizerName = .sgd
+    @Option(help: "Initial learning rate.") var learningRate: Float = 0.05
+    @Option(name: .customLong("lr"), help: .hidden) var lrAlias: Float?
+    @Option(help: "SGD momentum, in [0, 1).") var momentum: Float = 0.9
     @Flag(help: "Nesterov momentum (SGD).") var nesterov = false
     @Option(help: "L2 weight decay.") var weightDecay: Float = 5e-4
-    @Option(help: "Learning-rate decay: cosine, step or constant.") var schedule: String = "cosine"
-    @Option(help: "For --schedule step: epochs between decays.") var stepEvery: Int = 30
-    @Option(help: "For --schedule step: the decay factor.") var gamma: Float = 0.1
-    @Option(help: "Epochs of linear learning-rate warm-up.") var warmup: Double = 0
+    @Option(help: "How the learning rate decays (not to be confused with a pruning --schedule).") var lrSchedule: DecayName = .cosine
+    @Option(name: .customLong("schedule"), help: .hidden) var lrScheduleAlias: DecayName?
+    @Option(help: "For --lr-schedule step: epochs between decays.") var stepEvery: Int = 30
+    @Option(help: "For --lr-schedule step: the decay factor, in (0, 1].") var gamma: Float = 0.1
+    @Option(help: "Epochs of linear learning-rate warm-up.") var warmupEpochs: Double = 0
+    @Option(name: .customLong("warmup"), help: .hidden) var warmupAlias: Double?
     @Flag(help: "Random crop and horizontal flip (for CIFAR).") var augment = false
     @Option(help: "Training images held out for validation (reported each epoch; never the test split).")
-    var validation: Int = 0
+    var validation: Int = defaultValidationImages
     @Option(help: "Seed for the initial weights, data order and augmentation.") var seed: UInt64 = 0
     @Option(help: "Folder to save the trained model in (default: runs/MODEL-DATASET-sSEED).") var out: String?
     @OptionGroup var engine: EngineOptions
 
+    /// Every option checked at parse time: numbers finite and in range, names known.
+    func validate() throws {
+        try reportingErrors {
+            _ = try configuration()
+            guard validation >= 0 else { throw PruneKitError(.invalidArgument, "--validation must be 0 or more, got \(validation)") }
+        }
+    }
+
+    /// The training run the options describe, checked (``TrainingConfiguration/validate()``).
+    private func configuration() throws -> TrainingConfiguration {
+        var config = TrainingConfiguration()
+        config.epochs = epochs; config.batchSize = batchSize
+        config.learningRate = lrAlias ?? learningRate; config.weightDecay = weightDecay
+        config.warmupEpochs = warmupAlias ?? warmupEpochs; config.seed = seed
+        config.augmentation = augment ? .cifar : .none
+        switch optimizer {
+        case .sgd: config.optimizer = .sgd(momentum: momentum, nesterov: nesterov)
+        case .adam: config.optimizer = .adam()
+        }
+        switch lrScheduleAlias ?? lrSchedule {
+        case .cosine: config.decay = .cosine(minimum: 0)
+        case .step: config.decay = .step(every: stepEvery, gamma: gamma)
+        case .constant: config.decay = .constant
+        }
+        try config.validate()
+        return config
+    }
+
     func run() throws {
         try reportingErrors {
             try engine.apply()
-            var config = TrainingConfiguration()
-            config.epochs = epochs; config.batchSize = batchSize
-            config.learningRate = learningRate; config.weightDecay = weightDecay
-            config.warmupEpochs = warmup; config.seed = seed
-            config.augmentation = augment ? .cifar : .none
-            switch optimizer {
-            case "sgd": config.optimizer = .sgd(momentum: momentum, nesterov: nesterov)
-            case "adam": config.optimizer = .adam()
-            default: throw PruneKitError(.invalidArgument, "unknown optimiser '\(optimizer)'", hint: "use sgd or adam")
-            }
-            switch schedule {
-            case "cosine": config.decay = .cosine(minimum: 0)
-            case "step": config.decay = .step(every: stepEvery, gamma: gamma)
-            case "constant": config.decay = .constant
-            default: throw PruneKitError(.invalidArgument, "unknown schedule '\(schedule)'", hint: "use cosine, step or constant")
-            }
-            try config.validate()
+            let config = try configuration()
             let splits = try data.load(validation: validation, seed: seed)
             let net = try ModelZoo.make(model, inputShape: splits.train.imageShape,
                                         classCount: splits.train.classCount, seed: seed)
             let outDir = out ?? "runs/\(model)-\(splits.train.name)-s\(seed)"
-            print("training \(model) (\(net.parameterCount) parameters) on \(splits.train.name): "
+            print("training \(model) (\(Units.count(net.parameterCount)) parameters) on \(splits.train.name): "
                   + "\(splits.train.count) training, \(splits.validation?.count ?? 0) validation, \(splits.test.count) test images")
             let display = ProgressDisplay()
             let start = Date()
@@ -88,16 +104,17 @@ struct Train: ParsableCommand {
                                       progress: display.update,
                                       epochEnded: { display.epochEnded($0, epochs: epochs) })
             let seconds = Date().timeIntervalSince(start)
-            let test = net.evaluate(splits.test)
+            let test = try net.evaluate(splits.test).requiringFiniteOutputs("the trained \(model) on \(splits.test.name)'s test split")
             print("test accuracy: top-1 \(percent(test.top1)), top-5 \(percent(test.top5)), loss "
                   + String(format: "%.4f", test.loss) + " on \(test.count) images; trained in "
                   + String(format: "%.1f s", seconds))
             try net.save(to: outDir, metadata: ["dataset": splits.train.name, "seed": "\(seed)"])
             let log = TrainingLog(
                 model: model, dataset: data.dataset, seed: seed,
-                settings: ["epochs": "\(epochs)", "batch_size": "\(batchSize)", "optimizer": optimizer,
-                           "lr": "\(learningRate)", "momentum": "\(momentum)", "nesterov": "\(nesterov)",
-                           "weight_decay": "\(weightDecay)", "schedule": schedule, "warmup": "\(warmup)",
+                settings: ["epochs": "\(epochs)", "batch_size": "\(batchSize)", "optimizer": optimizer.rawValue,
+                           "learning_rate": "\(config.learningRate)", "momentum": "\(momentum)", "nesterov": "\(nesterov)",
+                           "weight_decay": "\(weightDecay)", "lr_schedule": (lrScheduleAlias ?? lrSchedule).rawValue,
+                           "warmup_epochs": "\(config.warmupEpochs)",
                            "augment": "\(augment)", "validation": "\(validation)", "threads": "\(Parallel.threadCount)"],
                 epochs: records, testTop1: test.top1, testTop5: test.top5, testLoss: test.loss, seconds: seconds)
             let encoder = JSONEncoder()
@@ -126,7 +143,7 @@ struct Evaluate: ParsableCommand {
             let name = dataset ?? trainedOn ?? DatasetCatalog.defaultName
             let splits = try DatasetCatalog.load(name, directory: dataDir)
             try net.checkFits(splits.test)
-            let e = net.evaluate(splits.test)
+            let e = try net.evaluate(splits.test).requiringFiniteOutputs("the model in \(model) on \(splits.test.name)'s test split")
             print("\(net.architecture) on \(splits.test.name): top-1 \(percent(e.top1)), top-5 \(percent(e.top5)), "
                   + String(format: "loss %.4f", e.loss) + " (\(e.count) images)")
         }

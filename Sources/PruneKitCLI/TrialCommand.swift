@@ -13,6 +13,7 @@ struct TrialCommand: ParsableCommand {
         discussion: """
             prunekit trial --config TRIAL.json --result OUT.json [--cache DIR]
             prunekit trial --baseline BASELINE.json --result OUT.json [--cache DIR]
+            prunekit trial --probe PROBE.json --result OUT.json: whether a criterion can rank a model's channels
             prunekit trial --bench [--criterion ID]: one lenet-5 trial on mnist-5k (10-epoch baseline,             4× compression, one-shot, 2-epoch finetune) in this process and in a child process, with             the time of each phase and the child process's overhead
             """,
         shouldDisplay: false)
@@ -20,6 +21,8 @@ struct TrialCommand: ParsableCommand {
     @Option(help: ArgumentHelp("A TrialConfiguration as JSON.", valueName: "file")) var config: String?
     @Option(help: ArgumentHelp("A BaselineConfiguration as JSON: train (or find) that baseline instead.", valueName: "file"))
     var baseline: String?
+    @Option(help: ArgumentHelp("A ChannelRankingProbe as JSON: whether the criterion can rank the model's channels.", valueName: "file"))
+    var probe: String?
     @Option(help: ArgumentHelp("Where to write the TrialResult (or BaselineArtifact) as JSON.", valueName: "file"))
     var result: String?
     @Flag(help: "Time one default trial in process and in a child process.") var bench = false
@@ -30,22 +33,28 @@ struct TrialCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            // Started by compare's runner: its own process group, and gone when compare is.
+            ChildProcessTrialRunner.becomeChildProcess()
             try engine.apply()
             let log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
             if bench { return try runBench() }
             guard let result else { throw PruneKitError(.invalidArgument, "--result is required", hint: "give the file to write the result to") }
-            switch (config, baseline) {
-            case let (path?, nil):
+            switch (config, baseline, probe) {
+            case let (path?, nil, nil):
                 let c = try decode(TrialConfiguration.self, path)
                 plugins.load()
                 try PluginBuild.verify(c)          // the builds it was planned with, or a clear failure
                 let r = try TrialExecutor.run(c, environment: TrialEnvironment(cacheDirectory: cache, log: log))
                 try write(r, to: result)
-            case let (nil, path?):
+            case let (nil, path?, nil):
                 let b = try decode(BaselineConfiguration.self, path)
                 try write(try BaselineCache.ensure(b, cacheDirectory: cache, log: log), to: result)
+            case let (nil, nil, path?):
+                let p = try decode(ChannelRankingProbe.self, path)
+                plugins.load()
+                try write(ChannelRankingProbe.Verdict(p.run(registry: .shared)), to: result)
             default:
-                throw PruneKitError(.invalidArgument, "give exactly one of --config and --baseline")
+                throw PruneKitError(.invalidArgument, "give exactly one of --config, --baseline and --probe")
             }
         }
     }
@@ -86,6 +95,7 @@ struct TrialCommand: ParsableCommand {
         let inProcessSeconds = Date().timeIntervalSince(t1)
         let runner = ChildProcessTrialRunner(cacheDirectory: cache, pluginFiles: plugins.files, pluginDirectories: plugins.directories,
                                              threads: engine.threads)
+        defer { runner.removeWorkDirectory() }
         let child = runner.run(c)
         for (name, r) in [("in process", inProcess), ("child process", child)] {
             guard r.status == .succeeded else { throw PruneKitError(.plugin, "the \(name) trial failed: \(r.failure ?? "?")") }

@@ -236,6 +236,9 @@ public struct TrialResult: Codable, Hashable, Sendable {
     public var status: Status
     /// Why a failed trial failed: a thrown error's message, a crash's signal, a NaN loss.
     public var failure: String?
+    /// What the criterion pruned: weights (masked, same dense kernels) or channels (removed,
+    /// a narrower model). `nil` in records written before it was kept.
+    public var granularity: Granularity?
 
     public var baselineAccuracy: Accuracy?
     /// Right after pruning, and after finetuning.
@@ -256,6 +259,10 @@ public struct TrialResult: Codable, Hashable, Sendable {
     /// `finetune`, `evaluate`, `measure`, `oracle`; and `overhead` for a trial run in a
     /// child process: its wall time outside those phases, so the sum is the whole wall time).
     public var phaseSeconds: [String: Double]
+    /// A failure of the environment, not of the criterion (a baseline cache entry that
+    /// doesn't load, a child process that can't be started): the runner does not record
+    /// it, so the next run tries the trial again. `nil` otherwise.
+    public var transient: Bool?
 
     public init(status: Status, failure: String? = nil, notes: [String] = [], phaseSeconds: [String: Double] = [:]) {
         self.status = status; self.failure = failure; self.notes = notes; self.phaseSeconds = phaseSeconds

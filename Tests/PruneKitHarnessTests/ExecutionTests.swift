@@ -353,11 +353,11 @@ final class ExecutionTests: XCTestCase {
         XCTAssert(byLayer.values.allSatisfy { (-1...1).contains($0) })
         XCTAssertEqual(try XCTUnwrap(r.oracleCorrelation), byLayer.values.reduce(0, +) / Double(byLayer.count), accuracy: 1e-12)
         let entry = "\(URL(fileURLWithPath: cache).standardizedFileURL.path)/\(c.baseline.hash)"
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: entry).filter { $0.hasPrefix("oracle-") }.count, 1)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: entry).filter { $0.hasPrefix("oracle-") && $0.hasSuffix(".json") }.count, 1)
         c.criterion = "random"; c.criterionOptions = ["granularity=channel"]
         let again = try TrialExecutor.run(c, environment: env)
         XCTAssertEqual(again.status, .succeeded, again.failure ?? "")
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: entry).filter { $0.hasPrefix("oracle-") }.count, 1,
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: entry).filter { $0.hasPrefix("oracle-") && $0.hasSuffix(".json") }.count, 1,
                        "one oracle per baseline and calibration, whatever the criterion")
         c.criterion = "global-magnitude"; c.criterionOptions = []
         XCTAssertEqual(try TrialExecutor.run(c, environment: env).status, .failed, "oracle trials are for channel criteria")
@@ -404,7 +404,7 @@ final class ExecutionTests: XCTestCase {
         XCTAssertLessThan(normal.phaseSeconds["overhead"] ?? .infinity, 30)
 
         var impatient = runner
-        impatient.timeout = 0.2
+        impatient.timeLimit = .seconds(0.2)
         let slow = impatient.run(tinyTrial("global-magnitude", TrialTarget(.compression, 2), baseline: baseline))
         XCTAssertEqual(slow.status, .failed)
         XCTAssertEqual(slow.failure, "timed out after 0.2 s")
@@ -415,6 +415,121 @@ final class ExecutionTests: XCTestCase {
         let none = missing.run(tinyTrial("global-magnitude", TrialTarget(.compression, 2), baseline: baseline))
         XCTAssertEqual(none.status, .failed)
         XCTAssert(none.failure?.contains("could not start /nonexistent/prunekit") ?? false, none.failure ?? "")
+    }
+
+    /// Issue 15, defect 7: a plugin that hangs is killed at the time limit and its trial
+    /// fails "timed out after N s"; the automatic limit follows the baseline's epoch time,
+    /// and the spec's `trial-timeout` sets it.
+    func testAHangingPluginTimesOut() throws {
+        let dir = try buildDirectory()
+        let exe = dir.appendingPathComponent("prunekit").path, fixture = dir.appendingPathComponent("libPruneKitFixtureCrashing.so").path
+        guard FileManager.default.fileExists(atPath: exe), FileManager.default.fileExists(atPath: fixture) else {
+            throw XCTSkip("prunekit and the crashing fixture are not built (swift build --build-tests)")
+        }
+        let runner = ChildProcessTrialRunner(executable: exe, cacheDirectory: try scratch("cache"), pluginFiles: [fixture], threads: 1,
+                                             timeLimit: .seconds(2), workDirectory: try scratch("work"))
+        let t0 = Date()
+        let hung = runner.run(tinyTrial("fixture-hangs", TrialTarget(.compression, 2), baseline: tinyBaseline()))
+        XCTAssertEqual(hung.status, .failed)
+        XCTAssertEqual(hung.failure, "timed out after 2 s")
+        XCTAssertNil(hung.transient, "a hang is the criterion's failure: recorded")
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 30)
+
+        let prune = tinyTrial("global-magnitude", TrialTarget(.compression, 2), baseline: tinyBaseline())
+        var oracle = prune; oracle.kind = .oracle; oracle.target = nil
+        XCTAssertNil(TrialTimeLimit.none.seconds(for: prune, epochSeconds: 10))
+        XCTAssertEqual(TrialTimeLimit.seconds(5).seconds(for: prune, epochSeconds: 10), 5)
+        let auto = TrialTimeLimit.automatic(oracleEpochs: 9)
+        // 1 finetuning epoch + 1 regularisation epoch + 1: 3 epochs of work, 20 × 3 × 100 s.
+        XCTAssertEqual(auto.seconds(for: prune, epochSeconds: 100), 6000)
+        XCTAssertEqual(auto.seconds(for: oracle, epochSeconds: 100), 20 * 10 * 100)
+        XCTAssertEqual(auto.seconds(for: prune, epochSeconds: 0.01), TrialTimeLimit.minimumSeconds, "at least 10 minutes")
+        XCTAssertEqual(auto.seconds(for: prune, epochSeconds: nil), TrialTimeLimit.fallbackSeconds, "an imported model has no epoch time")
+        var endless = prune; endless.finetuneEpochs = .max
+        XCTAssertEqual(auto.seconds(for: endless, epochSeconds: 1e300), TrialTimeLimit.maximumSeconds, "no overflow")
+        XCTAssertThrowsError(try ExperimentSpec.load(yaml: "trial-timeout: 1e12")) { XCTAssert("\($0)".contains("at most"), "\($0)") }
+
+        XCTAssertEqual(try ExperimentSpec.load(yaml: "trial-timeout: 90").trialTimeLimit(oracleEpochs: 0), .seconds(90))
+        XCTAssertEqual(try ExperimentSpec.load(yaml: "trial-timeout: auto").trialTimeLimit(oracleEpochs: 2), .automatic(oracleEpochs: 2))
+        XCTAssertEqual(ExperimentSpec().trialTimeLimit(oracleEpochs: 0), .automatic(oracleEpochs: 0))
+        XCTAssertThrowsError(try ExperimentSpec.load(yaml: "trial-timeout: 0")) { XCTAssert("\($0)".contains("'trial-timeout' must be above 0"), "\($0)") }
+        var timed = ExperimentSpec(); timed.trialTimeout = 30
+        XCTAssertEqual(ExperimentRunner.experimentID(timed), ExperimentRunner.experimentID(ExperimentSpec()),
+                       "the time limit doesn't change results: same experiment")
+    }
+
+    /// Issue 15, defect 13: the work folders of runs that are gone are removed, a live
+    /// run's never; the runner removes its own.
+    func testStaleWorkDirectoriesAreRemoved() throws {
+        let temporary = try scratch("tmp")
+        let gone = Process()
+        gone.executableURL = URL(fileURLWithPath: "/bin/true")
+        try gone.run(); gone.waitUntilExit()
+        let dead = ChildProcessTrialRunner.defaultWorkDirectory(in: temporary, pid: gone.processIdentifier)
+        let live = ChildProcessTrialRunner.defaultWorkDirectory(in: temporary, pid: getppid())
+        let mine = ChildProcessTrialRunner.defaultWorkDirectory(in: temporary, pid: getpid())
+        for d in [dead, live, mine] { try FileManager.default.createDirectory(atPath: d + "/x", withIntermediateDirectories: true) }
+        XCTAssertEqual(ChildProcessTrialRunner.removeStaleWorkDirectories(in: temporary), [dead])
+        XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: temporary)),
+                       Set([live, mine].map { URL(fileURLWithPath: $0).lastPathComponent }))
+        ChildProcessTrialRunner(cacheDirectory: temporary, workDirectory: mine).removeWorkDirectory()
+        XCTAssertFalse(FileManager.default.fileExists(atPath: mine))
+    }
+
+    /// Issue 15, defect 15: two trials asking for the same oracle at once compute it once
+    /// (a lock, as for baselines); the other reads the cached file.
+    func testOracleIsComputedOnceWhenTwoTrialsAskAtOnce() throws {
+        let cache = try scratch("cache")
+        let b = tinyBaseline()
+        let artifact = try BaselineCache.ensure(b, cacheDirectory: cache)
+        let data = try b.loadData().train
+        let calibration = CalibrationSettings(batches: 1, batchSize: 32, seed: 0)
+        let models = [try Model.load(from: artifact.directory), try Model.load(from: artifact.directory)]
+        let layers = Oracle.sampledLayers(of: models[0])
+        var computed: [Bool?] = [nil, nil], values: [OracleValues?] = [nil, nil]
+        let lock = NSLock()
+        DispatchQueue.concurrentPerform(iterations: 2) { i in
+            let r = try? Oracle.cachedValues(model: models[i], artifact: artifact, data: data, calibration: calibration, layers: layers)
+            lock.lock(); computed[i] = r?.computedNow; values[i] = r?.values; lock.unlock()
+        }
+        XCTAssertEqual(computed.compactMap { $0 }.filter { $0 }.count, 1, "exactly one of two concurrent trials computes the oracle: \(computed)")
+        XCTAssertEqual(values[0], values[1])
+        // Said before any trial runs: what it costs, in baseline epochs.
+        let cost = Oracle.cost(of: models[0], layers: layers, calibration: CalibrationChoice(), trainingImages: 300, baselineEpochs: 1)
+        XCTAssertEqual(cost.channels, 6 + 16 + 120 + 84)
+        XCTAssertEqual(cost.examples, 300, "no more examples than training images")
+        XCTAssertEqual(cost.epochs, Double(227 * 300) / 900, accuracy: 1e-9)
+        XCTAssert(cost.isExpensive)
+        XCTAssert(cost.summary.contains("226 channels") && cost.summary.contains("more than training the baseline"), cost.summary)
+    }
+
+    /// A baseline cache entry that doesn't load fails the trial as not recorded
+    /// (`transient`), with a hint that says what to remove; the runner keeps it out of the
+    /// store, so a plain rerun runs it again.
+    func testACacheFailureIsNotRecordedAsDone() throws {
+        let cache = try scratch("cache")
+        let env = TrialEnvironment(registry: try registry(), cacheDirectory: cache)
+        let c = tinyTrial("global-magnitude", TrialTarget(.compression, 2), baseline: tinyBaseline())
+        let artifact = try BaselineCache.ensure(c.baseline, cacheDirectory: cache)
+        try Data("truncated".utf8).write(to: URL(fileURLWithPath: "\(artifact.directory)/\(Model.weightsFileName)"))
+        let r = try TrialExecutor.run(c, environment: env)
+        XCTAssertEqual(r.status, .failed)
+        XCTAssertEqual(r.transient, true)
+        XCTAssert(r.failure?.contains("the baseline could not be loaded from the cache") ?? false, r.failure ?? "")
+        XCTAssert(r.failure?.contains(artifact.entryDirectory) ?? false, "names the entry to remove: \(r.failure ?? "")")
+        // A criterion's own failure stays recorded.
+        XCTAssertNil(try TrialExecutor.run(tinyTrial("no-such-criterion", TrialTarget(.compression, 2), baseline: c.baseline), environment: env).transient)
+
+        let plan = ExperimentPlan(spec: { var s = ExperimentSpec(); s.compressions = [2, 4]; return s }(),
+                                  criteria: [(CriterionChoice("global-magnitude"), .weight)])
+        let store = ExperimentRunnerTests.MemoryStore(), trials = ExperimentRunnerTests.FakeTrials()
+        trials.onRun = { n in n == 1 ? { var f = TrialResult.failed("the baseline could not be loaded"); f.transient = true; return f }() : nil }
+        let summary = try ExperimentRunner(plan: plan, jobs: 1, store: store, runner: trials, baselines: trials).run()
+        XCTAssertEqual(summary.failed, 1); XCTAssertEqual(summary.notRecorded, 1)
+        XCTAssertEqual(store.records.map(\.id), [plan.trials[1].id], "the cache's failure is not recorded")
+        let again = ExperimentRunnerTests.FakeTrials()
+        _ = try ExperimentRunner(plan: plan, jobs: 1, store: store, runner: again, baselines: again).run()
+        XCTAssertEqual(again.ran, [plan.trials[0].id], "a plain rerun runs it again")
     }
 
     /// `prunekit trial` with bad input: a clear error and a non-zero exit.
@@ -436,7 +551,7 @@ final class ExecutionTests: XCTestCase {
         }
         let neither = try run(["trial", "--result", "\(dir)/r.json"])
         XCTAssertEqual(neither.0, 64)
-        XCTAssert(neither.1.contains("error: give exactly one of --config and --baseline"), neither.1)
+        XCTAssert(neither.1.contains("error: give exactly one of --config, --baseline and --probe"), neither.1)
         try Data("{\"kind\": \"prune\"}".utf8).write(to: URL(fileURLWithPath: "\(dir)/bad.json"))
         let bad = try run(["trial", "--config", "\(dir)/bad.json", "--result", "\(dir)/r.json"])
         XCTAssertEqual(bad.0, 1)

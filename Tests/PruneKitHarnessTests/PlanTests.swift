@@ -64,7 +64,7 @@ final class PlanTests: XCTestCase {
         let a = ExperimentPlan(spec: s, criteria: mixed).trials.map(\.id)
         var moved = s; moved.store = "elsewhere.sqlite"; moved.jobs = 4; moved.report = "r"; moved.name = "renamed"
         XCTAssertEqual(ExperimentPlan(spec: moved, criteria: mixed).trials.map(\.id), a)
-        XCTAssertEqual(ExperimentRunner.experimentID(moved.applying(.init())),
+        XCTAssertEqual(ExperimentRunner.experimentID(try moved.applying(.init())),
                        { var m = moved; m.store = "x"; m.jobs = 1; return ExperimentRunner.experimentID(m) }())
         var changed = s; changed.finetuneEpochs = 2
         XCTAssertTrue(Set(ExperimentPlan(spec: changed, criteria: mixed).trials.map(\.id)).isDisjoint(with: a))

@@ -4,6 +4,7 @@ import XCTest
 #if canImport(FoundationXML)
 import FoundationXML
 #endif
+import PruneKit
 @testable import PruneKitHarness
 
 /// Synthetic records: no training, every figure chosen so the expected statistics can be
@@ -14,13 +15,14 @@ enum Synthetic {
 
     static func record(_ criterion: String, _ target: TrialTarget?, seed: UInt64, top1: Double = 0.9,
                        pruned: Double? = nil, baseline: Double = 0.99, kind: TrialKind = .prune,
-                       failure: String? = nil, finishedAt: Double = 1_700_000_000) -> TrialRecord {
+                       failure: String? = nil, finishedAt: Double = 1_700_000_000, granularity: Granularity? = .channel) -> TrialRecord {
         let config = TrialConfiguration(kind: kind, baseline: BaselineConfiguration(model: "lenet-5", dataset: "mnist-5k", seed: seed),
                                         criterion: criterion, target: target)
         if let failure {
             return TrialRecord(configuration: config, result: .failed(failure, phaseSeconds: ["score": 0.5]), finishedAt: finishedAt, host: "test")
         }
         var r = TrialResult(status: .succeeded, phaseSeconds: ["score": 0.25, "finetune": 1.5])
+        r.granularity = granularity
         r.baselineAccuracy = Accuracy(top1: baseline)
         if kind == .oracle { return TrialRecord(configuration: config, result: r, finishedAt: finishedAt, host: "test") }
         r.prunedAccuracy = Accuracy(top1: pruned ?? top1 - 0.1)
@@ -349,8 +351,9 @@ final class ReportTests: XCTestCase {
         try assertWellFormed(html)
 
         let elements = try parseElements(html)
-        let svgs = elements.filter { $0.name == "svg" }
-        XCTAssertEqual(svgs.count, 3, "compression, speed-up, after-pruning charts")
+        let charts = elements.filter { $0.name == "svg" }.compactMap { $0.attributes["aria-labelledby"] }
+        XCTAssertEqual(charts, ["c0-compression-t", "c0-measured1-t", "c0-size-t", "c0-pruned-t", "c0-theoretical-t"],
+                       "compression, measured speed-up at batch 1 (no batch-64 figures), file size, after pruning, theoretical")
         XCTAssertTrue(elements.contains { $0.name == "line" && $0.attributes["class"] == "baseline" })
         // Data markers (the ones with a tooltip) of A (circles) lie inside the plot area
         // x ∈ [62, 550], y ∈ [22, 360]; the legend's lie right of it.
@@ -491,5 +494,85 @@ final class ReportTests: XCTestCase {
         }
         if !field.isEmpty || !row.isEmpty { row.append(field); rows.append(row) }
         return rows
+    }
+
+    // MARK: Issue 16: a verdict at a glance, labelled granularity, charts fitted to what matters
+
+    /// Per target: the best criterion, whether it beats every other (paired 95 % CI), and
+    /// its cost against the baseline — by hand from ``Synthetic/threeCriteria()``.
+    func testVerdictNamesTheBestItsEvidenceAndItsCost() throws {
+        let setting = try XCTUnwrap(Analysis(Synthetic.threeCriteria()).settings.first)
+        let verdicts = setting.verdicts
+        XCTAssertEqual(verdicts.map(\.target), [Synthetic.c2, Synthetic.c4])
+        let v = try XCTUnwrap(verdicts.first)
+        XCTAssertEqual(v.best.criterion, "A")
+        XCTAssertTrue(v.best.beatsAll, "A − B and A − C intervals lie above zero")
+        XCTAssertEqual(v.seeds, 3)
+        XCTAssertEqual(try XCTUnwrap(v.best.costPoints), 8, accuracy: 1e-9, "baseline 99 % − mean 91 %")
+        XCTAssertNil(v.bestChannel, "the best already prunes channels")
+        let sentence = try XCTUnwrap(Report.verdictSentences(setting).first?.text)
+        XCTAssertEqual(sentence, "2× compression: best A (channel), 91.00 ± 1.00 % top-1, 8.00 points below the baseline; beats every other criterion (paired 95 % CI, 3 seeds).")
+        let md = Report.markdown(Analysis(Synthetic.threeCriteria()), title: "t")
+        XCTAssertTrue(md.contains("## Verdict\n\n- 2× compression: best A (channel)"), md)
+        let html = Report.html(Analysis(Synthetic.threeCriteria()), title: "t")
+        XCTAssertTrue(html.contains("<section class=\"verdict\" id=\"verdict\"><h2>Verdict</h2>"))
+        XCTAssertLessThan(try XCTUnwrap(html.range(of: "id=\"verdict\"")).lowerBound, try XCTUnwrap(html.range(of: "<svg")).lowerBound,
+                          "the verdict comes before the charts")
+    }
+
+    /// B is not shown to beat C (their interval contains zero); one seed tests nothing; a
+    /// weight winner brings the best channel criterion with it.
+    func testVerdictSaysWhatIsNotShown() throws {
+        var records = Synthetic.threeCriteria().filter { $0.configuration.criterion != "A" }
+        var setting = try XCTUnwrap(Analysis(records).settings.first)
+        let v = try XCTUnwrap(setting.verdicts.first)
+        XCTAssertFalse(v.best.beatsAll)
+        XCTAssertEqual(v.best.notShownBetterThan.count, 1)
+        XCTAssertTrue(try XCTUnwrap(Report.verdictSentences(setting).first?.text).contains("not shown to beat"))
+
+        records = [Synthetic.record("W", Synthetic.c2, seed: 0, top1: 0.95, granularity: .weight),
+                   Synthetic.record("K", Synthetic.c2, seed: 0, top1: 0.90, granularity: .channel)]
+        setting = try XCTUnwrap(Analysis(records).settings.first)
+        let one = try XCTUnwrap(setting.verdicts.first)
+        XCTAssertEqual(one.best.criterion, "W")
+        XCTAssertEqual(one.bestChannel?.criterion, "K")
+        let text = try XCTUnwrap(Report.verdictSentences(setting).first?.text)
+        XCTAssertTrue(text.contains("best W (weight)") && text.contains("no measured speed-up") && text.contains("Best channel criterion: K"), text)
+        XCTAssertTrue(text.contains("not tested against the others (one seed)"), text)
+    }
+
+    /// CSV and JSON say which criteria prune weights and which prune channels.
+    func testGranularityIsInCSVAndJSON() throws {
+        let records = [Synthetic.record("W", Synthetic.c2, seed: 0, granularity: .weight),
+                       Synthetic.record("K", Synthetic.c2, seed: 0, granularity: .channel)]
+        let rows = Report.csv(records).components(separatedBy: "\r\n").map { $0.components(separatedBy: ",") }
+        let column = try XCTUnwrap(rows[0].firstIndex(of: "granularity"))
+        XCTAssertEqual([rows[1][column], rows[2][column]], ["weight", "channel"])
+        let json = String(decoding: try Report.json(records, analysis: Analysis(records), title: "t"), as: UTF8.self)
+        XCTAssertTrue(json.contains("\"granularity\" : \"weight\"") && json.contains("\"granularity\" : \"channel\""), json)
+    }
+
+    /// A criterion that collapsed (random at 10 %) is drawn on the bottom edge, not allowed to
+    /// stretch the axis over the 88–97 % band where the others differ.
+    func testChartRangeFitsTheCriteriaThatMatter() throws {
+        var records = Synthetic.threeCriteria()
+        records += (0..<3).map { Synthetic.record("random", Synthetic.c2, seed: UInt64($0), top1: 0.10) }
+        let setting = try XCTUnwrap(Analysis(records).settings.first)
+        let spec = try XCTUnwrap(Report.chartSpecs(setting).first { $0.key == "compression" })
+        let range = Report.yRange(spec.series.flatMap(\.points), baseline: spec.baseline)
+        XCTAssertGreaterThanOrEqual(range.lo, 80, "fitted to 84–99 %, not 0–100 %")
+        XCTAssertLessThanOrEqual(range.hi, 100)
+        let html = Report.html(Analysis(records), title: "t")
+        XCTAssertTrue(html.contains("class=\"collapsed\""), "the collapsed points are still drawn")
+        XCTAssertTrue(html.contains("below \(String(format: "%g", range.lo)) %: random"))
+    }
+
+    /// The seed count reads as a count; wall times are folded away.
+    func testSeedsAndWallTimeAreNotNoise() throws {
+        let one = [Synthetic.record("A", Synthetic.c2, seed: 0)]
+        XCTAssertTrue(Report.terminalTable(Analysis(one)).contains("· 1 seed (0)"))
+        XCTAssertTrue(Report.markdown(Analysis(Synthetic.threeCriteria()), title: "t").contains("· 3 seeds (0, 1, 2)"))
+        let html = Report.html(Analysis(Synthetic.threeCriteria()), title: "t")
+        XCTAssertTrue(html.contains("<details><summary>Wall time per phase (mean over seeds)</summary>"))
     }
 }

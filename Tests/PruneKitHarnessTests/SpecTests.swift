@@ -112,9 +112,9 @@ final class SpecTests: XCTestCase {
             store: a.sqlite
             """)
         var o = ExperimentSpec.Overrides()
-        o.model = "lenet-5"; o.speedups = [1.5]; o.seeds = 2; o.schedule = "agp"; o.store = "b.sqlite"
+        o.model = "lenet-5"; o.speedups = [1.5]; o.seeds = 2; o.schedule = CriterionChoice("agp"); o.store = "b.sqlite"
         o.criteria = [CriterionChoice(parsing: "l1-filter")]
-        let s = file.applying(o)
+        let s = try file.applying(o)
         XCTAssertEqual(s.model, "lenet-5")
         XCTAssertEqual(s.targets, [TrialTarget(.speedup, 1.5)], "a target option replaces the file's targets on both axes")
         XCTAssertEqual(s.seeds, [0, 1])
@@ -123,7 +123,50 @@ final class SpecTests: XCTestCase {
         XCTAssertEqual(s.finetuneEpochs, 1, "not overridden")
         XCTAssertEqual(s.store, "b.sqlite")
         XCTAssertEqual(s.criteria, [CriterionChoice("l1-filter")])
-        XCTAssertEqual(file.applying(ExperimentSpec.Overrides()), file, "no options: the file as it is")
+        XCTAssertEqual(try file.applying(ExperimentSpec.Overrides()), file, "no options: the file as it is")
+    }
+
+    /// `--schedule "iterative steps=3"` carries its options, as `--criteria` does; naming the
+    /// file's schedule again without options keeps the file's.
+    func testScheduleAndFinetuneOverridesTakeOptionsAfterASpace() throws {
+        let file = try ExperimentSpec.load(yaml: "schedule: iterative steps=5\nfinetune: finetune epochs=3\n")
+        var o = ExperimentSpec.Overrides()
+        o.schedule = CriterionChoice(parsing: "iterative steps=3"); o.finetune = CriterionChoice(parsing: "finetune lr=0.01")
+        let s = try file.applying(o)
+        XCTAssertEqual([s.schedule] + s.scheduleOptions, ["iterative", "steps=3"])
+        XCTAssertEqual([s.finetune] + s.finetuneOptions, ["finetune", "lr=0.01"])
+        o.schedule = CriterionChoice("iterative"); o.finetune = nil
+        let same = try file.applying(o)
+        XCTAssertEqual([same.schedule] + same.scheduleOptions, ["iterative", "steps=5"])
+        XCTAssertEqual([same.finetune] + same.finetuneOptions, ["finetune", "epochs=3"])
+    }
+
+    /// A huge seed count is refused with a message before anything is allocated.
+    func testHugeSeedCountsAreRefused() throws {
+        for n in [1_001, 1_000_000_000, Int.max] {
+            var o = ExperimentSpec.Overrides(); o.seeds = n
+            XCTAssertThrowsError(try ExperimentSpec().applying(o)) { e in
+                XCTAssertEqual((e as? PruneKitError)?.message, "--seeds \(n) is not a seed count from 1 to 1000", "\(e)")
+            }
+            let yaml = try XCTUnwrap(error("seeds: \(n)\n"))
+            XCTAssertEqual(yaml.message, "spec.yaml:1:8: 'seeds:' \(n) is not a seed count from 1 to 1000")
+        }
+        var o = ExperimentSpec.Overrides(); o.seeds = 1_000
+        XCTAssertEqual(try ExperimentSpec().applying(o).seeds.count, 1_000, "the bound itself is allowed")
+        var many = ExperimentSpec(); many.seeds = (0..<1_001).map { $0 }
+        XCTAssertThrowsError(try many.validate())
+    }
+
+    /// The same target twice would plan two trials with one id.
+    func testDuplicateTargetsAreRefused() throws {
+        let yaml = try XCTUnwrap(error("compressions: [2, 4, 2.0]\n"))
+        XCTAssertEqual(yaml.message, "spec.yaml:1:22: the target 2.0 is listed twice in 'compressions'")
+        var o = ExperimentSpec.Overrides(); o.compressions = [2, 2]
+        XCTAssertThrowsError(try ExperimentSpec().applying(o).validate()) { e in
+            XCTAssertEqual((e as? PruneKitError)?.message, "the target \(TrialTarget(.compression, 2)) is listed twice in 'compressions'")
+        }
+        o = ExperimentSpec.Overrides(); o.compressions = [2]; o.speedups = [2]
+        XCTAssertNoThrow(try ExperimentSpec().applying(o).validate(), "the same value on two axes is two targets")
     }
 
     private func error(_ yaml: String, file: StaticString = #filePath, line: UInt = #line) -> PruneKitError? {
@@ -186,7 +229,7 @@ final class SpecTests: XCTestCase {
             XCTAssert((e as? PruneKitError)?.message.contains("0.5") == true, "\(e)")
         }
         o = ExperimentSpec.Overrides(); o.seeds = 0
-        XCTAssertThrowsError(try ExperimentSpec().applying(o).validate())
+        XCTAssertThrowsError(try ExperimentSpec().applying(o))
         o = ExperimentSpec.Overrides(); o.finetuneEpochs = -1
         XCTAssertThrowsError(try ExperimentSpec().applying(o).validate())
     }

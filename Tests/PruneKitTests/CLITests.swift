@@ -67,8 +67,28 @@ final class CLITests: XCTestCase {
         let r = try run(["train", "--threads", "0"])
         XCTAssertNotEqual(r.status, 0)
         XCTAssert(r.err.contains("--threads"), r.err)
-        let lr = try run(["train", "--lr", "-1", "--epochs", "1"])
+        let lr = try run(["train", "--lr=-1", "--epochs", "1"])   // the old spelling, kept as a hidden alias
         XCTAssertNotEqual(lr.status, 0)
         XCTAssert(lr.err.contains("learning rate"), lr.err)
+    }
+
+    /// Every floating-point option of train is checked, finite and in range, before training
+    /// (before: `--gamma nan` trained and then "diverged" with the hint "lower it to nan").
+    func testNonFiniteTrainingOptionsAreRefusedAtParseTime() throws {
+        let out = try temporaryDirectory().appendingPathComponent("never").path
+        for (extra, expected) in [(["--gamma", "nan", "--lr-schedule", "step"], "the step decay factor must be in (0, 1], got nan"),
+                                  (["--gamma", "0", "--schedule", "step"], "the step decay factor must be in (0, 1], got 0.0"),
+                                  (["--momentum", "nan"], "SGD momentum must be in [0, 1), got nan"),
+                                  (["--momentum", "1.5"], "SGD momentum must be in [0, 1), got 1.5"),
+                                  (["--learning-rate", "inf"], "the learning rate must be a positive number, got inf"),
+                                  (["--weight-decay", "nan"], "weight decay must be ≥ 0, got nan"),
+                                  (["--warmup-epochs=-1"], "the warm-up must be 0 or more epochs, got -1.0"),
+                                  (["--warmup", "nan"], "the warm-up must be 0 or more epochs, got nan")] {
+            let r = try run(["train", "--model", "lenet-300-100", "--out", out] + extra)
+            XCTAssertEqual(r.status, 64, "\(extra): \(r.out)")
+            XCTAssert(r.err.hasPrefix("error: " + expected), "\(extra): \(r.err)")
+            XCTAssertFalse(r.out.contains("training"), "\(extra): nothing ran: \(r.out)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
 }

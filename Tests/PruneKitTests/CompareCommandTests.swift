@@ -89,7 +89,7 @@ final class CompareCommandTests: XCTestCase {
             lines += r.out.components(separatedBy: "\n").filter { $0.hasPrefix("[") }
         }
         XCTAssertEqual(lines.count, 4)
-        let merge = try run(["merge", "--out", "all.sqlite", "s1.sqlite", "s2.sqlite"], in: dir)
+        let merge = try run(["merge", "--store", "all.sqlite", "s1.sqlite", "s2.sqlite"], in: dir)
         XCTAssertEqual(merge.status, 0, merge.err)
         let whole = try run(["compare", "tiny.yaml", "--store", "all.sqlite", "--cache", "cache"], in: dir)
         XCTAssertEqual(whole.status, 0, whole.err)
@@ -109,6 +109,131 @@ final class CompareCommandTests: XCTestCase {
         XCTAssert(r.out.contains("fixture-throws 2× compression, seed 0: FAILED: criterion 'fixture-throws' failed on layer 'fc1': the fixture criterion refuses to score"), r.out)
         XCTAssert(r.out.contains("global-magnitude 2× compression, seed 0: top-1 "), r.out)
         XCTAssert(r.out.contains("trials: 3 in this run, 0 already in the store (skipped), 3 run now, 2 failed"), r.out)
+    }
+
+    private var crashingFixture: String {
+        executable.deletingLastPathComponent().appendingPathComponent("libPruneKitFixtureCrashing.so").path
+    }
+
+    /// Issue 15, defect 3: channel criteria that need no data are scored while the
+    /// comparison is planned; one that segfaults, throws or returns NaN there fails only
+    /// its own trials (the probe runs in a child process), and the run goes on.
+    func testABrokenChannelPluginFailsOnlyItsTrialsWhilePlanning() throws {
+        let dir = try scratch()
+        try Data((tinySpec + "\noracle: off\n").utf8).write(to: dir.appendingPathComponent("tiny.yaml"))
+        let r = try run(["compare", "tiny.yaml", "--plugin", crashingFixture, "--compressions", "2",
+                         "--criteria", "fixture-channel-segfault,fixture-channel-throws,fixture-channel-nan,global-magnitude"], in: dir)
+        XCTAssertEqual(r.status, 0, r.err + r.out)
+        XCTAssert(r.out.contains("fixture-channel-segfault 2× compression, seed 0: FAILED: crashed with SIGSEGV"), r.out)
+        XCTAssert(r.out.contains("fixture-channel-throws 2× compression, seed 0: FAILED: ") && r.out.contains("refuses to score"), r.out)
+        XCTAssert(r.out.contains("fixture-channel-nan 2× compression, seed 0: FAILED: "), r.out)
+        XCTAssert(r.out.contains("global-magnitude 2× compression, seed 0: top-1 "), r.out)
+        XCTAssert(r.out.contains("trials: 4 in this run, 0 already in the store (skipped), 4 run now, 3 failed"), r.out)
+    }
+
+    /// Issue 15, defect 7: a plugin that hangs is killed at `--trial-timeout` and its trial
+    /// recorded as failed; the others run.
+    func testAHangingPluginTimesOut() throws {
+        let dir = try scratch()
+        try Data(tinySpec.utf8).write(to: dir.appendingPathComponent("tiny.yaml"))
+        let r = try run(["compare", "tiny.yaml", "--plugin", crashingFixture, "--compressions", "2",
+                         "--criteria", "fixture-hangs,global-magnitude", "--trial-timeout", "4"], in: dir)
+        XCTAssertEqual(r.status, 0, r.err + r.out)
+        XCTAssert(r.out.contains("fixture-hangs 2× compression, seed 0: FAILED: timed out after 4 s"), r.out)
+        XCTAssert(r.out.contains("global-magnitude 2× compression, seed 0: top-1 "), r.out)
+        let bad = try run(["compare", "--trial-timeout", "0"], in: dir)
+        XCTAssertEqual(bad.status, 64, bad.err)
+        XCTAssert(bad.err.contains("--trial-timeout must be a positive number of seconds"), bad.err)
+    }
+
+    /// Processes whose environment names `parent` as the runner that started them.
+    private func trialChildren(of parent: pid_t) -> [pid_t] {
+        let mark = Data("PRUNEKIT_PARENT_PID=\(parent)\0".utf8)
+        let pids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { pid_t($0) }
+        return pids.filter { pid in
+            guard let env = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return false }
+            return env.range(of: mark) != nil && !isZombie(pid)
+        }
+    }
+
+    private func isZombie(_ pid: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return true }
+        return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
+    }
+
+    /// Starts `compare` on a hanging trial with its own TMPDIR; returns once the trial's child runs.
+    private func startHangingCompare(in dir: URL, temporary: URL) throws -> (Process, [pid_t]) {
+        try Data(tinySpec.utf8).write(to: dir.appendingPathComponent("tiny.yaml"))
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = ["compare", "tiny.yaml", "--plugin", crashingFixture, "--compressions", "2", "--criteria", "fixture-hangs"]
+        process.currentDirectoryURL = dir
+        process.environment = ProcessInfo.processInfo.environment.merging(["TMPDIR": temporary.path]) { _, new in new }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(120)
+        var children: [pid_t] = []
+        while Date() < deadline, process.isRunning {
+            children = trialChildren(of: process.processIdentifier)
+            let work = temporary.appendingPathComponent("prunekit-trials-\(process.processIdentifier)").path
+            let trialStarted = ((try? FileManager.default.contentsOfDirectory(atPath: work)) ?? []).contains { $0.hasPrefix("trial-") }
+            if trialStarted && !children.isEmpty { break }
+            usleep(50_000)
+        }
+        return (process, children)
+    }
+
+    private func waitUntilGone(_ pids: [pid_t], seconds: Double = 10) -> [pid_t] {
+        let deadline = Date().addingTimeInterval(seconds)
+        var alive = pids
+        while !alive.isEmpty, Date() < deadline {
+            usleep(50_000)
+            alive = alive.filter { kill($0, 0) == 0 && !isZombie($0) }
+        }
+        return alive
+    }
+
+    /// Issue 15, defect 13: a finished run leaves no work folder behind; SIGTERM kills the
+    /// running trials and removes it; after kill -9 the trial children die with their
+    /// parent, and the next run removes the folder the dead run left.
+    func testTrialsDieWithTheRunAndLeaveNoTemporaryFolders() throws {
+        let dir = try scratch(), temporary = dir.appendingPathComponent("tmp")
+        try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
+        func leftovers() -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: temporary.path)) ?? []).filter { $0.hasPrefix("prunekit-trials-") }
+        }
+
+        // SIGTERM: the trial is killed, the folder removed.
+        let (terminated, termChildren) = try startHangingCompare(in: dir, temporary: temporary)
+        XCTAssertFalse(termChildren.isEmpty, "the trial's child never started")
+        kill(terminated.processIdentifier, SIGTERM)
+        terminated.waitUntilExit()
+        XCTAssertEqual(terminated.terminationStatus, 128 + SIGTERM)
+        XCTAssertEqual(waitUntilGone(termChildren), [], "SIGTERM leaves no trial running")
+        XCTAssertEqual(leftovers(), [])
+
+        // kill -9: nothing runs in the parent, yet its children die with it.
+        let (killed, children) = try startHangingCompare(in: dir, temporary: temporary)
+        XCTAssertFalse(children.isEmpty, "the trial's child never started")
+        kill(killed.processIdentifier, SIGKILL)
+        killed.waitUntilExit()
+        XCTAssertEqual(waitUntilGone(children), [], "orphaned trial children keep running")
+        XCTAssertEqual(leftovers(), ["prunekit-trials-\(killed.processIdentifier)"])
+
+        // The next run removes the dead run's folder, and its own when it ends.
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = ["compare", "tiny.yaml", "--compressions", "2", "--criteria", "global-magnitude"]
+        process.currentDirectoryURL = dir
+        process.environment = ProcessInfo.processInfo.environment.merging(["TMPDIR": temporary.path]) { _, new in new }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0)
+        XCTAssertEqual(leftovers(), [], "stale and own work folders removed")
     }
 
     func testBadInputIsRefusedBeforeAnyTrialAndLeavesTheStoreAlone() throws {
@@ -132,6 +257,21 @@ final class CompareCommandTests: XCTestCase {
 
         let shard = try run(["compare", "--shard", "3/2"], in: dir)
         XCTAssert(shard.err.contains("shard 3/2 does not exist"), shard.err)
+
+        // Refused at parse time, with the usual exit status: before, a huge count allocated
+        // 0..<n and crashed, and a target given twice ran one trial id twice.
+        for count in ["1000000000", "9223372036854775807"] {
+            let seeds = try run(["compare", "--seeds", count], in: dir)
+            XCTAssertEqual(seeds.status, 64, seeds.err)
+            XCTAssert(seeds.err.hasPrefix("error: --seeds \(count) is not a seed count from 1 to 1000"), seeds.err)
+        }
+        let twice = try run(["compare", "--compressions", "2,2"], in: dir)
+        XCTAssertEqual(twice.status, 64, twice.err)
+        XCTAssert(twice.err.contains("is listed twice in 'compressions'"), twice.err)
+        let schedule = try run(["compare", "--schedule", "iterative stepz=3", "--criteria", "global-magnitude", "--compressions", "2"], in: dir)
+        XCTAssertNotEqual(schedule.status, 0)
+        XCTAssert(schedule.err.contains("stepz") && !schedule.err.contains("unknown schedule"),
+                  "the id is read before the space, the option after it: \(schedule.err)")
 
         // A file that is not a result store is refused and left exactly as it was.
         let junk = dir.appendingPathComponent("junk.sqlite")

@@ -82,7 +82,8 @@ final class BuiltInConformanceTests: XCTestCase {
         let registry = try TestSupport.builtInRegistry()
         let ids = registry.ids(of: .criterion)
         XCTAssertEqual(Set(ids), ["global-magnitude", "layer-magnitude", "global-gradient-magnitude", "layer-gradient-magnitude",
-                                  "l1-filter", "random", "apoz", "taylor", "thinet", "slimming"])
+                                  "l1-filter", "random", "apoz", "taylor", "thinet", "slimming",
+                                  "fpgm", "lamp", "snip", "hrank"])
         for id in ids {
             var skipping: [ConformanceCheck: String] = [:]
             if id == "random" { skipping[.permutationEquivariance] = "random scores ignore the weights by design" }

@@ -98,7 +98,7 @@ final class InspectCommandTests: XCTestCase {
         XCTAssert(dataset.err.contains("unknown data set 'imagenet'"), dataset.err)
         let runs = try run(["inspect", "--model", "lenet-5", "--latency", "--runs", "0"])
         XCTAssertNotEqual(runs.status, 0)
-        XCTAssert(runs.err.contains("--runs"), runs.err)
+        XCTAssert(runs.err.contains("--latency-runs must be at least 1"), "the old spelling still works, the message uses the new: \(runs.err)")
 
         let dir = try scratch().appendingPathComponent("m").path
         let model = try ModelZoo.make("lenet-5", inputShape: [1, 28, 28], classCount: 10, seed: 0)

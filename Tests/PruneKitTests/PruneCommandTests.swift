@@ -13,13 +13,15 @@ final class PruneCommandTests: XCTestCase {
     }
 
     private let quick = ["--epochs", "0", "--latency-runs", "1", "--batches", "1", "--validation", "100"]
+    /// `quick` without the default short finetune.
+    private var bare: [String] { quick + ["--finetune", "none"] }
 
     func testChannelCriterionRemovesChannelsAndReachesTheSpeedUp() throws {
         let out = try scratch().appendingPathComponent("pruned")
-        let r = try run(["prune", "--model", "lenet-5", "--criterion", "l1-filter", "--speedup", "2", "--out", out.path] + quick)
+        let r = try run(["prune", "--model", "lenet-5", "--criterion", "l1-filter", "--speedup", "2", "--out", out.path] + bare)
         XCTAssertEqual(r.status, 0, r.err + r.out)
         XCTAssert(r.out.contains("pruning the freshly initialised model"), r.out)
-        for row in ["test accuracy (top-1)", "parameters", "FLOPs (2·MACs)", "latency, batch 1", "latency, batch 64", "file size"] {
+        for row in ["test accuracy (top-1)", "parameters", "MACs (FLOPs = 2·MACs)", "latency, batch 1", "latency, batch 64", "file size"] {
             XCTAssert(r.out.contains(row), "\(row) missing: \(r.out)")
         }
         XCTAssert(r.out.contains("features.0 6→"), r.out)
@@ -64,7 +66,6 @@ final class PruneCommandTests: XCTestCase {
             ([], ["no target given", "--compression R"]),
             (["--speedup", "2", "--sparsity", "0.5"], ["more than one target"]),
             (["--speedup", "2", "--exclude", "features.9"], ["--exclude features.9 names no prunable layer", "features.3"]),
-            (["--speedup", "2", "--residual-policy", "sideways"], ["--residual-policy 'sideways'", "whole-stream"]),
             (["--compression", "1000"], ["can't be reached", "at most"]),
         ]
         for (extra, expected) in cases {
@@ -74,7 +75,23 @@ final class PruneCommandTests: XCTestCase {
             XCTAssert(r.err.hasPrefix("error: "), r.err)
             XCTAssertFalse(FileManager.default.fileExists(atPath: out), "\(extra) wrote \(out)")
         }
+        // Enumerations are parsed by the argument parser, which lists the values.
+        let policy = try run(base + ["--speedup", "2", "--residual-policy", "sideways"])
+        XCTAssertNotEqual(policy.status, 0)
+        XCTAssert(policy.err.contains("'sideways'") && policy.err.contains("within-blocks") && policy.err.contains("whole-stream"), policy.err)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), [])
+    }
+
+    /// Issue 15, defect 11: slimming on a model without BatchNorm gives every channel the
+    /// same score; `prune` refuses it as `compare` does (one rule: Model.channelRankingProblem).
+    func testACriterionThatCantRankTheChannelsIsRefused() throws {
+        let dir = try scratch()
+        let out = dir.appendingPathComponent("pruned").path
+        let r = try run(["prune", "--model", "lenet-5", "--criterion", "slimming", "--compression", "2", "--out", out] + quick)
+        XCTAssertNotEqual(r.status, 0, r.out)
+        XCTAssert(r.err.hasPrefix("error: criterion 'slimming' gives all channels of each prunable layer the same score"), r.err)
+        XCTAssert(r.err.contains("can't rank the channels of lenet-5, which has no BatchNorm layer") && r.err.contains("hint: "), r.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
 
     func testALayerSurgeryCantHandleIsNamed() throws {
@@ -88,10 +105,90 @@ final class PruneCommandTests: XCTestCase {
         let saved = dir.appendingPathComponent("grouped").path
         try b.build().save(to: saved)
         let out = dir.appendingPathComponent("out").path
-        let r = try run(["prune", "--model", saved, "--criterion", "l1-filter", "--sparsity", "0.5", "--out", out] + quick)
+        let r = try run(["prune", "--model", saved, "--criterion", "l1-filter", "--sparsity", "0.5", "--out", out] + bare)
         XCTAssertNotEqual(r.status, 0)
         XCTAssert(r.err.contains("layer 'grouped'") && r.err.contains("groups 2"), r.err)
         XCTAssert(r.err.contains("surgery supports"), r.err)
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+
+    /// Two prunes to one --out: before, the second deleted the first's result and both said
+    /// "saved"; now the second fails, leaves the first's files alone and keeps its own model.
+    func testTwoPrunesToOneFolderLoseNothing() throws {
+        let dir = try scratch()
+        let out = dir.appendingPathComponent("shared").path
+        let args = ["prune", "--model", "lenet-5", "--criterion", "l1-filter", "--speedup", "2", "--out", out] + bare
+        var results: [(status: Int32, out: String, err: String)?] = [nil, nil]
+        DispatchQueue.concurrentPerform(iterations: 2) { i in results[i] = try? run(args) }
+        let done = results.compactMap { $0 }
+        XCTAssertEqual(done.count, 2)
+        let ok = done.filter { $0.status == 0 }, failed = done.filter { $0.status != 0 }
+        XCTAssertEqual(ok.count, 1, done.map { $0.err }.joined(separator: "\n---\n"))
+        let err = try XCTUnwrap(failed.first?.err)
+        XCTAssert(err.contains("could not save the pruned model to \(out)") && err.contains("nothing in it was touched"), err)
+        // The loser's model is kept where the hint says, whole and loadable.
+        let kept = try XCTUnwrap(err.components(separatedBy: "the pruned model is kept in ").last?.components(separatedBy: ":").first)
+        XCTAssertNoThrow(try Model.load(from: kept))
+        XCTAssertNoThrow(try Model.load(from: out), "the winner's model is intact")
+        XCTAssert(FileManager.default.fileExists(atPath: out + "/pruning.json"))
+    }
+
+    /// The hint of an unreachable compression names an option prune has.
+    func testUnreachableCompressionHintNamesARealOption() throws {
+        let dir = try scratch()
+        let base = ["prune", "--model", "lenet-5", "--criterion", "global-magnitude", "--compression", "100"] + bare
+        let refused = try run(base + ["--out", dir.appendingPathComponent("a").path])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssert(refused.err.contains("--prune-classifier") && !refused.err.contains("--keep-classifier"), refused.err)
+        let out = dir.appendingPathComponent("b").path
+        let pruned = try run(base + ["--prune-classifier", "--out", out])
+        XCTAssertEqual(pruned.status, 0, pruned.err)
+        XCTAssertEqual(try Model.load(from: out).compression.prunableRatio, 100, accuracy: 0.1, "615 of 61,470 weights kept")
+    }
+
+    /// Numbers are checked when the options are parsed: NaN and infinities never reach a run.
+    func testNonFiniteAndOutOfRangeNumbersAreRefusedAtParseTime() throws {
+        let out = try scratch().appendingPathComponent("never").path
+        let base = ["prune", "--model", "lenet-5", "--criterion", "l1-filter", "--out", out] + quick
+        for (extra, expected) in [(["--compression", "nan"], "--compression nan must be greater than 1"),
+                                  (["--speedup", "inf"], "--speedup inf must be greater than 1"),
+                                  (["--sparsity", "nan"], "--sparsity nan is outside [0, 1)"),
+                                  (["--speedup", "2", "--batches", "0"], "--batches must be at least 1"),
+                                  (["--speedup", "2", "--validation=-1"], "--validation must be 0 or more")] {
+            let r = try run(base + extra)
+            XCTAssertEqual(r.status, 64, "\(extra): \(r.out)")
+            XCTAssert(r.err.hasPrefix("error: " + expected), "\(extra): \(r.err)")
+            XCTAssertFalse(r.out.contains("pruning with"), "refused before anything ran: \(r.out)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+
+    /// `--schedule "iterative steps=2"` carries its options, as compare's --criteria does.
+    func testPluginIdsTakeOptionsAfterASpace() throws {
+        let out = try scratch().appendingPathComponent("pruned").path
+        let r = try run(["prune", "--model", "lenet-5", "--criterion", "random granularity=channel", "--speedup", "2",
+                         "--schedule", "iterative steps=2", "--out", out] + bare)
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssert(r.out.contains("pruning with random granularity=channel (channel)") && r.out.contains("schedule iterative"), r.out)
+        XCTAssert(r.out.contains("step 2/2"), r.out)
+    }
+
+    /// By default the pruned model is finetuned briefly, visibly; a large accuracy drop is
+    /// called out; a masked model's latency is "no change expected", not a speed-up.
+    func testPruneFinetunesByDefaultAndWarnsOfADrop() throws {
+        let dir = try scratch()
+        let r = try run(["prune", "--model", "lenet-5", "--epochs", "1", "--criterion", "global-magnitude", "--compression", "40",
+                         "--warn-drop", "0", "--latency-runs", "1", "--batches", "1", "--out", dir.appendingPathComponent("a").path])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssert(r.out.contains("finetuning finetune") && r.out.contains("finetune epoch 2"), "two epochs by default: \(r.out)")
+        XCTAssert(r.out.contains("no change expected"), r.out)
+        XCTAssertFalse(r.out.range(of: #"latency, batch 1 .*×"#, options: .regularExpression) != nil, r.out)
+        let drop = try XCTUnwrap(r.out.components(separatedBy: "\n").first { $0.hasPrefix("warning: test accuracy fell by") } ?? Optional(nil),
+                                 "with --warn-drop 0 any drop is reported: \(r.out)")
+        XCTAssert(drop.contains("points (more than --warn-drop 0)"), drop)
+        let none = try run(["prune", "--model", "lenet-5", "--criterion", "l1-filter", "--speedup", "2",
+                            "--out", dir.appendingPathComponent("b").path] + bare)
+        XCTAssertEqual(none.status, 0, none.err)
+        XCTAssert(none.out.contains("finetuning none") && !none.out.contains("finetune epoch"), none.out)
     }
 }

@@ -245,6 +245,68 @@ public struct SettingAnalysis: Codable, Hashable, Sendable {
     public func group(_ criterion: String, _ target: TrialTarget) -> GroupSummary? {
         groups.first { $0.criterion == criterion && $0.target == target }
     }
+
+    /// What a criterion prunes (weights or channels), from its trials.
+    public func granularity(of criterion: String) -> Granularity? {
+        groups.lazy.filter { $0.criterion == criterion }.compactMap(\.granularity).first
+    }
+
+    /// The answer to a reader's first question, per target: who is best, whether that is
+    /// shown (it beats every other criterion with a paired 95 % interval), and what it costs
+    /// against the baseline. Where the best criterion prunes weights, the best channel
+    /// criterion is given too: only channel pruning makes the model measurably faster.
+    public var verdicts: [TargetVerdict] {
+        comparisons.compactMap { c in
+            /// `name`'s figures, and the rivals (all criteria, or those of `among`) it wasn't shown to beat.
+            func entry(_ name: String, among: Set<String>? = nil) -> TargetVerdict.Entry? {
+                guard let g = group(name, c.target), let top1 = g.finalTop1 else { return nil }
+                let notBeaten = c.pairs.compactMap { p -> String? in
+                    let (rival, won) = p.a == name ? (p.b, p.verdict == .aBetter) : p.b == name ? (p.a, p.verdict == .bBetter) : (nil, true)
+                    guard let rival, among?.contains(rival) ?? true else { return nil }
+                    return won ? nil : rival
+                }
+                return TargetVerdict.Entry(criterion: name, granularity: g.granularity, finalTop1: top1,
+                                           costPoints: baseline.map { ($0.top1.mean - top1.mean) * 100 },
+                                           notShownBetterThan: notBeaten, measuredSpeedupBatch64: g.measuredSpeedupBatch64,
+                                           measuredSpeedupBatch1: g.measuredSpeedupBatch1)
+            }
+            guard let best = c.best, let first = entry(best) else { return nil }
+            var channel: TargetVerdict.Entry?
+            if first.granularity == .weight {
+                let channels = criteria.filter { granularity(of: $0) == .channel }
+                let means = channels.compactMap { name in group(name, c.target)?.finalTop1.map { (name, $0.mean) } }
+                if let top = means.max(by: { $0.1 < $1.1 }) { channel = entry(top.0, among: Set(channels)) }
+            }
+            let seeds = c.pairs.compactMap(\.difference?.pairs).max() ?? 0
+            return TargetVerdict(target: c.target, best: first, bestChannel: channel, seeds: seeds,
+                                 criteriaCompared: c.matrix.criteria.count)
+        }
+    }
+}
+
+/// The verdict at one target (``SettingAnalysis/verdicts``).
+public struct TargetVerdict: Codable, Hashable, Sendable {
+    public struct Entry: Codable, Hashable, Sendable {
+        public var criterion: String
+        public var granularity: Granularity?
+        public var finalTop1: MetricSummary
+        /// Baseline mean − this criterion's mean final top-1, in percentage points.
+        public var costPoints: Double?
+        /// The criteria it was not shown to beat (paired 95 % interval not above zero, or no interval).
+        public var notShownBetterThan: [String]
+        public var measuredSpeedupBatch64: MetricSummary?
+        public var measuredSpeedupBatch1: MetricSummary?
+        /// It beats every other criterion compared at this target.
+        public var beatsAll: Bool { notShownBetterThan.isEmpty }
+    }
+    public var target: TrialTarget
+    /// The highest mean final top-1.
+    public var best: Entry
+    /// The best channel criterion, where ``best`` prunes weights.
+    public var bestChannel: Entry?
+    /// The most seeds any pair was matched on (2 or more give intervals).
+    public var seeds: Int
+    public var criteriaCompared: Int
 }
 
 private struct SettingGroupKey: Hashable {
@@ -293,6 +355,8 @@ public struct BaselineSummary: Codable, Hashable, Sendable {
 public struct GroupSummary: Codable, Hashable, Sendable {
     public var criterion: String
     public var target: TrialTarget
+    /// Weights or channels, as the trials recorded it (`nil` for records that predate it).
+    public var granularity: Granularity?
     /// Seeds that succeeded, and seeds whose trial failed.
     public var seeds: [UInt64]
     public var failedSeeds: [UInt64]
@@ -322,6 +386,7 @@ public struct GroupSummary: Codable, Hashable, Sendable {
     init(criterion: String, target: TrialTarget, records: [TrialRecord], failedRecords: [TrialRecord]) {
         self.criterion = criterion
         self.target = target
+        granularity = (records + failedRecords).lazy.compactMap(\.result.granularity).first
         let rs = records.sorted { $0.configuration.seed < $1.configuration.seed }
         seeds = rs.map(\.configuration.seed)
         failedSeeds = failedRecords.map(\.configuration.seed).sorted()

@@ -8,6 +8,7 @@ import PruneKit
 //   CACHE/HASH/checkpoints/epoch-K.safetensors   weights after K epochs (rewinding)
 //   CACHE/HASH/baseline.json          accuracies, training time, epoch records
 //   CACHE/HASH/oracle-KEY.json        oracle loss increases (see Oracle.swift)
+//   CACHE/HASH/oracle-KEY.lock        flock(2) lock: one trial computes the oracle, the others wait
 //   CACHE/HASH.lock                   flock(2) lock: one process trains, the others wait
 //
 // An entry is built in a temporary directory and renamed into place, so a crash while
@@ -147,8 +148,11 @@ public enum BaselineCache {
         }
         try model.save(to: "\(temporary)/model", metadata: ["baseline": hash])
         let record = EntryFile(hash: hash, configuration: b, fingerprint: fingerprint,
-                               testAccuracy: accuracy(model.evaluate(splits.test), classes: splits.test.classCount),
-                               validationAccuracy: splits.validation.map { accuracy(model.evaluate($0), classes: $0.classCount) },
+                               testAccuracy: try accuracy(model.evaluate(splits.test), classes: splits.test.classCount,
+                                                          of: "the baseline on the test split"),
+                               validationAccuracy: try splits.validation.map {
+                                   try accuracy(model.evaluate($0), classes: $0.classCount, of: "the baseline on the validation split")
+                               },
                                seconds: seconds, checkpointEpochs: kept, epochs: records)
         guard record.testAccuracy.loss?.isFinite ?? true else {
             throw PruneKitError(.numerical, "the baseline's test loss is \(record.testAccuracy.loss ?? .nan)", hint: "lower the learning rate")
@@ -161,6 +165,13 @@ public enum BaselineCache {
         var artifact = try read(entry).artifact
         artifact.trainedNow = true
         return artifact
+    }
+
+    /// The baseline of `b` if the cache holds it, read without locking or training
+    /// (`nil` otherwise): for figures about it, such as its seconds per epoch.
+    public static func cached(_ b: BaselineConfiguration, cacheDirectory: String) -> BaselineArtifact? {
+        let cache = URL(fileURLWithPath: cacheDirectory).standardizedFileURL.path
+        return try? read("\(cache)/\(b.hash)").artifact
     }
 
     /// What `baseline.json` holds.
@@ -205,8 +216,11 @@ public enum BaselineCache {
 }
 
 /// An ``Accuracy`` from an evaluation: top-5 only where there are more than 5 classes.
-func accuracy(_ e: Evaluation, classes: Int) -> Accuracy {
-    Accuracy(top1: e.top1, top5: classes > 5 ? e.top5 : nil, loss: Double(e.loss))
+/// - Throws: ``PruneKitError`` `.numerical` when some outputs were NaN or infinite
+///   (``Evaluation/requiringFiniteOutputs(_:)``): such a model has no accuracy to record.
+func accuracy(_ e: Evaluation, classes: Int, of what: String) throws -> Accuracy {
+    let e = try e.requiringFiniteOutputs(what)
+    return Accuracy(top1: e.top1, top5: classes > 5 ? e.top5 : nil, loss: Double(e.loss))
 }
 
 /// Writes `value` as pretty JSON with sorted keys, atomically (temporary file, rename).

@@ -128,20 +128,75 @@ public enum Oracle {
 
     /// ``values(model:data:calibration:layers:)`` of a baseline, cached in its entry
     /// (`oracle-KEY.json`, KEY a hash of the baseline, the calibration settings and the
-    /// layers): computed once, whatever criterion asks. Two processes computing at once
-    /// both write the same values; the last rename wins.
+    /// layers): computed once, whatever criterion asks. Safe when several trials ask at
+    /// once: one computes under a `flock(2)` lock on `oracle-KEY.lock` (as baselines are
+    /// trained, ``BaselineCache``), the others wait and then read its file.
+    /// - Returns: the values, and whether this call computed them (false: read from the cache).
     public static func cachedValues(model: Model, artifact: BaselineArtifact, data: Dataset,
-                                    calibration: CalibrationSettings, layers: [String]) throws -> OracleValues {
+                                    calibration: CalibrationSettings, layers: [String]) throws -> (values: OracleValues, computedNow: Bool) {
         struct Key: Encodable {
             var version = 1, baseline: String, batches: Int, batchSize: Int, seed: UInt64, layers: [String]
         }
         let key = StableHash.hex(of: Key(baseline: artifact.hash, batches: calibration.batches, batchSize: calibration.batchSize,
                                          seed: calibration.seed, layers: layers))
         let path = "\(artifact.entryDirectory)/oracle-\(key).json"
-        if let cached = try? readJSON(OracleValues.self, from: path, what: "oracle file") { return cached }
+        let lock = try FileLock(path: "\(artifact.entryDirectory)/oracle-\(key).lock")
+        defer { lock.unlock() }
+        if let cached = try? readJSON(OracleValues.self, from: path, what: "oracle file") { return (cached, false) }
         let values = try values(model: model, data: data, calibration: calibration, layers: layers)
         try writeJSON(values, to: path)
-        return values
+        return (values, true)
+    }
+
+    /// What computing the oracle of one baseline costs, said before any trial runs (it can
+    /// take longer than training the baseline).
+    public struct Cost: Sendable, Equatable {
+        /// Channels removed one at a time (over the sampled layers), and the calibration
+        /// examples each removal is evaluated on.
+        public var channels: Int
+        public var examples: Int
+        /// Training images of one baseline epoch.
+        public var trainingImages: Int
+        /// Baseline epochs of training configured.
+        public var baselineEpochs: Int
+
+        public init(channels: Int, examples: Int, trainingImages: Int, baselineEpochs: Int) {
+            self.channels = channels; self.examples = examples; self.trainingImages = trainingImages
+            self.baselineEpochs = baselineEpochs
+        }
+
+        /// Example forward passes: one per channel per calibration example (plus the intact model's).
+        public var forwardPasses: Int { (channels + 1) * examples }
+
+        /// The cost in baseline epochs, counting a training step as three forward passes
+        /// (forward, and a backward pass of about twice the work). An estimate, high rather
+        /// than low: measured here, the oracle took a third (lenet-5) to a tenth
+        /// (lenet-300-100) of it, as evaluation batches run faster than training steps.
+        public var epochs: Double { Double(forwardPasses) / Double(3 * max(trainingImages, 1)) }
+
+        /// Whether it costs more than training the baseline.
+        public var isExpensive: Bool { epochs > Double(max(baselineEpochs, 1)) }
+
+        /// One line for the output: what the oracle computes and what it costs.
+        public var summary: String {
+            var line = "oracle: \(channels) channels each removed alone over \(examples) calibration examples, once per seed (cached with the baseline): "
+                + "\(forwardPasses) example forward passes, up to about " + String(format: "%.1f", epochs) + " baseline epochs of work"
+            if isExpensive {
+                line += " — more than training the baseline (\(baselineEpochs) epoch\(baselineEpochs == 1 ? "" : "s")); "
+                    + "`oracle: {layers: N}` samples fewer layers, `oracle: off` skips it"
+            }
+            return line
+        }
+    }
+
+    /// The cost of the oracle of `model` over the layers `paths`.
+    public static func cost(of model: Model, layers paths: [String], calibration: CalibrationChoice,
+                            trainingImages: Int, baselineEpochs: Int) -> Cost {
+        let outputs = Dictionary(model.prunableLayers().map { ($0.path, $0.outputs) }, uniquingKeysWith: { a, _ in a })
+        let product = calibration.batches.multipliedReportingOverflow(by: calibration.batchSize)
+        let examples = min(product.overflow ? Int.max : product.partialValue, trainingImages)
+        return Cost(channels: paths.reduce(0) { $0 + (outputs[$1] ?? 0) }, examples: examples,
+                    trainingImages: trainingImages, baselineEpochs: baselineEpochs)
     }
 
     /// Spearman's ρ between a criterion's channel scores and the oracle's loss increases,

@@ -47,10 +47,12 @@ public enum TrialExecutor {
         } catch let e as PruneKitError {
             var r = TrialResult.failed(e.hint.map { "\(e.message) (hint: \($0))" } ?? e.message, phaseSeconds: run.phases)
             r.notes = run.notes
+            if run.transient { r.transient = true }
             return r
         } catch {
             var r = TrialResult.failed("\(error)", phaseSeconds: run.phases)
             r.notes = run.notes
+            if run.transient { r.transient = true }
             return r
         }
     }
@@ -62,6 +64,8 @@ private final class Run {
     let env: TrialEnvironment
     var phases: [String: Double] = [:]
     var notes: [String] = []
+    /// Whether a failure is the environment's (the baseline cache), not the criterion's.
+    var transient = false
 
     init(_ c: TrialConfiguration, _ env: TrialEnvironment) { self.c = c; self.env = env }
 
@@ -82,10 +86,19 @@ private final class Run {
         let registry = env.registry
         let criterion = try registry.criterion(c.criterion, options: c.criterionOptions)
         let (artifact, model, splits) = try timed("baseline") { () throws -> (BaselineArtifact, Model, DataSplits) in
-            let a = try BaselineCache.ensure(c.baseline, cacheDirectory: env.cacheDirectory, log: env.log)
-            return (a, try Model.load(from: a.directory), try c.baseline.loadData())
+            do {
+                let a = try BaselineCache.ensure(c.baseline, cacheDirectory: env.cacheDirectory, log: env.log)
+                return (a, try Model.load(from: a.directory), try c.baseline.loadData())
+            } catch let e as PruneKitError {
+                // Not the criterion's failure: the trial is not recorded, so a rerun runs it.
+                transient = true
+                let entry = "\(URL(fileURLWithPath: env.cacheDirectory).standardizedFileURL.path)/\(c.baseline.hash)"
+                throw PruneKitError(e.kind, "the baseline could not be loaded from the cache: \(e.message)",
+                                    hint: e.hint ?? "remove \(entry) (it is trained again) and run the same command again: this trial is not recorded, so it runs then")
+            }
         }
         var result = TrialResult(status: .succeeded)
+        result.granularity = criterion.granularity
         result.baselineAccuracy = artifact.testAccuracy
         let runs = c.latencyRuns ?? 20
         guard runs >= 0 else { throw PruneKitError(.invalidArgument, "latencyRuns must be ≥ 0, got \(runs)") }
@@ -99,7 +112,11 @@ private final class Run {
         }
         let schedule = try registry.schedule(c.schedule, options: c.scheduleOptions)
         let strategy = try registry.finetune(c.finetune, options: finetuneOptions(registry))
-        let checkpoints = try artifact.loadCheckpoints(strategy.checkpointEpochs)
+        let checkpoints: [Int: [String: Tensor]]
+        do { checkpoints = try artifact.loadCheckpoints(strategy.checkpointEpochs) } catch let e as PruneKitError where e.kind != .invalidArgument {
+            transient = true   // a checkpoint file of the cache that doesn't read: not the criterion's failure
+            throw e
+        }
         let policy = try Measure.residualPolicy(c.residualPolicy)
         let settings = TargetedPruningSettings(policy: policy)
 
@@ -119,7 +136,7 @@ private final class Run {
             }
         }
 
-        if criterion.granularity == .channel { try checkRanksChannels(criterion, model: model) }
+        if let problem = try model.channelRankingProblem(with: criterion) { throw problem }
         let sparsity = try timed("score") {
             try TargetSearch.sparsity(for: target, criterion: criterion, model: model, settings: settings,
                                       data: splits.train, calibration: calibration)
@@ -129,7 +146,7 @@ private final class Run {
         context.originalMACs = originalMACs
         let test = splits.test
         let observed = ObservedStrategy(strategy) { [unowned self] m in
-            timed("evaluate") { accuracy(m.evaluate(test), classes: test.classCount) }
+            try timed("evaluate") { try accuracy(m.evaluate(test), classes: test.classCount, of: "the pruned model") }
         }
         env.log?("trial \(c.criterion): prune and finetune")
         let start = DispatchTime.now().uptimeNanoseconds
@@ -143,7 +160,7 @@ private final class Run {
         result.sparsity = outcomes.last?.plan.sparsity
         result.prunedAccuracy = observed.prunedAccuracy
 
-        let finetuned = timed("evaluate") { accuracy(model.evaluate(test), classes: test.classCount) }
+        let finetuned = try timed("evaluate") { try accuracy(model.evaluate(test), classes: test.classCount, of: "the finetuned model") }
         guard finetuned.loss?.isFinite ?? true else {
             throw PruneKitError(.numerical, "the test loss after finetuning is \(finetuned.loss ?? .nan)",
                                 hint: "lower the finetuning learning rate")
@@ -199,19 +216,6 @@ private final class Run {
         return options
     }
 
-    /// A channel criterion that needs no data (scoring is cheap) must tell some channels
-    /// apart: one that gives every channel of every layer in scope the same score (network
-    /// slimming on a model without BatchNorm) would prune in layer order, silently.
-    func checkRanksChannels(_ criterion: any Criterion, model: Model) throws {
-        guard criterion.evidence.isEmpty else { return }
-        let scores = try model.score(with: criterion, data: nil, settings: calibration).filter { !$0.layer.isClassifier }
-        guard !scores.isEmpty, scores.allSatisfy({ s in s.scores.allSatisfy { $0 == s.scores.first } }) else { return }
-        let hasBatchNorm = model.nodes.contains { $0.layer.kind == .batchNorm }
-        throw PruneKitError(.invalidArgument, "criterion '\(criterion.id)' gives every channel of every prunable layer the same score (\(scores[0].scores.first ?? 0)), so it cannot rank the channels of '\(model.architecture)'"
-                            + (hasBatchNorm ? "" : ", which has no BatchNorm layer"),
-                            hint: hasBatchNorm ? "check the criterion's options" : "a criterion that ranks BatchNorm scales (slimming) needs a model with BatchNorm: vgg-small, vgg-11, vgg-16, resnet-20, resnet-56")
-    }
-
     /// Whether the criterion's `regularize` hook changes the gradients of this model
     /// (probed on a copy with zero gradients).
     func regularizes(_ criterion: any Criterion, _ model: Model) throws -> Bool {
@@ -228,9 +232,10 @@ private final class Run {
                                 hint: "run oracle trials for channel criteria only")
         }
         let layers = Oracle.sampledLayers(of: model, cap: c.oracleLayers)
-        let oracle = try timed("oracle") {
+        let (oracle, computedNow) = try timed("oracle") {
             try Oracle.cachedValues(model: model, artifact: artifact, data: data, calibration: calibration, layers: layers)
         }
+        if computedNow { notes.append("oracle: computed in this trial (\(layers.count) layers), then cached with the baseline") }
         let scores = try timed("score") { try model.score(with: criterion, data: data, settings: calibration) }
         let agreement = Oracle.agreement(scores: scores, oracle: oracle)
         result.oracleCorrelationByLayer = agreement.byLayer
@@ -248,11 +253,11 @@ private final class ObservedStrategy: FinetuneStrategy {
     }
 
     let inner: any FinetuneStrategy
-    let evaluate: (Model) -> Accuracy
+    let evaluate: (Model) throws -> Accuracy
     var finetuneSeconds = 0.0, evaluateSeconds = 0.0
     var prunedAccuracy: Accuracy?
 
-    init(_ inner: any FinetuneStrategy, evaluate: @escaping (Model) -> Accuracy) {
+    init(_ inner: any FinetuneStrategy, evaluate: @escaping (Model) throws -> Accuracy) {
         self.inner = inner; self.evaluate = evaluate
     }
 
@@ -261,7 +266,7 @@ private final class ObservedStrategy: FinetuneStrategy {
     func finetune(_ model: Model, step: Int, of stepCount: Int, context: FinetuneContext) throws {
         if step == stepCount - 1 {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            prunedAccuracy = evaluate(model)
+            prunedAccuracy = try evaluate(model)
             evaluateSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         }
         let t0 = DispatchTime.now().uptimeNanoseconds

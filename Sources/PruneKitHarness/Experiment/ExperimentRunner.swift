@@ -41,7 +41,8 @@ public final class ExperimentRunner: @unchecked Sendable {
         case baselineStarted(BaselineConfiguration, index: Int, count: Int)
         case baselineFinished(BaselineConfiguration, cached: Bool, seconds: Double)
         case trialStarted(TrialConfiguration)
-        /// A trial finished and is in the store; `done` counts the skipped ones too.
+        /// A trial finished and is in the store (unless its failure is ``TrialResult/transient``);
+        /// `done` counts the skipped ones too.
         case trialFinished(TrialRecord, seconds: Double, done: Int, total: Int, failures: Int)
     }
 
@@ -55,6 +56,9 @@ public final class ExperimentRunner: @unchecked Sendable {
         public var failed = 0
         /// Trials not run because the run was cancelled.
         public var notRun = 0
+        /// Failed trials not recorded because the environment failed, not the criterion
+        /// (``TrialResult/transient``): the next run tries them again. Counted in `ran` and `failed`.
+        public var notRecorded = 0
         public var cancelled = false
         /// Seconds spent training baselines here (0 when all were cached).
         public var baselineSeconds = 0.0
@@ -103,7 +107,7 @@ public final class ExperimentRunner: @unchecked Sendable {
     /// results (where files go, how many jobs).
     public static func experimentID(_ spec: ExperimentSpec) -> String {
         var s = spec
-        s.store = ""; s.report = nil; s.cache = nil; s.jobs = nil
+        s.store = ""; s.report = nil; s.cache = nil; s.jobs = nil; s.trialTimeout = nil
         return StableHash.hex(of: s)
     }
 
@@ -118,7 +122,7 @@ public final class ExperimentRunner: @unchecked Sendable {
 
     /// What the workers share, under ``lock``.
     private final class WorkState {
-        var next = 0, finished: Int, ran = 0, failures = 0
+        var next = 0, finished: Int, ran = 0, failures = 0, notRecorded = 0
         var phases: [String: Double] = [:]
         var storeError: Error?
         init(finished: Int) { self.finished = finished }
@@ -145,14 +149,21 @@ public final class ExperimentRunner: @unchecked Sendable {
             // out, so that the next run tries the trial again.
             if cancelled && result.status == .failed { continue }
             let record = TrialRecord(configuration: trial, result: result)
-            do {
-                try store.add(record)
-            } catch {
-                state.storeError = error
-                return
+            // A failure of the environment (the baseline cache, starting the child) is not
+            // the criterion's: shown, but not recorded, so the next run tries the trial again.
+            let transient = result.status == .failed && result.transient == true
+            if !transient {
+                do {
+                    try store.add(record)
+                } catch {
+                    state.storeError = error
+                    return
+                }
+                state.finished += 1
             }
-            state.finished += 1; state.ran += 1
+            state.ran += 1
             if result.status == .failed { state.failures += 1 }
+            if transient { state.notRecorded += 1 }
             for (k, v) in result.phaseSeconds { state.phases[k, default: 0] += v }
             onEvent(.trialFinished(record, seconds: seconds, done: state.finished, total: total, failures: state.failures))
         }
@@ -211,6 +222,7 @@ public final class ExperimentRunner: @unchecked Sendable {
         if let error = state.storeError { throw error }
         summary.ran = state.ran
         summary.failed = state.failures
+        summary.notRecorded = state.notRecorded
         summary.phaseSeconds = state.phases
         summary.cancelled = isCancelled
         summary.notRun = pending.count - state.ran

@@ -84,8 +84,14 @@ public struct ExperimentSpec: Codable, Hashable, Sendable {
     public var report: String?
     /// Where baseline checkpoints are cached; `nil`: `baselines/` next to the store.
     public var cache: String?
+    /// Seconds a trial may run before its child process is killed and the trial recorded
+    /// as failed; `nil`: derived from the baseline's epoch time (``TrialTimeLimit/automatic(oracleEpochs:)``).
+    public var trialTimeout: Double?
 
     public static let defaultStore = "prunekit-results/results.sqlite"
+    /// The most seeds an experiment may have: each trains a baseline of its own, so even
+    /// this many is weeks of work; more is a typo (and `0..<n` of a huge n can't be allocated).
+    public static let maximumSeedCount = 1_000
     public static let defaultCompressions: [Double] = [2, 4, 8, 16, 32]
     public static let residualPolicies = ["within-blocks", "whole-stream"]
 
@@ -104,6 +110,12 @@ public struct ExperimentSpec: Codable, Hashable, Sendable {
 
     static func sibling(of file: String, named name: String) -> String {
         URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent(name).path
+    }
+
+    /// How long each trial may run (``trialTimeout``, or derived from the baseline).
+    /// - Parameter oracleEpochs: the oracle's cost in baseline epochs (``Oracle/Cost/epochs``).
+    public func trialTimeLimit(oracleEpochs: Double) -> TrialTimeLimit {
+        trialTimeout.map(TrialTimeLimit.seconds) ?? .automatic(oracleEpochs: oracleEpochs)
     }
 
     /// The baseline of one seed.
@@ -131,7 +143,16 @@ public struct ExperimentSpec: Codable, Hashable, Sendable {
         }
         try check(finetuneEpochs >= 0, "finetune-epochs", "0 or more", finetuneEpochs)
         try check(!seeds.isEmpty, "seeds", "at least one seed", "none")
+        try check(seeds.count <= Self.maximumSeedCount, "seeds", "at most \(Self.maximumSeedCount) seeds", "\(seeds.count)")
         try check(Set(seeds).count == seeds.count, "seeds", "distinct", seeds)
+        for axis in TargetAxis.allCases {
+            let values = targets.filter { $0.axis == axis }.map(\.value)
+            if let twice = values.first(where: { v in values.filter { $0 == v }.count > 1 }) {
+                let key = axis == .compression ? "compressions" : "speedups"
+                throw PruneKitError(.invalidArgument, "the target \(TrialTarget(axis, twice)) is listed twice in '\(key)'",
+                                    hint: "list each target once; seeds give replicates (--seeds 3)")
+            }
+        }
         try check(baseline.epochs >= 0, "baseline.epochs", "0 or more", baseline.epochs)
         try check(baseline.learningRate > 0 && baseline.learningRate.isFinite, "baseline.learning-rate", "a positive number", baseline.learningRate)
         try check(baseline.batchSize >= 1, "baseline.batch-size", "at least 1", baseline.batchSize)
@@ -143,6 +164,10 @@ public struct ExperimentSpec: Codable, Hashable, Sendable {
         try check(Self.residualPolicies.contains(residualPolicy), "residual-policy",
                   Self.residualPolicies.joined(separator: " or "), "'\(residualPolicy)'")
         if let jobs { try check(jobs >= 1, "jobs", "at least 1", jobs) }
+        if let t = trialTimeout {
+            try check(t > 0 && t <= TrialTimeLimit.maximumSeconds, "trial-timeout",
+                      "a positive number of seconds, at most \(Int(TrialTimeLimit.maximumSeconds)) (30 days)", t)
+        }
         try check(!store.isEmpty, "store", "a file path", "''")
     }
 }
@@ -160,8 +185,10 @@ extension ExperimentSpec {
         public var criteria: [CriterionChoice]?
         public var compressions: [Double]?
         public var speedups: [Double]?
-        public var schedule: String?
-        public var finetune: String?
+        /// A schedule id with options (`iterative steps=3`); its options replace the file's.
+        public var schedule: CriterionChoice?
+        /// A finetuning strategy id with options; its options replace the file's.
+        public var finetune: CriterionChoice?
         public var finetuneEpochs: Int?
         /// A count: seeds 0..<n.
         public var seeds: Int?
@@ -169,25 +196,39 @@ extension ExperimentSpec {
         public var report: String?
         public var cache: String?
         public var jobs: Int?
+        public var trialTimeout: Double?
         public init() {}
     }
 
+    /// The seeds `0..<count` of a seed count.
+    /// - Throws: ``PruneKitError`` `.invalidArgument` unless 1 ≤ `count` ≤ ``maximumSeedCount``.
+    public static func seeds(count: Int, option: String = "--seeds") throws -> [UInt64] {
+        guard count >= 1, count <= maximumSeedCount else {
+            throw PruneKitError(.invalidArgument, "\(option) \(count) is not a seed count from 1 to \(maximumSeedCount)",
+                                hint: "each seed trains its own baseline: 3 to 5 seeds give confidence intervals")
+        }
+        return (0..<UInt64(count)).map { $0 }
+    }
+
     /// This spec with `overrides` applied.
-    public func applying(_ o: Overrides) -> ExperimentSpec {
+    /// - Throws: ``PruneKitError`` `.invalidArgument` for a seed count out of range.
+    public func applying(_ o: Overrides) throws -> ExperimentSpec {
         var s = self
         if let v = o.model { s.model = v }
         if let v = o.dataset { s.dataset = v }
         if let v = o.dataDirectory { s.dataDirectory = v }
         if let v = o.criteria { s.criteria = v }
         if o.compressions != nil || o.speedups != nil { s.compressions = o.compressions; s.speedups = o.speedups }
-        if let v = o.schedule, v != s.schedule { s.schedule = v; s.scheduleOptions = [] }
-        if let v = o.finetune, v != s.finetune { s.finetune = v; s.finetuneOptions = [] }
+        // A plugin named again keeps the file's options unless options are given with it.
+        if let v = o.schedule, v.id != s.schedule || !v.options.isEmpty { s.schedule = v.id; s.scheduleOptions = v.options }
+        if let v = o.finetune, v.id != s.finetune || !v.options.isEmpty { s.finetune = v.id; s.finetuneOptions = v.options }
         if let v = o.finetuneEpochs { s.finetuneEpochs = v }
-        if let v = o.seeds { s.seeds = (0..<UInt64(max(v, 0))).map { $0 } }
+        if let v = o.seeds { s.seeds = try Self.seeds(count: v) }
         if let v = o.store { s.store = v }
         if let v = o.report { s.report = v }
         if let v = o.cache { s.cache = v }
         if let v = o.jobs { s.jobs = v }
+        if let v = o.trialTimeout { s.trialTimeout = v }
         return s
     }
 }
@@ -199,7 +240,7 @@ extension ExperimentSpec {
     public static let keys = ["name", "model", "dataset", "data-dir", "criteria", "compressions", "speedups",
                               "schedule", "schedule-options", "finetune", "finetune-options", "finetune-epochs",
                               "seeds", "baseline", "calibration", "oracle", "residual-policy", "jobs", "store",
-                              "report", "cache"]
+                              "report", "cache", "trial-timeout"]
     static let baselineKeys = ["epochs", "learning-rate", "batch-size", "validation-images", "training-images"]
     static let calibrationKeys = ["batches", "batch-size"]
     static let oracleKeys = ["enabled", "layers"]
@@ -287,6 +328,12 @@ extension ExperimentSpec {
             case "jobs": spec.jobs = try reader.int(value, key, atLeast: 1)
             case "store": spec.store = try reader.string(value, key)
             case "report": spec.report = try reader.string(value, key)
+            case "trial-timeout":
+                if case .scalar(let v) = value, v.string == "auto" { spec.trialTimeout = nil; continue }
+                spec.trialTimeout = try reader.double(value, key, above: 0)
+                if let t = spec.trialTimeout, t > TrialTimeLimit.maximumSeconds {
+                    throw reader.error(value, "'trial-timeout' must be at most \(Int(TrialTimeLimit.maximumSeconds)) seconds (30 days), got \(t)")
+                }
             default: spec.cache = try reader.string(value, key)
             }
         }
@@ -399,6 +446,7 @@ struct SpecReader {
     func targets(_ node: Node, _ key: String) throws -> [Double] {
         let items = node.sequence != nil ? try list(node, key, of: "numbers above 1") : [node]
         guard !items.isEmpty else { throw error(node, "'\(key)' must list at least one target") }
+        var seen = Set<Double>()
         return try items.map { item in
             let s = try scalar(item, key, "a list of numbers above 1")
             guard let v = Double(s.string.hasSuffix("x") || s.string.hasSuffix("×") ? String(s.string.dropLast()) : s.string),
@@ -409,6 +457,9 @@ struct SpecReader {
                 throw error(item, "the target \(s.string) in '\(key)' is not above 1",
                             hint: "a target is a ratio before / after pruning: 2 halves the \(key == "speedups" ? "FLOPs" : "weights")")
             }
+            guard seen.insert(v).inserted else {
+                throw error(item, "the target \(s.string) is listed twice in '\(key)'", hint: "list each target once; seeds give replicates")
+            }
             return v
         }
     }
@@ -417,10 +468,18 @@ struct SpecReader {
     func seeds(_ node: Node) throws -> [UInt64] {
         if node.sequence == nil {
             let n = try int(node, "seeds", atLeast: 1)
-            return (0..<UInt64(n)).map { $0 }
+            do {
+                return try ExperimentSpec.seeds(count: n, option: "'seeds:'")
+            } catch let e as PruneKitError {
+                throw error(node, e.message, hint: e.hint)
+            }
         }
         let items = try list(node, "seeds", of: "seeds")
         guard !items.isEmpty else { throw error(node, "'seeds' must list at least one seed") }
+        guard items.count <= ExperimentSpec.maximumSeedCount else {
+            throw error(node, "'seeds' lists \(items.count) seeds, more than \(ExperimentSpec.maximumSeedCount)",
+                        hint: "each seed trains its own baseline: 3 to 5 seeds give confidence intervals")
+        }
         var seen = Set<UInt64>()
         return try items.map { item in
             let s = try scalar(item, "seeds", "a count or a list of non-negative integers")

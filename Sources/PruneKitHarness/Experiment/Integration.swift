@@ -15,12 +15,16 @@ public enum ExperimentParts {
         try ResultStore.openExisting(path: path, readOnly: true)
     }
 
-    /// Runs trials as `prunekit trial` child processes of `executable`, so a crashing plugin
-    /// takes down only its own trial.
+    /// Runs trials (and probes, ``ChannelRankingProbe``) as `prunekit trial` child processes
+    /// of `executable`, so a crashing or hanging plugin takes down only its own trial.
+    /// Removes the work folders of earlier runs that were killed; call
+    /// ``ChildProcessTrialRunner/removeWorkDirectory()`` when the run ends.
     public static func childRunner(executable: String, cacheDirectory: String, threads: Int,
-                                   pluginFiles: [String], pluginDirectories: [String]) -> TrialRunning {
-        ChildProcessTrialRunner(executable: executable, cacheDirectory: cacheDirectory, pluginFiles: pluginFiles,
-                                pluginDirectories: pluginDirectories, threads: threads)
+                                   pluginFiles: [String], pluginDirectories: [String],
+                                   timeLimit: TrialTimeLimit = .none) -> ChildProcessTrialRunner {
+        ChildProcessTrialRunner.removeStaleWorkDirectories()
+        return ChildProcessTrialRunner(executable: executable, cacheDirectory: cacheDirectory, pluginFiles: pluginFiles,
+                                       pluginDirectories: pluginDirectories, threads: threads, timeLimit: timeLimit)
     }
 
     /// Trains baselines in this process, cached in `directory`, and notes each in `store`.

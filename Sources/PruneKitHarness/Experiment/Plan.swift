@@ -16,6 +16,9 @@ public struct ExperimentPlan: Sendable {
     /// Registered criteria left out of a default ("all criteria") experiment because they
     /// can't rank this model's channels, with the reason.
     public var skipped: [(choice: CriterionChoice, reason: String)] = []
+    /// What the oracle of one baseline costs, when the plan has oracle trials (set by
+    /// ``validated(_:registry:probe:)``, which has the model).
+    public var oracleCost: Oracle.Cost?
 
     /// The distinct baselines the trials start from, in seed order.
     public var baselines: [BaselineConfiguration] {
@@ -65,9 +68,17 @@ public struct ExperimentPlan: Sendable {
     /// lists the known ones); the data set (it is loaded); the model (a zoo name, or a saved
     /// model that must load and fit the data); every target against the most the model's
     /// structure allows for each criterion's granularity (``TargetReach``), naming the
-    /// closest reachable figure. Cost: loading the data set and building the model once.
+    /// closest reachable figure; every channel criterion that needs no data against the
+    /// model (``ChannelRankingProbe``: one that can't rank its channels is refused when
+    /// named, left out of "every criterion" otherwise; one whose probe fails stays, and
+    /// its trials fail with the reason). Cost: loading the data set and building the model
+    /// once; a scoring pass over the weights per such criterion.
+    /// - Parameter probe: where the channel criteria are scored (`compare`: a child process,
+    ///   ``ChildProcessTrialRunner``); `nil`: in this process, so that a criterion that
+    ///   crashes while scoring takes the caller down.
     /// - Throws: ``PruneKitError`` `.invalidArgument`, `.invalidFile` (data, model).
-    public static func validated(_ spec: ExperimentSpec, registry: Registry = .shared) throws -> ExperimentPlan {
+    public static func validated(_ spec: ExperimentSpec, registry: Registry = .shared,
+                                 probe: ChannelRankingProbing? = nil) throws -> ExperimentPlan {
         try spec.validate()
         let choices: [CriterionChoice]
         if let given = spec.criteria {
@@ -105,14 +116,22 @@ public struct ExperimentPlan: Sendable {
         // refused when named, left out of the default "every criterion".
         var resolved: [(choice: CriterionChoice, granularity: Granularity)] = []
         var skipped: [(choice: CriterionChoice, reason: String)] = []
+        let beforeTraining = ModelZoo.names.contains(spec.model)
         for (choice, criterion) in instances {
-            if let reason = try cannotRank(criterion, model, savedModel: !ModelZoo.names.contains(spec.model)) {
+            var outcome = ChannelRankingProbe.Outcome.canRank
+            if model.channelRankingIsChecked(for: criterion, beforeTraining: beforeTraining) {
+                let request = ChannelRankingProbe(criterion: choice, model: spec.model, inputShape: splits.train.imageShape,
+                                                  classCount: splits.train.classCount, beforeTraining: beforeTraining)
+                outcome = probe?.probe(request) ?? request.run(registry: registry, model: model)
+            }
+            if case let .cannotRank(problem) = outcome {
                 guard spec.criteria == nil else {
-                    throw PruneKitError(.invalidArgument, "criterion '\(choice.id)' can't rank the channels of \(spec.model): \(reason)",
-                                        hint: "leave it out, or use a model with BatchNorm (vgg-small, vgg-11, vgg-16, resnet-20, resnet-56)")
+                    throw PruneKitError(.invalidArgument, problem.message,
+                                        hint: "leave '\(choice.id)' out" + (problem.hint.map { "; \($0)" } ?? ""))
                 }
-                skipped.append((choice, reason))
+                skipped.append((choice, problem.message))
             } else {
+                // A probe that failed keeps the criterion: its trials fail with the reason.
                 resolved.append((choice, criterion.granularity))
             }
         }
@@ -139,40 +158,36 @@ public struct ExperimentPlan: Sendable {
         plan.skipped = skipped
         // Each plugin's build is part of its trials' ids: a rebuilt plugin gets new trials.
         plan.trials = try plan.trials.map { try PluginBuild.stamped($0, registry: registry) }
+        if plan.trials.contains(where: { $0.kind == .oracle }) {
+            let training = min(spec.baseline.trainingImages ?? .max, splits.train.count - spec.baseline.validationImages)
+            plan.oracleCost = Oracle.cost(of: model, layers: Oracle.sampledLayers(of: model, cap: spec.oracle.layers),
+                                          calibration: spec.calibration, trainingImages: training, baselineEpochs: spec.baseline.epochs)
+        }
         return plan
-    }
-
-    /// Why `criterion` can't rank `model`'s channels, or `nil` if it may: a channel criterion
-    /// that needs no data and gives every channel of every layer but the classifier the same
-    /// score, on a model whose training can't change that (no BatchNorm, or a saved, trained
-    /// model). A fresh zoo model with BatchNorm has every γ = 1, so it is given the benefit
-    /// of the doubt. Cost: one scoring pass over the weights.
-    static func cannotRank(_ criterion: any Criterion, _ model: Model, savedModel: Bool) throws -> String? {
-        guard criterion.granularity == .channel, criterion.evidence.isEmpty else { return nil }
-        let hasBatchNorm = model.nodes.contains { $0.layer.kind == .batchNorm }
-        guard savedModel || !hasBatchNorm else { return nil }
-        let scores = try model.score(with: criterion, data: nil).filter { !$0.layer.isClassifier }
-        guard !scores.isEmpty, scores.allSatisfy({ s in s.scores.allSatisfy { $0 == s.scores.first } }) else { return nil }
-        return "it gives every channel the same score" + (hasBatchNorm ? "" : " (the model has no BatchNorm)")
     }
 
     /// A zoo model (freshly initialised) or a saved model that fits `data`.
     static func loadModel(_ name: String, data: Dataset) throws -> Model {
+        let model = try loadModel(name, inputShape: data.imageShape, classCount: data.classCount)
+        try model.checkFits(data)
+        return model
+    }
+
+    /// A zoo model (freshly initialised with seed 0) or a saved model.
+    static func loadModel(_ name: String, inputShape: [Int], classCount: Int) throws -> Model {
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: name, isDirectory: &isDirectory) {
             guard isDirectory.boolValue else {
                 throw PruneKitError(.invalidArgument, "'\(name)' is a file, not a saved model folder",
                                     hint: "give the folder that holds model.json and model.safetensors, or a zoo name")
             }
-            let model = try Model.load(from: name)
-            try model.checkFits(data)
-            return model
+            return try Model.load(from: name)
         }
         guard ModelZoo.names.contains(name) else {
             throw PruneKitError(.invalidArgument, "'\(name)' is neither a saved model folder nor a zoo model",
                                 hint: "zoo models: \(ModelZoo.names.joined(separator: ", "))")
         }
-        return try ModelZoo.make(name, inputShape: data.imageShape, classCount: data.classCount, seed: 0)
+        return try ModelZoo.make(name, inputShape: inputShape, classCount: classCount, seed: 0)
     }
 
     /// The trials of one shard.

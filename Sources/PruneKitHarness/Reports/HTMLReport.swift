@@ -1,4 +1,5 @@
 import Foundation
+import PruneKit
 
 // report.html: one self-contained file (inline CSS, inline SVG, no script, no network),
 // written as well-formed XHTML so any XML parser can check it.
@@ -27,6 +28,21 @@ extension Report {
         h.append(card("\(analysis.seeds.count)", analysis.seeds.count == 1 ? "seed" : "seeds"))
         h.append(card("\(criteria)", criteria == 1 ? "criterion" : "criteria"))
         h.append("</section>")
+        let verdicts = analysis.settings.filter { !$0.verdicts.isEmpty }
+        if !verdicts.isEmpty {
+            h.append("<section class=\"verdict\" id=\"verdict\"><h2>Verdict</h2>")
+            for setting in verdicts {
+                if verdicts.count > 1 { h.append("<h3>\(escapeXML(setting.name))</h3>") }
+                h.append("<ul>")
+                for (_, text) in verdictSentences(setting) { h.append("<li>\(escapeXML(text))</li>") }
+                h.append("</ul>")
+            }
+            if verdicts.contains(where: { $0.verdicts.contains { $0.seeds < 2 } }) {
+                h.append("<p class=\"legend\">With one seed no difference is tested: run ≥ 2 seeds (--seeds 3) for paired 95 % intervals.</p>")
+            }
+            h.append("<p class=\"legend\">Best: the highest mean final top-1 at the target. Weight criteria mask weights (a smaller file, no measured speed-up: the masked model runs the same dense kernels); channel criteria remove channels (a narrower model, timed at batch 1 and 64).</p>")
+            h.append("</section>")
+        }
         for note in analysis.notes { h.append("<p class=\"note\">\(escapeXML(note))</p>") }
 
         for (si, setting) in analysis.settings.enumerated() {
@@ -46,18 +62,16 @@ extension Report {
                 if targets.isEmpty { continue }
                 h.append("<h3>Final top-1 accuracy (%) at \(escapeXML(axisDescription(axis)))</h3>")
                 h.append(summaryTable(setting, targets: targets, axis: axis))
-                h.append("<p class=\"legend\">Mean ± sd over seeds. ▲ best mean and beats every other criterion (paired 95 % CI excludes zero); △ best mean, not shown to beat all.</p>")
+                h.append("<p class=\"legend\">\(escapeXML(summaryLegend(setting)))</p>")
             }
             h.append("<h3>Details per criterion and target</h3>")
-            h.append("<p class=\"legend\">Compression: prunable weights (and the whole model) before / after. Speed-up: MACs before / after, and measured median latency at batch 1 and 64 where measured (channel-pruned models).</p>")
-            h.append(htmlTable(detailHeader, setting.groups.map(detailRow), numericFrom: 2))
+            h.append("<p class=\"legend\">\(escapeXML(detailLegend))</p>")
+            h.append(htmlTable(detailHeader, setting.groups.map(detailRow), numericFrom: 3))
             let phases = Array(Set(setting.groups.flatMap(\.phaseSeconds.keys))).sorted(by: phaseOrder)
             if !phases.isEmpty {
-                h.append("<h3>Wall time per phase (mean over seeds)</h3>")
-                let rows = setting.groups.map { g in
-                    [g.criterion, g.target.description] + phases.map { seconds(g.phaseSeconds[$0]) } + [seconds(g.totalSeconds)]
-                }
-                h.append(htmlTable(["criterion", "target"] + phases + ["total"], rows, numericFrom: 2))
+                h.append("<details><summary>Wall time per phase (mean over seeds)</summary>")
+                h.append(htmlTable(["criterion", "target"] + phases + ["total"], phaseRows(setting, phases), numericFrom: 2))
+                h.append("</details>")
             }
             let anyPairs = setting.comparisons.contains { !$0.pairs.isEmpty }
             let anyInterval = setting.comparisons.contains { $0.pairs.contains { $0.verdict != .needsSeeds } }
@@ -201,10 +215,12 @@ extension Report {
 
     // MARK: Charts
 
-    /// One line of a chart: a criterion's points (x, mean y, sd of y), sorted by x.
+    /// One line of a chart: a criterion's points (x, mean y, sd of y), in target order.
     struct ChartSeries {
         var name: String
         var index: Int
+        /// Weight criteria are drawn dashed, channel criteria solid.
+        var granularity: Granularity?
         var points: [(x: Double, y: Double, sd: Double?, label: String)]
     }
 
@@ -216,47 +232,93 @@ extension Report {
         var yLabel: String
         var series: [ChartSeries]
         var baseline: MetricSummary?
+        /// The x of the dense model (1× for ratios, its file size for sizes), kept in view.
+        var denseX: Double? = 1
+        /// Tick labels of the (log-scale) x axis.
+        var xTick: (Double) -> String = tickLabel
     }
 
+    /// The charts of a setting: accuracy against compression (every criterion), against the
+    /// speed-up measured at batch 64 and at batch 1 (channel criteria: only their models
+    /// run faster), against the file size, right after pruning, and against the theoretical
+    /// speed-up, labelled as such. Weight criteria are dashed, channel criteria solid.
     static func chartSpecs(_ s: SettingAnalysis) -> [ChartSpec] {
-        func groupsOn(_ axis: TargetAxis) -> (groups: [GroupSummary], axisText: String) {
-            let on = s.groups.filter { $0.target.axis == axis }
-            if !on.isEmpty { return (on, "\(axis == .compression ? "compression" : "speed-up") targets") }
-            let other: TargetAxis = axis == .compression ? .speedup : .compression
-            return (s.groups, "\(other == .compression ? "compression" : "speed-up") targets")
-        }
-        func series(_ groups: [GroupSummary], x: (GroupSummary) -> Double?, y: (GroupSummary) -> MetricSummary?) -> [ChartSeries] {
+        func series(_ groups: [GroupSummary], x: (GroupSummary) -> Double?, y: (GroupSummary) -> MetricSummary?,
+                    xText: (Double) -> String) -> [ChartSeries] {
             s.criteria.enumerated().compactMap { ci, criterion in
                 let pts = groups.filter { $0.criterion == criterion }.compactMap { g -> (x: Double, y: Double, sd: Double?, label: String)? in
                     guard let xv = x(g), xv.isFinite, xv > 0, let ys = y(g) else { return nil }
-                    let label = "\(criterion) · \(g.target): \(accuracy(ys)) % top-1 at \(String(format: "%.2f", xv))× (\(ys.count) seed\(ys.count == 1 ? "" : "s"))"
+                    let label = "\(criterion) · \(g.target): \(accuracy(ys)) % top-1 at \(xText(xv)) (\(ys.count) seed\(ys.count == 1 ? "" : "s"))"
                     return (xv, ys.mean * 100, ys.standardDeviation.map { $0 * 100 }, label)
-                }.sorted { $0.x < $1.x }
-                return pts.isEmpty ? nil : ChartSeries(name: criterion, index: ci, points: pts)
+                }   // in target order: a measured speed-up need not grow with the target
+                return pts.isEmpty ? nil : ChartSeries(name: criterion, index: ci, granularity: s.granularity(of: criterion), points: pts)
             }
         }
         let seeds = seedCount(s)
         let spread = seeds >= 2 ? "Lines: mean over \(seeds) seeds; bands and bars: ± 1 sd." : "One seed: no spread to show."
-        let (cg, cAxis) = groupsOn(.compression)
-        let (sg, sAxis) = groupsOn(.speedup)
-        let compressionX: (GroupSummary) -> Double? = { $0.compression?.mean ?? ($0.target.axis == .compression ? $0.target.value : nil) }
-        let speedupX: (GroupSummary) -> Double? = { $0.theoreticalSpeedup?.mean ?? ($0.target.axis == .speedup ? $0.target.value : nil) }
+        let styles = "Weight criteria dashed, channel criteria solid."
         let missing = s.groups.filter { $0.finalTop1 == nil }.count
         let missingText = missing > 0 ? " \(missing) criterion–target pair\(missing == 1 ? "" : "s") without figures (see Failures)." : ""
-        return [
+        let channel = s.groups.filter { $0.granularity == .channel }
+        let times = { (v: Double) in String(format: "%.2f×", v) }
+        let finalY: (GroupSummary) -> MetricSummary? = { $0.finalTop1 }
+        let finalLabel = "top-1 accuracy after finetuning (%)"
+        var specs = [
             ChartSpec(key: "compression", title: "Top-1 accuracy against compression",
-                      caption: "\(cAxis); x: achieved compression of the prunable weights (before / after), log scale. \(spread)\(missingText)",
-                      xLabel: "compression (prunable weights before / after)", yLabel: "top-1 accuracy after finetuning (%)",
-                      series: series(cg, x: compressionX, y: \.finalTop1), baseline: s.baseline?.top1),
-            ChartSpec(key: "speedup", title: "Top-1 accuracy against speed-up",
-                      caption: "\(sAxis); x: theoretical speed-up (MACs before / after), log scale. \(spread)\(missingText)",
-                      xLabel: "theoretical speed-up (MACs before / after)", yLabel: "top-1 accuracy after finetuning (%)",
-                      series: series(sg, x: speedupX, y: \.finalTop1), baseline: s.baseline?.top1),
-            ChartSpec(key: "pruned", title: "Top-1 right after pruning, before finetuning",
-                      caption: "\(cAxis); x: achieved compression of the prunable weights, log scale. How much each criterion's choice alone preserves. \(spread)",
-                      xLabel: "compression (prunable weights before / after)", yLabel: "top-1 accuracy before finetuning (%)",
-                      series: series(cg, x: compressionX, y: \.prunedTop1), baseline: s.baseline?.top1),
+                      caption: "x: achieved compression of the prunable weights (before / after), log scale. \(styles) \(spread)\(missingText)",
+                      xLabel: "compression (prunable weights before / after)", yLabel: finalLabel,
+                      series: series(s.groups, x: { $0.compression?.mean }, y: finalY, xText: times), baseline: s.baseline?.top1),
         ]
+        for batch in [64, 1] {
+            let x: (GroupSummary) -> Double? = { (batch == 64 ? $0.measuredSpeedupBatch64 : $0.measuredSpeedupBatch1)?.mean }
+            guard channel.contains(where: { x($0) != nil }) else { continue }
+            specs.append(ChartSpec(
+                key: "measured\(batch)", title: "Top-1 accuracy against measured speed-up, batch \(batch)",
+                caption: "Channel criteria (their pruned models are narrower); x: median latency before / after at batch \(batch), measured, log scale; left of 1× is slower. \(spread)",
+                xLabel: "measured speed-up at batch \(batch) (latency before / after)", yLabel: finalLabel,
+                series: series(channel, x: x, y: finalY, xText: times), baseline: s.baseline?.top1))
+        }
+        if s.groups.contains(where: { $0.fileBytes != nil }) {
+            specs.append(ChartSpec(
+                key: "size", title: "Top-1 accuracy against file size",
+                caption: "x: the pruned model's saved size (sparse storage for weight criteria, the narrower model for channel criteria), log scale; left is smaller. \(styles) \(spread)",
+                xLabel: "file size", yLabel: finalLabel,
+                series: series(s.groups, x: { $0.fileBytes?.mean }, y: finalY, xText: Units.bytes), baseline: s.baseline?.top1,
+                denseX: s.baseline?.fileBytes.map(Double.init), xTick: Units.bytes))
+        }
+        specs.append(ChartSpec(
+            key: "pruned", title: "Top-1 right after pruning, before finetuning",
+            caption: "x: achieved compression of the prunable weights, log scale. How much each criterion's choice alone preserves. \(styles) \(spread)",
+            xLabel: "compression (prunable weights before / after)", yLabel: "top-1 accuracy before finetuning (%)",
+            series: series(s.groups, x: { $0.compression?.mean }, y: { $0.prunedTop1 }, xText: times), baseline: s.baseline?.top1))
+        specs.append(ChartSpec(
+            key: "theoretical", title: "Top-1 accuracy against theoretical speed-up (MACs, not measured)",
+            caption: "x: MACs before / after, counted, not timed: a weight criterion's MACs of non-zero weights, which dense kernels don't skip. Measured speed-ups are in the charts above. \(styles) \(spread)",
+            xLabel: "theoretical speed-up (MACs before / after, not measured)", yLabel: finalLabel,
+            series: series(s.groups, x: { $0.theoreticalSpeedup?.mean }, y: finalY, xText: times), baseline: s.baseline?.top1))
+        return specs
+    }
+
+    /// The y range of a chart, in %: fitted to the criteria that matter. Points more than 15
+    /// points below the best figure (a criterion that collapsed, as random does at high
+    /// compression) are left out of the range when most points are within it; they are
+    /// drawn on the bottom edge, so they are shown but don't squash the rest.
+    static func yRange(_ points: [(x: Double, y: Double, sd: Double?, label: String)], baseline: MetricSummary?) -> (lo: Double, hi: Double, step: Double) {
+        let top = max(points.map(\.y).max() ?? 100, baseline.map { $0.mean * 100 } ?? -.infinity)
+        let near = points.filter { $0.y >= top - 15 }
+        let fitted = near.count * 2 >= points.count ? near : points
+        var lo = fitted.map { $0.y - ($0.sd ?? 0) }.min() ?? 0
+        var hi = fitted.map { $0.y + ($0.sd ?? 0) }.max() ?? 100
+        if let b = baseline {
+            lo = min(lo, (b.mean - (b.standardDeviation ?? 0)) * 100)
+            hi = max(hi, (b.mean + (b.standardDeviation ?? 0)) * 100)
+        }
+        if hi - lo < 0.5 { lo -= 0.25; hi += 0.25 }
+        let step = niceStep(hi - lo)
+        lo = max(0, floor(lo / step) * step)
+        hi = min(100, ceil(hi / step) * step)
+        if hi <= lo { hi = lo + step }
+        return (lo, hi, step)
     }
 
     /// Tableau 10: distinct hues that stay apart for colour-blind readers when combined
@@ -265,6 +327,9 @@ extension Report {
                           "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#79706e"]
 
     static func color(_ i: Int) -> String { palette[i % palette.count] }
+
+    /// Weight criteria dashed; channel criteria solid.
+    static func dash(_ s: ChartSeries) -> String { s.granularity == .weight ? " stroke-dasharray=\"6 3\"" : "" }
 
     static func f(_ v: Double) -> String { String(format: "%.1f", v) }
 
@@ -334,24 +399,14 @@ extension Report {
             svg += "<text x=\"\(f((left + right) / 2))\" y=\"\(f((top + bottom) / 2))\" text-anchor=\"middle\" class=\"empty\">no figures to plot</text>"
             return svg + "</svg>"
         }
-        // x: log2 scale over the achieved values and 1× (the dense model).
-        let xs = points.map(\.x)
-        let xLo = min(1, xs.min() ?? 1), xHi = max(xs.max() ?? 2, xLo * 2)
+        // x: log2 scale over the achieved values and the dense model's x (1× for ratios).
+        let xs = points.map(\.x) + (spec.denseX.map { [$0] } ?? [])
+        let xLo = xs.min() ?? 1, xHi = max(xs.max() ?? 2, xLo * 2)
         let l0 = log2(xLo), l1 = log2(xHi), pad = (l1 - l0) * 0.06
         let d0 = l0 - pad, d1 = l1 + pad
         func px(_ x: Double) -> Double { left + (log2(x) - d0) / (d1 - d0) * (right - left) }
-        // y: accuracy in %, including every band and the baseline.
-        var yLo = points.map { $0.y - ($0.sd ?? 0) }.min() ?? 0
-        var yHi = points.map { $0.y + ($0.sd ?? 0) }.max() ?? 100
-        if let b = spec.baseline {
-            yLo = min(yLo, (b.mean - (b.standardDeviation ?? 0)) * 100)
-            yHi = max(yHi, (b.mean + (b.standardDeviation ?? 0)) * 100)
-        }
-        if yHi - yLo < 0.5 { yLo -= 0.25; yHi += 0.25 }
-        let step = niceStep(yHi - yLo)
-        yLo = max(0, floor(yLo / step) * step)
-        yHi = min(100, ceil(yHi / step) * step)
-        if yHi <= yLo { yHi = yLo + step }
+        // y: accuracy in %, fitted to the criteria that matter (``yRange``).
+        let (yLo, yHi, step) = yRange(points, baseline: spec.baseline)
         func py(_ y: Double) -> Double { bottom - (y - yLo) / (yHi - yLo) * (bottom - top) }
 
         svg += "<defs><clipPath id=\"\(id)-clip\"><rect x=\"\(f(left))\" y=\"\(f(top))\" width=\"\(f(right - left))\" height=\"\(f(bottom - top))\"/></clipPath></defs>"
@@ -367,7 +422,7 @@ extension Report {
             let x = px(t)
             svg += "<line x1=\"\(f(x))\" y1=\"\(f(top))\" x2=\"\(f(x))\" y2=\"\(f(bottom))\" class=\"grid\"/>"
             svg += "<line x1=\"\(f(x))\" y1=\"\(f(bottom))\" x2=\"\(f(x))\" y2=\"\(f(bottom + 5))\" class=\"axis\"/>"
-            svg += "<text x=\"\(f(x))\" y=\"\(f(bottom + 19))\" text-anchor=\"middle\" class=\"tick\">\(escapeXML(tickLabel(t)))</text>"
+            svg += "<text x=\"\(f(x))\" y=\"\(f(bottom + 19))\" text-anchor=\"middle\" class=\"tick\">\(escapeXML(spec.xTick(t)))</text>"
         }
         svg += "<line x1=\"\(f(left))\" y1=\"\(f(bottom))\" x2=\"\(f(right))\" y2=\"\(f(bottom))\" class=\"axis\"/>"
         svg += "<line x1=\"\(f(left))\" y1=\"\(f(top))\" x2=\"\(f(left))\" y2=\"\(f(bottom))\" class=\"axis\"/>"
@@ -393,9 +448,8 @@ extension Report {
         for s in spec.series {
             let c = color(s.index)
             if s.points.count >= 2 {
-                let d = s.points.enumerated().map { "\($0 == 0 ? "M" : "L")\(f(px($1.x))),\(f(py($1.y)))" }.joined(separator: " ")
-                let dash = s.index >= palette.count ? " stroke-dasharray=\"6 3\"" : ""
-                svg += "<path d=\"\(d)\" fill=\"none\" stroke=\"\(c)\" stroke-width=\"2\" stroke-linejoin=\"round\"\(dash)/>"
+                let d = s.points.enumerated().map { "\($0 == 0 ? "M" : "L")\(f(px($1.x))),\(f(py(max($1.y, yLo))))" }.joined(separator: " ")
+                svg += "<path d=\"\(d)\" fill=\"none\" stroke=\"\(c)\" stroke-width=\"2\" stroke-linejoin=\"round\"\(dash(s))/>"
             }
             for p in s.points {
                 if let sd = p.sd, sd > 0 {
@@ -403,30 +457,41 @@ extension Report {
                     svg += "<path d=\"M\(f(x)),\(f(y0)) V\(f(y1)) M\(f(x - 3)),\(f(y0)) H\(f(x + 3)) M\(f(x - 3)),\(f(y1)) H\(f(x + 3))\" stroke=\"\(c)\" stroke-width=\"1.2\" fill=\"none\"/>"
                 }
             }
-            for p in s.points { svg += marker(s.index, x: px(p.x), y: py(p.y), color: c, title: p.label) }
+            for p in s.points where p.y >= yLo { svg += marker(s.index, x: px(p.x), y: py(p.y), color: c, title: p.label) }
         }
         svg += "</g>"
-        if let b = spec.baseline {
-            let y = py(b.mean * 100)
-            let labelY = y - top < 16 ? y + 15 : y - 5
-            svg += "<text x=\"\(f(right - 4))\" y=\"\(f(labelY))\" text-anchor=\"end\" class=\"baselabel\">baseline \(escapeXML(accuracy(b))) %</text>"
+        // Points below the fitted range: on the bottom edge, pointing down, still hoverable.
+        let below = spec.series.flatMap { s in s.points.filter { $0.y < yLo }.map { (s, $0) } }
+        for (s, p) in below {
+            let x = px(p.x), y = bottom - 2
+            svg += "<polygon points=\"\(f(x - 5)),\(f(y - 8)) \(f(x + 5)),\(f(y - 8)) \(f(x)),\(f(y))\" fill=\"\(color(s.index))\" fill-opacity=\"0.75\" class=\"collapsed\"><title>\(escapeXML(p.label + " (below the axis)"))</title></polygon>"
         }
-        // Legend.
+        if !below.isEmpty {
+            let names = Array(Set(below.map(\.0.name))).sorted()
+            svg += "<text x=\"\(f(left))\" y=\"\(f(bottom + 64))\" class=\"baselabel\">▼ below \(escapeXML(String(format: "%g", yLo))) %: \(escapeXML(names.joined(separator: ", ")))</text>"
+        }
+        // Legend, beside the plot (it never covers data): weight criteria, then channel criteria.
         let lx = right + 18
-        svg += "<text x=\"\(f(lx))\" y=\"\(f(top + 10))\" class=\"legendtitle\">criterion</text>"
-        for (row, s) in spec.series.enumerated() {
-            let y = top + 30 + Double(row) * 21
-            let c = color(s.index)
-            let dash = s.index >= palette.count ? " stroke-dasharray=\"6 3\"" : ""
-            svg += "<line x1=\"\(f(lx))\" y1=\"\(f(y))\" x2=\"\(f(lx + 26))\" y2=\"\(f(y))\" stroke=\"\(c)\" stroke-width=\"2\"\(dash)/>"
-            svg += marker(s.index, x: lx + 13, y: y, color: c, title: nil)
-            let name = s.name.count > 28 ? String(s.name.prefix(27)) + "…" : s.name
-            svg += "<text x=\"\(f(lx + 34))\" y=\"\(f(y + 4))\" class=\"legend\">\(escapeXML(name))<title>\(escapeXML(s.name))</title></text>"
+        var y = top + 6
+        let groups: [(String, [ChartSeries])] = [("weight criteria", spec.series.filter { $0.granularity == .weight }),
+                                                 ("channel criteria", spec.series.filter { $0.granularity == .channel }),
+                                                 ("criteria", spec.series.filter { $0.granularity == nil })]
+        for (heading, members) in groups where !members.isEmpty {
+            svg += "<text x=\"\(f(lx))\" y=\"\(f(y + 4))\" class=\"legendtitle\">\(escapeXML(heading))</text>"
+            y += 19
+            for s in members {
+                let c = color(s.index)
+                svg += "<line x1=\"\(f(lx))\" y1=\"\(f(y))\" x2=\"\(f(lx + 26))\" y2=\"\(f(y))\" stroke=\"\(c)\" stroke-width=\"2\"\(dash(s))/>"
+                svg += marker(s.index, x: lx + 13, y: y, color: c, title: nil)
+                let name = s.name.count > 28 ? String(s.name.prefix(27)) + "…" : s.name
+                svg += "<text x=\"\(f(lx + 34))\" y=\"\(f(y + 4))\" class=\"legend\">\(escapeXML(name))<title>\(escapeXML(s.name))</title></text>"
+                y += 19
+            }
+            y += 6
         }
-        if spec.baseline != nil {
-            let y = top + 30 + Double(spec.series.count) * 21
+        if let b = spec.baseline {
             svg += "<line x1=\"\(f(lx))\" y1=\"\(f(y))\" x2=\"\(f(lx + 26))\" y2=\"\(f(y))\" class=\"baseline\"/>"
-            svg += "<text x=\"\(f(lx + 34))\" y=\"\(f(y + 4))\" class=\"legend\">baseline (dense)</text>"
+            svg += "<text x=\"\(f(lx + 34))\" y=\"\(f(y + 4))\" class=\"legend\">baseline \(escapeXML(accuracy(b))) %</text>"
         }
         return svg + "</svg>"
     }

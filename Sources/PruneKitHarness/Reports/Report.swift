@@ -162,44 +162,9 @@ extension Report {
         }
     }
 
-    /// `1.2 MB`, `740 kB`, `512 B` (powers of 1000).
-    static func bytes(_ v: Double) -> String {
-        if v >= 1e9 { return String(format: "%.2f GB", v / 1e9) }
-        if v >= 1e6 { return String(format: "%.2f MB", v / 1e6) }
-        if v >= 1e3 { return String(format: "%.1f kB", v / 1e3) }
-        return String(format: "%.0f B", v)
-    }
+    static func bytes(_ s: MetricSummary?) -> String { s.map { Units.bytes($0.mean) } ?? "—" }
 
-    static func bytes(_ s: MetricSummary?) -> String { s.map { bytes($0.mean) } ?? "—" }
-
-    /// `1.23 s`, `45 ms`.
-    static func seconds(_ v: Double) -> String {
-        if v >= 100 { return String(format: "%.0f s", v) }
-        if v >= 1 { return String(format: "%.2f s", v) }
-        return String(format: "%.0f ms", v * 1000)
-    }
-
-    static func seconds(_ s: MetricSummary?) -> String { s.map { seconds($0.mean) } ?? "—" }
-
-    /// `61,706`.
-    static func count(_ n: Int) -> String {
-        let digits = String(abs(n))
-        var out = ""
-        for (i, c) in digits.enumerated() {
-            if i > 0 && (digits.count - i) % 3 == 0 { out.append(",") }
-            out.append(c)
-        }
-        return n < 0 ? "-" + out : out
-    }
-
-    /// `0.42 M`, `3.1 G`, `812 k`.
-    static func large(_ n: Int) -> String {
-        let v = Double(n)
-        if v >= 1e9 { return String(format: "%.2f G", v / 1e9) }
-        if v >= 1e6 { return String(format: "%.2f M", v / 1e6) }
-        if v >= 1e3 { return String(format: "%.1f k", v / 1e3) }
-        return String(n)
-    }
+    static func seconds(_ s: MetricSummary?) -> String { s.map { Units.duration($0.mean) } ?? "—" }
 
     /// `2×`, `1.5×`.
     static func times(_ v: Double) -> String {
@@ -214,6 +179,38 @@ extension Report {
         }
     }
 
+    /// One sentence per target answering "who wins, is it shown, at what cost": the
+    /// opening of report.md and report.html (``SettingAnalysis/verdicts``).
+    static func verdictSentences(_ s: SettingAnalysis) -> [(target: TrialTarget, text: String)] {
+        s.verdicts.map { v in
+            func who(_ e: TargetVerdict.Entry) -> String {
+                "\(e.criterion) (\(e.granularity?.rawValue ?? "granularity not recorded"))"
+            }
+            func cost(_ e: TargetVerdict.Entry) -> String {
+                var text = "\(accuracy(e.finalTop1)) % top-1"
+                if let c = e.costPoints {
+                    text += abs(c) < 0.005 ? ", level with the baseline"
+                        : String(format: ", %.2f points %@ the baseline", abs(c), c > 0 ? "below" : "above")
+                }
+                if let m = e.measuredSpeedupBatch64 { text += ", measured \(ratio(m)) faster at batch 64" }
+                else if e.granularity == .weight { text += ", no measured speed-up (masked weights run dense)" }
+                return text
+            }
+            func shown(_ e: TargetVerdict.Entry, rivals: String) -> String {
+                if v.seeds < 2 { return "not tested against the others (one seed)" }
+                if e.beatsAll { return "beats every other \(rivals) (paired 95 % CI, \(v.seeds) seeds)" }
+                let names = e.notShownBetterThan
+                return "not shown to beat " + (names.count <= 3 ? names.joined(separator: ", ") : "\(names.count) others")
+                    + " (paired 95 % CI, \(v.seeds) seeds)"
+            }
+            var text = "\(v.target): best \(who(v.best)), \(cost(v.best)); \(shown(v.best, rivals: "criterion"))."
+            if let c = v.bestChannel {
+                text += " Best channel criterion: \(c.criterion), \(cost(c)); \(shown(c, rivals: "channel criterion"))."
+            }
+            return (v.target, text)
+        }
+    }
+
     /// The most seeds any group of a setting has.
     static func seedCount(_ s: SettingAnalysis) -> Int { s.groups.map(\.seeds.count).max() ?? 0 }
 
@@ -222,9 +219,9 @@ extension Report {
         var parts = ["baseline top-1 \(accuracy(b.top1)) %"]
         if let t5 = b.top5 { parts.append("top-5 \(accuracy(t5)) %") }
         parts.append("\(b.top1.count) seed\(b.top1.count == 1 ? "" : "s")")
-        if let p = b.parameters { parts.append("\(count(p)) parameters") }
-        if let m = b.macs { parts.append("\(large(m)) MACs") }
-        if let f = b.fileBytes { parts.append(bytes(Double(f))) }
+        if let p = b.parameters { parts.append("\(Units.count(p)) parameters") }
+        if let m = b.macs { parts.append(Units.macs(m)) }
+        if let f = b.fileBytes { parts.append(Units.bytes(f)) }
         return parts.joined(separator: " · ")
     }
 

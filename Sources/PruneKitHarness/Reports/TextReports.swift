@@ -10,7 +10,7 @@ extension Report {
     /// oracle agreement, and the failures.
     public static func terminalTable(_ analysis: Analysis) -> String {
         var out: [String] = []
-        out.append("\(analysis.trials) trial\(analysis.trials == 1 ? "" : "s"): \(analysis.succeeded) succeeded, \(analysis.failed) failed · seeds \(seedList(analysis.seeds))")
+        out.append("\(analysis.trials) trial\(analysis.trials == 1 ? "" : "s"): \(analysis.succeeded) succeeded, \(analysis.failed) failed · \(seedList(analysis.seeds))")
         for setting in analysis.settings {
             out.append("")
             out.append(setting.name)
@@ -100,8 +100,9 @@ extension Report {
 
     static func signedInt(_ v: Int) -> String { v > 0 ? "+\(v)" : v < 0 ? "−\(-v)" : "0" }
 
+    /// `1 seed (0)`, `3 seeds (0, 1, 2)`: a count first, so "seeds 0" can't read as none.
     static func seedList(_ seeds: [UInt64]) -> String {
-        seeds.isEmpty ? "none" : seeds.map(String.init).joined(separator: ", ")
+        seeds.isEmpty ? "no seeds" : "\(seeds.count) seed\(seeds.count == 1 ? "" : "s") (\(seeds.map(String.init).joined(separator: ", ")))"
     }
 
     static func failureSubject(_ f: TrialFailure) -> String {
@@ -136,7 +137,17 @@ extension Report {
         var md: [String] = []
         md.append("# \(markdownCell(title))")
         md.append("")
-        md.append("\(analysis.trials) trials: \(analysis.succeeded) succeeded, \(analysis.failed) failed · seeds \(seedList(analysis.seeds))")
+        md.append("\(analysis.trials) trials: \(analysis.succeeded) succeeded, \(analysis.failed) failed · \(seedList(analysis.seeds))")
+        for setting in analysis.settings where !setting.verdicts.isEmpty {
+            md.append("")
+            md.append("## Verdict" + (analysis.settings.count > 1 ? ": \(markdownCell(setting.name))" : ""))
+            md.append("")
+            md.append(contentsOf: verdictSentences(setting).map { "- " + markdownCell($0.text) })
+            if setting.verdicts.contains(where: { $0.seeds < 2 }) {
+                md.append("")
+                md.append("With one seed no difference is tested: run ≥ 2 seeds (`--seeds 3`) for paired 95 % intervals.")
+            }
+        }
         if !analysis.notes.isEmpty {
             md.append("")
             md.append(contentsOf: analysis.notes.map { "> \(markdownCell($0))" })
@@ -167,23 +178,22 @@ extension Report {
                 }
                 md.append(markdownTable(header, rows, numericFrom: 1))
                 md.append("")
-                md.append("Mean ± sd over seeds. ▲ best mean and beats every other criterion (paired 95 % CI excludes zero); △ best mean, not shown to beat all.")
+                md.append(summaryLegend(setting))
             }
             md.append("")
             md.append("### Details per criterion and target")
             md.append("")
-            md.append("Compression: prunable weights (and the whole model) before / after; speed-up: MACs before / after, and measured median latency at batch 1 and 64 where measured.")
+            md.append(detailLegend)
             md.append("")
-            md.append(markdownTable(detailHeader, setting.groups.map(detailRow), numericFrom: 2))
+            md.append(markdownTable(detailHeader, setting.groups.map(detailRow), numericFrom: 3))
             let phases = Array(Set(setting.groups.flatMap(\.phaseSeconds.keys))).sorted(by: phaseOrder)
             if !phases.isEmpty {
                 md.append("")
-                md.append("### Wall time per phase (mean over seeds)")
+                md.append("<details><summary>Wall time per phase (mean over seeds)</summary>")
                 md.append("")
-                let rows = setting.groups.map { g in
-                    [g.criterion, g.target.description] + phases.map { seconds(g.phaseSeconds[$0]) } + [seconds(g.totalSeconds)]
-                }
-                md.append(markdownTable(["criterion", "target"] + phases + ["total"], rows, numericFrom: 2))
+                md.append(markdownTable(["criterion", "target"] + phases + ["total"], phaseRows(setting, phases), numericFrom: 2))
+                md.append("")
+                md.append("</details>")
             }
             let pairs = setting.comparisons.flatMap { c in c.pairs.map { (c.target, $0) } }
             if !pairs.isEmpty && pairs.allSatisfy({ $0.1.verdict == .needsSeeds }) {
@@ -267,17 +277,35 @@ extension Report {
         "The plugin builds that produced these results (build: the hash of the plugin file's bytes, part of each trial's identity), run by PruneKit SDK \(analysis.sdkVersions.joined(separator: ", "))."
     }
 
+    /// What the summary tables show: "mean ± sd" only where there are seeds to spread.
+    static func summaryLegend(_ s: SettingAnalysis) -> String {
+        let seeds = seedCount(s)
+        return (seeds >= 2 ? "Mean ± sd over \(seeds) seeds. " : "One seed: single values, no spread. ")
+            + "▲ best mean and beats every other criterion (paired 95 % CI excludes zero); △ best mean, not shown to beat all."
+    }
+
     static let needSeedsText = "Paired differences and win/loss need ≥ 2 seeds: with one seed there is no spread to test a difference against."
 
-    static let detailHeader = ["criterion", "target", "seeds", "top-1 pruned (%)", "top-1 final (%)", "top-5 final (%)",
-                               "compression", "whole model", "speed-up (MACs)", "measured b1", "measured b64",
-                               "file size", "wall time"]
+    /// The per-trial table keeps what a reader compares (accuracy, measured speed-up, file
+    /// size); every other figure is in trials.csv.
+    static let detailHeader = ["criterion", "prunes", "target", "top-1 pruned (%)", "top-1 final (%)",
+                               "compression", "speed-up: measured b1 · b64", "theoretical (MACs)", "file size"]
+
+    static let detailLegend = "Compression: prunable weights before / after. Speed-up: median latency before / after, "
+        + "measured at batch 1 and 64 for channel criteria (a weight criterion's masked model runs the same dense kernels: "
+        + "\"dense\"); the theoretical speed-up counts MACs only. Seeds, top-5, the whole-model ratio and wall times: trials.csv."
 
     static func detailRow(_ g: GroupSummary) -> [String] {
-        let seeds = g.failedSeeds.isEmpty ? "\(g.seeds.count)" : "\(g.seeds.count) (+\(g.failedSeeds.count) failed)"
-        return [g.criterion, g.target.description, seeds, accuracy(g.prunedTop1), accuracy(g.finalTop1), accuracy(g.finalTop5),
-                ratio(g.compression), ratio(g.wholeModelCompression), ratio(g.theoreticalSpeedup),
-                ratio(g.measuredSpeedupBatch1), ratio(g.measuredSpeedupBatch64), bytes(g.fileBytes), seconds(g.totalSeconds)]
+        var final = accuracy(g.finalTop1)
+        if !g.failedSeeds.isEmpty { final += " (\(g.failedSeeds.count) failed)" }
+        let measured = g.granularity == .weight ? "dense"
+            : "\(ratio(g.measuredSpeedupBatch1)) · \(ratio(g.measuredSpeedupBatch64))"
+        return [g.criterion, g.granularity?.rawValue ?? "?", g.target.description, accuracy(g.prunedTop1), final,
+                ratio(g.compression), measured, ratio(g.theoreticalSpeedup), bytes(g.fileBytes)]
+    }
+
+    static func phaseRows(_ s: SettingAnalysis, _ phases: [String]) -> [[String]] {
+        s.groups.map { g in [g.criterion, g.target.description] + phases.map { seconds(g.phaseSeconds[$0]) } + [seconds(g.totalSeconds)] }
     }
 
     /// Phases in the order a trial runs them, then any others alphabetically.
@@ -330,7 +358,7 @@ extension Report {
 
         var header = ["id", "kind", "status", "failure", "model", "dataset", "data_directory", "validation_count",
                       "baseline_epochs", "baseline_batch_size", "baseline_learning_rate", "seed", "training_images",
-                      "criterion", "criterion_options", "target_axis", "target_value", "schedule", "schedule_options",
+                      "criterion", "criterion_options", "granularity", "target_axis", "target_value", "schedule", "schedule_options",
                       "finetune", "finetune_options", "finetune_epochs", "calibration_batches", "calibration_batch_size",
                       "residual_policy"]
         for stage in ["baseline", "pruned", "finetuned"] { header += ["\(stage)_top1", "\(stage)_top5", "\(stage)_loss"] }
@@ -351,7 +379,8 @@ extension Report {
             let c = r.configuration, res = r.result, b = c.baseline
             var row = [r.id, c.kind.rawValue, res.status.rawValue, res.failure ?? "", b.model, b.dataset, b.dataDirectory ?? "",
                        "\(b.validationCount)", "\(b.epochs)", "\(b.batchSize)", "\(b.learningRate)", "\(b.seed)", n(b.trainingImages),
-                       c.criterion, c.criterionOptions.joined(separator: " "), c.target?.axis.rawValue ?? "", n(c.target?.value),
+                       c.criterion, c.criterionOptions.joined(separator: " "), res.granularity?.rawValue ?? "",
+                       c.target?.axis.rawValue ?? "", n(c.target?.value),
                        c.schedule, c.scheduleOptions.joined(separator: " "), c.finetune, c.finetuneOptions.joined(separator: " "),
                        "\(c.finetuneEpochs)", "\(c.calibrationBatches)", "\(c.calibrationBatchSize)", c.residualPolicy]
             for a in [res.baselineAccuracy, res.prunedAccuracy, res.finetunedAccuracy] {

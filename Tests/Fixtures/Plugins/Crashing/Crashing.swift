@@ -47,12 +47,57 @@ struct FixtureNaNCriterion: Criterion {
     }
 }
 
+/// Channel criteria that need no data, so that `compare` scores them while it plans
+/// (``ChannelRankingProbe``): one segfaults, one throws, one returns NaN.
+struct FixtureChannelSegfaultCriterion: Criterion {
+    static let id = "fixture-channel-segfault"
+    let granularity = Granularity.channel
+    init(options: OptionValues) {}
+    func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
+        let address = getpid() >= 0 ? 8 : 16
+        let value = UnsafePointer<Float>(bitPattern: address)!.pointee
+        return [Float](repeating: value, count: layer.outputs)
+    }
+}
+
+struct FixtureChannelThrowingCriterion: Criterion {
+    static let id = "fixture-channel-throws"
+    let granularity = Granularity.channel
+    init(options: OptionValues) {}
+    func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
+        throw PruneKitError(.plugin, "the fixture channel criterion refuses to score")
+    }
+}
+
+struct FixtureChannelNaNCriterion: Criterion {
+    static let id = "fixture-channel-nan"
+    let granularity = Granularity.channel
+    init(options: OptionValues) {}
+    func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
+        [Float](repeating: .nan, count: layer.outputs)
+    }
+}
+
+/// Never returns from `scores`: a plugin that hangs.
+struct FixtureHangingCriterion: Criterion {
+    static let id = "fixture-hangs"
+    let granularity = Granularity.weight
+    init(options: OptionValues) {}
+    func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
+        while true { sleep(60) }
+    }
+}
+
 final class CrashingPlugin: PluginEntry {
     func register(into registry: Registry) throws {
         try registry.register(criterion: FixtureSegfaultCriterion.self)
         try registry.register(criterion: FixtureAbortCriterion.self)
         try registry.register(criterion: FixtureThrowingScoresCriterion.self)
         try registry.register(criterion: FixtureNaNCriterion.self)
+        try registry.register(criterion: FixtureChannelSegfaultCriterion.self)
+        try registry.register(criterion: FixtureChannelThrowingCriterion.self)
+        try registry.register(criterion: FixtureChannelNaNCriterion.self)
+        try registry.register(criterion: FixtureHangingCriterion.self)
     }
 }
 

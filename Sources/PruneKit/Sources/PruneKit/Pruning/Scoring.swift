@@ -198,17 +198,31 @@ extension Model {
                 if evidence.contains(.nextLayerInputs), let n = nextNodes[k], let src = nodes[n].inputs.first, src >= 0 {
                     lb.nextLayerInputs = outputs[src]; lb.nextLayer = nextViews[k]
                 }
+                try requireFinite(lb.activations, "activations", layers[k].path, batch: b)
+                try requireFinite(lb.activationGradients, "activation gradients", layers[k].path, batch: b)
+                try requireFinite(lb.nextLayerInputs, "next layer's inputs", layers[k].path, batch: b)
                 try criterion.observe(lb, layer: layers[k], state: &states[k])
             }
         }
         if evidence.contains(.weightGradients) {
             for (k, i) in prunable.enumerated() {
                 let g = nodes[i].layer.parameter(named: "weight")!.gradient
+                try requireFinite(g, "weight gradients", layers[k].path, batch: nil)
                 gradients[k] = g.reshaped([layers[k].outputs, layers[k].fanIn])
             }
         }
         return (batches, examples)
     }
+}
+
+/// Throws unless every value of a piece of evidence is finite: a criterion can't tell NaN
+/// evidence from none (a `norm > 0` test is false for NaN), so it must never see it.
+/// Cost: one vectorised pass over the tensor.
+private func requireFinite(_ tensor: Tensor?, _ what: String, _ path: String, batch: Int?) throws {
+    guard let tensor, tensor.withUnsafeBufferPointer(containsNonFinite) else { return }
+    throw PruneKitError(.numerical, "the calibration pass gave NaN or infinite \(what) at layer '\(path)'"
+                        + (batch.map { " (batch \($0 + 1))" } ?? ""),
+                        hint: "the model's weights hold NaN or infinite values, or the data does: check them with `prunekit eval`")
 }
 
 /// A criterion's scores for one layer, checked: the right count, all finite.

@@ -240,7 +240,7 @@ extension Model {
         guard s < 1 else {
             let most = Double(total) / Double(max(total - inScope, 1))
             throw PruneKitError(.invalidArgument, String(format: "compression %.4g× can't be reached: pruning every weight in scope gives at most %.3f× (the classifier and excluded layers stay whole)", r, most),
-                                hint: "ask for a smaller compression, or let more layers be pruned (--keep-classifier off, fewer exclusions)")
+                                hint: "ask for a smaller compression, or let more layers be pruned: the classifier too (`prunekit prune --prune-classifier`; keepClassifier = false in the SDK), or fewer excluded layers")
         }
         return s
     }

@@ -60,6 +60,31 @@ public struct TrainingConfiguration: Sendable, Equatable {
         guard weightDecay.isFinite && weightDecay >= 0 else {
             throw PruneKitError(.invalidArgument, "weight decay must be ≥ 0, got \(weightDecay)")
         }
+        guard warmupEpochs.isFinite && warmupEpochs >= 0 else {
+            throw PruneKitError(.invalidArgument, "the warm-up must be 0 or more epochs, got \(warmupEpochs)")
+        }
+        switch optimizer {
+        case let .sgd(momentum, _):
+            guard momentum.isFinite && momentum >= 0 && momentum < 1 else {
+                throw PruneKitError(.invalidArgument, "SGD momentum must be in [0, 1), got \(momentum)", hint: "0.9 is usual")
+            }
+        case let .adam(beta1, beta2):
+            for (name, beta) in [("beta1", beta1), ("beta2", beta2)] where !(beta.isFinite && beta >= 0 && beta < 1) {
+                throw PruneKitError(.invalidArgument, "Adam's \(name) must be in [0, 1), got \(beta)", hint: "0.9 and 0.999 are usual")
+            }
+        }
+        switch decay {
+        case let .step(every, gamma):
+            guard every >= 1 else { throw PruneKitError(.invalidArgument, "a step decay needs at least 1 epoch between steps, got \(every)") }
+            guard gamma.isFinite && gamma > 0 && gamma <= 1 else {
+                throw PruneKitError(.invalidArgument, "the step decay factor must be in (0, 1], got \(gamma)", hint: "0.1 is usual")
+            }
+        case let .cosine(minimum):
+            guard minimum.isFinite && minimum >= 0 else {
+                throw PruneKitError(.invalidArgument, "the cosine schedule's minimum learning rate must be 0 or more, got \(minimum)")
+            }
+        case .constant: break
+        }
     }
 }
 

@@ -33,13 +33,16 @@ public func softmaxCrossEntropy(logits: Tensor, labels: [Int]) -> (loss: Float, 
 }
 
 /// How many of the `labels` are the top-1 and among the top-5 entries of `logits` `[N, K]`.
-/// Ties count against the label (a label tied with others is ranked after them).
+/// Ties count against the label (a label tied with others is ranked after them), and a
+/// row with a NaN or infinite logit is never correct (``nonFiniteRows(_:)`` counts them):
+/// comparisons with NaN are false, so such a row would otherwise rank its label first.
 public func topKCorrect(logits: Tensor, labels: [Int]) -> (top1: Int, top5: Int) {
     let (n, k) = (logits.shape[0], logits.shape[1])
     var top1 = 0, top5 = 0
     logits.withUnsafeBufferPointer { lp in
         for r in 0..<n {
             let row = lp.baseAddress! + r * k, v = row[labels[r]]
+            guard UnsafeBufferPointer(start: row, count: k).allSatisfy(\.isFinite) else { continue }
             var above = 0
             for j in 0..<k where j != labels[r] && row[j] >= v { above += 1 }
             if above == 0 { top1 += 1 }
@@ -47,4 +50,14 @@ public func topKCorrect(logits: Tensor, labels: [Int]) -> (top1: Int, top5: Int)
         }
     }
     return (top1, top5)
+}
+
+/// How many rows of `logits` `[N, K]` hold a NaN or infinite value.
+public func nonFiniteRows(_ logits: Tensor) -> Int {
+    let (n, k) = (logits.shape[0], logits.shape[1])
+    return logits.withUnsafeBufferPointer { lp in
+        (0..<n).reduce(0) { count, r in
+            count + (UnsafeBufferPointer(start: lp.baseAddress! + r * k, count: k).allSatisfy(\.isFinite) ? 0 : 1)
+        }
+    }
 }

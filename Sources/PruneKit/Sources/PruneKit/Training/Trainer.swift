@@ -58,9 +58,23 @@ public struct Evaluation: Sendable, Equatable {
     public var top1: Double
     public var top5: Double
     public var count: Int
+    /// Examples whose outputs held a NaN or an infinity (counted wrong in `top1`, `top5`).
+    public var nonFiniteCount = 0
 
     public init(loss: Float, top1: Double, top5: Double, count: Int) {
         self.loss = loss; self.top1 = top1; self.top5 = top5; self.count = count
+    }
+
+    /// This evaluation, if every output was finite.
+    /// - Parameter what: the model and data, for the message ("the pruned model on mnist-5k's test split").
+    /// - Throws: ``PruneKitError`` `.numerical` when some outputs were NaN or infinite: an
+    ///   accuracy computed from them means nothing.
+    public func requiringFiniteOutputs(_ what: String) throws -> Evaluation {
+        guard nonFiniteCount == 0 else {
+            throw PruneKitError(.numerical, "\(what) gives NaN or infinite outputs for \(nonFiniteCount) of \(count) images, so it has no accuracy",
+                                hint: "its weights hold NaN or infinite values, or its training diverged: retrain it, or finetune with a lower learning rate")
+        }
+        return self
     }
 }
 
@@ -72,7 +86,7 @@ extension Model {
         mode = .inference
         defer { mode = saved }
         let n = labels.count, per = images.count / max(n, 1)
-        var lossSum: Double = 0, c1 = 0, c5 = 0
+        var lossSum: Double = 0, c1 = 0, c5 = 0, nonFinite = 0
         var start = 0
         while start < n {
             let end = min(n, start + batchSize)
@@ -82,10 +96,13 @@ extension Model {
             lossSum += Double(softmaxCrossEntropy(logits: logits, labels: lab).loss) * Double(end - start)
             let (a, b) = topKCorrect(logits: logits, labels: lab)
             c1 += a; c5 += b
+            nonFinite += nonFiniteRows(logits)
             start = end
         }
         let d = Double(max(n, 1))
-        return Evaluation(loss: Float(lossSum / d), top1: Double(c1) / d, top5: Double(c5) / d, count: n)
+        var e = Evaluation(loss: Float(lossSum / d), top1: Double(c1) / d, top5: Double(c5) / d, count: n)
+        e.nonFiniteCount = nonFinite
+        return e
     }
 }
 

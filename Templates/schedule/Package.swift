@@ -1,0 +1,38 @@
+// swift-tools-version:6.0
+// __NAME__: a PruneKit schedule plugin (`__ID__`), built as a shared library that
+// `prunekit … --plugin .build/release/lib__NAME__.so` loads.
+//
+// It links the SDK's shared library libPruneKit.so (the `.dynamic` product `PruneKit`),
+// never a copy of it, so the host and the plugin share one set of SDK types.
+import PackageDescription
+
+let package = Package(
+    name: "__NAME__",
+    products: [
+        .library(name: "__NAME__", type: .dynamic, targets: ["__NAME__Plugin"]),
+    ],
+    dependencies: [
+        // The PruneKit SDK and its test support, from the checkout that generated this package.
+        .package(path: "__SDK_PATH__"),
+        .package(path: "__TESTING_PATH__"),
+    ],
+    targets: [
+        .target(
+            name: "__NAME__Plugin",
+            dependencies: [
+                .product(name: "PruneKit", package: "PruneKit"),
+                // The ABI tag the loader checks before it maps the library (SDK version, compiler).
+                .product(name: "PruneKitPluginABI", package: "PruneKit"),
+            ]
+        ),
+        .testTarget(
+            name: "__NAME__Tests",
+            dependencies: [
+                "__NAME__Plugin",
+                .product(name: "PruneKit", package: "PruneKit"),
+                .product(name: "PruneKitTesting", package: "PruneKitTesting"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v5]
+)
