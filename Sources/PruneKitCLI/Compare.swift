@@ -77,9 +77,7 @@ struct Compare: ParsableCommand {
             let plan = try ExperimentPlan.validated(spec, probe: children)
             children.timeLimit = spec.trialTimeLimit(oracleEpochs: plan.oracleCost?.epochs ?? 0)
             for s in plan.skipped { print("left out \(s.choice.id): \(s.reason)") }
-            try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: spec.store).deletingLastPathComponent().path,
-                                                    withIntermediateDirectories: true)
-            let store = try ExperimentParts.openStore(spec.store)
+            let store = try ExperimentParts.openStore(spec.store)   // creates its directory, or says why it can't
             let display = CompareProgress(jobs: jobs)
             let runner = ExperimentRunner(
                 plan: plan, shard: shard, jobs: jobs, retryFailed: retryFailed, store: store, runner: children,
@@ -112,11 +110,15 @@ struct Compare: ParsableCommand {
                       + "run the same command again (\(resume)) to run the other \(summary.notRun)")
                 throw ExitCode(130)
             }
-            let ids = Set(plan.trials.map(\.id))
-            let records = try store.allRecords().filter { ids.contains($0.id) }
-            print(ExperimentParts.terminalTable(records))
-            let files = try ExperimentParts.writeReports(records, to: spec.reportDirectory, title: spec.name)
+            // The report describes the whole store, as `prunekit report` does.
+            let report = try ExperimentParts.storeReport(store, path: spec.store)
+            print(ExperimentParts.terminalTable(report.records))
+            let files = try ExperimentParts.writeReports(report.records, to: spec.reportDirectory, title: report.title)
             if !files.isEmpty { print("reports: \(files.joined(separator: ", "))") }
+            let ids = Set(plan.trials.map(\.id)), others = report.records.filter { !ids.contains($0.id) }.count
+            if others > 0 {
+                print("the reports cover all \(report.records.count) trials in \(spec.store): \(others) of them from other runs than this one")
+            }
             print("trials: \(summary.total) in this run, \(summary.skipped) already in the store (skipped), \(summary.ran) run now, \(summary.failed) failed")
             print(summary.phaseTable())
         }
@@ -346,20 +348,19 @@ struct ReportCommand: ParsableCommand {
     var store: String = ExperimentSpec.defaultStore
     @Option(help: ArgumentHelp("Where the reports go (default: report/ next to the store).", valueName: "dir"))
     var out: String?
-    @Option(help: "The report's title (default: the store's file name).") var title: String?
+    @Option(help: "The report's title (default: the names of the experiments in the store, as compare writes it; else the store's file name).") var title: String?
 
     func run() throws {
         try reportingErrors {
             let db = try ExperimentParts.openExistingStore(store)
-            let records = try db.allRecords()
-            guard !records.isEmpty else {
+            let report = try ExperimentParts.storeReport(db, path: store, title: title)
+            guard !report.records.isEmpty else {
                 throw PruneKitError(.invalidArgument, "\(store) holds no trials", hint: "run prunekit compare --store \(store) first")
             }
-            print(ExperimentParts.terminalTable(records))
+            print(ExperimentParts.terminalTable(report.records))
             let dir = out ?? URL(fileURLWithPath: store).deletingLastPathComponent().appendingPathComponent("report").path
-            let files = try ExperimentParts.writeReports(records, to: dir,
-                                                         title: title ?? URL(fileURLWithPath: store).deletingPathExtension().lastPathComponent)
-            print("\(records.count) trials; reports: \(files.joined(separator: ", "))")
+            let files = try ExperimentParts.writeReports(report.records, to: dir, title: report.title)
+            print("\(report.records.count) trials; reports: \(files.joined(separator: ", "))")
         }
     }
 }

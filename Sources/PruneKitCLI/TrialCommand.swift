@@ -43,6 +43,7 @@ struct TrialCommand: ParsableCommand {
             case let (path?, nil, nil):
                 let c = try decode(TrialConfiguration.self, path)
                 plugins.load()
+                try PluginBuild.verify(c)          // the builds it was planned with, or a clear failure
                 let r = try TrialExecutor.run(c, environment: TrialEnvironment(cacheDirectory: cache, log: log))
                 try write(r, to: result)
             case let (nil, path?, nil):

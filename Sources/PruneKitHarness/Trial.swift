@@ -103,9 +103,18 @@ public struct TrialConfiguration: Codable, Hashable, Sendable {
     public var regularizationEpochs: Int?
     /// Timed runs per batch size when measuring latency (`nil`: 20; 0: no latency).
     public var latencyRuns: Int?
+    /// The builds of the plugins that provide the criterion, the schedule and the finetuning
+    /// strategy (``PluginBuild/builds(for:registry:)``), part of the trial's identity: a
+    /// plugin rebuilt with other code is another trial, never a reuse of the old results.
+    /// `nil` (records written before PruneKit kept them, and configurations made without a
+    /// registry) is absent from the hash.
+    public var plugins: [PluginBuild]?
     /// The seed of this replicate: the baseline's seed, the calibration batches and the
     /// finetuning data order.
     public var seed: UInt64 { baseline.seed }
+
+    /// The build of the plugin that provides the criterion, where it is known.
+    public var criterionBuild: PluginBuild? { plugins?.first { $0.kind == .criterion && $0.id == criterion } }
 
     public init(kind: TrialKind = .prune, baseline: BaselineConfiguration, criterion: String,
                 criterionOptions: [String] = [], target: TrialTarget?, schedule: String = "one-shot",
@@ -121,8 +130,60 @@ public struct TrialConfiguration: Codable, Hashable, Sendable {
         self.oracleLayers = oracleLayers; self.regularizationEpochs = regularizationEpochs; self.latencyRuns = latencyRuns
     }
 
-    /// The trial's identity in the store: a hash of the whole configuration.
-    public var id: String { StableHash.hex(of: self) }
+    /// The trial's identity in the store: a hash of the whole configuration, with each
+    /// plugin identified by what it is (``PluginBuild/identity``), not where it was loaded
+    /// from: a store and its plugins can move to another directory or machine.
+    public var id: String {
+        var identity = self
+        identity.plugins = plugins?.map(\.identity)
+        return StableHash.hex(of: identity)
+    }
+}
+
+/// Which build of a plugin ran a trial: what identifies it, and the file it came from.
+///
+/// The identity is the hash of the file's bytes (a C criterion: its manifest's and its
+/// library's), with the plugin's declared version and the SDK version it was built
+/// against. The content hash, not a version + build id, because it needs nothing from
+/// the plugin's author: a researcher who rebuilds a criterion without touching its version
+/// (the usual case while iterating) still gets new trials, and a C library linked without
+/// a build id is covered too. The price: any rebuild that changes the bytes (another
+/// checkout path in debug information, debug against release) runs the trials again
+/// rather than reuse results that might not be the same.
+public struct PluginBuild: Codable, Hashable, Sendable, CustomStringConvertible {
+    public var kind: PluginKind
+    /// The id the plugin registered (`global-magnitude`).
+    public var id: String
+    /// The file it was loaded from (a plugin library, or a C criterion's manifest), as the
+    /// registry recorded it; `built-in` for code linked into the host.
+    public var file: String
+    /// The plugin's own version (its `prunekit_plugin_info`, or the manifest's `version`).
+    public var version: String
+    /// The SDK version it was built against.
+    public var sdkVersion: String
+    /// ``StableHash`` of the file's bytes; `nil` for built-in code (identified by the SDK version).
+    public var contentHash: String?
+
+    public init(kind: PluginKind, id: String, file: String, version: String, sdkVersion: String, contentHash: String?) {
+        self.kind = kind; self.id = id; self.file = file; self.version = version
+        self.sdkVersion = sdkVersion; self.contentHash = contentHash
+    }
+
+    /// The same build without where it was loaded from: what trial ids hash.
+    public var identity: PluginBuild {
+        var copy = self
+        copy.file = ""
+        return copy
+    }
+
+    /// `0.2.0, build 1a2b3c4d, libMyCriterion.so, SDK 1.0`.
+    public var description: String {
+        var parts = [version]
+        if let contentHash { parts.append("build \(contentHash.prefix(8))") }
+        parts.append((file as NSString).lastPathComponent)
+        parts.append("SDK \(sdkVersion)")
+        return parts.joined(separator: ", ")
+    }
 }
 
 /// Accuracy on the test split (fractions in [0, 1]); top-5 where there are more than 5 classes.
@@ -242,11 +303,15 @@ public struct TrialRecord: Codable, Hashable, Sendable {
     /// When the trial finished (seconds since 1970) and on which host, for provenance.
     public var finishedAt: Double
     public var host: String
+    /// The SDK version of the PruneKit that ran the trial (`nil` in records written before
+    /// PruneKit kept it). The plugins' own builds are in ``TrialConfiguration/plugins``.
+    public var sdkVersion: String?
 
     public init(configuration: TrialConfiguration, result: TrialResult,
                 finishedAt: Double = Date().timeIntervalSince1970,
-                host: String = ProcessInfo.processInfo.hostName) {
+                host: String = ProcessInfo.processInfo.hostName, sdkVersion: String? = SDKVersion.string) {
         self.configuration = configuration; self.result = result; self.finishedAt = finishedAt; self.host = host
+        self.sdkVersion = sdkVersion
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import PruneKit
 import XCTest
 #if canImport(FoundationXML)
 import FoundationXML
@@ -113,6 +114,96 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(overall.matrix.wins, [[0, 2, 2], [0, 0, 0], [0, 0, 0]])
         XCTAssertEqual(overall.matrix.decided[1][2], 2)
         XCTAssertEqual(overall.matrix.score, [4, -2, -2])
+    }
+
+    /// Issue 15, defect 16: two seeds with the same difference on both (A − B = +5 points
+    /// twice) is not a win: no winner is declared, the verdict says why, and every report
+    /// says so.
+    func testTiesOnEverySeedAreNotAWin() throws {
+        let records = [Synthetic.record("A", Synthetic.c2, seed: 0, top1: 0.91), Synthetic.record("B", Synthetic.c2, seed: 0, top1: 0.86),
+                       Synthetic.record("A", Synthetic.c2, seed: 1, top1: 0.90), Synthetic.record("B", Synthetic.c2, seed: 1, top1: 0.85)]
+        let analysis = Analysis(records)
+        let comparison = try XCTUnwrap(analysis.settings.first?.comparisons.first)
+        let pair = try XCTUnwrap(comparison.pairs.first)
+        XCTAssertEqual(pair.verdict, .noSpread)
+        XCTAssertNil(pair.difference?.interval)
+        XCTAssertEqual(comparison.matrix.wins, [[0, 0], [0, 0]])
+        XCTAssertFalse(comparison.bestBeatsAll)
+        XCTAssertTrue(analysis.notes.contains { $0.contains("same amount on every seed") && $0.contains("not evidence") }, "\(analysis.notes)")
+        let markdown = Report.markdown(analysis, title: "ties")
+        XCTAssertTrue(markdown.contains("no spread: not evidence"), markdown)
+        XCTAssertTrue(markdown.contains("+5.00 (same on every seed: no spread)"), markdown)
+        XCTAssertFalse(markdown.contains("A better"), markdown)
+        let setting = try XCTUnwrap(analysis.settings.first)
+        XCTAssertFalse(Report.cell(setting, "A", Synthetic.c2, marker: true).contains("▲"))
+        let html = Report.html(analysis, title: "ties")
+        XCTAssertTrue(html.contains("no spread: not evidence"))
+        XCTAssertFalse(Report.terminalTable(analysis).contains("beats 1 of 1"), Report.terminalTable(analysis))
+    }
+
+    /// Issue 15, defect 14: every report says which plugin file, version and SDK produced
+    /// the results, and two builds of one criterion (rebuilt between runs) are two rows,
+    /// never one group that mixes their seeds.
+    func testReportsNameThePluginBuildsAndKeepBuildsApart() throws {
+        func build(_ version: String, _ hash: String) -> PluginBuild {
+            PluginBuild(kind: .criterion, id: "A", file: "/plugins/libA.so", version: version, sdkVersion: "1.0", contentHash: hash)
+        }
+        var records: [TrialRecord] = []
+        for seed: UInt64 in 0..<2 {
+            for (b, top1) in [(build("0.1.0", "1111aaaa2222bbbb"), 0.9), (build("0.2.0", "3333cccc4444dddd"), 0.5)] {
+                var r = Synthetic.record("A", Synthetic.c2, seed: seed, top1: top1 + Double(seed) / 100)
+                r.configuration.plugins = [b]
+                records.append(r)
+            }
+            records.append(Synthetic.record("B", Synthetic.c2, seed: seed, top1: 0.8))
+        }
+        let analysis = Analysis(records)
+        let setting = try XCTUnwrap(analysis.settings.first)
+        XCTAssertEqual(analysis.settings.count, 1)
+        XCTAssertEqual(setting.criteria, ["A [0.1.0]", "A [0.2.0]", "B"])
+        XCTAssertEqual(try XCTUnwrap(setting.group("A [0.2.0]", Synthetic.c2)?.finalTop1).mean, 0.505, accuracy: 1e-12)
+        XCTAssertEqual(analysis.plugins.filter { $0.id == "A" }.map(\.build?.version), ["0.1.0", "0.2.0"])
+        XCTAssertEqual(analysis.sdkVersions, [SDKVersion.string])
+
+        let markdown = Report.markdown(analysis, title: "builds")
+        XCTAssertTrue(markdown.contains("## Plugins"), markdown)
+        XCTAssertTrue(markdown.contains("| criterion | A | 0.2.0 | /plugins/libA.so | 1.0 | 3333cccc4444dddd | 2 |"), markdown)
+        XCTAssertTrue(markdown.contains("| criterion | B | not recorded |"), markdown)
+        XCTAssertTrue(markdown.contains("run by PruneKit SDK \(SDKVersion.string)"), markdown)
+        let html = Report.html(analysis, title: "builds")
+        XCTAssertTrue(html.contains("<h2>Plugins</h2>") && html.contains("/plugins/libA.so"))
+        let csv = Report.csv(records)
+        let header = try XCTUnwrap(csv.components(separatedBy: "\r\n").first)
+        XCTAssertTrue(header.hasSuffix(",criterion_file,criterion_version,criterion_build,criterion_sdk_version,plugins,sdk_version"), header)
+        XCTAssertTrue(csv.contains(",/plugins/libA.so,0.2.0,3333cccc4444dddd,1.0,"), csv)
+        let json = String(decoding: try Report.json(records, analysis: analysis, title: "builds"), as: UTF8.self)
+        XCTAssertTrue(json.contains("\"contentHash\" : \"3333cccc4444dddd\"") && json.contains("\"sdkVersion\""), json)
+    }
+
+    /// Issue 15, defect 19: a store's report covers the whole store, titled by the
+    /// experiments that wrote to it, whoever asks (compare after a run of some criteria, or
+    /// report later).
+    func testAStoreReportCoversTheWholeStoreUnderOneTitle() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("prunekit-report-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("results.sqlite").path
+        let store = try ExperimentParts.openStore(path)
+        XCTAssertEqual(try ExperimentParts.reportTitle(of: store, path: path), "results", "no experiment yet: the file name")
+        try store.remember(experimentID: "e0", specification: #"{"name": "default", "model": "lenet-5"}"#)
+        XCTAssertEqual(try ExperimentParts.reportTitle(of: store, path: path), "results", "an unnamed experiment")
+        try store.remember(experimentID: "e1", specification: #"{"name": "sweep", "criteria": ["A", "B"]}"#)
+        for r in Synthetic.threeCriteria().filter({ $0.configuration.criterion != "C" }) { try store.add(r) }
+        try store.remember(experimentID: "e2", specification: #"{"name": "sweep", "criteria": ["C"], "seeds": [0]}"#)
+        try store.remember(experimentID: "e3", specification: #"{"name": "new idea", "criteria": ["C"]}"#)
+        for r in Synthetic.threeCriteria().filter({ $0.configuration.criterion == "C" }) { try store.add(r) }
+
+        let report = try ExperimentParts.storeReport(store, path: path)
+        XCTAssertEqual(report.title, "sweep + new idea")
+        XCTAssertEqual(report.records.count, 18, "every trial in the store, not only the last run's C")
+        XCTAssertEqual(Analysis(report.records).settings.first?.criteria, ["A", "B", "C"])
+        let reader = try ExperimentParts.openExistingStore(path)
+        XCTAssertEqual(try ExperimentParts.storeReport(reader, path: path).title, report.title, "report titles it as compare does")
+        XCTAssertEqual(try ExperimentParts.storeReport(reader, path: path, title: "mine").title, "mine")
     }
 
     /// A weight criterion's trials measure no latency (`latencyRuns: 0`), a channel
@@ -275,6 +366,38 @@ final class ReportTests: XCTestCase {
         // Log axis: 1×, 2×, 4× ticks are equally spaced.
         XCTAssertEqual(Report.logTicks(1, 40), [1, 2, 4, 8, 16, 32])
         XCTAssertEqual(Report.logTicks(1, 1.8), [1, 1.25, 1.5])
+    }
+
+    /// Issue 15: a write that fails half-way (a full disk) leaves no `.tmp` file, no empty
+    /// report folder it made, and the old reports as they were.
+    func testAFailedWriteLeavesNothingBehind() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("prunekit-report-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        var calls = 0
+        let fullDisk: (Data, String) throws -> Void = { data, path in
+            calls += 1
+            if calls < 3 { return try data.write(to: URL(fileURLWithPath: path)) }
+            try data.prefix(data.count / 2).write(to: URL(fileURLWithPath: path))      // what fit
+            throw NSError(domain: NSCocoaErrorDomain, code: CocoaError.fileWriteOutOfSpace.rawValue,
+                          userInfo: [NSUnderlyingErrorKey: NSError(domain: NSPOSIXErrorDomain, code: Int(ENOSPC))])
+        }
+        let fresh = root.appendingPathComponent("new/report").path
+        XCTAssertThrowsError(try Report.write(Synthetic.threeCriteria(), to: fresh, title: "t", writingFile: fullDisk)) { error in
+            let e = error as? PruneKitError
+            XCTAssertEqual(e?.kind, .io)
+            XCTAssertTrue(e?.message.contains("No space left on device") == true, "\(error)")
+            XCTAssertNotNil(e?.hint)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root.appendingPathComponent("new").path), "the folders it made are gone")
+
+        // Into a folder with earlier reports: they stay as they were, no temporary is left.
+        let existing = root.appendingPathComponent("old").path
+        let old = try Report.write(Synthetic.threeCriteria(), to: existing, title: "old")
+        let oldBytes = try old.map { try Data(contentsOf: URL(fileURLWithPath: $0)) }
+        calls = 0
+        XCTAssertThrowsError(try Report.write([], to: existing, title: "new", writingFile: fullDisk))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: existing).sorted(), Report.fileNames.sorted())
+        XCTAssertEqual(try old.map { try Data(contentsOf: URL(fileURLWithPath: $0)) }, oldBytes)
     }
 
     /// Four files, written atomically (no temporary left over); results.json reads back,

@@ -20,6 +20,27 @@ final class StatisticsTests: XCTestCase {
         XCTAssertNil(try XCTUnwrap(MetricSummary([0.5])).standardDeviation)
     }
 
+    /// Issue 15, defect 16: the same difference on every seed has no spread, so no interval
+    /// (a zero-width one would call any difference significant). Equal differences computed
+    /// from different accuracies differ in their last bits; that noise is no spread either.
+    func testAZeroSpreadDifferenceGetsNoInterval() throws {
+        let exact = try XCTUnwrap(Statistics.pairedDifference([0.9, 0.8], [0.85, 0.75]))
+        XCTAssertEqual(exact.pairs, 2)
+        XCTAssertEqual(exact.mean, 0.05, accuracy: 1e-12)
+        XCTAssertNil(exact.interval)
+        XCTAssertTrue(exact.hasNoSpread)
+        // 0.91 − 0.86 and 0.70 − 0.65 are not bit-equal in binary floating point.
+        XCTAssertNotEqual(0.91 - 0.86, 0.70 - 0.65)
+        let rounded = try XCTUnwrap(Statistics.pairedDifference([0.91, 0.70, 0.93], [0.86, 0.65, 0.88]))
+        XCTAssertNil(rounded.interval)
+        XCTAssertTrue(rounded.hasNoSpread)
+        let tie = try XCTUnwrap(Statistics.pairedDifference([0.9, 0.8], [0.9, 0.8]))
+        XCTAssertTrue(tie.hasNoSpread)
+        // A real spread still gets its interval; one pair is "needs seeds", not "no spread".
+        XCTAssertNotNil(try XCTUnwrap(Statistics.pairedDifference([0.9, 0.8], [0.85, 0.76])).interval)
+        XCTAssertFalse(try XCTUnwrap(Statistics.pairedDifference([0.9], [0.85])).hasNoSpread)
+    }
+
     /// Published two-sided 95 % critical values (any statistics table), to their 3 decimals.
     func testTQuantilesAgainstTheTable() {
         let table: [(Int, Double)] = [(1, 12.706), (2, 4.303), (3, 3.182), (4, 2.776), (5, 2.571), (9, 2.262),

@@ -118,7 +118,7 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(row["compression"] as Double, 900.0 / 360.0)
         XCTAssertEqual(row["theoretical_speedup"] as Double, 50_000.0 / 20_000.0)
         XCTAssertEqual(row["whole_model_compression"] as Double, 1000.0 / 450.0)
-        XCTAssertEqual(try queue.read { db in try Int.fetchOne(db, sql: "PRAGMA user_version") }, 1)
+        XCTAssertEqual(try queue.read { db in try Int.fetchOne(db, sql: "PRAGMA user_version") }, ResultStoreFormat.version)
         XCTAssertEqual(try queue.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }, "wal")
         XCTAssertEqual(try queue.read { db in try Int32.fetchOne(db, sql: "PRAGMA application_id") }, 0x504B_5253)
     }
@@ -246,8 +246,8 @@ final class StoreTests: XCTestCase {
         // A store of a newer format version.
         let future = try makeFutureStore(in: dir)
         let futureBytes = try Data(contentsOf: URL(fileURLWithPath: future))
-        assertRefused(try ResultStore(path: future), mentioning: ["format version 2", "newer"])
-        assertRefused(try ResultStore.openExisting(path: future, readOnly: true), mentioning: ["format version 2"])
+        assertRefused(try ResultStore(path: future), mentioning: ["format version 3", "newer"])
+        assertRefused(try ResultStore.openExisting(path: future, readOnly: true), mentioning: ["format version 3"])
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: future)), futureBytes)
 
         // Missing, empty, directory.
@@ -263,7 +263,138 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(try store.trialCount(), 1)
     }
 
-    /// A store whose meta says version 2, as a future PruneKit would write.
+    // MARK: Read-only media (issue 15, defects 6 and 8)
+
+    /// The decision: a writable directory reads as usual; an unwritable one reads the file
+    /// immutably, unless results are still in its write-ahead log, which needs `-shm`.
+    func testReadAccessFollowsTheDirectoryAndTheLog() throws {
+        let dir = try scratch()
+        let path = dir.appendingPathComponent("results.sqlite").path
+        XCTAssertEqual(try ResultStoreFormat.readAccess(for: path, directoryWritable: true), .shared)
+        XCTAssertEqual(try ResultStoreFormat.readAccess(for: path, directoryWritable: false), .immutable)
+        XCTAssertTrue(FileManager.default.createFile(atPath: path + "-wal", contents: Data()))
+        XCTAssertEqual(try ResultStoreFormat.readAccess(for: path, directoryWritable: false), .immutable, "an empty log holds nothing")
+        try Data(repeating: 1, count: 64).write(to: URL(fileURLWithPath: path + "-wal"))
+        assertRefused(try ResultStoreFormat.readAccess(for: path, directoryWritable: false), kind: .io, mentioning: [path + "-wal", "-shm"])
+        XCTAssertTrue(FileManager.default.createFile(atPath: path + "-shm", contents: Data()))
+        XCTAssertEqual(try ResultStoreFormat.readAccess(for: path, directoryWritable: false), .shared)
+        // access(2) decides, by default: this scratch directory is writable.
+        XCTAssertTrue(FileSystem.isWritableDirectory(dir.path))
+        XCTAssertEqual(ResultStoreFormat.immutableURI("/a b/r?#%.sqlite"), "file:/a b/r%3f%23%25.sqlite?immutable=1")
+    }
+
+    /// A store whose directory can't be written is read through SQLite's immutable open:
+    /// every record comes back, and nothing (no -wal, no -shm) is created beside it. Before,
+    /// the inspection's ordinary read-only open needed to create `-shm` and failed with
+    /// "could not be read as an SQLite database … may be damaged".
+    func testAStoreInAnUnwritableDirectoryIsReadWithoutWritingBesideIt() throws {
+        let dir = try scratch()
+        let path = dir.appendingPathComponent("results.sqlite").path
+        let records = (0..<5).map { StoreSamples.record("ro", $0) }
+        do {
+            let store = try ResultStore(path: path)
+            for r in records { try store.record(r) }
+            try store.close()            // the last connection: SQLite removes -wal and -shm
+        }
+        let before = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+        XCTAssertEqual(before, ["results.sqlite"])
+        let store = try ResultStore.openExisting(path: path, readOnly: true, directoryWritable: false)
+        XCTAssertEqual(try store.records(), records)
+        XCTAssertEqual(try store.trialCount(), 5)
+        XCTAssertEqual(try store.integrityCheck(), ["ok"])
+        assertRefused(try store.record(records[0]), kind: .invalidArgument, mentioning: ["read-only"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted(), before, "nothing written beside it")
+        try store.close()
+        // Writing is refused up front, with the reason and what to do.
+        assertRefused(try ResultStore.openExisting(path: path, readOnly: false, directoryWritable: false), kind: .io,
+                      mentioning: ["can't write to the result store", "not writable"])
+    }
+
+    /// A file that could not be opened is not called damaged: the message says it could not
+    /// be opened (the permissions, the directory), not that it may be damaged.
+    func testAnOpeningFailureIsNotReportedAsDamage() {
+        let error = ResultStoreFormat.openingError(DatabaseError(resultCode: .SQLITE_CANTOPEN, message: "unable to open database file"),
+                                                   path: "ro/results.sqlite")
+        XCTAssertEqual(error.kind, .io)
+        XCTAssertTrue(error.message.contains("could not be opened for reading"), error.message)
+        XCTAssertFalse(error.message.contains("damaged") || (error.hint ?? "").contains("damaged"), error.description)
+        let damaged = ResultStoreFormat.openingError(DatabaseError(resultCode: .SQLITE_NOTADB, message: "file is not a database"),
+                                                     path: "x.sqlite")
+        XCTAssertEqual(damaged.kind, .invalidFile)
+        XCTAssertTrue((damaged.hint ?? "").contains("damaged"))
+    }
+
+    /// A new store where no directory can be made (a file in the way, as a read-only disk
+    /// also refuses): an `error:` message with the system's reason and a hint, no Foundation
+    /// "NSCocoaErrorDomain" text, and nothing left behind.
+    func testANewStoreWhereNoDirectoryCanBeMadeIsAClearError() throws {
+        let dir = try scratch()
+        let blocker = dir.appendingPathComponent("file.txt")
+        try Data("x".utf8).write(to: blocker)
+        let path = blocker.appendingPathComponent("sub/results.sqlite").path
+        assertRefused(try ResultStore(path: path), kind: .io, mentioning: ["could not create the directory", "Not a directory"])
+        XCTAssertThrowsError(try ResultStore(path: path)) { error in
+            XCTAssertFalse("\(error)".contains("NSCocoaErrorDomain"), "\(error)")
+        }
+        // An existing directory that is not writable (decided by access(2); simulated here).
+        let unwritable = dir.appendingPathComponent("ro/new.sqlite").path
+        try FileManager.default.createDirectory(atPath: dir.appendingPathComponent("ro").path, withIntermediateDirectories: true)
+        assertRefused(try ResultStore(path: unwritable, directoryWritable: false), kind: .io,
+                      mentioning: ["can't create a result store at \(unwritable)", "is not writable"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("ro").path), [])
+        // The directories made for a store that then can't be opened are removed again.
+        let deep = dir.appendingPathComponent("a/b/c")
+        XCTAssertEqual(try FileSystem.makeDirectories(deep.path, for: "test", hint: "-"), [dir.appendingPathComponent("a").path,
+                                                                                          dir.appendingPathComponent("a/b").path, deep.path])
+        FileSystem.removeCreated([dir.appendingPathComponent("a").path, dir.appendingPathComponent("a/b").path, deep.path])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("a").path))
+        XCTAssertEqual(["a/b/c", "a/b/", "/a", "w", "/"].map(FileSystem.parent(of:)), ["a/b", "a", "/", "", "/"])
+        // A relative one-letter directory (Foundation's deletingLastPathComponent traps on it).
+        let cwd = FileManager.default.currentDirectoryPath
+        XCTAssertTrue(FileManager.default.changeCurrentDirectoryPath(dir.path))
+        defer { _ = FileManager.default.changeCurrentDirectoryPath(cwd) }
+        XCTAssertEqual(try ResultStore(path: "w/results.sqlite").trialCount(), 0)
+    }
+
+    /// Issue 15, defect 14: a store of format version 1 (before plugin builds were kept) is
+    /// read as it is, read-only, and migrated in place when opened for writing: the plugin
+    /// and SDK columns are added, empty for its old trials, and meta says where it came from.
+    func testAVersionOneStoreIsReadAndMigratedWhenWritten() throws {
+        let path = try scratch().appendingPathComponent("v1.sqlite").path
+        let old = StoreSamples.record("old", 0)
+        do {
+            let store = try ResultStore(path: path)
+            try store.record(old)
+        }
+        let queue = try DatabaseQueue(path: path)      // back to version 1's layout
+        try queue.write { db in
+            for column in ["criterion_file", "criterion_version", "criterion_build", "plugin_sdk_version", "sdk_version"] {
+                try db.execute(sql: "ALTER TABLE trials DROP COLUMN \(column)")
+            }
+            try db.execute(sql: "UPDATE meta SET value = '1' WHERE key = 'version'; PRAGMA user_version = 1")
+        }
+        try queue.close()
+
+        let reader = try ResultStore.openExisting(path: path, readOnly: true)
+        XCTAssertEqual(try reader.records(), [old])
+        try reader.close()
+        let store = try ResultStore(path: path)
+        let build = PluginBuild(kind: .criterion, id: "new", file: "/p/libNew.so", version: "0.2.0", sdkVersion: "1.0", contentHash: "abc")
+        var configuration = StoreSamples.configuration("new", 2)
+        configuration.plugins = [build]
+        try store.record(TrialRecord(configuration: configuration, result: .failed("x"), finishedAt: 1_800_000_000, host: "h"))
+        XCTAssertEqual(try store.records().map(\.id), [old.id, configuration.id])
+        let check = try DatabaseQueue(path: path)
+        try check.read { db in
+            XCTAssertEqual(try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'version'"), String(ResultStoreFormat.version))
+            XCTAssertEqual(try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'migrated_from'"), "1")
+            XCTAssertEqual(try Int.fetchOne(db, sql: "PRAGMA user_version"), ResultStoreFormat.version)
+            XCTAssertNil(try String.fetchOne(db, sql: "SELECT criterion_version FROM trials WHERE id = ?", arguments: [old.id]))
+            XCTAssertEqual(try String.fetchOne(db, sql: "SELECT criterion_version FROM trials WHERE id = ?", arguments: [configuration.id]), "0.2.0")
+        }
+    }
+
+    /// A store whose meta says version 3, as a future PruneKit would write.
     private func makeFutureStore(in dir: URL) throws -> String {
         let path = dir.appendingPathComponent("future-\(UUID().uuidString).sqlite").path
         do {
@@ -272,7 +403,7 @@ final class StoreTests: XCTestCase {
         }
         let queue = try DatabaseQueue(path: path)
         try queue.write { db in
-            try db.execute(sql: "UPDATE meta SET value = '2' WHERE key = 'version'; PRAGMA user_version = 2")
+            try db.execute(sql: "UPDATE meta SET value = '3' WHERE key = 'version'; PRAGMA user_version = 3")
         }
         try queue.close()
         return path
@@ -363,7 +494,7 @@ final class StoreTests: XCTestCase {
 
         // A new destination is not even created.
         let fresh = dir.appendingPathComponent("fresh.sqlite").path
-        assertRefused(try ResultStore.merge([good, future], into: fresh), mentioning: [future, "format version 2"])
+        assertRefused(try ResultStore.merge([good, future], into: fresh), mentioning: [future, "format version 3"])
         assertRefused(try ResultStore.merge([good, garbage], into: fresh), mentioning: [garbage])
         assertRefused(try ResultStore.merge([good, dir.appendingPathComponent("nope.sqlite").path], into: fresh),
                       mentioning: ["no result store", "nothing was merged"])

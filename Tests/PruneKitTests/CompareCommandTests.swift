@@ -284,6 +284,111 @@ final class CompareCommandTests: XCTestCase {
         XCTAssertFalse(store.out.contains("[1/"), "no trial ran")
     }
 
+    /// Issue 15, defect 14, as a researcher meets it: a C criterion rebuilt with inverted
+    /// scores (version 2.0) against the same store runs again (before: "2 already in the
+    /// store (skipped)" and the old figures), and the report shows both builds apart, with
+    /// the plugin file, version and SDK that produced each.
+    func testARebuiltCriterionRunsAgainAndTheReportNamesEachBuild() throws {
+        let cc = "/usr/bin/cc"
+        guard FileManager.default.isExecutableFile(atPath: cc) else { throw XCTSkip("no C compiler at \(cc)") }
+        let dir = try scratch()
+        let template = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Templates/c-criterion")
+        let source = try String(contentsOf: template.appendingPathComponent("l1_filter.c"), encoding: .utf8)
+        let manifest = try String(contentsOf: template.appendingPathComponent("criterion.json"), encoding: .utf8)
+        func build(_ source: String, _ manifest: String) throws {
+            try Data(source.utf8).write(to: dir.appendingPathComponent("l1_filter.c"))
+            try Data(manifest.utf8).write(to: dir.appendingPathComponent("criterion.json"))
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: cc)
+            process.arguments = ["-O2", "-shared", "-fPIC", "-o", dir.appendingPathComponent("libl1_filter.so").path,
+                                 dir.appendingPathComponent("l1_filter.c").path, "-lm"]
+            try process.run()
+            process.waitUntilExit()
+            XCTAssertEqual(process.terminationStatus, 0)
+        }
+        try Data(tinySpec.utf8).write(to: dir.appendingPathComponent("tiny.yaml"))
+        let arguments = ["compare", "tiny.yaml", "--plugin", dir.appendingPathComponent("criterion.json").path, "--criteria", "c-l1",
+                         "--compressions", "2", "--store", "out/results.sqlite"]
+        try build(source, manifest)
+        let first = try run(arguments, in: dir)
+        XCTAssertEqual(first.status, 0, first.err + first.out)
+        XCTAssert(first.out.contains("2 run now"), first.out)          // the prune trial and the oracle trial
+
+        let inverted = source.replacingOccurrences(of: "scores[j] = (float)sum;", with: "scores[j] = (float)-sum;")
+        XCTAssertNotEqual(inverted, source)
+        try build(inverted, manifest.replacingOccurrences(of: "\"version\": \"1.0\"", with: "\"version\": \"2.0\""))
+        let second = try run(arguments, in: dir)
+        XCTAssertEqual(second.status, 0, second.err + second.out)
+        XCTAssert(second.out.contains("trials: 2 in this run, 0 already in the store (skipped), 2 run now"), second.out)
+        let report = try String(contentsOf: dir.appendingPathComponent("out/report/report.md"), encoding: .utf8)
+        XCTAssert(report.contains("| c-l1 [1.0] |") && report.contains("| c-l1 [2.0] |"), report)
+        XCTAssert(report.contains("## Plugins") && report.contains("| criterion | c-l1 | 2.0 | \(dir.appendingPathComponent("criterion.json").path) |"), report)
+    }
+
+    /// Issue 15, defect 19: `compare --criteria X` against a store that holds more writes
+    /// the report of the whole store, and `prunekit report` writes the same report (same
+    /// title, same trials) instead of retitling it.
+    func testCompareOfSomeCriteriaAndReportAgreeOnTheWholeStore() throws {
+        let dir = try scratch()
+        try Data(tinySpec.utf8).write(to: dir.appendingPathComponent("tiny.yaml"))
+        for criterion in ["global-magnitude", "layer-magnitude"] {
+            let r = try run(["compare", "tiny.yaml", "--criteria", criterion, "--compressions", "2", "--store", "out/results.sqlite"], in: dir)
+            XCTAssertEqual(r.status, 0, r.err + r.out)
+        }
+        let fromCompare = try String(contentsOf: dir.appendingPathComponent("out/report/report.md"), encoding: .utf8)
+        XCTAssert(fromCompare.hasPrefix("# tiny\n"), fromCompare)
+        XCTAssert(fromCompare.contains("2 trials") && fromCompare.contains("| global-magnitude |") && fromCompare.contains("| layer-magnitude |"), fromCompare)
+        let report = try run(["report", "--store", "out/results.sqlite"], in: dir)
+        XCTAssertEqual(report.status, 0, report.err)
+        let fromReport = try String(contentsOf: dir.appendingPathComponent("out/report/report.md"), encoding: .utf8)
+        XCTAssertEqual(fromReport, fromCompare)
+    }
+
+    /// Issue 15, defects 6 and 8, for real: as `nobody` (root ignores permission bits), a
+    /// store in a directory it can't write is read by `report` (before: "could not be read
+    /// as an SQLite database: attempt to write a readonly database … may be damaged"), with
+    /// nothing created beside it; and a new store there is refused with the reason and a hint.
+    func testAStoreInADirectoryThatCantBeWrittenIsReadAndNotWritten() throws {
+        guard TestSupport.canRunAsNobody else { throw XCTSkip("needs root and \(TestSupport.setpriv) to run prunekit as nobody") }
+        let dir = try scratch()
+        try Data(tinySpec.utf8).write(to: dir.appendingPathComponent("tiny.yaml"))
+        let made = try run(["compare", "tiny.yaml", "--criteria", "global-magnitude", "--compressions", "2", "--store", "w/results.sqlite"], in: dir)
+        XCTAssertEqual(made.status, 0, made.err)
+        let fm = FileManager.default
+        let ro = dir.appendingPathComponent("ro"), out = dir.appendingPathComponent("out")
+        try fm.createDirectory(at: ro, withIntermediateDirectories: true)
+        try fm.createDirectory(at: out, withIntermediateDirectories: true)
+        try fm.copyItem(at: dir.appendingPathComponent("w/results.sqlite"), to: ro.appendingPathComponent("results.sqlite"))
+        try fm.setAttributes([.posixPermissions: 0o555], ofItemAtPath: ro.path)
+        try fm.setAttributes([.posixPermissions: 0o777], ofItemAtPath: out.path)
+
+        let report = try TestSupport.runPrunekit(["report", "--store", "ro/results.sqlite", "--out", "out/report"], in: dir, asUser: "nobody")
+        XCTAssertEqual(report.status, 0, report.err)
+        XCTAssert(report.out.contains("1 trials; reports: "), report.out)
+        XCTAssertEqual(try fm.contentsOfDirectory(atPath: ro.path), ["results.sqlite"], "nothing written beside the store")
+
+        let create = try TestSupport.runPrunekit(["compare", "tiny.yaml", "--criteria", "global-magnitude", "--compressions", "2",
+                                                  "--store", "ro/new.sqlite"], in: dir, asUser: "nobody")
+        XCTAssertEqual(create.status, 1, create.err)
+        XCTAssert(create.err.hasPrefix("error: can't create a result store at ro/new.sqlite: the directory ro is not writable (Permission denied)."), create.err)
+        XCTAssert(create.err.contains("\nhint: "), create.err)
+        XCTAssertEqual(try fm.contentsOfDirectory(atPath: ro.path), ["results.sqlite"])
+    }
+
+    /// Issue 15, defect 8: a store where no directory can be made (here a file is in the
+    /// way; a read-only disk refuses the same way) is an `error:` line with the system's
+    /// reason and a `hint:`, not Foundation's "Error Domain=NSCocoaErrorDomain Code=…".
+    func testAStoreThatCantBeCreatedIsAnErrorWithAHint() throws {
+        let dir = try scratch()
+        try Data("x".utf8).write(to: dir.appendingPathComponent("file.txt"))
+        let r = try run(["compare", "--criteria", "global-magnitude", "--compressions", "2", "--store", "file.txt/out/results.sqlite"], in: dir)
+        XCTAssertEqual(r.status, 1, r.err)
+        XCTAssert(r.err.hasPrefix("error: could not create the directory file.txt/out for the result store"), r.err)
+        XCTAssert(r.err.contains("Not a directory") && r.err.contains("\nhint: "), r.err)
+        XCTAssertFalse(r.err.contains("NSCocoaErrorDomain"), r.err)
+    }
+
     private func firstNumber(after prefix: String, in text: String) -> Int? {
         guard let range = text.range(of: prefix) else { return nil }
         return Int(text[range.upperBound...].prefix { $0.isNumber })

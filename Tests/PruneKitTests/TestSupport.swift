@@ -35,6 +35,10 @@ enum TestSupport {
 
     /// The built `prunekit` executable: the build products directory holds it next to the
     /// test bundle.
+    static let setpriv = "/usr/bin/setpriv"
+    /// Whether ``runPrunekit(_:in:asUser:)`` can run as `nobody`: as root, with `setpriv`.
+    static var canRunAsNobody: Bool { getuid() == 0 && FileManager.default.isExecutableFile(atPath: setpriv) }
+
     static var prunekitExecutable: URL {
         var dir = Bundle(for: CLITests.self).bundleURL
         while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("prunekit").path), dir.path != "/" {
@@ -46,10 +50,12 @@ enum TestSupport {
     /// Runs the built `prunekit` with `arguments` (in `directory`, if given) and returns its
     /// exit status and outputs. Standard error is drained on another thread while standard
     /// output is read, so neither pipe can fill up and block the child.
-    static func runPrunekit(_ arguments: [String], in directory: URL? = nil) throws -> (status: Int32, out: String, err: String) {
+    /// - Parameter user: run it as this user (and group `nogroup`) through `setpriv`, where
+    ///   the tests run as root (whom permission bits don't stop): see ``canRunAsNobody``.
+    static func runPrunekit(_ arguments: [String], in directory: URL? = nil, asUser user: String? = nil) throws -> (status: Int32, out: String, err: String) {
         let process = Process()
-        process.executableURL = prunekitExecutable
-        process.arguments = arguments
+        process.executableURL = user == nil ? prunekitExecutable : URL(fileURLWithPath: setpriv)
+        process.arguments = user.map { ["--reuid=\($0)", "--regid=nogroup", "--clear-groups", prunekitExecutable.path] + arguments } ?? arguments
         if let directory { process.currentDirectoryURL = directory }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out

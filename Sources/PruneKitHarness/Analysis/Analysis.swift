@@ -25,6 +25,12 @@ public struct Analysis: Codable, Hashable, Sendable {
     public var failures: [TrialFailure]
     /// Things a reader must know to read the figures right (one seed only, duplicates…).
     public var notes: [String]
+    /// Every plugin build that ran the trials (criteria, schedules, finetuning strategies),
+    /// with how many trials each ran: which file, version and SDK produced the results.
+    public var plugins: [PluginUsage]
+    /// The SDK versions of the PruneKits that ran the trials (`not recorded` for records
+    /// written before PruneKit kept it).
+    public var sdkVersions: [String]
 
     /// Analyses `records`. Cost: O(records + settings · targets · criteria² · seeds).
     public init(_ records: [TrialRecord], level: Double = 0.95) {
@@ -50,22 +56,28 @@ public struct Analysis: Codable, Hashable, Sendable {
             notes.append("\(duplicates) duplicate record\(duplicates == 1 ? "" : "s") of the same trial: the latest of each was used.")
         }
         let unique = order.compactMap { latest[$0] }
+        let criterionNames = CriterionNames(unique)
+        plugins = PluginUsage.list(unique)
+        sdkVersions = Array(Set(unique.map { $0.sdkVersion ?? "not recorded" })).sorted()
+        if criterionNames.hasSeveralBuilds {
+            notes.append("Some criteria ran in more than one build (a plugin rebuilt between runs): each build is its own row, named with its version or build; see Plugins.")
+        }
 
         // Usable records; the rest are failures with a reason.
         var usable: [TrialRecord] = []
         for r in unique {
             if r.result.status == .failed {
-                failures.append(TrialFailure(r, message: r.result.failure ?? "failed without a message"))
+                failures.append(TrialFailure(r, names: criterionNames, message: r.result.failure ?? "failed without a message"))
             } else if r.configuration.kind == .prune {
                 if let top1 = Analysis.finalAccuracy(r.result)?.top1, !top1.isFinite {
-                    failures.append(TrialFailure(r, message: "succeeded but reported a non-finite accuracy (\(top1)); left out of the statistics"))
+                    failures.append(TrialFailure(r, names: criterionNames, message: "succeeded but reported a non-finite accuracy (\(top1)); left out of the statistics"))
                 } else if Analysis.finalAccuracy(r.result) == nil {
-                    failures.append(TrialFailure(r, message: "succeeded but reported no accuracy; left out of the statistics"))
+                    failures.append(TrialFailure(r, names: criterionNames, message: "succeeded but reported no accuracy; left out of the statistics"))
                 } else {
                     usable.append(r)
                 }
             } else if let c = r.result.oracleCorrelation, !c.isFinite {
-                failures.append(TrialFailure(r, message: "succeeded but reported a non-finite oracle correlation (\(c)); left out of the statistics"))
+                failures.append(TrialFailure(r, names: criterionNames, message: "succeeded but reported a non-finite oracle correlation (\(c)); left out of the statistics"))
             } else {
                 usable.append(r)
             }
@@ -89,7 +101,7 @@ public struct Analysis: Codable, Hashable, Sendable {
         let usableIDs = Set(usable.map(\.id))
         settings = zip(settingKeys, names).map { key, name in
             let all = settingRecords[key] ?? []
-            return SettingAnalysis(name: name, configuration: key,
+            return SettingAnalysis(name: name, configuration: key, names: criterionNames,
                                    records: all.filter { usableIDs.contains($0.id) },
                                    failedRecords: all.filter { !usableIDs.contains($0.id) }, level: level)
         }
@@ -103,7 +115,7 @@ public struct Analysis: Codable, Hashable, Sendable {
             if oracleRecords[key] == nil { oracleKeys.append(key) }
             oracleRecords[key, default: []].append(r)
         }
-        oracle = oracleKeys.map { OracleSummary(configuration: $0, records: oracleRecords[$0] ?? []) }
+        oracle = oracleKeys.map { OracleSummary(configuration: $0, records: oracleRecords[$0] ?? [], names: criterionNames) }
             .sorted { ($0.setting, $0.criterion) < ($1.setting, $1.criterion) }
 
         if usable.isEmpty && !records.isEmpty {
@@ -116,6 +128,10 @@ public struct Analysis: Codable, Hashable, Sendable {
         }
         if !settings.isEmpty && maxSeeds >= 2 {
             notes.append("Mean ± sample standard deviation over seeds; differences between criteria are paired by seed (same baseline, calibration batches and finetuning data order) with a \(Analysis.percent(level)) % Student-t confidence interval; A beats B where the interval excludes zero.")
+        }
+        let flat = settings.flatMap { $0.comparisons.flatMap(\.pairs) }.filter { $0.verdict == .noSpread }.count
+        if flat > 0 {
+            notes.append("\(flat) pair\(flat == 1 ? "" : "s") of criteria differ\(flat == 1 ? "s" : "") by the same amount on every seed: a difference with zero spread is not evidence, so no winner is declared there; run more seeds.")
         }
     }
 }
@@ -135,6 +151,9 @@ extension Analysis {
         k.oracleLayers = nil
         k.criterion = ""
         k.criterionOptions = []
+        // The schedule's and the finetuning strategy's builds stay (none known: nil, as in old records).
+        let others = (k.plugins ?? []).filter { $0.kind != .criterion }
+        k.plugins = others.isEmpty ? nil : others
         k.target = nil
         k.baseline.seed = 0
         return k
@@ -185,18 +204,18 @@ public struct SettingAnalysis: Codable, Hashable, Sendable {
     /// Per axis: the win/loss matrices of its targets added up.
     public var overall: [AxisOverall]
 
-    init(name: String, configuration: TrialConfiguration, records: [TrialRecord], failedRecords: [TrialRecord], level: Double) {
+    init(name: String, configuration: TrialConfiguration, names: CriterionNames, records: [TrialRecord], failedRecords: [TrialRecord], level: Double) {
         self.name = name
         self.configuration = configuration
         baseline = BaselineSummary(records)
         let everything = records + failedRecords
-        criteria = Array(Set(everything.map { Analysis.criterionLabel($0.configuration) })).sorted()
+        criteria = Array(Set(everything.map { names($0.configuration) })).sorted()
         targets = Array(Set(everything.compactMap(\.configuration.target))).sorted(by: Analysis.targetOrder)
 
         var byGroup: [SettingGroupKey: [TrialRecord]] = [:]
         var failedByGroup: [SettingGroupKey: [TrialRecord]] = [:]
-        for r in records { if let k = SettingGroupKey(r.configuration) { byGroup[k, default: []].append(r) } }
-        for r in failedRecords { if let k = SettingGroupKey(r.configuration) { failedByGroup[k, default: []].append(r) } }
+        for r in records { if let k = SettingGroupKey(r.configuration, names: names) { byGroup[k, default: []].append(r) } }
+        for r in failedRecords { if let k = SettingGroupKey(r.configuration, names: names) { failedByGroup[k, default: []].append(r) } }
         var groups: [GroupSummary] = []
         for target in targets {
             for criterion in criteria {
@@ -210,7 +229,7 @@ public struct SettingAnalysis: Codable, Hashable, Sendable {
 
         let criteria = self.criteria
         let comparisons = targets.map { target in
-            TargetComparison(target: target, criteria: criteria,
+            TargetComparison(target: target, criteria: criteria, names: names,
                              records: records.filter { $0.configuration.target == target }, level: level)
         }
         self.comparisons = comparisons
@@ -294,9 +313,9 @@ private struct SettingGroupKey: Hashable {
     var criterion: String
     var target: TrialTarget
     init(criterion: String, target: TrialTarget) { self.criterion = criterion; self.target = target }
-    init?(_ c: TrialConfiguration) {
+    init?(_ c: TrialConfiguration, names: CriterionNames) {
         guard let t = c.target else { return nil }
-        self.init(criterion: Analysis.criterionLabel(c), target: t)
+        self.init(criterion: names(c), target: t)
     }
 }
 
@@ -405,6 +424,10 @@ public enum Verdict: String, Codable, Hashable, Sendable {
     case inconclusive
     /// Fewer than two matched seeds: no interval can be given.
     case needsSeeds
+    /// Two or more matched seeds with the same difference on every one: zero variance is
+    /// not evidence (the t interval would collapse to a point and call any difference
+    /// significant), so no winner is declared.
+    case noSpread
 }
 
 /// Criterion A against criterion B at one target: final top-1, paired by seed.
@@ -480,13 +503,13 @@ public struct TargetComparison: Codable, Hashable, Sendable {
     public var best: String?
     public var bestBeatsAll: Bool
 
-    init(target: TrialTarget, criteria: [String], records: [TrialRecord], level: Double) {
+    init(target: TrialTarget, criteria: [String], names: CriterionNames, records: [TrialRecord], level: Double) {
         self.target = target
         // criterion → seed → final top-1
         var values: [String: [UInt64: Double]] = [:]
         for r in records {
             guard let top1 = Analysis.finalAccuracy(r.result)?.top1, top1.isFinite else { continue }
-            values[Analysis.criterionLabel(r.configuration), default: [:]][r.configuration.seed] = top1
+            values[names(r.configuration), default: [:]][r.configuration.seed] = top1
         }
         let present = criteria.filter { values[$0] != nil }
         var pairs: [PairwiseComparison] = []
@@ -499,6 +522,8 @@ public struct TargetComparison: Codable, Hashable, Sendable {
                 let verdict: Verdict
                 if let ci = d?.interval {
                     verdict = ci.lower > 0 ? .aBetter : ci.upper < 0 ? .bBetter : .inconclusive
+                } else if d?.hasNoSpread == true {
+                    verdict = .noSpread
                 } else {
                     verdict = .needsSeeds
                 }
@@ -535,9 +560,9 @@ public struct OracleSummary: Codable, Hashable, Sendable {
     /// The same per sampled layer (dotted path), sorted by path.
     public var byLayer: [LayerCorrelation]
 
-    init(configuration: TrialConfiguration, records: [TrialRecord]) {
+    init(configuration: TrialConfiguration, records: [TrialRecord], names: CriterionNames) {
         setting = "\(configuration.baseline.model) · \(configuration.baseline.dataset)"
-        criterion = Analysis.criterionLabel(configuration)
+        criterion = names(configuration)
         let rs = records.sorted { $0.configuration.seed < $1.configuration.seed }
         seeds = rs.map(\.configuration.seed)
         correlation = MetricSummary(rs.compactMap(\.result.oracleCorrelation).filter(\.isFinite))
@@ -564,13 +589,69 @@ public struct TrialFailure: Codable, Hashable, Sendable {
     public var setting: String
     public var message: String
 
-    init(_ r: TrialRecord, message: String) {
+    init(_ r: TrialRecord, names: CriterionNames, message: String) {
         id = r.id
         kind = r.configuration.kind
-        criterion = Analysis.criterionLabel(r.configuration)
+        criterion = names(r.configuration)
         target = r.configuration.target
         seed = r.configuration.seed
         setting = Analysis.settingName(Analysis.settingKey(r.configuration))
         self.message = message
+    }
+}
+
+/// How the analysis names criteria: ``Analysis/criterionLabel(_:)``, and where the records
+/// hold more than one build of a criterion (a plugin rebuilt between runs), the build
+/// too: its version where the builds' versions differ (`my-criterion(p=2) [0.2.0]`), else
+/// its content hash (`[0.1.0, build 1a2b3c4d]`); `[build not recorded]` for records
+/// written before builds were kept. One build: the plain label, as before.
+struct CriterionNames {
+    /// Label → the distinct criterion builds (identities) among the records.
+    private let builds: [String: [PluginBuild?]]
+
+    init(_ records: [TrialRecord]) {
+        var builds: [String: [PluginBuild?]] = [:]
+        for r in records {
+            let label = Analysis.criterionLabel(r.configuration), build = r.configuration.criterionBuild?.identity
+            if !(builds[label] ?? []).contains(build) { builds[label, default: []].append(build) }
+        }
+        self.builds = builds
+    }
+
+    var hasSeveralBuilds: Bool { builds.values.contains { $0.count > 1 } }
+
+    func callAsFunction(_ c: TrialConfiguration) -> String {
+        let label = Analysis.criterionLabel(c)
+        guard let all = builds[label], all.count > 1 else { return label }
+        guard let build = c.criterionBuild else { return label + " [build not recorded]" }
+        let sameVersion = all.filter { $0?.version == build.version }.count > 1
+        let hash = build.contentHash.map { String($0.prefix(8)) } ?? "built-in"
+        return label + (sameVersion ? " [\(build.version), build \(hash)]" : " [\(build.version)]")
+    }
+}
+
+/// One plugin build and how many of the records it ran: provenance for the reports.
+public struct PluginUsage: Codable, Hashable, Sendable {
+    public var kind: PluginKind
+    public var id: String
+    /// `nil`: the records don't say (written before PruneKit kept plugin builds).
+    public var build: PluginBuild?
+    public var trials: Int
+
+    /// The builds in `records`, by kind (criteria first), id, then version.
+    static func list(_ records: [TrialRecord]) -> [PluginUsage] {
+        var counts: [PluginUsage: Int] = [:]
+        for r in records {
+            let c = r.configuration
+            for (kind, id) in [(PluginKind.criterion, c.criterion), (.schedule, c.schedule), (.finetune, c.finetune)] {
+                let build = c.plugins?.first { $0.kind == kind && $0.id == id }
+                counts[PluginUsage(kind: kind, id: id, build: build, trials: 0), default: 0] += 1
+            }
+        }
+        let order: [PluginKind] = [.criterion, .schedule, .finetune]
+        return counts.map { usage, n in var u = usage; u.trials = n; return u }.sorted {
+            (order.firstIndex(of: $0.kind) ?? 0, $0.id, $0.build?.version ?? "", $0.build?.contentHash ?? "")
+                < (order.firstIndex(of: $1.kind) ?? 0, $1.id, $1.build?.version ?? "", $1.build?.contentHash ?? "")
+        }
     }
 }

@@ -41,9 +41,14 @@ public struct PairedDifference: Codable, Hashable, Sendable {
     public var mean: Double
     /// Sample standard deviation of the differences; `nil` with fewer than two pairs.
     public var standardDeviation: Double?
-    /// mean ± t(1 − α/2; n − 1) · sd / √n; `nil` with fewer than two pairs (no spread to
-    /// estimate, so no honest interval).
+    /// mean ± t(1 − α/2; n − 1) · sd / √n; `nil` with fewer than two pairs, or when every
+    /// pair differs by the same amount (no spread to estimate, so no honest interval: a
+    /// zero-width interval would call any non-zero difference significant).
     public var interval: ConfidenceInterval?
+
+    /// Two or more pairs whose differences are all the same (to ``Statistics/zeroSpread``):
+    /// no evidence either way, whatever the mean.
+    public var hasNoSpread: Bool { pairs >= 2 && interval == nil }
 }
 
 /// Descriptive statistics and Student's t distribution: what the harness needs to say
@@ -63,20 +68,27 @@ public enum Statistics {
         return (ss / Double(values.count - 1)).squareRoot()
     }
 
+    /// A spread of differences at or below this (relative to the mean's size, at least 1) is
+    /// zero: equal differences computed from different accuracies (0.91 − 0.86 and
+    /// 0.90 − 0.85) differ in their last bits, and that rounding noise must not pass for
+    /// a spread. 1e−9 of an accuracy is far below one test image in any data set.
+    public static let zeroSpread = 1e-9
+
     /// The paired differences aᵢ − bᵢ: their mean, spread and a two-sided `level`
     /// confidence interval from Student's t with n − 1 degrees of freedom.
     ///
     /// - Parameters:
     ///   - a: one value per replicate, in the same order as `b` (same count).
     ///   - level: the coverage of the interval, in (0, 1).
-    /// - Returns: `nil` when there are no pairs; no interval with a single pair.
+    /// - Returns: `nil` when there are no pairs; no interval with a single pair, nor when
+    ///   every pair has the same difference (``zeroSpread``): see ``PairedDifference/hasNoSpread``.
     public static func pairedDifference(_ a: [Double], _ b: [Double], level: Double = 0.95) -> PairedDifference? {
         precondition(a.count == b.count, "pairedDifference: \(a.count) values against \(b.count)")
         let d = zip(a, b).map { $0 - $1 }
         guard let m = mean(d) else { return nil }
         let sd = standardDeviation(d)
         var interval: ConfidenceInterval?
-        if let sd {
+        if let sd, sd > zeroSpread * max(1, abs(m)) {
             let h = tQuantile(0.5 + level / 2, degreesOfFreedom: Double(d.count - 1)) * sd / Double(d.count).squareRoot()
             interval = ConfidenceInterval(level: level, lower: m - h, upper: m + h)
         }

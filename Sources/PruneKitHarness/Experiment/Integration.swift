@@ -41,6 +41,34 @@ public enum ExperimentParts {
         try Report.write(records, to: directory, title: title)
     }
 
+    /// What a store's report shows: every trial in the store, whichever run last added to
+    /// it (a `compare` of some criteria against a store holding more reports them all), and
+    /// its title. `compare` and `report` both use this, so they write the same report.
+    public struct StoreReport {
+        public var records: [TrialRecord]
+        public var title: String
+    }
+
+    /// The report of the store at `path`: all its records, titled `title` or else by
+    /// ``reportTitle(of:path:)``.
+    public static func storeReport(_ store: ExperimentStore, path: String, title: String? = nil) throws -> StoreReport {
+        StoreReport(records: try store.allRecords(), title: try title ?? reportTitle(of: store, path: path))
+    }
+
+    /// The title of a store's report: the names of the experiments that wrote to it, in
+    /// the order they first did (`name:` in their specs; `default`, the name of an unnamed
+    /// experiment, left out), joined by " + "; without any, the store's file name.
+    public static func reportTitle(of store: ExperimentStore, path: String) throws -> String {
+        var names: [String] = []
+        for experiment in try (store as? ResultStore)?.experiments() ?? [] {
+            let object = try? JSONSerialization.jsonObject(with: Data(experiment.specification.utf8)) as? [String: Any]
+            if let name = object?["name"] as? String, !name.isEmpty, name != ExperimentSpec().name, !names.contains(name) {
+                names.append(name)
+            }
+        }
+        return names.isEmpty ? URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent : names.joined(separator: " + ")
+    }
+
     /// Merges shard stores into one; returns a one-line summary.
     public static func merge(_ sources: [String], into destination: String) throws -> String {
         try ResultStore.merge(sources, into: destination).description

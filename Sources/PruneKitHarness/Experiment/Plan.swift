@@ -12,7 +12,7 @@ public struct ExperimentPlan: Sendable {
     public let spec: ExperimentSpec
     /// The criteria, resolved, with their granularity.
     public let criteria: [(choice: CriterionChoice, granularity: Granularity)]
-    public let trials: [TrialConfiguration]
+    public internal(set) var trials: [TrialConfiguration]
     /// Registered criteria left out of a default ("all criteria") experiment because they
     /// can't rank this model's channels, with the reason.
     public var skipped: [(choice: CriterionChoice, reason: String)] = []
@@ -156,6 +156,8 @@ public struct ExperimentPlan: Sendable {
         }
         var plan = ExperimentPlan(spec: spec, criteria: resolved, checkpointEpochs: Array(strategy.checkpointEpochs))
         plan.skipped = skipped
+        // Each plugin's build is part of its trials' ids: a rebuilt plugin gets new trials.
+        plan.trials = try plan.trials.map { try PluginBuild.stamped($0, registry: registry) }
         if plan.trials.contains(where: { $0.kind == .oracle }) {
             let training = min(spec.baseline.trainingImages ?? .max, splits.train.count - spec.baseline.validationImages)
             plan.oracleCost = Oracle.cost(of: model, layers: Oracle.sampledLayers(of: model, cap: spec.oracle.layers),

@@ -74,13 +74,13 @@ extension Report {
                 h.append("</details>")
             }
             let anyPairs = setting.comparisons.contains { !$0.pairs.isEmpty }
-            let anyInterval = setting.comparisons.contains { $0.pairs.contains { $0.difference?.interval != nil } }
+            let anyInterval = setting.comparisons.contains { $0.pairs.contains { $0.verdict != .needsSeeds } }
             if anyPairs && !anyInterval {
                 h.append("<h3>Who beats whom</h3>")
                 h.append("<p class=\"note\">\(escapeXML(needSeedsText))</p>")
             } else if anyPairs {
                 h.append("<h3>Who beats whom</h3>")
-                h.append("<p class=\"legend\">Row against column, final top-1. Paired by seed; W: the row's 95 % CI of the difference lies above zero, L: below, =: it contains zero, ?: needs ≥ 2 seeds.</p>")
+                h.append("<p class=\"legend\">Row against column, final top-1. Paired by seed; W: the row's 95 % CI of the difference lies above zero, L: below, =: it contains zero, ?: needs ≥ 2 seeds, ~: the same difference on every seed (no spread: not evidence).</p>")
                 for o in setting.overall {
                     h.append("<h4>Overall at \(escapeXML(axisDescription(o.axis))): targets won–lost</h4>")
                     h.append(overallMatrix(o.matrix))
@@ -117,6 +117,12 @@ extension Report {
                 [f.criterion, f.kind == .oracle ? "oracle" : (f.target?.description ?? "—"), "\(f.seed)", f.setting, f.message]
             }
             h.append(htmlTable(["criterion", "target", "seed", "setting", "message"], rows, numericFrom: 99, messageColumn: 4))
+            h.append("</section>")
+        }
+        if !analysis.plugins.isEmpty {
+            h.append("<section><h2>Plugins</h2>")
+            h.append("<p class=\"legend\">\(escapeXML(pluginCaption(analysis)))</p>")
+            h.append(htmlTable(pluginHeader, pluginRows(analysis), numericFrom: 6))
             h.append("</section>")
         }
         h.append("<footer>Made by PruneKit. This file is self-contained: it needs no network and no script.</footer>")

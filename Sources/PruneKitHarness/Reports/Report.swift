@@ -4,7 +4,8 @@ import PruneKit
 /// What `results.json` holds: the records and their analysis, so a reader needs nothing
 /// else (and `Analysis` can be recomputed from the records).
 public struct ReportDocument: Codable, Sendable {
-    /// `prunekit-results`; ``version`` changes when the layout does.
+    /// `prunekit-results`; ``version`` changes when the layout does (2: the records carry
+    /// their plugin builds and SDK version, the analysis lists the builds).
     public var format: String
     public var version: Int
     public var title: String
@@ -15,7 +16,7 @@ public struct ReportDocument: Codable, Sendable {
 
     public init(title: String, records: [TrialRecord], analysis: Analysis, generatedAt: Date = Date()) {
         format = "prunekit-results"
-        version = 1
+        version = 2
         self.title = title
         self.generatedAt = ISO8601DateFormatter().string(from: generatedAt)
         self.records = records
@@ -33,9 +34,19 @@ public enum Report {
     /// atomically (a temporary file in the same directory, then a rename), so a reader
     /// never sees half a report and an old report survives a failed write.
     ///
+    /// Every file is written in full before any is moved into place. When one can't be
+    /// written (a full disk), every temporary file is removed, and so are the directories
+    /// this call made: a failed write leaves nothing behind.
     /// - Returns: the paths written, in the order of ``fileNames``.
     /// - Throws: `PruneKitError(.io)` when the directory can't be made or a file can't be written.
     public static func write(_ records: [TrialRecord], to directory: String, title: String) throws -> [String] {
+        try write(records, to: directory, title: title) { data, path in try data.write(to: URL(fileURLWithPath: path)) }
+    }
+
+    /// ``write(_:to:title:)`` with the function that writes one file given (tests make it
+    /// fail half-way, as a full disk does).
+    static func write(_ records: [TrialRecord], to directory: String, title: String,
+                      writingFile: (Data, String) throws -> Void) throws -> [String] {
         let analysis = Analysis(records)
         let contents: [Data] = [
             Data(markdown(analysis, title: title).utf8),
@@ -43,33 +54,31 @@ public enum Report {
             try json(records, analysis: analysis, title: title),
             Data(html(analysis, title: title).utf8),
         ]
-        let fm = FileManager.default
-        var isDirectory: ObjCBool = false
-        if fm.fileExists(atPath: directory, isDirectory: &isDirectory) {
-            guard isDirectory.boolValue else {
-                throw PruneKitError(.io, "the report directory \(directory) is a file", hint: "pass a directory (it is created if missing) with --report")
-            }
-        } else {
+        let created = try FileSystem.makeDirectories(directory, for: "the reports",
+                                                     hint: "pass a directory you can write to with --report (compare) or --out (report)")
+        var temporaries: [String] = []
+        func undo() {
+            for temporary in temporaries { unlink(temporary) }
+            FileSystem.removeCreated(created)
+        }
+        for name in fileNames {
+            let temporary = (directory as NSString).appendingPathComponent(".\(name).\(UUID().uuidString).tmp")
+            temporaries.append(temporary)
             do {
-                try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                try writingFile(contents[temporaries.count - 1], temporary)
             } catch {
-                throw PruneKitError(.io, "can't create the report directory \(directory): \(error.localizedDescription)",
-                                    hint: "check the path and its permissions, or pass another directory with --report")
+                undo()
+                let reason = FileSystem.reason(error)
+                throw PruneKitError(.io, "can't write the report \(name) in \(directory): \(reason)",
+                                    hint: "check that \(directory) is writable and the disk is not full; nothing was left there")
             }
         }
         var written: [String] = []
-        for (name, data) in zip(fileNames, contents) {
+        for (name, temporary) in zip(fileNames, temporaries) {
             let path = (directory as NSString).appendingPathComponent(name)
-            let temporary = (directory as NSString).appendingPathComponent(".\(name).\(UUID().uuidString).tmp")
-            do {
-                try data.write(to: URL(fileURLWithPath: temporary))
-            } catch {
-                throw PruneKitError(.io, "can't write \(temporary): \(error.localizedDescription)",
-                                    hint: "check that \(directory) is writable and the disk is not full")
-            }
             if rename(temporary, path) != 0 {
                 let reason = String(cString: strerror(errno))
-                try? fm.removeItem(atPath: temporary)
+                for left in temporaries.dropFirst(written.count) { unlink(left) }
                 throw PruneKitError(.io, "can't move the new report into place at \(path): \(reason)",
                                     hint: "check that \(path) is not a directory and \(directory) is writable")
             }
@@ -137,7 +146,9 @@ extension Report {
     /// `+0.45 [+0.12, +0.78]`, or the reason there is no interval.
     static func difference(_ p: PairwiseComparison) -> String {
         guard let d = p.difference else { return "no matched seeds" }
-        guard let ci = d.interval else { return "\(signedPoints(d.mean)) (needs ≥ 2 seeds)" }
+        guard let ci = d.interval else {
+            return "\(signedPoints(d.mean)) " + (d.hasNoSpread ? "(same on every seed: no spread)" : "(needs ≥ 2 seeds)")
+        }
         return "\(signedPoints(d.mean)) [\(signedPoints(ci.lower)), \(signedPoints(ci.upper))]"
     }
 
@@ -147,6 +158,7 @@ extension Report {
         case .bBetter: return "\(p.b) better"
         case .inconclusive: return "no difference shown"
         case .needsSeeds: return "needs ≥ 2 seeds"
+        case .noSpread: return "no spread: not evidence"
         }
     }
 

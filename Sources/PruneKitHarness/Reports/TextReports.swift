@@ -196,7 +196,7 @@ extension Report {
                 md.append("</details>")
             }
             let pairs = setting.comparisons.flatMap { c in c.pairs.map { (c.target, $0) } }
-            if !pairs.isEmpty && !pairs.contains(where: { $0.1.difference?.interval != nil }) {
+            if !pairs.isEmpty && pairs.allSatisfy({ $0.1.verdict == .needsSeeds }) {
                 md.append("")
                 md.append(needSeedsText)
             } else if !pairs.isEmpty {
@@ -210,7 +210,7 @@ extension Report {
                 md.append("")
                 md.append("Pairs are matched by seed; a seed where only one of the two succeeded is left out of that pair (unmatched).")
                 md.append("")
-                md.append("### Win/loss (row against column: W wins, L loses, = no difference shown, ? needs ≥ 2 seeds)")
+                md.append("### Win/loss (row against column: W wins, L loses, = no difference shown, ? needs ≥ 2 seeds, ~ same difference on every seed: no spread, not evidence)")
                 for c in setting.comparisons {
                     md.append("")
                     md.append("**\(markdownCell(c.target.description))**")
@@ -251,7 +251,30 @@ extension Report {
             }
             md.append(markdownTable(["criterion", "target", "seed", "setting", "message"], rows, numericFrom: 99))
         }
+        if !analysis.plugins.isEmpty {
+            md.append("")
+            md.append("## Plugins")
+            md.append("")
+            md.append(markdownCell(pluginCaption(analysis)))
+            md.append("")
+            md.append(markdownTable(pluginHeader, pluginRows(analysis), numericFrom: 6))
+        }
         return md.joined(separator: "\n") + "\n"
+    }
+
+    /// The plugin builds that ran the trials, one row each: kind, id, version, file, the SDK
+    /// it was built against, its build (content hash), trials.
+    static func pluginRows(_ analysis: Analysis) -> [[String]] {
+        analysis.plugins.map { u in
+            guard let b = u.build else { return [u.kind.rawValue, u.id, "not recorded", "—", "—", "—", "\(u.trials)"] }
+            return [u.kind.rawValue, u.id, b.version, b.file, b.sdkVersion, b.contentHash.map { String($0.prefix(16)) } ?? "built-in", "\(u.trials)"]
+        }
+    }
+
+    static let pluginHeader = ["kind", "id", "version", "file", "built against SDK", "build", "trials"]
+
+    static func pluginCaption(_ analysis: Analysis) -> String {
+        "The plugin builds that produced these results (build: the hash of the plugin file's bytes, part of each trial's identity), run by PruneKit SDK \(analysis.sdkVersions.joined(separator: ", "))."
     }
 
     /// What the summary tables show: "mean ± sd" only where there are seeds to spread.
@@ -307,7 +330,11 @@ extension Report {
         if m.wins[j][i] > 0 { return "L" }
         let a = m.criteria[i], b = m.criteria[j]
         guard let p = c.pairs.first(where: { ($0.a == a && $0.b == b) || ($0.a == b && $0.b == a) }) else { return "—" }
-        return p.verdict == .needsSeeds ? "?" : "="
+        switch p.verdict {
+        case .needsSeeds: return "?"
+        case .noSpread: return "~"
+        default: return "="
+        }
     }
 
     static func markdownTable(_ header: [String], _ rows: [[String]], numericFrom: Int) -> String {
@@ -344,6 +371,7 @@ extension Report {
         header += batchSizes.map { "measured_speedup_b\($0)" }
         header += ["sparsity", "oracle_correlation", "oracle_correlation_by_layer", "notes"]
         header += phases.map { "\($0)_s" } + ["total_s", "finished_at", "host"]
+        header += ["criterion_file", "criterion_version", "criterion_build", "criterion_sdk_version", "plugins", "sdk_version"]
 
         let iso = ISO8601DateFormatter()
         var lines = [header.map(csvField).joined(separator: ",")]
@@ -373,6 +401,9 @@ extension Report {
             row += phases.map { n(res.phaseSeconds[$0]) }
             row.append(res.phaseSeconds.isEmpty ? "" : "\(res.phaseSeconds.values.reduce(0, +))")
             row += [iso.string(from: Date(timeIntervalSince1970: r.finishedAt)), r.host]
+            let p = c.criterionBuild
+            row += [p?.file ?? "", p?.version ?? "", p?.contentHash ?? "", p?.sdkVersion ?? "",
+                    (c.plugins ?? []).map { "\($0.kind.rawValue) \($0.id) \($0.description)" }.joined(separator: "; "), r.sdkVersion ?? ""]
             lines.append(row.map(csvField).joined(separator: ","))
         }
         return lines.joined(separator: "\r\n") + "\r\n"

@@ -35,30 +35,54 @@ public final class ResultStore: Sendable {
     /// The file is checked before anything is written to it: a file that is not an SQLite
     /// database, a database of another application, or a store of another format version is
     /// refused and left as it is. A file of zero bytes or an SQLite database with no tables
-    /// becomes a new store.
+    /// becomes a new store. A directory that can't be written (read-only media, no
+    /// permission) is refused with the system's reason. If creating the store fails, the
+    /// directories made for it are removed again.
     /// - Throws: `PruneKitError` saying what the file is and what to do.
     public convenience init(path: String) throws {
+        try self.init(path: path, directoryWritable: nil)
+    }
+
+    /// ``init(path:)`` with the directory's writability given (`nil`: ask `access(2)`), for
+    /// tests, which run as root.
+    convenience init(path: String, directoryWritable: Bool?) throws {
+        let directory = ResultStoreFormat.directory(of: path)
         let contents = try ResultStoreFormat.inspect(path)
+        var created: [String] = []
         if contents == .absent {
-            let parent = (path as NSString).deletingLastPathComponent
-            if !parent.isEmpty && !FileManager.default.fileExists(atPath: parent) {
-                do {
-                    try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
-                } catch {
-                    throw PruneKitError(.io, "could not create the directory \(parent) for the result store: \(error.localizedDescription)",
-                                        hint: "check the path and its permissions")
-                }
-            }
+            created = try FileSystem.makeDirectories(directory, for: "the result store \(path)",
+                                                     hint: "give --store a path in a directory you can write to")
         }
-        try self.init(checkedPath: path, readOnly: false)
+        do {
+            try self.init(checkedPath: path, readOnly: false, directoryWritable: directoryWritable ?? FileSystem.isWritableDirectory(directory))
+        } catch {
+            // Take away what this call made: a file that is still blank (never one that
+            // another process has meanwhile made a store), and the directories made for it.
+            if contents == .absent, (try? ResultStoreFormat.inspect(path)) == .blank {
+                for suffix in ["", "-wal", "-shm", "-journal"] { unlink(path + suffix) }
+            }
+            FileSystem.removeCreated(created)
+            throw error
+        }
     }
 
     /// Opens a store that must already exist: for `prunekit report` and `prunekit merge`.
+    ///
+    /// Read-only, it reads a store in a directory this process can't write (read-only
+    /// media, a colleague's folder) without creating anything beside it
+    /// (``ResultStoreFormat/readAccess(for:directoryWritable:)``).
     /// - Parameter readOnly: open without write access (``record(_:)`` and the other writes throw).
     /// - Throws: `PruneKitError` if there is no file at `path`, if it is empty, or if it is not
     ///   a store this PruneKit reads.
     public static func openExisting(path: String, readOnly: Bool = false) throws -> ResultStore {
-        switch try ResultStoreFormat.inspect(path) {
+        try openExisting(path: path, readOnly: readOnly,
+                         directoryWritable: FileSystem.isWritableDirectory(ResultStoreFormat.directory(of: path)))
+    }
+
+    /// ``openExisting(path:readOnly:)`` with the directory's writability given (tests run
+    /// as root, whom permission bits don't stop, so they pass `false` here).
+    static func openExisting(path: String, readOnly: Bool, directoryWritable: Bool) throws -> ResultStore {
+        switch try ResultStoreFormat.inspect(path, directoryWritable: directoryWritable) {
         case .absent:
             throw PruneKitError(.invalidFile, "there is no result store at \(path).",
                                 hint: "check the path; `prunekit compare --store \(path)` creates one")
@@ -66,39 +90,46 @@ public final class ResultStore: Sendable {
             throw PruneKitError(.invalidFile, "\(path) is empty: it holds no PruneKit results.",
                                 hint: "check the path; `prunekit compare --store \(path)` writes results into it")
         case .store:
-            return try ResultStore(checkedPath: path, readOnly: readOnly)
+            return try ResultStore(checkedPath: path, readOnly: readOnly, directoryWritable: directoryWritable)
         }
     }
 
-    /// Opens a path that ``ResultStoreFormat/inspect(_:)`` accepted.
-    private init(checkedPath path: String, readOnly: Bool) throws {
+    /// Opens a path that ``ResultStoreFormat/inspect(_:directoryWritable:)`` accepted.
+    private init(checkedPath path: String, readOnly: Bool, directoryWritable: Bool) throws {
         self.path = path
         self.isReadOnly = readOnly
+        if readOnly {
+            writer = try ResultStoreFormat.readOnlyQueue(path, directoryWritable: directoryWritable, label: "prunekit-results")
+            return
+        }
+        if !directoryWritable {
+            let directory = ResultStoreFormat.directory(of: path)
+            let reason = FileSystem.whyNotWritable(directory) ?? "not writable"
+            let exists = FileManager.default.fileExists(atPath: path)
+            throw PruneKitError(.io, "can't \(exists ? "write to the result store" : "create a result store at") \(path): the directory \(directory) is not writable (\(reason)).",
+                                hint: exists ? "give --store a path in a writable directory, or copy the store there; `prunekit report --store \(path)` still reads it"
+                                             : "give --store a path in a directory you can write to")
+        }
         var configuration = Configuration()
         configuration.busyMode = .timeout(Self.busyTimeout)
         configuration.label = "prunekit-results"
         do {
-            if readOnly {
-                configuration.readonly = true
-                writer = try DatabaseQueue(path: path, configuration: configuration)
-            } else {
-                configuration.prepareDatabase { db in
-                    try db.execute(sql: "PRAGMA synchronous = FULL")
-                }
-                let pool = try DatabasePool(path: path, configuration: configuration)
-                try pool.writeWithoutTransaction { db in
-                    try db.inTransaction(.immediate) {
-                        try ResultStoreFormat.createIfNeeded(db, path: path)
-                        return .commit
-                    }
-                }
-                writer = pool
+            configuration.prepareDatabase { db in
+                try db.execute(sql: "PRAGMA synchronous = FULL")
             }
+            let pool = try DatabasePool(path: path, configuration: configuration)
+            try pool.writeWithoutTransaction { db in
+                try db.inTransaction(.immediate) {
+                    try ResultStoreFormat.createIfNeeded(db, path: path)
+                    return .commit
+                }
+            }
+            writer = pool
         } catch let error as PruneKitError {
             throw error
         } catch {
             throw PruneKitError(.io, "could not open the result store \(path): \(ResultStoreFormat.sqliteMessage(error)).",
-                                hint: "check that the directory is writable and on a local disk")
+                                hint: "check that the directory is writable, the disk is not full, and it is a local disk")
         }
     }
 
@@ -440,19 +471,21 @@ struct StoredTrial {
 
     /// Inserts or replaces the row.
     func write(in db: Database) throws {
-        let c = record.configuration, r = record.result
+        let c = record.configuration, r = record.result, plugin = c.criterionBuild
         try db.cachedStatement(sql: """
             INSERT OR REPLACE INTO trials (id, kind, criterion, target_axis, target_value, seed, model, dataset,
                 schedule, finetune, baseline_hash, status, failure, baseline_top1, pruned_top1, finetuned_top1,
                 finetuned_top5, sparsity, compression, whole_model_compression, theoretical_speedup,
-                oracle_correlation, finished_at, host, record)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                oracle_correlation, finished_at, host, record,
+                criterion_file, criterion_version, criterion_build, plugin_sdk_version, sdk_version)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).execute(arguments: [
                 id, c.kind.rawValue, c.criterion, c.target?.axis.rawValue, c.target?.value,
                 Int64(bitPattern: c.seed), c.baseline.model, c.baseline.dataset, c.schedule, c.finetune,
                 c.baseline.hash, r.status.rawValue, r.failure, r.baselineAccuracy?.top1, r.prunedAccuracy?.top1,
                 r.finetunedAccuracy?.top1, r.finetunedAccuracy?.top5, r.sparsity, r.compression,
                 r.wholeModelCompression, r.theoreticalSpeedup, r.oracleCorrelation, record.finishedAt, record.host, json,
+                plugin?.file, plugin?.version, plugin?.contentHash, plugin?.sdkVersion, record.sdkVersion,
             ])
     }
 }
