@@ -73,7 +73,9 @@ let package = Package(
                 .product(name: "PruneKit", package: "PruneKit"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Yams", package: "Yams"),
-            ]
+            ],
+            // README's screenshots of a report (PNG), kept beside the code that draws it.
+            exclude: ["Reports/Screenshots"]
         ),
         .testTarget(
             name: "PruneKitHarnessTests",
