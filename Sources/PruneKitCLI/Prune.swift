@@ -165,7 +165,9 @@ struct Prune: ParsableCommand {
             defer { if !finished { try? FileManager.default.removeItem(atPath: staging) } }
             try final.save(to: staging, metadata: metadata, storage: .automatic)
             if let plan = steps.last?.plan { try plan.save(to: staging + "/plan.json") }
-            try writeReport(to: staging + "/pruning.json", c, target, steps, before, after, notes + surgeryNotes)
+            let plugins: [String: Any] = ["options": cOptions, "schedule": sc.id, "schedule_options": sOptions,
+                                          "finetune": fc.id, "finetune_options": fOptions]
+            try writeReport(to: staging + "/pruning.json", c, plugins, target, steps, before, after, notes + surgeryNotes)
             finished = true
             try publish(staging, as: out)
             print("saved to \(out)")
@@ -274,15 +276,14 @@ struct Prune: ParsableCommand {
         row("file size", Units.bytes(b.fileBytes), Units.bytes(a.fileBytes), times(Double(b.fileBytes), Double(a.fileBytes)))
     }
 
-    private func writeReport(to path: String, _ c: any Criterion, _ target: PruningTarget, _ steps: [TargetedPruning],
-                             _ before: ModelFigures, _ after: ModelFigures, _ notes: [String]) throws {
-        let object: [String: Any] = [
-            "model": model, "criterion": c.id, "options": options, "target": "\(target)",
-            "schedule": schedule, "schedule_options": scheduleOptions, "finetune": finetune, "finetune_options": finetuneOptions,
-            "epochs": epochs, "residual_policy": residualPolicy.rawValue, "group_score": groupScore.rawValue, "excluded": excluded,
+    /// `pruning.json`: what was asked (the plugins with every option in effect) and what came of it.
+    private func writeReport(to path: String, _ c: any Criterion, _ plugins: [String: Any], _ target: PruningTarget,
+                             _ steps: [TargetedPruning], _ before: ModelFigures, _ after: ModelFigures, _ notes: [String]) throws {
+        let object: [String: Any] = plugins.merging([
+            "model": model, "criterion": c.id, "target": "\(target)", "epochs": epochs, "residual_policy": residualPolicy.rawValue, "group_score": groupScore.rawValue, "excluded": excluded,
             "steps": steps.map { ["sparsity": $0.sparsity, "achieved": $0.achieved.isFinite ? $0.achieved : -1] },
             "before": before.json, "after": after.json, "notes": notes,
-        ]
+        ]) { _, own in own }
         let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
         do { try data.write(to: URL(fileURLWithPath: path)) } catch {
             throw PruneKitError(.io, "could not write \(path): \(error.localizedDescription)")

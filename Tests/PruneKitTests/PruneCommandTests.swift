@@ -171,6 +171,11 @@ final class PruneCommandTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.err)
         XCTAssert(r.out.contains("pruning with random granularity=channel (channel)") && r.out.contains("schedule iterative"), r.out)
         XCTAssert(r.out.contains("step 2/2"), r.out)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/pruning.json"))) as? [String: Any])
+        XCTAssertEqual(report["schedule"] as? String, "iterative")
+        XCTAssertEqual(report["schedule_options"] as? [String], ["steps=2"])
+        XCTAssertEqual(report["options"] as? [String], ["granularity=channel"])
+        XCTAssertEqual(report["finetune"] as? String, "none")
     }
 
     /// By default the pruned model is finetuned briefly, visibly; a large accuracy drop is
