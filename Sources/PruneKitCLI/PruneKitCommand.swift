@@ -8,10 +8,18 @@ struct PruneKitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "prunekit",
         abstract: "Prune neural networks and compare pruning strategies fairly.",
+        version: versionText(),
         subcommands: [Train.self, Evaluate.self, Score.self, Bench.self, ListModels.self, ListDatasets.self,
                       ListPlugins.self, New.self, Prune.self, Inspect.self, Compare.self, Merge.self, ReportCommand.self,
                       TrialCommand.self]
     )
+}
+
+/// What `prunekit --version` prints: the tool, the SDK it runs on (the libPruneKit.so that
+/// plugins link) and the plugin ABI (tag format and the compiler a plugin must match).
+func versionText() -> String {
+    let abi = PluginABITag.host
+    return "prunekit \(SDKVersion.string) · SDK \(abi.sdkVersion) · plugin ABI format \(abi.format), compiler clang \(abi.compiler)"
 }
 
 /// Options every command that computes shares.

@@ -91,4 +91,11 @@ final class CLITests: XCTestCase {
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
+
+    /// `--version` names the tool, the SDK and the plugin ABI a plugin must match.
+    func testVersionNamesToolSDKAndABI() throws {
+        let r = try run(["--version"])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssert(r.out.hasPrefix("prunekit 1.") && r.out.contains("· SDK 1.") && r.out.contains("plugin ABI format 1, compiler clang "), r.out)
+    }
 }
