@@ -26,7 +26,7 @@ final class HTMLRenderTests: XCTestCase {
     private func run(_ chromium: String, _ arguments: [String], _ url: URL, profile: URL) throws -> (Int32, String, String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: chromium)
-        process.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
+        process.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--disable-extensions",
                              "--user-data-dir=\(profile.path)", "--enable-logging=stderr", "--v=0"] + arguments + [url.absoluteString]
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
