@@ -9,7 +9,7 @@
 /// kept, against `4n` dense (and `8n` for a masked parameter, whose dense mask goes to
 /// `masks.safetensors`).
 ///
-/// A weight whose kept elements follow an N:M pattern (``NMPattern``, M ≤ 16: every group
+/// A weight whose kept elements follow an N:M pattern (``NMPattern``, M = 2, 4, 8 or 16: every group
 /// of M input channels keeps exactly N by its mask, or at most N non-zeros without one)
 /// has a smaller sparse form: its values `<path>.__values` (`N` per group) and one code per
 /// group `<path>.__nm_codes` (`U8`, ⌈log₂ C(M, N)⌉ bits: 3 for 2:4, against the bitmask's
@@ -308,8 +308,9 @@ struct NMCode {
         return Int.bitWidth - (c - 1).leadingZeroBitCount
     }
 
-    /// The smallest N:M form of a tensor, if one fits: over every M in 2…``maxM`` that
-    /// divides its input size (`shape[1]`), with a binary mask every group must keep
+    /// The smallest N:M form of a tensor, if one fits: over M = 2, 4, 8, 16 (the patterns of
+    /// sparse hardware and the literature; a reader takes any M ≤ ``maxM``) that divide its
+    /// input size (`shape[1]`), with a binary mask every group must keep
     /// exactly N (the same for all, 1 ≤ N < M); without one every group has at most N
     /// non-zeros (N the most of any group, padded with kept zeros). Bytes: 4 per value and
     /// the codes. Cost: one pass over the tensor per M tried (most stop at the first group
@@ -318,7 +319,7 @@ struct NMCode {
         var best: (pattern: NMPattern, bytes: Int)?
         value.withUnsafeBufferPointer { v in
             withOptionalPointer(mask) { mp in
-                for m in 2...maxM {
+                for m in [2, 4, 8, 16] {
                     guard let groups = NMGroups(shape: value.shape, m: m) else { continue }
                     var n = -1, fits = true
                     for t in 0..<groups.count where fits {
