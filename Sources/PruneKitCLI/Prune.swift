@@ -90,6 +90,7 @@ struct Prune: ParsableCommand {
                                     hint: "use a weight criterion (global-magnitude, layer-magnitude, …) with --pattern")
             }
             let s = try Registry.shared.schedule(sc.id, options: sOptions)
+            try settings.pattern?.check(s)
             let f = try Registry.shared.finetune(fc.id, options: fOptions)
             let splits = try data.load(validation: validation, seed: seed)
 

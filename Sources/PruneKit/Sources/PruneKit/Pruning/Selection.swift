@@ -97,7 +97,8 @@ public struct ScoreSource {
 
 /// Chooses what to prune from per-layer scores.
 /// - Throws: ``PruneKitError`` for a sparsity outside [0, 1), an excluded path that names
-///   no layer, or nothing left in scope.
+///   no layer, or nothing left in scope; with an N:M ``SelectionSettings/pattern``, for
+///   channel granularity or a source without a ``ScoreSource/weightShape``.
 public func selectPruning(_ scores: [LayerScores], granularity: Granularity, settings: SelectionSettings,
                           criterion: String) throws -> PruningPlan {
     try selectPruning(scores.map(ScoreSource.init), granularity: granularity, settings: settings, criterion: criterion)

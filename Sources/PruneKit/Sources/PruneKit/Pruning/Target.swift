@@ -194,10 +194,12 @@ extension Model {
     ///
     /// A compression or speed-up is first turned into the sparsity that reaches it on the
     /// model as given (one scoring pass, no masks); the schedule then runs toward that
-    /// sparsity, re-scoring at every step.
+    /// sparsity, re-scoring at every step. With an N:M ``TargetedPruningSettings/pattern``
+    /// the schedule must prune in one step (one-shot): the pattern fixes every step's sparsity.
     /// - Returns: every step's outcome; the last one's ``TargetedPruning/achieved`` is
     ///   measured on the target's axis once finetuning is done.
-    /// - Throws: as the two functions it combines.
+    /// - Throws: as the two functions it combines; `.invalidArgument`, before any pruning,
+    ///   for a pattern with a schedule of several steps.
     @discardableResult
     public func prune(with criterion: any Criterion, schedule: any Schedule, finetune strategy: any FinetuneStrategy,
                       toward target: PruningTarget, context: FinetuneContext,
@@ -205,14 +207,7 @@ extension Model {
                       calibration: CalibrationSettings = CalibrationSettings()) throws -> [TargetedPruning] {
         var final = try sparsity(toward: target, with: criterion, settings: settings, data: data, calibration: calibration)
         final = min(final, 1 - 1e-9)
-        if let pattern = settings.pattern {
-            // The pattern can't be reached gradually: every step would prune to the pattern.
-            let steps = schedule.sparsities(toward: final)
-            guard steps.count == 1 else {
-                throw PruneKitError(.invalidArgument, "schedule '\(type(of: schedule).id)' prunes in \(steps.count) steps, but the N:M pattern \(pattern) fixes the sparsity of every step at \(pattern.sparsity)",
-                                    hint: "use the one-shot schedule with an N:M pattern")
-            }
-        }
+        try settings.pattern?.check(schedule)
         var outcomes: [TargetedPruning] = []
         _ = try runSchedule(schedule, strategy, target: final, context: context) { s in
             let outcome = try self.prune(with: criterion, toward: .sparsity(s), settings: settings, data: data, calibration: calibration)
@@ -436,6 +431,16 @@ private struct StructureCounter {
 }
 
 extension NMPattern {
+    /// Throws unless `schedule` prunes in one step: the pattern can't be reached
+    /// gradually, it fixes the sparsity of every step at 1 − N/M.
+    public func check(_ schedule: any Schedule) throws {
+        let steps = schedule.sparsities(toward: sparsity)
+        guard steps.count == 1 else {
+            throw PruneKitError(.invalidArgument, "schedule '\(type(of: schedule).id)' prunes in \(steps.count) steps, but the N:M pattern \(self) fixes the sparsity of every step at \(sparsity)",
+                                hint: "use the one-shot schedule with an N:M pattern")
+        }
+    }
+
     /// Throws unless the pattern can prune toward `target` with `criterion`: a weight
     /// criterion, and the pattern's own sparsity 1 − N/M as the target.
     func check(_ target: PruningTarget, criterion: any Criterion) throws {
