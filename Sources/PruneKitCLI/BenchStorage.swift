@@ -2,11 +2,12 @@ import ArgumentParser
 import Foundation
 import PruneKit
 
-/// `prunekit bench storage`: the saved size of magnitude-pruned models, dense vs sparse.
+/// `prunekit bench storage`: the saved size of magnitude-pruned models, dense vs sparse,
+/// and 2:4-pruned models in the N:M form beside the bitmask form.
 struct StorageBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "storage",
-        abstract: "Saved model size at several sparsities: dense, dense with masks, and sparse storage (checked to reload exactly).")
+        abstract: "Saved model size at several sparsities: dense, dense with masks, and sparse storage (checked to reload exactly); then 2:4 sparsity in the N:M form beside the bitmask form.")
 
     @Option(parsing: .upToNextOption, help: "Zoo models (input 1×28×28, 10 classes).")
     var models: [String] = ["lenet-300-100", "lenet-5", "vgg-small"]
@@ -46,7 +47,47 @@ struct StorageBench: ParsableCommand {
                           + String(format: "%12.1f%%", 100 * Double(sparse) / Double(plain)))
                 }
             }
+            print("")
+            print("2:4 sparsity (the 2 largest |w| of every 4 input channels, every layer whose input size is a multiple of 4, the classifier too)")
+            print("model".padding(toLength: 15, withPad: " ", startingAt: 0)
+                  + ["sparsity", "bitmask", "N:M", "N:M/bitmask"].map { $0.leftPadded(13) }.joined() + "   layers left dense")
+            for name in models {
+                let model = try ModelZoo.make(name, inputShape: [1, 28, 28], classCount: 10, seed: seed)
+                let plan = try Self.pruneTwoFour(model)
+                try model.save(to: scratch + "/bitmask", storage: .bitmask)
+                try model.save(to: scratch + "/nm", storage: .automatic)
+                let bitmask = try ModelIO.savedSize(of: scratch + "/bitmask")
+                let nm = try ModelIO.savedSize(of: scratch + "/nm")
+                for dir in ["bitmask", "nm"] {
+                    let back = try Model.load(from: scratch + "/" + dir)
+                    for ((path, p), (_, q)) in zip(model.namedParameters, back.namedParameters)
+                    where p.value.scalars != q.value.scalars || p.mask?.scalars != q.mask?.scalars {
+                        throw PruneKitError(.invalidFile, "\(name) at 2:4: '\(path)' did not reload exactly from the \(dir) form")
+                    }
+                }
+                let dense = plan.layers.filter { $0.keptCount == $0.units }.map(\.path)
+                let c = model.compression
+                let sparsity: Double = 100 * Double(c.prunedWeights) / Double(max(c.prunableWeights, 1))
+                let sizes: String = [bitmask, nm].map { String($0).leftPadded(13) }.joined()
+                let ratio: String = String(format: "%12.1f%%", 100 * Double(nm) / Double(bitmask))
+                let denseNames: String = dense.isEmpty ? "none" : dense.joined(separator: ", ")
+                print(name.padding(toLength: 15, withPad: " ", startingAt: 0) + String(format: "%12.1f%%", sparsity) + sizes + ratio + "   " + denseNames)
+            }
         }
+    }
+
+    /// Masks `model` 2:4 by |w| (``SelectionSettings/pattern``), every layer in scope.
+    static func pruneTwoFour(_ model: Model) throws -> PruningPlan {
+        let sources = model.prunableLayers().map { layer in
+            var s = ScoreSource(path: layer.path, scores: layer.weights.scalars.map(abs), isClassifier: layer.isClassifier)
+            s.weightShape = layer.weightShape
+            return s
+        }
+        var settings = SelectionSettings(scope: .perLayer, sparsity: 0, keepClassifier: false)
+        settings.pattern = try NMPattern(n: 2, m: 4)
+        let plan = try selectPruning(sources, granularity: .weight, settings: settings, criterion: "magnitude")
+        try plan.apply(to: model)
+        return plan
     }
 
     /// Masks the `round(fraction · n)` smallest-magnitude weights of every conv and linear layer.

@@ -11,6 +11,7 @@ struct Prune: ParsableCommand {
             Examples:
               prunekit prune --model runs/lenet5 --criterion l1-filter --speedup 2 --out runs/lenet5-x2
               prunekit prune --model lenet-5 --epochs 10 --criterion global-magnitude --compression 10 --finetune 'finetune epochs=5' --out runs/lenet5-c10
+              prunekit prune --model runs/lenet5 --criterion layer-magnitude --pattern 2:4 --out runs/lenet5-2of4
 
             By default the pruned model is finetuned briefly ('finetune epochs=2'; --finetune none opts out), and a
             warning says when its test accuracy falls by more than --warn-drop points.
@@ -28,6 +29,8 @@ struct Prune: ParsableCommand {
     @Option(help: "Target: prunable weights before / after (> 1).") var compression: Double?
     @Option(help: "Target: MACs of one example before / after (> 1).") var speedup: Double?
     @Option(help: "Target: the fraction of weights (or of channels) to prune, in [0, 1).") var sparsity: Double?
+    @Option(help: ArgumentHelp("N:M sparsity (weight criteria): keep the N best of every M consecutive input channels of each layer, such as 2:4. The pattern is the target (sparsity 1 − N/M); layers whose input size is not a multiple of M stay dense.", valueName: "N:M"))
+    var pattern: String?
     @Option(help: "Schedule id, optionally with options after a space ('iterative steps=3').") var schedule: String = "one-shot"
     @Option(name: .customLong("schedule-option"), help: ArgumentHelp("A schedule option, key=value (repeatable).", valueName: "key=value"))
     var scheduleOptions: [String] = []
@@ -82,7 +85,12 @@ struct Prune: ParsableCommand {
             let (cc, sc, fc) = (CriterionChoice(parsing: criterion), CriterionChoice(parsing: schedule), CriterionChoice(parsing: finetune))
             let (cOptions, sOptions, fOptions) = (merged(cc.options, options), merged(sc.options, scheduleOptions), merged(fc.options, finetuneOptions))
             let c = try Registry.shared.criterion(cc.id, options: cOptions)
+            if let p = settings.pattern, c.granularity != .weight {
+                throw PruneKitError(.invalidArgument, "--pattern \(p) selects single weights, but '\(c.id)' is a \(c.granularity.rawValue) criterion",
+                                    hint: "use a weight criterion (global-magnitude, layer-magnitude, …) with --pattern")
+            }
             let s = try Registry.shared.schedule(sc.id, options: sOptions)
+            try settings.pattern?.check(s)
             let f = try Registry.shared.finetune(fc.id, options: fOptions)
             let splits = try data.load(validation: validation, seed: seed)
 
@@ -130,7 +138,8 @@ struct Prune: ParsableCommand {
             context.originalMACs = net.macs
             context.epochEnded = { print("  finetune " + epochLine($0, of: nil)) }
             func named(_ id: String, _ options: [String]) -> String { ([id] + options).joined(separator: " ") }
-            print("pruning with \(named(c.id, cOptions)) (\(c.granularity.rawValue)) toward \(target), schedule \(named(sc.id, sOptions)), "
+            print("pruning with \(named(c.id, cOptions)) (\(c.granularity.rawValue)) toward \(target)"
+                  + (settings.pattern.map { " in the N:M pattern \($0)" } ?? "") + ", schedule \(named(sc.id, sOptions)), "
                   + "finetuning \(named(fc.id, fOptions))")
             let steps = try net.prune(with: c, schedule: s, finetune: f, toward: target, context: context, settings: settings,
                                       data: splits.train, calibration: CalibrationSettings(batches: batches, batchSize: batchSize, seed: seed))
@@ -139,6 +148,7 @@ struct Prune: ParsableCommand {
 
             var final = net
             var metadata = ["dataset": splits.train.name, "seed": "\(seed)", "prunekit.criterion": c.id, "prunekit.target": "\(target)"]
+            if let p = settings.pattern { metadata["prunekit.pattern"] = p.description }
             var surgeryNotes: [String] = []
             if c.granularity == .channel {
                 let cut = try net.removingPrunedChannels(policy: settings.policy, minimumChannels: minimumChannels)
@@ -174,12 +184,21 @@ struct Prune: ParsableCommand {
         }
     }
 
-    /// Exactly one target, in its axis' range.
+    /// Exactly one target, in its axis' range; with --pattern, the pattern's own sparsity
+    /// (no other target, or --sparsity 1 − N/M).
     private func parsedTarget() throws -> PruningTarget {
         let given = [compression.map(PruningTarget.compression), speedup.map(PruningTarget.speedup), sparsity.map(PruningTarget.sparsity)].compactMap { $0 }
+        if let pattern = try parsedPattern() {
+            let own = PruningTarget.sparsity(pattern.sparsity)
+            guard given.allSatisfy({ if case let .sparsity(s) = $0 { return abs(s - pattern.sparsity) < 1e-9 } else { return false } }) else {
+                throw PruneKitError(.invalidArgument, "--pattern \(pattern) fixes the sparsity of the layers it covers at \(pattern.sparsity); it can't prune toward \(given.map(\.description).joined(separator: " and "))",
+                                    hint: "give --pattern alone (its target is sparsity 1 − N/M), or drop --pattern to reach another target")
+            }
+            return own
+        }
         guard given.count == 1 else {
             throw PruneKitError(.invalidArgument, given.isEmpty ? "no target given" : "more than one target given",
-                                hint: "give exactly one of --compression R, --speedup S or --sparsity F")
+                                hint: "give exactly one of --compression R, --speedup S or --sparsity F (or an N:M --pattern such as 2:4)")
         }
         switch given[0] {
         case let .sparsity(v) where !(v >= 0 && v < 1):
@@ -197,10 +216,20 @@ struct Prune: ParsableCommand {
         guard minimumChannels >= 1 else {
             throw PruneKitError(.invalidArgument, "--minimum-channels must be at least 1, got \(minimumChannels)", hint: "a layer never goes to zero channels")
         }
-        return TargetedPruningSettings(
+        var settings = TargetedPruningSettings(
             scope: scope?.scope,
             excluded: Set(excluded), keepClassifier: !pruneClassifier, minimumChannels: minimumChannels,
             policy: residualPolicy, reduction: groupScore)
+        settings.pattern = try parsedPattern()
+        return settings
+    }
+
+    /// `--pattern N:M`, checked: two whole numbers, 1 ≤ N < M.
+    private func parsedPattern() throws -> NMPattern? {
+        guard let pattern else { return nil }
+        do { return try NMPattern(parsing: pattern) } catch let e as PruneKitError {
+            throw PruneKitError(e.kind, "--pattern: \(e.message)", hint: e.hint)
+        }
     }
 
     /// Options given with an id ('finetune epochs=2') and by the repeatable option: a key given
@@ -280,7 +309,7 @@ struct Prune: ParsableCommand {
     private func writeReport(to path: String, _ c: any Criterion, _ plugins: [String: Any], _ target: PruningTarget,
                              _ steps: [TargetedPruning], _ before: ModelFigures, _ after: ModelFigures, _ notes: [String]) throws {
         let object: [String: Any] = plugins.merging([
-            "model": model, "criterion": c.id, "target": "\(target)", "epochs": epochs, "residual_policy": residualPolicy.rawValue, "group_score": groupScore.rawValue, "excluded": excluded,
+            "model": model, "criterion": c.id, "target": "\(target)", "pattern": pattern.flatMap { try? NMPattern(parsing: $0).description } ?? NSNull(), "epochs": epochs, "residual_policy": residualPolicy.rawValue, "group_score": groupScore.rawValue, "excluded": excluded,
             "steps": steps.map { ["sparsity": $0.sparsity, "achieved": $0.achieved.isFinite ? $0.achieved : -1] },
             "before": before.json, "after": after.json, "notes": notes,
         ]) { _, own in own }

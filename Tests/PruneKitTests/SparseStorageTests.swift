@@ -203,37 +203,18 @@ final class SparseStorageTests: XCTestCase {
 
     // MARK: Damaged sparse files
 
-    /// A safetensors file from (name, dtype, shape, bytes) entries and metadata.
-    private func safetensors(_ entries: [(String, String, [Int], [UInt8])], metadata: [String: String]) throws -> Data {
-        var header: [String: Any] = ["__metadata__": metadata]
-        var offset = 0, data: [UInt8] = []
-        for (name, dtype, shape, bytes) in entries {
-            header[name] = ["dtype": dtype, "shape": shape, "data_offsets": [offset, offset + bytes.count]]
-            offset += bytes.count; data += bytes
-        }
-        var h = [UInt8](try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys]))
-        while h.count % 8 != 0 { h.append(0x20) }
-        var n = UInt64(h.count), out: [UInt8] = []
-        for _ in 0..<8 { out.append(UInt8(n & 0xFF)); n >>= 8 }
-        return Data(out + h + data)
-    }
-
-    private func f32(_ values: [Float]) -> [UInt8] {
-        values.flatMap { v in (0..<4).map { UInt8(truncatingIfNeeded: v.bitPattern >> (8 * $0)) } }
-    }
-
     func testDamagedSparseFilesAreClearErrors() throws {
         let model = try tiny([1, 2, 3, 4, 5, 6, 7, 8, 9])
         model.nodes[0].layer.parameter(named: "weight")!.mask = Tensor(shape: [1, 9], scalars: [1, 0, 0, 1, 1, 0, 0, 0, 1])
         try model.save(to: dir("good"), storage: .sparse)
         let meta = try Model.savedMetadata(in: dir("good"))
-        let bias: [(String, String, [Int], [UInt8])] = [("fc.bias.__mask", "U8", [1], [0x80]), ("fc.bias.__values", "F32", [1], f32([0.5]))]
+        let bias: [(String, String, [Int], [UInt8])] = [("fc.bias.__mask", "U8", [1], [0x80]), ("fc.bias.__values", "F32", [1], TestSupport.f32([0.5]))]
 
         func expectError(_ name: String, _ entries: [(String, String, [Int], [UInt8])], metadata: [String: String]? = nil,
                          _ fragments: [String], line: UInt = #line) throws {
             let d = dir(name)
             try FileManager.default.copyItem(atPath: dir("good"), toPath: d)
-            try safetensors(entries + bias, metadata: metadata ?? meta).write(to: URL(fileURLWithPath: d + "/model.safetensors"))
+            try TestSupport.safetensors(entries + bias, metadata: metadata ?? meta).write(to: URL(fileURLWithPath: d + "/model.safetensors"))
             do {
                 _ = try Model.load(from: d)
                 XCTFail("\(name): expected an error", line: line)
@@ -248,12 +229,12 @@ final class SparseStorageTests: XCTestCase {
 
         // The good file, rebuilt by the helper, loads (so each failure below has one cause).
         let good: [(String, String, [Int], [UInt8])] = [("fc.weight.__mask", "U8", [2], [0x98, 0x80]),
-                                                         ("fc.weight.__values", "F32", [4], f32([1, 4, 5, 9]))]
+                                                         ("fc.weight.__values", "F32", [4], TestSupport.f32([1, 4, 5, 9]))]
         try FileManager.default.copyItem(atPath: dir("good"), toPath: dir("rebuilt"))
-        try safetensors(good + bias, metadata: meta).write(to: URL(fileURLWithPath: dir("rebuilt") + "/model.safetensors"))
+        try TestSupport.safetensors(good + bias, metadata: meta).write(to: URL(fileURLWithPath: dir("rebuilt") + "/model.safetensors"))
         assertSameParameters(model, try Model.load(from: dir("rebuilt")))
 
-        try expectError("count", [good[0], ("fc.weight.__values", "F32", [3], f32([1, 4, 5]))],
+        try expectError("count", [good[0], ("fc.weight.__values", "F32", [3], TestSupport.f32([1, 4, 5]))],
                         ["fc.weight", "keeps 4 elements", "3 values"])
         try expectError("mask-dtype", [("fc.weight.__mask", "I16", [2], [0x98, 0, 0x80, 0]), good[1]],
                         ["fc.weight.__mask", "I16", "not U8"])

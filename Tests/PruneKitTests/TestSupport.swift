@@ -4,6 +4,26 @@ import XCTest
 
 /// Helpers shared by the test files.
 enum TestSupport {
+    /// A safetensors file from (name, dtype, shape, bytes) entries and metadata.
+    static func safetensors(_ entries: [(String, String, [Int], [UInt8])], metadata: [String: String]) throws -> Data {
+        var header: [String: Any] = ["__metadata__": metadata]
+        var offset = 0, data: [UInt8] = []
+        for (name, dtype, shape, bytes) in entries {
+            header[name] = ["dtype": dtype, "shape": shape, "data_offsets": [offset, offset + bytes.count]]
+            offset += bytes.count; data += bytes
+        }
+        var h = [UInt8](try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys]))
+        while h.count % 8 != 0 { h.append(0x20) }
+        var n = UInt64(h.count), out: [UInt8] = []
+        for _ in 0..<8 { out.append(UInt8(n & 0xFF)); n >>= 8 }
+        return Data(out + h + data)
+    }
+
+    /// Little-endian F32 bytes.
+    static func f32(_ values: [Float]) -> [UInt8] {
+        values.flatMap { v in (0..<4).map { UInt8(truncatingIfNeeded: v.bitPattern >> (8 * $0)) } }
+    }
+
     static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent()
 

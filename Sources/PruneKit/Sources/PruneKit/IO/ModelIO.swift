@@ -50,7 +50,9 @@ extension Model {
     /// chosen for sparse storage is written to `model.safetensors` as a packed keep-bitmask
     /// `<path>.__mask` (`U8`) and its kept values `<path>.__values` (`F32`), its shape in
     /// `__metadata__["prunekit.sparse"]` (layout: `IO/FORMAT.md`); its pruning mask, if it
-    /// has one, is that bitmask and is not written again to `masks.safetensors`.
+    /// has one, is that bitmask and is not written again to `masks.safetensors`. A weight
+    /// whose kept elements follow an N:M pattern is written in the smaller N:M form where
+    /// that is smaller (`<path>.__nm_codes` and `<path>.__values`; see ``ParameterStorage``).
     /// ``load(from:)`` reads either layout and restores the masks, so finetuning keeps the
     /// pruned weights at zero. At 90 % sparsity a sparse weight takes 0.1 × 4 + 1/8 bytes
     /// per element instead of 4 (8 with its dense mask): about 13 % (6.6 %) of dense.
@@ -72,12 +74,21 @@ extension Model {
         var masks: [(name: String, tensor: Tensor)] = []
         var sparse: [(String, JSONValue)] = []
         for (path, p) in namedParameters {
-            if SparseLayout.storesSparse(p, path: path, storage: storage) {
-                let packed = SparseLayout.pack(p.value, mask: p.mask)
-                payloads.append((path + SparseLayout.maskSuffix, .u8(shape: [packed.bits.count], bytes: packed.bits)))
-                payloads.append((path + SparseLayout.valuesSuffix, .f32(packed.values)))
-                sparse.append((path, .object([("shape", .array(p.value.shape.map(JSONValue.int))),
-                                              ("pruning_mask", .bool(p.mask != nil))])))
+            if let form = SparseLayout.form(p, path: path, storage: storage) {
+                var entry: [(String, JSONValue)] = [("shape", .array(p.value.shape.map(JSONValue.int))),
+                                                    ("pruning_mask", .bool(p.mask != nil))]
+                switch form {
+                case .bitmask:
+                    let packed = SparseLayout.pack(p.value, mask: p.mask)
+                    payloads.append((path + SparseLayout.maskSuffix, .u8(shape: [packed.bits.count], bytes: packed.bits)))
+                    payloads.append((path + SparseLayout.valuesSuffix, .f32(packed.values)))
+                case let .nm(pattern):
+                    let packed = SparseLayout.packNM(p.value, mask: p.mask, pattern: pattern)
+                    payloads.append((path + SparseLayout.nmCodesSuffix, .u8(shape: [packed.codes.count], bytes: packed.codes)))
+                    payloads.append((path + SparseLayout.valuesSuffix, .f32(packed.values)))
+                    entry.append(("pattern", .array([.int(pattern.n), .int(pattern.m)])))
+                }
+                sparse.append((path, .object(entry)))
             } else {
                 payloads.append((path, .f32(p.value)))
                 if let m = p.mask { masks.append((path, m)) }

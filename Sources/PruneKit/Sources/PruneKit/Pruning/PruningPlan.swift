@@ -76,6 +76,8 @@ public struct PruningPlan: Equatable {
     public var layers: [Layer]
     /// Where the plan differs from the request (a ratio clipped by the channel minimum).
     public var notes: [String]
+    /// The N:M pattern the plan was selected under (``SelectionSettings/pattern``), if any.
+    public var pattern: NMPattern? = nil
 
     public init(criterion: String, granularity: Granularity, scope: SelectionSettings.Scope,
                 requestedSparsity: Double, layers: [Layer], notes: [String] = []) {
@@ -136,7 +138,7 @@ public struct PruningPlan: Equatable {
 
     /// A table: each layer's kept / total and sparsity.
     public var summary: String {
-        var lines = ["\(criterion) (\(granularity.rawValue), \(scope.rawValue)): requested sparsity "
+        var lines = ["\(criterion) (\(granularity.rawValue), \(pattern.map { "pattern \($0)" } ?? scope.rawValue)): requested sparsity "
                      + String(format: "%.4f, achieved %.4f", requestedSparsity, sparsity)]
         for l in layers {
             lines.append(l.path.padding(toLength: 24, withPad: " ", startingAt: 0)
@@ -157,6 +159,8 @@ public struct PruningPlan: Equatable {
         var requested_sparsity: Double
         var notes: [String]
         var layers: [FileLayer]
+        /// `"N:M"` for a plan selected under an N:M pattern.
+        var pattern: String?
     }
 
     private struct FileLayer: Codable {
@@ -175,7 +179,7 @@ public struct PruningPlan: Equatable {
             l.granularity == .channel
                 ? FileLayer(path: l.path, units: l.units, kept_channels: l.keptPositions, mask: nil)
                 : FileLayer(path: l.path, units: l.units, kept_channels: nil, mask: Data(packBits(l.keepWords, count: l.units)).base64EncodedString())
-        })
+        }, pattern: pattern?.description)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         do {
@@ -216,8 +220,12 @@ public struct PruningPlan: Equatable {
             }
             return l
         }
-        return PruningPlan(criterion: file.criterion, granularity: file.granularity, scope: scope,
-                           requestedSparsity: file.requested_sparsity, layers: layers, notes: file.notes)
+        var plan = PruningPlan(criterion: file.criterion, granularity: file.granularity, scope: scope,
+                               requestedSparsity: file.requested_sparsity, layers: layers, notes: file.notes)
+        do { plan.pattern = try file.pattern.map(NMPattern.init(parsing:)) } catch let e as PruneKitError {
+            throw PruneKitError(.invalidFile, "\(path): \(e.message)", hint: e.hint)
+        }
+        return plan
     }
 }
 

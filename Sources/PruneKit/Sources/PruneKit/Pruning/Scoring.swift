@@ -260,6 +260,7 @@ extension ScoreSource {
         guard criterion.scoresInChunks else {
             self.init(path: layer.path, scores: try checkedScores(criterion, layer: layer, context: context),
                       isClassifier: layer.isClassifier)
+            weightShape = layer.weightShape
             return
         }
         self.init(path: layer.path, count: units, isClassifier: layer.isClassifier) { range, buffer in
@@ -273,5 +274,6 @@ extension ScoreSource {
                 throw PruneKitError(.plugin, "criterion '\(criterion.id)' returned a non-finite score (\(buffer[bad])) at position \(range.lowerBound + bad) of layer '\(layer.path)'")
             }
         }
+        weightShape = layer.weightShape
     }
 }

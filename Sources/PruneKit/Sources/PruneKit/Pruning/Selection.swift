@@ -24,6 +24,12 @@ public struct SelectionSettings: Sendable, Equatable {
     public var keepClassifier = true
     /// Channels kept in every layer at least (channel granularity).
     public var minimumChannels = 1
+    /// An N:M pattern (weight granularity): when set, every in-scope layer keeps the N
+    /// best-scored weights of each group of M input channels (``NMPattern``) and
+    /// ``sparsity`` and ``scope`` are not used — the pattern alone fixes the mask, at
+    /// 1 − N/M in the layers it covers. A layer whose input size is not a multiple of M is
+    /// left dense, with a note in the plan.
+    public var pattern: NMPattern? = nil
 
     public init(scope: Scope, sparsity: Double, excluded: Set<String> = [], keepClassifier: Bool = true,
                 minimumChannels: Int = 1) {
@@ -47,6 +53,10 @@ public struct ScoreSource {
     public let count: Int
     /// Whether this is the model's last prunable layer (see ``SelectionSettings/keepClassifier``).
     public let isClassifier: Bool
+    /// The shape of the layer's weights (`[out, in, kh, kw]`, `[out, in]`), which N:M
+    /// selection (``SelectionSettings/pattern``) groups along `in`; set by the sources made
+    /// from a layer, `nil` for sources made from bare scores.
+    public var weightShape: [Int]? = nil
     /// Calls the body with the scores of `range`, computed into the scratch buffer
     /// (`scratch.count ≥ range.count`) or read from where they are stored.
     let read: (Range<Int>, UnsafeMutableBufferPointer<Float>, (UnsafeBufferPointer<Float>) -> Void) throws -> Void
@@ -72,6 +82,7 @@ public struct ScoreSource {
     /// A source over a layer's computed scores.
     public init(_ scores: LayerScores) {
         self.init(path: scores.layer.path, scores: scores.scores, isClassifier: scores.layer.isClassifier)
+        weightShape = scores.layer.weightShape
     }
 
     /// All the scores of the source, as an array (for small layers: channel scores).
@@ -86,7 +97,8 @@ public struct ScoreSource {
 
 /// Chooses what to prune from per-layer scores.
 /// - Throws: ``PruneKitError`` for a sparsity outside [0, 1), an excluded path that names
-///   no layer, or nothing left in scope.
+///   no layer, or nothing left in scope; with an N:M ``SelectionSettings/pattern``, for
+///   channel granularity or a source without a ``ScoreSource/weightShape``.
 public func selectPruning(_ scores: [LayerScores], granularity: Granularity, settings: SelectionSettings,
                           criterion: String) throws -> PruningPlan {
     try selectPruning(scores.map(ScoreSource.init), granularity: granularity, settings: settings, criterion: criterion)
@@ -118,6 +130,9 @@ public func selectPruning(_ sources: [ScoreSource], granularity: Granularity, se
         throw PruneKitError(.invalidArgument, "no prunable layer is left in scope",
                             hint: "exclude fewer layers, or allow the classifier to be pruned")
     }
+    if let pattern = settings.pattern {
+        return try selectPattern(pattern, sources, inScope, granularity, settings, criterion, chunkSize)
+    }
     var words: [[UInt64]?] = Array(repeating: nil, count: sources.count)
     switch settings.scope {
     case .perLayer:
@@ -138,6 +153,37 @@ public func selectPruning(_ sources: [ScoreSource], granularity: Granularity, se
             ?? PruningPlan.Layer(path: sources[k].path, granularity: granularity, units: sources[k].count)
     }
     return try finish(plans, sources, granularity, settings, criterion)
+}
+
+/// N:M selection (``SelectionSettings/pattern``): each in-scope layer whose input size is a
+/// multiple of M keeps the N best of every group; the others stay dense, with a note.
+private func selectPattern(_ pattern: NMPattern, _ sources: [ScoreSource], _ inScope: [Bool], _ granularity: Granularity,
+                           _ settings: SelectionSettings, _ criterion: String, _ chunkSize: Int) throws -> PruningPlan {
+    guard granularity == .weight else {
+        throw PruneKitError(.invalidArgument, "an N:M pattern selects single weights, but '\(criterion)' scores \(granularity.rawValue)s",
+                            hint: "use a weight criterion (global-magnitude, layer-magnitude, …) with an N:M pattern")
+    }
+    var notes: [String] = []
+    let layers = try sources.indices.map { k -> PruningPlan.Layer in
+        let s = sources[k]
+        let dense = PruningPlan.Layer(path: s.path, granularity: .weight, units: s.count)
+        guard inScope[k] else { return dense }
+        guard let shape = s.weightShape, shape.reduce(1, *) == s.count else {
+            throw PruneKitError(.invalidArgument, "the score source of layer '\(s.path)' has no weight shape, which N:M selection needs",
+                                hint: "make score sources with ScoreSource(layer:criterion:context:) or set their weightShape")
+        }
+        guard let groups = NMGroups(shape: shape, m: pattern.m) else {
+            let inputs = shape.count >= 2 ? "its \(shape[1]) input channels are not a multiple of \(pattern.m)" : "it has no input dimension"
+            notes.append("layer '\(s.path)' is left dense: \(inputs) (pattern \(pattern))")
+            return dense
+        }
+        let words = try nmKeepWords(s, groups: groups, n: pattern.n, chunkSize: chunkSize)
+        return PruningPlan.Layer(path: s.path, granularity: .weight, units: s.count, keepWords: words)
+    }
+    var plan = PruningPlan(criterion: criterion, granularity: .weight, scope: settings.scope,
+                           requestedSparsity: pattern.sparsity, layers: layers, notes: notes)
+    plan.pattern = pattern
+    return plan
 }
 
 /// Enforces the channel minimum, noting layers whose requested ratio was clipped.

@@ -70,6 +70,12 @@ public struct TargetedPruningSettings: Sendable, Equatable {
     public var policy: ResidualPolicy
     /// How a channel group's score is made from its layers' scores (channel criteria).
     public var reduction: GroupScoreReduction
+    /// An N:M pattern (weight criteria): every layer in scope keeps the N best-scored
+    /// weights of each group of M input channels (``SelectionSettings/pattern``). The
+    /// pattern alone fixes the masks, so the only target it takes is its own,
+    /// `.sparsity(pattern.sparsity)` (1 − N/M); any other is an error. Layers it can't
+    /// cover stay dense (noted), so the sparsity achieved over the whole scope may be lower.
+    public var pattern: NMPattern? = nil
 
     public init(scope: SelectionSettings.Scope? = nil, excluded: Set<String> = [], keepClassifier: Bool = true,
                 minimumChannels: Int = 1, policy: ResidualPolicy = .withinBlocks, reduction: GroupScoreReduction = .mean) {
@@ -118,6 +124,10 @@ extension Model {
     ///
     /// The bisection finds the smallest pruning that reaches the target (to one weight or
     /// channel in 10⁶ of the fraction); pruning is monotone in it.
+    ///
+    /// With an N:M ``TargetedPruningSettings/pattern`` the pattern alone chooses the masks
+    /// (one selection, no bisection): the target must be `.sparsity(1 − N/M)` and the
+    /// criterion a weight criterion.
     /// - Returns: the plan, the sparsity used and the figure achieved.
     /// - Throws: ``PruneKitError`` for a target outside its axis' range, one that can't
     ///   be reached (naming the closest reachable figure), and what scoring and selection throw.
@@ -131,6 +141,10 @@ extension Model {
         let scope = settings.scope ?? criterion.preferredScope
         var selection = SelectionSettings(scope: scope, sparsity: 0, excluded: settings.excluded,
                                           keepClassifier: settings.keepClassifier, minimumChannels: settings.minimumChannels)
+        if let pattern = settings.pattern {
+            try pattern.check(target, criterion: criterion)
+            selection.pattern = pattern
+        }
         if criterion.granularity == .weight {
             let sources = try scoreSources(with: criterion, data: data, settings: calibration)
             let counter = WeightCounter(self)
@@ -180,10 +194,12 @@ extension Model {
     ///
     /// A compression or speed-up is first turned into the sparsity that reaches it on the
     /// model as given (one scoring pass, no masks); the schedule then runs toward that
-    /// sparsity, re-scoring at every step.
+    /// sparsity, re-scoring at every step. With an N:M ``TargetedPruningSettings/pattern``
+    /// the schedule must prune in one step (one-shot): the pattern fixes every step's sparsity.
     /// - Returns: every step's outcome; the last one's ``TargetedPruning/achieved`` is
     ///   measured on the target's axis once finetuning is done.
-    /// - Throws: as the two functions it combines.
+    /// - Throws: as the two functions it combines; `.invalidArgument`, before any pruning,
+    ///   for a pattern with a schedule of several steps.
     @discardableResult
     public func prune(with criterion: any Criterion, schedule: any Schedule, finetune strategy: any FinetuneStrategy,
                       toward target: PruningTarget, context: FinetuneContext,
@@ -191,6 +207,7 @@ extension Model {
                       calibration: CalibrationSettings = CalibrationSettings()) throws -> [TargetedPruning] {
         var final = try sparsity(toward: target, with: criterion, settings: settings, data: data, calibration: calibration)
         final = min(final, 1 - 1e-9)
+        try settings.pattern?.check(schedule)
         var outcomes: [TargetedPruning] = []
         _ = try runSchedule(schedule, strategy, target: final, context: context) { s in
             let outcome = try self.prune(with: criterion, toward: .sparsity(s), settings: settings, data: data, calibration: calibration)
@@ -216,6 +233,7 @@ extension Model {
                          settings: TargetedPruningSettings = TargetedPruningSettings(), data: Dataset?,
                          calibration: CalibrationSettings = CalibrationSettings()) throws -> Double {
         try target.validate()
+        if let pattern = settings.pattern { try pattern.check(target, criterion: criterion) }
         switch target {
         case let .sparsity(s): return s
         case let .compression(r) where criterion.granularity == .weight:
@@ -408,6 +426,31 @@ private struct StructureCounter {
             return ratio(counts(Array(repeating: nil, count: kept.count)).weights, counts(kept).weights)
         case .speedup:
             return ratio(counts(Array(repeating: nil, count: kept.count)).macs, counts(kept).macs)
+        }
+    }
+}
+
+extension NMPattern {
+    /// Throws unless `schedule` prunes in one step: the pattern can't be reached
+    /// gradually, it fixes the sparsity of every step at 1 − N/M.
+    public func check(_ schedule: any Schedule) throws {
+        let steps = schedule.sparsities(toward: sparsity)
+        guard steps.count == 1 else {
+            throw PruneKitError(.invalidArgument, "schedule '\(type(of: schedule).id)' prunes in \(steps.count) steps, but the N:M pattern \(self) fixes the sparsity of every step at \(sparsity)",
+                                hint: "use the one-shot schedule with an N:M pattern")
+        }
+    }
+
+    /// Throws unless the pattern can prune toward `target` with `criterion`: a weight
+    /// criterion, and the pattern's own sparsity 1 − N/M as the target.
+    func check(_ target: PruningTarget, criterion: any Criterion) throws {
+        guard criterion.granularity == .weight else {
+            throw PruneKitError(.invalidArgument, "the N:M pattern \(self) selects single weights, but '\(criterion.id)' is a \(criterion.granularity.rawValue) criterion",
+                                hint: "use a weight criterion (global-magnitude, layer-magnitude, …) with an N:M pattern")
+        }
+        guard case let .sparsity(s) = target, abs(s - sparsity) < 1e-9 else {
+            throw PruneKitError(.invalidArgument, "the N:M pattern \(self) fixes the sparsity of the layers it covers at \(sparsity); it can't prune toward \(target)",
+                                hint: "ask for sparsity \(sparsity) (1 − N/M) with the pattern, or prune without a pattern to reach \(target)")
         }
     }
 }
