@@ -49,6 +49,7 @@ extension Report {
                     out.append(contentsOf: best.map { "  \($0)" })
                 }
             }
+            out.append(contentsOf: sanitySentences(setting).map { "sanity: \($0)" })
         }
         if !analysis.settings.isEmpty {
             out.append("▲ best mean that beats every other criterion (paired 95 % CI excludes zero); △ best mean, not shown to beat all.")
@@ -143,6 +144,7 @@ extension Report {
             md.append("## Verdict" + (analysis.settings.count > 1 ? ": \(markdownCell(setting.name))" : ""))
             md.append("")
             md.append(contentsOf: verdictSentences(setting).map { "- " + markdownCell($0.text) })
+            md.append(contentsOf: sanitySentences(setting).map { "- " + markdownCell($0) })
             if setting.verdicts.contains(where: { $0.seeds < 2 }) {
                 md.append("")
                 md.append("With one seed no difference is tested: run ≥ 2 seeds (`--seeds 3`) for paired 95 % intervals.")
