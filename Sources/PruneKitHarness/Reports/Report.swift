@@ -226,7 +226,10 @@ extension Report {
             case .aBetter: return "\(head) beats \(control) by \(figure) (paired 95 % CI, \(seeds))."
             case .bBetter: return "\(head) is beaten by \(control): \(figure) (paired 95 % CI, \(seeds))."
             case .inconclusive: return "\(head) is not shown to beat \(control): \(figure) (paired 95 % CI, \(seeds))."
-            case .noSpread: return "\(head) differs from \(control) by the same \(figure) on every one of \(seeds): no spread, not evidence."
+            case .noSpread:
+                return abs(d.mean) < 1e-12
+                    ? "\(head) and \(control) score the same on every one of \(seeds): no spread, not evidence."
+                    : "\(head) differs from \(control) by the same \(figure) on every one of \(seeds): no spread, not evidence."
             case .needsSeeds: return "\(head) against \(control): \(figure) on one seed; not tested (run ≥ 2 seeds)."
             }
         }
