@@ -234,6 +234,11 @@ final class SanityTests: XCTestCase {
         XCTAssert(Report.markdown(analysis, title: "t").contains("- " + line))
         XCTAssert(Report.terminalTable(analysis).contains("sanity: " + line))
         XCTAssert(Report.html(analysis, title: "t").contains(Report.escapeXML(line)))
+        // trials.csv says when each trial pruned and which check it ran.
+        let rows = Report.csv(records).components(separatedBy: "\r\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+        let when = try XCTUnwrap(rows[0].firstIndex(of: "when")), check = try XCTUnwrap(rows[0].firstIndex(of: "sanity"))
+        XCTAssertEqual(rows[1...5].map { "\($0[when]) \($0[check])" },
+                       ["trained ", "trained ", "trained layer-shuffle", "trained layer-shuffle", "init "])
     }
 
     // MARK: Bad input
