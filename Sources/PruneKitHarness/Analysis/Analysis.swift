@@ -217,7 +217,8 @@ public struct SettingAnalysis: Codable, Hashable, Sendable {
     public var overall: [AxisOverall]
     /// Each weight criterion against its sanity controls, per target (layer-shuffle first):
     /// the controls are in ``groups`` and ``criteria`` but never in ``comparisons``.
-    public var sanity: [SanityVerdict]
+    /// Optional only so that a results.json written before sanity checks still reads.
+    public var sanity: [SanityVerdict]?
 
     init(name: String, configuration: TrialConfiguration, names: CriterionNames, records: [TrialRecord], failedRecords: [TrialRecord], level: Double) {
         self.name = name

@@ -29,6 +29,11 @@ public struct TrialEnvironment {
 /// validation split carved from the training data, never the test split, which is only
 /// ever used to report accuracy.
 ///
+/// An init trial (``PruningTime/initialization``) prunes the baseline's initial weights and
+/// trains with the baseline's recipe instead of the finetuning strategy; a sanity-check
+/// trial (``SanityCheck``) transforms the criterion's scores, or re-initialises the
+/// surviving weights before training (``SanityControls``).
+///
 /// Phases timed in `phaseSeconds`: `baseline` (ensure and load), `regularize` (criteria
 /// whose `regularize` hook changes training: that many epochs of training with the
 /// penalty before pruning), `score` (scoring and the search for the sparsity that meets

@@ -216,7 +216,7 @@ extension Report {
     /// `4× compression: global-magnitude beats its layer-shuffle control by +3.10 points
     /// [+2.00, +4.20] (paired 95 % CI, 3 seeds).`
     static func sanitySentences(_ s: SettingAnalysis) -> [String] {
-        s.sanity.map { v in
+        (s.sanity ?? []).map { v in
             let control = "its \(v.check.rawValue) control"
             let head = "\(v.target): \(v.criterion)"
             guard let d = v.difference else { return "\(head) and \(control) have no seed in common: not compared." }
