@@ -84,7 +84,9 @@ public struct ExperimentPlan: Sendable {
     /// closest reachable figure; every channel criterion that needs no data against the
     /// model (``ChannelRankingProbe``: one that can't rank its channels is refused when
     /// named, left out of "every criterion" otherwise; one whose probe fails stays, and
-    /// its trials fail with the reason). Cost: loading the data set and building the model
+    /// its trials fail with the reason); pruning at initialisation against the model, the
+    /// schedule and the strategy (``checkPruningTime(_:schedule:strategy:)``); sanity checks
+    /// against named channel criteria (refused). Cost: loading the data set and building the model
     /// once; a scoring pass over the weights per such criterion.
     /// - Parameter probe: where the channel criteria are scored (`compare`: a child process,
     ///   ``ChildProcessTrialRunner``); `nil`: in this process, so that a criterion that
