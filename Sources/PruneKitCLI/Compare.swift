@@ -34,6 +34,10 @@ struct Compare: ParsableCommand {
     @Option(help: "Epochs of finetuning after pruning (default: 2).") var finetuneEpochs: Int?
     @Option(help: "Seeds: replicates, each from its own baseline (default: 1; --seeds 3 gives confidence intervals).")
     var seeds: Int?
+    @Option(help: ArgumentHelp("When to prune: trained (the trained baseline, then the finetuning strategy; the default), init (the baseline's initial weights, then the baseline's whole training recipe), or init,trained for both; one-shot schedules only with init.", valueName: "init|trained"))
+    var when: String?
+    @Option(help: ArgumentHelp("Sanity checks run as extra trials next to each weight criterion's own, comma-separated: layer-shuffle (each layer's count, random positions), invert (prune the highest scores), reinit (the mask, fresh weights); none for no checks.", valueName: "checks"))
+    var sanity: String?
     @Option(help: ArgumentHelp("The SQLite result store (default: prunekit-results/results.sqlite in the current directory).", valueName: "file"))
     var store: String?
     @Option(help: ArgumentHelp("Where the reports go (default: report/ next to the store).", valueName: "dir"))
@@ -85,7 +89,10 @@ struct Compare: ParsableCommand {
 
             let axes = Set(spec.targets.map(\.axis)).map { $0 == .compression ? "compression" : "speed-up" }.sorted()
             print("\(spec.model) on \(spec.dataset): \(plan.criteria.count) criteria × \(spec.targets.count) targets (\(axes.joined(separator: ", "))) "
-                  + "× \(spec.seeds.count) seed\(spec.seeds.count == 1 ? "" : "s") = \(plan.trials.count) trials"
+                  + "× \(spec.seeds.count) seed\(spec.seeds.count == 1 ? "" : "s")"
+                  + (spec.when == [.trained] ? "" : " × pruned \(spec.when.map { $0 == .initialization ? "at init" : "after training" }.joined(separator: " and "))")
+                  + (spec.sanity.isEmpty ? "" : " with sanity checks \(spec.sanity.map(\.rawValue).joined(separator: ", ")) for weight criteria")
+                  + " = \(plan.trials.count) trials"
                   + (shard == .all ? "" : "; shard \(shard): \(plan.trials(in: shard).count)")
                   + "; \(jobs) at a time; store \(spec.store)")
             if let cost = plan.oracleCost { print(cost.summary) }
@@ -142,6 +149,8 @@ struct Compare: ParsableCommand {
                                 hint: "leave it out for a limit derived from the baseline's epoch time")
         }
         o.trialTimeout = trialTimeout
+        o.when = try when.map { try ExperimentSpec.parseList($0, option: "--when") }
+        o.sanity = try sanity.map { try ExperimentSpec.parseList($0, option: "--sanity", allowsNone: true) }
         o.seeds = seeds; o.store = store; o.report = report; o.cache = cache; o.jobs = jobs
         return o
     }
@@ -222,7 +231,9 @@ final class CompareProgress {
     }
 
     static func name(_ t: TrialConfiguration) -> String {
-        let who = ([t.criterion] + t.criterionOptions).joined(separator: " ")
+        var who = ([t.criterion] + t.criterionOptions).joined(separator: " ")
+        if let check = t.sanity { who += " [\(check.rawValue)]" }
+        if t.pruningTime == .initialization { who += " at init" }
         switch t.kind {
         case .oracle: return "\(who) oracle agreement, seed \(t.seed)"
         case .prune: return "\(who) \(t.target.map(\.description) ?? "?"), seed \(t.seed)"

@@ -34,6 +34,38 @@ public enum TrialKind: String, Codable, Hashable, Sendable {
     case oracle
 }
 
+/// When a trial prunes: the trained baseline (the default), or the baseline's initial
+/// weights before any training (pruning at initialisation: SNIP, GraSP, the magnitude
+/// controls of Frankle et al. 2021).
+public enum PruningTime: String, Codable, Hashable, Sendable, CaseIterable {
+    /// Prune the freshly initialised baseline of the trial's seed (the weights its training
+    /// started from), then train the pruned network with the baseline's whole recipe
+    /// (``BaselineConfiguration/trainingConfiguration``: its epochs, learning rate, cosine
+    /// schedule, data order), the masks kept. The finetuning strategy is not used.
+    case initialization = "init"
+    /// Prune the trained baseline, then finetune with the trial's strategy.
+    case trained
+}
+
+/// A sanity check of a weight criterion (Frankle et al. 2021): a control trial that
+/// changes one thing about the criterion's choice, next to the criterion's own trial
+/// (same seed, target, schedule, finetuning). A criterion whose per-weight choice carries
+/// information beats its layer-shuffle and invert controls.
+///
+/// Defined for weight criteria only: on a channel criterion a layer-shuffle is the
+/// `random granularity=channel` criterion (at the same per-layer fraction) and a reinit is
+/// the `reinit` finetuning strategy (Liu et al. 2019), both already available.
+public enum SanityCheck: String, Codable, Hashable, Sendable, CaseIterable {
+    /// Each layer keeps as many weights as the criterion keeps there, placed uniformly at
+    /// random within the layer (seeded by the trial's seed and the layer's path).
+    case layerShuffle = "layer-shuffle"
+    /// Prunes the highest-scoring weights instead of the lowest (the same count).
+    case invert
+    /// Keeps the criterion's mask, gives the surviving weights a fresh initialisation (a
+    /// seed stream of its own), then trains as the criterion's trial does.
+    case reinit
+}
+
 /// Everything that determines the baseline checkpoint a trial starts from. Trained once
 /// per value and cached by ``hash``.
 public struct BaselineConfiguration: Codable, Hashable, Sendable {
@@ -109,9 +141,17 @@ public struct TrialConfiguration: Codable, Hashable, Sendable {
     /// `nil` (records written before PruneKit kept them, and configurations made without a
     /// registry) is absent from the hash.
     public var plugins: [PluginBuild]?
+    /// When the trial prunes; `nil` (the default, absent from the hash, so records written
+    /// before it keep their ids): ``PruningTime/trained``.
+    public var when: PruningTime?
+    /// The sanity check this trial runs on its criterion; `nil` (absent from the hash): the
+    /// criterion itself.
+    public var sanity: SanityCheck?
     /// The seed of this replicate: the baseline's seed, the calibration batches and the
     /// finetuning data order.
     public var seed: UInt64 { baseline.seed }
+    /// ``when``, with its default.
+    public var pruningTime: PruningTime { when ?? .trained }
 
     /// The build of the plugin that provides the criterion, where it is known.
     public var criterionBuild: PluginBuild? { plugins?.first { $0.kind == .criterion && $0.id == criterion } }
@@ -136,6 +176,7 @@ public struct TrialConfiguration: Codable, Hashable, Sendable {
     public var id: String {
         var identity = self
         identity.plugins = plugins?.map(\.identity)
+        if when == .trained { identity.when = nil }   // the default: one trial, one id
         return StableHash.hex(of: identity)
     }
 }

@@ -284,6 +284,22 @@ final class CompareCommandTests: XCTestCase {
         XCTAssertFalse(store.out.contains("[1/"), "no trial ran")
     }
 
+    /// `--when` and `--sanity`: an unknown value at parse time; a check on a channel
+    /// criterion and rewinding at initialisation refused by the plan, before any trial.
+    func testWhenAndSanityBadInputIsRefusedWithTheReason() throws {
+        let dir = try scratch()
+        let check = try run(["compare", "--sanity", "layer-shuffle,shuffle"], in: dir)
+        XCTAssertEqual(check.status, 64, check.err)
+        XCTAssert(check.err.contains("--sanity: unknown value 'shuffle'") && check.err.contains("layer-shuffle, invert, reinit"), check.err)
+        let channel = try run(["compare", "--criteria", "l1-filter", "--sanity", "layer-shuffle", "--compressions", "2", "--store", "r.sqlite"], in: dir)
+        XCTAssertNotEqual(channel.status, 0)
+        XCTAssert(channel.err.contains("'l1-filter' ranks channels") && channel.err.contains("random granularity=channel"), channel.err)
+        let rewind = try run(["compare", "--criteria", "snip", "--when", "init", "--finetune", "rewind epoch=0", "--compressions", "2", "--store", "r.sqlite"], in: dir)
+        XCTAssertNotEqual(rewind.status, 0)
+        XCTAssert(rewind.err.contains("no trained model"), rewind.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("r.sqlite").path), "nothing created")
+    }
+
     /// Issue 15, defect 14, as a researcher meets it: a C criterion rebuilt with inverted
     /// scores (version 2.0) against the same store runs again (before: "2 already in the
     /// store (skipped)" and the old figures), and the report shows both builds apart, with

@@ -156,6 +156,10 @@ extension Analysis {
         k.plugins = others.isEmpty ? nil : others
         k.target = nil
         k.baseline.seed = 0
+        // A sanity control sits in its criterion's setting (it is compared with it); the
+        // pruning time does not: init and trained trials are separate settings, never mixed.
+        k.sanity = nil
+        if k.when == .trained { k.when = nil }
         return k
     }
 
@@ -164,15 +168,23 @@ extension Analysis {
         func withOptions(_ id: String, _ options: [String]) -> String {
             options.isEmpty ? id : "\(id)(\(options.joined(separator: ", ")))"
         }
+        if c.pruningTime == .initialization {
+            // Init trials train with the baseline's recipe, not the finetuning strategy.
+            let e = c.baseline.epochs
+            return [c.baseline.model, c.baseline.dataset, "pruned at init", withOptions(c.schedule, c.scheduleOptions),
+                    "trained \(e) epoch\(e == 1 ? "" : "s") (the baseline's recipe)"].joined(separator: " · ")
+        }
         var finetune = withOptions(c.finetune, c.finetuneOptions)
         if c.finetune != "none" { finetune += " × \(c.finetuneEpochs) epoch\(c.finetuneEpochs == 1 ? "" : "s")" }
         return [c.baseline.model, c.baseline.dataset, withOptions(c.schedule, c.scheduleOptions), finetune]
             .joined(separator: " · ")
     }
 
-    /// A criterion as reports name it: its id, with its options where it has any.
+    /// A criterion as reports name it: its id, with its options where it has any, and the
+    /// sanity check of a control trial (`global-magnitude [layer-shuffle]`).
     public static func criterionLabel(_ c: TrialConfiguration) -> String {
-        c.criterionOptions.isEmpty ? c.criterion : "\(c.criterion)(\(c.criterionOptions.joined(separator: ", ")))"
+        let label = c.criterionOptions.isEmpty ? c.criterion : "\(c.criterion)(\(c.criterionOptions.joined(separator: ", ")))"
+        return c.sanity.map { "\(label) [\($0.rawValue)]" } ?? label
     }
 
     static func percent(_ level: Double) -> String {
@@ -203,6 +215,10 @@ public struct SettingAnalysis: Codable, Hashable, Sendable {
     public var comparisons: [TargetComparison]
     /// Per axis: the win/loss matrices of its targets added up.
     public var overall: [AxisOverall]
+    /// Each weight criterion against its sanity controls, per target (layer-shuffle first):
+    /// the controls are in ``groups`` and ``criteria`` but never in ``comparisons``.
+    /// Optional only so that a results.json written before sanity checks still reads.
+    public var sanity: [SanityVerdict]?
 
     init(name: String, configuration: TrialConfiguration, names: CriterionNames, records: [TrialRecord], failedRecords: [TrialRecord], level: Double) {
         self.name = name
@@ -227,11 +243,14 @@ public struct SettingAnalysis: Codable, Hashable, Sendable {
         }
         self.groups = groups
 
-        let criteria = self.criteria
+        // Sanity controls are not rivals: they are compared with their own criterion only.
+        let controls = Set(everything.filter { $0.configuration.sanity != nil }.map { names($0.configuration) })
+        let criteria = self.criteria.filter { !controls.contains($0) }
         let comparisons = targets.map { target in
             TargetComparison(target: target, criteria: criteria, names: names,
-                             records: records.filter { $0.configuration.target == target }, level: level)
+                             records: records.filter { $0.configuration.target == target && $0.configuration.sanity == nil }, level: level)
         }
+        sanity = SanityVerdict.all(records, targets: targets, names: names, level: level)
         self.comparisons = comparisons
         overall = TargetAxis.allCases.compactMap { axis in
             let mine = comparisons.filter { $0.target.axis == axis }
@@ -430,6 +449,67 @@ public enum Verdict: String, Codable, Hashable, Sendable {
     case noSpread
 }
 
+extension Verdict {
+    /// The verdict of a paired difference A − B: its interval above or below zero, or
+    /// containing it; no spread (``PairedDifference/hasNoSpread``); or too few seeds.
+    init(_ d: PairedDifference?) {
+        if let ci = d?.interval {
+            self = ci.lower > 0 ? .aBetter : ci.upper < 0 ? .bBetter : .inconclusive
+        } else if d?.hasNoSpread == true {
+            self = .noSpread
+        } else {
+            self = .needsSeeds
+        }
+    }
+}
+
+/// A weight criterion against one of its sanity controls at one target: final top-1 of
+/// the criterion − the control's, paired by seed (``Verdict/aBetter``: the criterion beats
+/// its control).
+public struct SanityVerdict: Codable, Hashable, Sendable {
+    /// The criterion's label, and the control's (`global-magnitude [layer-shuffle]`).
+    public var criterion: String
+    public var control: String
+    public var check: SanityCheck
+    public var target: TrialTarget
+    /// Criterion − control over the seeds where both succeeded; `nil` with none.
+    public var difference: PairedDifference?
+    /// Seeds where only one of the two has a usable trial.
+    public var unmatched: Int
+    public var verdict: Verdict
+
+    /// Every (criterion, check, target) among `records` that has a control trial, ordered by
+    /// target, criterion, then check (``SanityCheck/allCases`` order: layer-shuffle first).
+    static func all(_ records: [TrialRecord], targets: [TrialTarget], names: CriterionNames, level: Double) -> [SanityVerdict] {
+        struct Key: Hashable { var criterion: String; var check: SanityCheck?; var target: TrialTarget }
+        var values: [Key: [UInt64: Double]] = [:]
+        var controlNames: [Key: String] = [:]
+        for r in records {
+            guard let target = r.configuration.target, let top1 = Analysis.finalAccuracy(r.result)?.top1, top1.isFinite else { continue }
+            var own = r.configuration
+            own.sanity = nil
+            let key = Key(criterion: names(own), check: r.configuration.sanity, target: target)
+            values[key, default: [:]][r.configuration.seed] = top1
+            if r.configuration.sanity != nil { controlNames[key] = names(r.configuration) }
+        }
+        var out: [SanityVerdict] = []
+        for target in targets {
+            for criterion in Set(values.keys.filter { $0.target == target }.map(\.criterion)).sorted() {
+                let own = values[Key(criterion: criterion, check: nil, target: target)] ?? [:]
+                for check in SanityCheck.allCases {
+                    let key = Key(criterion: criterion, check: check, target: target)
+                    guard let control = values[key], let name = controlNames[key] else { continue }
+                    let common = Set(own.keys).intersection(control.keys).sorted()
+                    let d = Statistics.pairedDifference(common.compactMap { own[$0] }, common.compactMap { control[$0] }, level: level)
+                    out.append(SanityVerdict(criterion: criterion, control: name, check: check, target: target, difference: d,
+                                             unmatched: Set(own.keys).symmetricDifference(control.keys).count, verdict: Verdict(d)))
+                }
+            }
+        }
+        return out
+    }
+}
+
 /// Criterion A against criterion B at one target: final top-1, paired by seed.
 public struct PairwiseComparison: Codable, Hashable, Sendable {
     public var a: String
@@ -519,15 +599,7 @@ public struct TargetComparison: Codable, Hashable, Sendable {
                 let common = Set(va.keys).intersection(vb.keys).sorted()
                 let unmatched = Set(va.keys).symmetricDifference(vb.keys).count
                 let d = Statistics.pairedDifference(common.compactMap { va[$0] }, common.compactMap { vb[$0] }, level: level)
-                let verdict: Verdict
-                if let ci = d?.interval {
-                    verdict = ci.lower > 0 ? .aBetter : ci.upper < 0 ? .bBetter : .inconclusive
-                } else if d?.hasNoSpread == true {
-                    verdict = .noSpread
-                } else {
-                    verdict = .needsSeeds
-                }
-                pairs.append(PairwiseComparison(a: a, b: b, difference: d, unmatched: unmatched, verdict: verdict))
+                pairs.append(PairwiseComparison(a: a, b: b, difference: d, unmatched: unmatched, verdict: Verdict(d)))
             }
         }
         self.pairs = pairs

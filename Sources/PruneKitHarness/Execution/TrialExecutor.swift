@@ -29,6 +29,11 @@ public struct TrialEnvironment {
 /// validation split carved from the training data, never the test split, which is only
 /// ever used to report accuracy.
 ///
+/// An init trial (``PruningTime/initialization``) prunes the baseline's initial weights and
+/// trains with the baseline's recipe instead of the finetuning strategy; a sanity-check
+/// trial (``SanityCheck``) transforms the criterion's scores, or re-initialises the
+/// surviving weights before training (``SanityControls``).
+///
 /// Phases timed in `phaseSeconds`: `baseline` (ensure and load), `regularize` (criteria
 /// whose `regularize` hook changes training: that many epochs of training with the
 /// penalty before pruning), `score` (scoring and the search for the sparsity that meets
@@ -84,8 +89,8 @@ private final class Run {
 
     func execute() throws -> TrialResult {
         let registry = env.registry
-        let criterion = try registry.criterion(c.criterion, options: c.criterionOptions)
-        let (artifact, model, splits) = try timed("baseline") { () throws -> (BaselineArtifact, Model, DataSplits) in
+        var criterion = try registry.criterion(c.criterion, options: c.criterionOptions)
+        let (artifact, trainedModel, splits) = try timed("baseline") { () throws -> (BaselineArtifact, Model, DataSplits) in
             do {
                 let a = try BaselineCache.ensure(c.baseline, cacheDirectory: env.cacheDirectory, log: env.log)
                 return (a, try Model.load(from: a.directory), try c.baseline.loadData())
@@ -104,14 +109,33 @@ private final class Run {
         guard runs >= 0 else { throw PruneKitError(.invalidArgument, "latencyRuns must be ≥ 0, got \(runs)") }
 
         if c.kind == .oracle {
-            try runOracle(criterion, model: model, artifact: artifact, data: splits.train, into: &result)
+            try runOracle(criterion, model: trainedModel, artifact: artifact, data: splits.train, into: &result)
             return finish(result)
         }
         guard let target = c.target else {
             throw PruneKitError(.invalidArgument, "a prune trial needs a target", hint: "give a compression or speed-up target")
         }
         let schedule = try registry.schedule(c.schedule, options: c.scheduleOptions)
-        let strategy = try registry.finetune(c.finetune, options: finetuneOptions(registry))
+        // At initialisation the pruned network trains with the baseline's recipe; the
+        // finetuning strategy is for trained trials (``PruningTime``).
+        var strategy: any FinetuneStrategy = c.pruningTime == .initialization
+            ? BaselineRecipeTraining() : try registry.finetune(c.finetune, options: finetuneOptions(registry))
+        let model = try c.pruningTime == .initialization ? initialModel(splits.train) : trainedModel
+        if let check = c.sanity {
+            guard criterion.granularity == .weight else {
+                throw PruneKitError(.invalidArgument, "the sanity check \(check.rawValue) is defined for weight criteria; '\(c.criterion)' ranks channels",
+                                    hint: "compare a channel criterion with 'random granularity=channel' instead")
+            }
+            if check == .reinit {
+                strategy = ReinitializingStrategy(strategy, seed: c.seed)
+                notes.append("sanity check reinit: the criterion's mask, the surviving weights initialised afresh (seed stream sanity/reinit of seed \(c.seed)) before the training after pruning")
+            } else {
+                criterion = try SanityControlCriterion(criterion, check: check, model: model, seed: c.seed)
+                notes.append(check == .invert
+                    ? "sanity check invert: the highest-scoring weights pruned instead of the lowest"
+                    : "sanity check layer-shuffle: each layer keeps the criterion's count of weights, at positions drawn uniformly at random (seeded)")
+            }
+        }
         let checkpoints: [Int: [String: Tensor]]
         do { checkpoints = try artifact.loadCheckpoints(strategy.checkpointEpochs) } catch let e as PruneKitError where e.kind != .invalidArgument {
             transient = true   // a checkpoint file of the cache that doesn't read: not the criterion's failure
@@ -125,6 +149,10 @@ private final class Run {
 
         // Criteria that change training (slimming's L1 on γ) train with their penalty first.
         if try regularizes(criterion, model) {
+            guard c.pruningTime == .trained else {
+                throw PruneKitError(.invalidArgument, "'\(c.criterion)' ranks what training with its penalty leaves; pruning at initialisation has no training before pruning",
+                                    hint: "run '\(c.criterion)' with --when trained")
+            }
             let epochs = c.regularizationEpochs ?? c.finetuneEpochs
             if epochs > 0 {
                 try timed("regularize") {
@@ -140,6 +168,10 @@ private final class Run {
         let sparsity = try timed("score") {
             try TargetSearch.sparsity(for: target, criterion: criterion, model: model, settings: settings,
                                       data: splits.train, calibration: calibration)
+        }
+        if c.pruningTime == .initialization {
+            let t = c.baseline.trainingConfiguration
+            notes.append("pruned at initialisation (the baseline's initial weights, seed \(c.seed)), then trained \(t.epochs) epoch\(t.epochs == 1 ? "" : "s") with the baseline's recipe (learning rate \(c.baseline.learningRate), cosine), the masks kept")
         }
         var context = FinetuneContext(train: splits.train, validation: splits.validation,
                                       training: c.baseline.trainingConfiguration, checkpoints: checkpoints)
@@ -182,6 +214,17 @@ private final class Run {
             return f
         }
         return finish(result)
+    }
+
+    /// The baseline's initial weights: the zoo model made with the baseline's seed, as
+    /// ``BaselineCache/ensure(_:cacheDirectory:log:)`` makes it before training.
+    /// - Throws: ``PruneKitError`` `.invalidArgument` for a saved model (it has no initial weights).
+    func initialModel(_ train: Dataset) throws -> Model {
+        guard !c.baseline.isSavedModel else {
+            throw PruneKitError(.invalidArgument, "pruning at initialisation needs the baseline's initial weights; '\(c.baseline.model)' is a saved model and has none",
+                                hint: "use a zoo model with --when init")
+        }
+        return try ModelZoo.make(c.baseline.model, inputShape: train.imageShape, classCount: train.classCount, seed: c.baseline.seed)
     }
 
     /// The baseline's figures, file size and latency: measured once per baseline, host,

@@ -72,6 +72,11 @@ public struct ExperimentSpec: Codable, Hashable, Sendable {
     public var finetuneEpochs = 2
     /// The seeds of the replicates (one baseline per seed).
     public var seeds: [UInt64] = [0]
+    /// When the trials prune: after training (the default), at initialisation, or both
+    /// (each criterion × target × seed once per value, in one store and one report).
+    public var when: [PruningTime] = [.trained]
+    /// Sanity checks run as extra trials next to every weight criterion's own.
+    public var sanity: [SanityCheck] = []
     public var baseline = BaselineSettings()
     public var calibration = CalibrationChoice()
     public var oracle = OracleSettings()
@@ -145,6 +150,9 @@ public struct ExperimentSpec: Codable, Hashable, Sendable {
         try check(!seeds.isEmpty, "seeds", "at least one seed", "none")
         try check(seeds.count <= Self.maximumSeedCount, "seeds", "at most \(Self.maximumSeedCount) seeds", "\(seeds.count)")
         try check(Set(seeds).count == seeds.count, "seeds", "distinct", seeds)
+        try check(!when.isEmpty, "when", "init, trained, or both", "an empty list")
+        try check(Set(when).count == when.count, "when", "distinct values", when.map(\.rawValue).joined(separator: ", "))
+        try check(Set(sanity).count == sanity.count, "sanity", "distinct checks", sanity.map(\.rawValue).joined(separator: ", "))
         for axis in TargetAxis.allCases {
             let values = targets.filter { $0.axis == axis }.map(\.value)
             if let twice = values.first(where: { v in values.filter { $0 == v }.count > 1 }) {
@@ -197,7 +205,29 @@ extension ExperimentSpec {
         public var cache: String?
         public var jobs: Int?
         public var trialTimeout: Double?
+        public var when: [PruningTime]?
+        public var sanity: [SanityCheck]?
         public init() {}
+    }
+
+    /// Parses a comma-separated list of `T`'s raw values (`init,trained`;
+    /// `layer-shuffle,invert`), as `--when` and `--sanity` take them; `none` (where
+    /// `allowsNone`) is the empty list.
+    /// - Throws: ``PruneKitError`` `.invalidArgument` naming an unknown value and the valid ones.
+    public static func parseList<T: RawRepresentable & CaseIterable>(_ text: String, option: String, allowsNone: Bool = false) throws -> [T]
+        where T.RawValue == String {
+        let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        if allowsNone && items == ["none"] { return [] }
+        let valid = T.allCases.map(\.rawValue) + (allowsNone ? ["none"] : [])
+        guard !items.isEmpty else {
+            throw PruneKitError(.invalidArgument, "\(option) lists nothing", hint: "valid values: \(valid.joined(separator: ", "))")
+        }
+        return try items.map { item in
+            guard let v = T(rawValue: item) else {
+                throw PruneKitError(.invalidArgument, "\(option): unknown value '\(item)'", hint: "valid values: \(valid.joined(separator: ", "))")
+            }
+            return v
+        }
     }
 
     /// The seeds `0..<count` of a seed count.
@@ -229,6 +259,8 @@ extension ExperimentSpec {
         if let v = o.cache { s.cache = v }
         if let v = o.jobs { s.jobs = v }
         if let v = o.trialTimeout { s.trialTimeout = v }
+        if let v = o.when { s.when = v }
+        if let v = o.sanity { s.sanity = v }
         return s
     }
 }
@@ -239,7 +271,7 @@ extension ExperimentSpec {
     /// The top-level keys of a spec file.
     public static let keys = ["name", "model", "dataset", "data-dir", "criteria", "compressions", "speedups",
                               "schedule", "schedule-options", "finetune", "finetune-options", "finetune-epochs",
-                              "seeds", "baseline", "calibration", "oracle", "residual-policy", "jobs", "store",
+                              "seeds", "when", "sanity", "baseline", "calibration", "oracle", "residual-policy", "jobs", "store",
                               "report", "cache", "trial-timeout"]
     static let baselineKeys = ["epochs", "learning-rate", "batch-size", "validation-images", "training-images"]
     static let calibrationKeys = ["batches", "batch-size"]
@@ -295,6 +327,8 @@ extension ExperimentSpec {
             case "finetune-options": spec.finetuneOptions += try reader.options(value, key)
             case "finetune-epochs": spec.finetuneEpochs = try reader.int(value, key, atLeast: 0)
             case "seeds": spec.seeds = try reader.seeds(value)
+            case "when": spec.when = try reader.list(of: PruningTime.self, value, key)
+            case "sanity": spec.sanity = try reader.list(of: SanityCheck.self, value, key, allowsNone: true)
             case "baseline":
                 for (k, v) in try reader.mapping(value, "'baseline'") {
                     switch try reader.key(k, in: "'baseline'", valid: baselineKeys) {
@@ -461,6 +495,20 @@ struct SpecReader {
                 throw error(item, "the target \(s.string) is listed twice in '\(key)'", hint: "list each target once; seeds give replicates")
             }
             return v
+        }
+    }
+
+    /// A list of `T`'s raw values (`[init, trained]`), or one of them alone; `none` (where
+    /// `allowsNone`) or `[]` is the empty list.
+    func list<T: RawRepresentable & CaseIterable>(of type: T.Type, _ node: Node, _ key: String, allowsNone: Bool = false) throws -> [T]
+        where T.RawValue == String {
+        let items = node.sequence != nil ? try list(node, key, of: "values") : [node]
+        if allowsNone, items.isEmpty { return [] }
+        let texts = try items.map { try scalar($0, key, T.allCases.map(\.rawValue).joined(separator: ", ")).string }
+        do {
+            return try ExperimentSpec.parseList(texts.joined(separator: ","), option: "'\(key)'", allowsNone: allowsNone)
+        } catch let e as PruneKitError {
+            throw error(node, e.message, hint: e.hint)
         }
     }
 

@@ -3,11 +3,13 @@ import PruneKit
 
 /// The trials of an experiment, checked before any of them runs.
 ///
-/// Every seed × criterion × target is a `.prune` trial; with the oracle on, every seed ×
-/// channel criterion is also an `.oracle` trial. The order is fixed (seeds, then criteria
-/// in the spec's order — the registry's sorted ids by default — then targets, then the
-/// oracle trials of the seed), so the same spec gives the same trials, in the same order,
-/// on every machine: what ``Shard`` relies on.
+/// Every seed × pruning time (`when`) × criterion × target is a `.prune` trial, followed
+/// by one trial per sanity check of a weight criterion (``SanityCheck``); with the oracle
+/// on, every seed × channel criterion is also an `.oracle` trial. The order is fixed
+/// (seeds, then pruning times in the spec's order, then criteria in the spec's order — the
+/// registry's sorted ids by default — then targets, then the criterion's own trial and its
+/// sanity checks, then the oracle trials of the seed), so the same spec gives the same
+/// trials, in the same order, on every machine: what ``Shard`` relies on.
 public struct ExperimentPlan: Sendable {
     public let spec: ExperimentSpec
     /// The criteria, resolved, with their granularity.
@@ -51,8 +53,19 @@ public struct ExperimentPlan: Sendable {
             func granularity(of choice: CriterionChoice) -> Granularity? {
                 criteria.first { $0.choice == choice }?.granularity
             }
-            for c in criteria {
-                for target in spec.targets { trials.append(trial(.prune, c.choice, target)) }
+            for when in spec.when {
+                for c in criteria {
+                    // Sanity checks are defined for weight criteria (``SanityCheck``).
+                    let checks: [SanityCheck?] = [nil] + (c.granularity == .weight ? spec.sanity : [])
+                    for target in spec.targets {
+                        for check in checks {
+                            var t = trial(.prune, c.choice, target)
+                            t.when = when == .trained ? nil : when   // trained: the default, ids as before
+                            t.sanity = check
+                            trials.append(t)
+                        }
+                    }
+                }
             }
             if spec.oracle.enabled {
                 for c in criteria where c.granularity == .channel { trials.append(trial(.oracle, c.choice, nil)) }
@@ -71,7 +84,9 @@ public struct ExperimentPlan: Sendable {
     /// closest reachable figure; every channel criterion that needs no data against the
     /// model (``ChannelRankingProbe``: one that can't rank its channels is refused when
     /// named, left out of "every criterion" otherwise; one whose probe fails stays, and
-    /// its trials fail with the reason). Cost: loading the data set and building the model
+    /// its trials fail with the reason); pruning at initialisation against the model, the
+    /// schedule and the strategy (``checkPruningTime(_:schedule:strategy:)``); sanity checks
+    /// against named channel criteria (refused). Cost: loading the data set and building the model
     /// once; a scoring pass over the weights per such criterion.
     /// - Parameter probe: where the channel criteria are scored (`compare`: a child process,
     ///   ``ChildProcessTrialRunner``); `nil`: in this process, so that a criterion that
@@ -98,8 +113,17 @@ public struct ExperimentPlan: Sendable {
             }
             instances.append((c, try registry.criterion(c.id, options: c.options)))
         }
-        _ = try registry.schedule(spec.schedule, options: spec.scheduleOptions)
+        let schedule = try registry.schedule(spec.schedule, options: spec.scheduleOptions)
         let strategy = try registry.finetune(spec.finetune, options: spec.finetuneOptions)
+        try checkPruningTime(spec, schedule: schedule, strategy: strategy)
+        // Named channel criteria are refused; "every criterion" gives controls to its weight criteria only.
+        if !spec.sanity.isEmpty, spec.criteria != nil {
+            for (choice, criterion) in instances where criterion.granularity == .channel {
+                throw PruneKitError(.invalidArgument,
+                    "sanity checks (\(spec.sanity.map(\.rawValue).joined(separator: ", "))) are defined for weight criteria; '\(choice.id)' ranks channels",
+                    hint: "leave '\(choice.id)' out of --criteria, or drop --sanity: for a channel criterion, compare it with 'random granularity=channel' (a layer shuffle at the same per-layer fraction) and with --finetune reinit (Liu et al. 2019)")
+            }
+        }
 
         let splits = try DatasetCatalog.load(spec.dataset, directory: spec.dataDirectory)
         let model = try loadModel(spec.model, data: splits.train)
@@ -164,6 +188,34 @@ public struct ExperimentPlan: Sendable {
                                           calibration: spec.calibration, trainingImages: training, baselineEpochs: spec.baseline.epochs)
         }
         return plan
+    }
+
+    /// Refuses what pruning at initialisation can't do (``PruningTime/initialization``):
+    /// a saved model (it has no initial weights to go back to); a schedule that prunes more
+    /// than once or during training (iterative, AGP: their later steps score a trained
+    /// network — that is not pruning at initialisation); and, when every trial prunes at
+    /// initialisation, a finetuning strategy that needs checkpoints of the trained baseline
+    /// (rewinding), which init trials never use: they train with the baseline's recipe.
+    /// - Throws: ``PruneKitError`` `.invalidArgument` with the reason and what to do instead.
+    static func checkPruningTime(_ spec: ExperimentSpec, schedule: any Schedule, strategy: any FinetuneStrategy) throws {
+        guard spec.when.contains(.initialization) else { return }
+        guard ModelZoo.names.contains(spec.model) else {
+            throw PruneKitError(.invalidArgument, "--when init prunes the baseline's initial weights, but '\(spec.model)' is a saved model: it has none",
+                                hint: "use a zoo model (\(ModelZoo.names.joined(separator: ", "))) with --when init, or --when trained")
+        }
+        let steps = schedule.sparsities(toward: 0.5).count
+        let duringTraining = (schedule.trainingSteps ?? []).contains { $0 > 0 }
+        guard steps == 1, !duringTraining else {
+            throw PruneKitError(.invalidArgument,
+                "--when init prunes once, before any training; the schedule '\(spec.schedule)' "
+                    + (duringTraining ? "prunes during training" : "prunes in \(steps) steps with training between them") + ", so its later steps score a trained network",
+                hint: "use --schedule one-shot with --when init (compare '\(spec.schedule)' with --when trained)")
+        }
+        if spec.when == [.initialization], !strategy.checkpointEpochs.isEmpty {
+            throw PruneKitError(.invalidArgument,
+                "the finetuning strategy '\(spec.finetune)' rewinds to epoch\(strategy.checkpointEpochs.count == 1 ? "" : "s") \(strategy.checkpointEpochs.sorted().map(String.init).joined(separator: ", ")) of the trained baseline, and --when init has no trained model: its trials train with the baseline's recipe instead of a finetuning strategy",
+                hint: "leave --finetune out with --when init, or use --when init,trained to rewind the trained trials")
+        }
     }
 
     /// A zoo model (freshly initialised) or a saved model that fits `data`.

@@ -35,6 +35,7 @@ extension Report {
                 if verdicts.count > 1 { h.append("<h3>\(escapeXML(setting.name))</h3>") }
                 h.append("<ul>")
                 for (_, text) in verdictSentences(setting) { h.append("<li>\(escapeXML(text))</li>") }
+                for text in sanitySentences(setting) { h.append("<li class=\"sanity\">\(escapeXML(text))</li>") }
                 h.append("</ul>")
             }
             if verdicts.contains(where: { $0.verdicts.contains { $0.seeds < 2 } }) {

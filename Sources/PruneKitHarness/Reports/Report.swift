@@ -211,6 +211,30 @@ extension Report {
         }
     }
 
+    /// One sentence per criterion, target and sanity check (``SettingAnalysis/sanity``):
+    /// whether the criterion beats its control with a paired 95 % interval —
+    /// `4× compression: global-magnitude beats its layer-shuffle control by +3.10 points
+    /// [+2.00, +4.20] (paired 95 % CI, 3 seeds).`
+    static func sanitySentences(_ s: SettingAnalysis) -> [String] {
+        (s.sanity ?? []).map { v in
+            let control = "its \(v.check.rawValue) control"
+            let head = "\(v.target): \(v.criterion)"
+            guard let d = v.difference else { return "\(head) and \(control) have no seed in common: not compared." }
+            let seeds = "\(d.pairs) seed\(d.pairs == 1 ? "" : "s")"
+            let figure = "\(signedPoints(d.mean)) points" + (d.interval.map { " [\(signedPoints($0.lower)), \(signedPoints($0.upper))]" } ?? "")
+            switch v.verdict {
+            case .aBetter: return "\(head) beats \(control) by \(figure) (paired 95 % CI, \(seeds))."
+            case .bBetter: return "\(head) is beaten by \(control): \(figure) (paired 95 % CI, \(seeds))."
+            case .inconclusive: return "\(head) is not shown to beat \(control): \(figure) (paired 95 % CI, \(seeds))."
+            case .noSpread:
+                return abs(d.mean) < 1e-12
+                    ? "\(head) and \(control) score the same on every one of \(seeds): no spread, not evidence."
+                    : "\(head) differs from \(control) by the same \(figure) on every one of \(seeds): no spread, not evidence."
+            case .needsSeeds: return "\(head) against \(control): \(figure) on one seed; not tested (run ≥ 2 seeds)."
+            }
+        }
+    }
+
     /// The most seeds any group of a setting has.
     static func seedCount(_ s: SettingAnalysis) -> Int { s.groups.map(\.seeds.count).max() ?? 0 }
 

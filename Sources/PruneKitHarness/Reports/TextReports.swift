@@ -49,6 +49,7 @@ extension Report {
                     out.append(contentsOf: best.map { "  \($0)" })
                 }
             }
+            out.append(contentsOf: sanitySentences(setting).map { "sanity: \($0)" })
         }
         if !analysis.settings.isEmpty {
             out.append("▲ best mean that beats every other criterion (paired 95 % CI excludes zero); △ best mean, not shown to beat all.")
@@ -143,6 +144,7 @@ extension Report {
             md.append("## Verdict" + (analysis.settings.count > 1 ? ": \(markdownCell(setting.name))" : ""))
             md.append("")
             md.append(contentsOf: verdictSentences(setting).map { "- " + markdownCell($0.text) })
+            md.append(contentsOf: sanitySentences(setting).map { "- " + markdownCell($0) })
             if setting.verdicts.contains(where: { $0.seeds < 2 }) {
                 md.append("")
                 md.append("With one seed no difference is tested: run ≥ 2 seeds (`--seeds 3`) for paired 95 % intervals.")
@@ -358,7 +360,7 @@ extension Report {
 
         var header = ["id", "kind", "status", "failure", "model", "dataset", "data_directory", "validation_count",
                       "baseline_epochs", "baseline_batch_size", "baseline_learning_rate", "seed", "training_images",
-                      "criterion", "criterion_options", "granularity", "target_axis", "target_value", "schedule", "schedule_options",
+                      "criterion", "criterion_options", "when", "sanity", "granularity", "target_axis", "target_value", "schedule", "schedule_options",
                       "finetune", "finetune_options", "finetune_epochs", "calibration_batches", "calibration_batch_size",
                       "residual_policy"]
         for stage in ["baseline", "pruned", "finetuned"] { header += ["\(stage)_top1", "\(stage)_top5", "\(stage)_loss"] }
@@ -379,7 +381,8 @@ extension Report {
             let c = r.configuration, res = r.result, b = c.baseline
             var row = [r.id, c.kind.rawValue, res.status.rawValue, res.failure ?? "", b.model, b.dataset, b.dataDirectory ?? "",
                        "\(b.validationCount)", "\(b.epochs)", "\(b.batchSize)", "\(b.learningRate)", "\(b.seed)", n(b.trainingImages),
-                       c.criterion, c.criterionOptions.joined(separator: " "), res.granularity?.rawValue ?? "",
+                       c.criterion, c.criterionOptions.joined(separator: " "), c.pruningTime.rawValue, c.sanity?.rawValue ?? "",
+                       res.granularity?.rawValue ?? "",
                        c.target?.axis.rawValue ?? "", n(c.target?.value),
                        c.schedule, c.scheduleOptions.joined(separator: " "), c.finetune, c.finetuneOptions.joined(separator: " "),
                        "\(c.finetuneEpochs)", "\(c.calibrationBatches)", "\(c.calibrationBatchSize)", c.residualPolicy]
