@@ -539,6 +539,14 @@ final class ReportTests: XCTestCase {
         let text = try XCTUnwrap(Report.verdictSentences(setting).first?.text)
         XCTAssertTrue(text.contains("best W (weight)") && text.contains("no measured speed-up") && text.contains("Best channel criterion: K"), text)
         XCTAssertTrue(text.contains("not tested against the others (one seed)"), text)
+
+        // A channel-pruned model that runs slower is said to be slower, not "0.85× faster".
+        var slow = Synthetic.record("K", Synthetic.c2, seed: 0, top1: 0.90, granularity: .channel)
+        slow.result.before?.latency = [Latency(batchSize: 64, median: 0.010, p10: 0.009, p90: 0.011, runs: 20)]
+        slow.result.after?.latency = [Latency(batchSize: 64, median: 0.020, p10: 0.019, p90: 0.021, runs: 20)]
+        let slower = try XCTUnwrap(Report.verdictSentences(try XCTUnwrap(Analysis([slow]).settings.first)).first?.text)
+        XCTAssertTrue(slower.contains("measured slower at batch 64 (0.50× the baseline's speed)"), slower)
+        XCTAssertFalse(slower.contains("faster"), slower)
     }
 
     /// CSV and JSON say which criteria prune weights and which prune channels.

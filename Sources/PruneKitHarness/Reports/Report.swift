@@ -192,7 +192,10 @@ extension Report {
                     text += abs(c) < 0.005 ? ", level with the baseline"
                         : String(format: ", %.2f points %@ the baseline", abs(c), c > 0 ? "below" : "above")
                 }
-                if let m = e.measuredSpeedupBatch64 { text += ", measured \(ratio(m)) faster at batch 64" }
+                if let m = e.measuredSpeedupBatch64 {
+                    text += m.mean >= 1 ? ", measured \(ratio(m)) faster at batch 64"
+                        : ", measured slower at batch 64 (\(ratio(m)) the baseline's speed)"
+                }
                 else if e.granularity == .weight { text += ", no measured speed-up (masked weights run dense)" }
                 return text
             }
