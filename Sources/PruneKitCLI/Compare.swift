@@ -29,7 +29,7 @@ struct Compare: ParsableCommand {
     var speedups: String?
     @Option(help: ArgumentHelp("Schedule id, optionally with options after a space ('iterative steps=3'; default: one-shot).", valueName: "id"))
     var schedule: String?
-    @Option(help: ArgumentHelp("Finetuning strategy id, optionally with options after a space ('finetune lr=0.01'; default: finetune).", valueName: "id"))
+    @Option(help: ArgumentHelp("Finetuning strategy id, optionally with options after a space ('finetune learning-rate=0.01'; default: finetune).", valueName: "id"))
     var finetune: String?
     @Option(help: "Epochs of finetuning after pruning (default: 2).") var finetuneEpochs: Int?
     @Option(help: "Seeds: replicates, each from its own baseline (default: 1; --seeds 3 gives confidence intervals).")

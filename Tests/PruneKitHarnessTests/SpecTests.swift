@@ -131,10 +131,10 @@ final class SpecTests: XCTestCase {
     func testScheduleAndFinetuneOverridesTakeOptionsAfterASpace() throws {
         let file = try ExperimentSpec.load(yaml: "schedule: iterative steps=5\nfinetune: finetune epochs=3\n")
         var o = ExperimentSpec.Overrides()
-        o.schedule = CriterionChoice(parsing: "iterative steps=3"); o.finetune = CriterionChoice(parsing: "finetune lr=0.01")
+        o.schedule = CriterionChoice(parsing: "iterative steps=3"); o.finetune = CriterionChoice(parsing: "finetune learning-rate=0.01")
         let s = try file.applying(o)
         XCTAssertEqual([s.schedule] + s.scheduleOptions, ["iterative", "steps=3"])
-        XCTAssertEqual([s.finetune] + s.finetuneOptions, ["finetune", "lr=0.01"])
+        XCTAssertEqual([s.finetune] + s.finetuneOptions, ["finetune", "learning-rate=0.01"])
         o.schedule = CriterionChoice("iterative"); o.finetune = nil
         let same = try file.applying(o)
         XCTAssertEqual([same.schedule] + same.scheduleOptions, ["iterative", "steps=5"])
