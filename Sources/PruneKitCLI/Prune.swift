@@ -13,7 +13,7 @@ struct Prune: ParsableCommand {
               prunekit prune --model lenet-5 --epochs 10 --criterion global-magnitude --compression 10 --finetune 'finetune epochs=5' --out runs/lenet5-c10
               prunekit prune --model runs/lenet5 --criterion layer-magnitude --pattern 2:4 --out runs/lenet5-2of4
 
-            By default the pruned model is finetuned briefly ('finetune epochs=2'; --finetune none opts out), and a
+            By default the pruned model is finetuned briefly ('finetune epochs=2'; --finetune none opts out), and a \
             warning says when its test accuracy falls by more than --warn-drop points.
 
             A zoo name is trained first, for --epochs epochs on the training split (--epochs 0 prunes it as initialised).
