@@ -10,11 +10,7 @@ final class NMSparsityTests: XCTestCase {
     private var scratch: URL!
 
     override func setUpWithError() throws {
-        scratch = try TestSupport.scratchDirectory("prunekit-nm-tests")
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: scratch)
+        scratch = try temporaryScratchDirectory("prunekit-nm-tests")   // removed after each test
     }
 
     private func dir(_ name: String) -> String { scratch.appendingPathComponent(name).path }
