@@ -39,9 +39,21 @@ public struct APoZ: Criterion {
     public let evidence: Evidence = .activations
     public let preferredScope = SelectionSettings.Scope.perLayer
 
+    /// Per channel, the exact zeros seen; the positions seen per channel; whether any
+    /// value was negative (then the activation is not a ReLU's output).
+    public struct State: Sendable {
+        public var zeros: [Int]
+        public var positions = 0
+        public var sawNegative = false
+    }
+
     public init(options: OptionValues) {}
 
-    public func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout CriterionState) throws {
+    public func makeState(for layer: PrunableLayer) -> State {
+        State(zeros: Array(repeating: 0, count: layer.outputs))
+    }
+
+    public func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout State) throws {
         guard let a = batch.activations else {
             throw PruneKitError(.plugin, "apoz: no activations were gathered for layer '\(layer.path)'")
         }
@@ -53,24 +65,27 @@ public struct APoZ: Criterion {
             negative = countZeros(x, channels: channels, perChannel: perChannel, channelMajor: layout.isChannelMajor,
                                   into: &zeros)
         }
-        for c in 0..<channels { state.counts["zeros.\(c)", default: 0] += zeros[c] }
-        state.counts["positions", default: 0] += perChannel
-        if negative { state.counts["negative", default: 0] += 1 }
+        guard state.zeros.count == channels else {
+            throw PruneKitError(.shapeMismatch, "apoz: layer '\(layer.path)' has \(state.zeros.count) channels but its activation \(channels)")
+        }
+        for c in 0..<channels { state.zeros[c] += zeros[c] }
+        state.positions += perChannel
+        state.sawNegative = state.sawNegative || negative
     }
 
-    public func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
-        let state = context.state
-        guard let total = state.counts["positions"], total > 0 else {
+    public func scores(for layer: PrunableLayer, state: State, context: ScoringContext) throws -> [Float] {
+        let total = state.positions
+        guard total > 0, state.zeros.count == layer.outputs else {
             throw PruneKitError(.plugin, "apoz: no activations were observed for layer '\(layer.path)'")
         }
-        if state.counts["negative", default: 0] > 0 {
+        if state.sawNegative {
             if layer.isClassifier { return [Float](repeating: 0, count: layer.outputs) }
             throw PruneKitError(.invalidArgument,
                                 "apoz: the activation of layer '\(layer.path)' has negative values, so it is not the output of a ReLU; APoZ is defined only on ReLU outputs",
                                 hint: "use apoz on models where a ReLU (after BatchNorm, if any) directly follows each pruned layer, or another criterion (taylor, l1-filter)")
         }
         return (0..<layer.outputs).map { c in
-            Float(Double(total - state.counts["zeros.\(c)", default: 0]) / Double(total))
+            Float(Double(total - state.zeros[c]) / Double(total))
         }
     }
 }

@@ -51,7 +51,7 @@ import PruneKit
 /// Cost: per map, the Gram matrix (H · W · k multiply–adds), the tridiagonal reduction
 /// (about (4/3) · k³) and O(k) per Sturm count (about 60 of them): for lenet-5's
 /// 28 × 28 maps about 6 · 10⁴ operations per map. Maps are ranked concurrently
-/// (``Parallel``). State: one integer count per channel (exact; ``CriterionState/counts``).
+/// (``Parallel``). State: one integer sum of ranks per channel (exact).
 ///
 /// References: Lin, Ji, Wang, Zhang, Zhang, Tian & Shao, "HRank: Filter Pruning using
 /// High-Rank Feature Map", CVPR 2020.
@@ -62,9 +62,19 @@ public struct HRank: Criterion {
     public let evidence: Evidence = .activations
     public let preferredScope = SelectionSettings.Scope.perLayer
 
+    /// Per channel, the sum of its maps' ranks; and the examples seen.
+    public struct State: Sendable {
+        public var rankSums: [Int]
+        public var examples = 0
+    }
+
     public init(options: OptionValues) {}
 
-    public func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout CriterionState) throws {
+    public func makeState(for layer: PrunableLayer) -> State {
+        State(rankSums: Array(repeating: 0, count: layer.outputs))
+    }
+
+    public func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout State) throws {
         guard let z = batch.activations else {
             throw PruneKitError(.plugin, "hrank: no activations were gathered for layer '\(layer.path)'")
         }
@@ -85,16 +95,20 @@ public struct HRank: Criterion {
                 }
             }
         }
-        for c in 0..<channels { state.counts[rankKey(c), default: 0] += sums[c] }
-        state.counts["examples", default: 0] += examples
+        guard state.rankSums.count == channels else {
+            throw PruneKitError(.shapeMismatch, "hrank: layer '\(layer.path)' has \(state.rankSums.count) channels but its activation \(channels)")
+        }
+        for c in 0..<channels { state.rankSums[c] += sums[c] }
+        state.examples += examples
     }
 
     /// - Returns: `outputs` scores, each channel's mean map rank in [0, min(H, W)] (higher kept).
-    public func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
-        guard let n = context.state.counts["examples"], n > 0 else {
+    public func scores(for layer: PrunableLayer, state: State, context: ScoringContext) throws -> [Float] {
+        let n = state.examples
+        guard n > 0, state.rankSums.count == layer.outputs else {
             throw PruneKitError(.plugin, "hrank: no activations were observed for layer '\(layer.path)'")
         }
-        return (0..<layer.outputs).map { c in Float(Double(context.state.counts[rankKey(c), default: 0]) / Double(n)) }
+        return state.rankSums.map { Float(Double($0) / Double(n)) }
     }
 }
 

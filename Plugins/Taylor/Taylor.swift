@@ -58,6 +58,13 @@ public struct Taylor: Criterion {
     public let preferredScope = SelectionSettings.Scope.global
     public let flopsPenalty: Double
 
+    /// Per channel, Σ_n |1/M · Σ_{h,w} z · ∂L_n/∂z| over the examples seen (in Double); and
+    /// the examples seen.
+    public struct State: Sendable {
+        public var sums: [Double]
+        public var examples = 0
+    }
+
     public init(options: OptionValues) throws {
         flopsPenalty = options.double("flops_penalty")
         guard flopsPenalty >= 0 else {
@@ -66,7 +73,11 @@ public struct Taylor: Criterion {
         }
     }
 
-    public func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout CriterionState) throws {
+    public func makeState(for layer: PrunableLayer) -> State {
+        State(sums: Array(repeating: 0, count: layer.outputs))
+    }
+
+    public func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout State) throws {
         guard let z = batch.activations, let g = batch.activationGradients else {
             throw PruneKitError(.plugin, "taylor: activations and their gradients were not both gathered for layer '\(layer.path)'")
         }
@@ -87,20 +98,19 @@ public struct Taylor: Criterion {
         }
         // Undo the 1/N of the batch-mean loss: each example's own ∂L_n/∂z.
         let scale = Double(examples)
-        var acc = state.tensors["sum"] ?? Tensor.zeros([channels])
-        acc.withUnsafeMutableBufferPointer { a in
-            for c in 0..<channels { a[c] += Float(sums[c] * scale) }
+        guard state.sums.count == channels else {
+            throw PruneKitError(.shapeMismatch, "taylor: layer '\(layer.path)' has \(state.sums.count) channels but its activation \(channels)")
         }
-        state.tensors["sum"] = acc
-        state.counts["examples", default: 0] += examples
+        for c in 0..<channels { state.sums[c] += sums[c] * scale }
+        state.examples += examples
     }
 
-    public func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
-        guard let sum = context.state.tensors["sum"], let n = context.state.counts["examples"], n > 0,
-              sum.count == layer.outputs else {
+    public func scores(for layer: PrunableLayer, state: State, context: ScoringContext) throws -> [Float] {
+        let n = state.examples
+        guard n > 0, state.sums.count == layer.outputs else {
             throw PruneKitError(.plugin, "taylor: no activations were observed for layer '\(layer.path)'")
         }
-        let theta = sum.scalars.map { Double($0) / Double(n) }
+        let theta = state.sums.map { $0 / Double(n) }
         let norm = theta.reduce(0) { $0 + $1 * $1 }.squareRoot()
         guard norm.isFinite else {   // NaN fails `norm > 0` below and would read as all-zero scores
             throw PruneKitError(.numerical, "taylor: the accumulated activation·gradient of layer '\(layer.path)' is not finite",

@@ -24,7 +24,7 @@ import PruneKit
 ///    exactly the set the paper's algorithm would build for k. Only the Gram matrix
 ///    G = X̂ᵀX̂ `[C, C]` is needed: Σ(Σ_{T∪{c}} x̂)² = const + 2·Σ_{j∈T} G[j, c] + G[c, c].
 /// 2. **Least-squares rescaling** (§3.3 of the paper), in
-///    ``adjustWeights(of:keeping:model:context:)`` once the kept set S is known:
+///    ``adjustWeights(of:keeping:model:state:context:)`` once the kept set S is known:
 ///    ŵ = argmin Σ_samples (ŷ − Σ_{c∈S} ŵ_c x̂_c)² + λ‖ŵ − 1‖², i.e.
 ///    (G_SS + λI) ŵ = G_S,all · 1 + λ·1 (since X̂ᵀŷ = G·1), solved by Cholesky in double
 ///    precision with λ = `ridge` × mean(diag G_SS). The next layer's weights of kept input
@@ -96,18 +96,28 @@ public struct ThiNet: Criterion {
         }
     }
 
-    // State keys: the Gram matrix in double precision, kept as a Float pair (hi + lo).
-    static let gramHigh = "gram.hi", gramLow = "gram.lo", batchesKey = "batches", samplesKey = "samples"
-    static let nextPrefix = "next:"
+    /// What ThiNet gathers for one layer: the Gram matrix of the sampled per-channel
+    /// contributions, summed over the batches in Double (each batch's own `[C, C]` product
+    /// is a float32 GEMM over its samples), and the next layer it reconstructs.
+    public struct State: Sendable {
+        /// Row-major `[C, C]`; empty until a batch is observed.
+        public var gram: [Double] = []
+        public var batches = 0
+        public var samples = 0
+        /// The dotted path of the next prunable layer, whose inputs were sampled.
+        public var nextLayer: String?
+    }
+
+    public func makeState(for layer: PrunableLayer) -> State { State() }
 
     /// Samples the next layer's outputs in this batch and adds the Gram matrix of their
     /// per-channel contributions `[C, C]` to `state`.
     /// - Throws: ``PruneKitError`` `.shapeMismatch` if the next layer's input does not fit
     ///   the layer's channel count.
-    public func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout CriterionState) throws {
+    public func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout State) throws {
         guard let x = batch.nextLayerInputs, let next = batch.nextLayer else { return }
         let channels = layer.outputs
-        let batchNumber = state.counts[Self.batchesKey] ?? 0
+        let batchNumber = state.batches
         var rng = RandomGenerator(seed: UInt64(batchNumber), stream: "thinet:\(layer.path)")
         let contributions = try thinetContributions(input: x, nextLayer: next, channels: channels,
                                                     samplesPerImage: samplesPerImage, rng: &rng)
@@ -121,28 +131,22 @@ public struct ThiNet: Criterion {
                 }
             }
         }
-        var total = Self.gram(in: state, channels: channels) ?? [Double](repeating: 0, count: channels * channels)
-        gram.withUnsafeBufferPointer { g in for i in 0..<total.count { total[i] += Double(g[i]) } }
-        let (hi, lo) = (total.map { Float($0) }, total.map { Float($0 - Double(Float($0))) })
-        state.tensors[Self.gramHigh] = Tensor(shape: [channels, channels], scalars: hi)
-        state.tensors[Self.gramLow] = Tensor(shape: [channels, channels], scalars: lo)
-        state.counts[Self.batchesKey] = batchNumber + 1
-        state.counts[Self.samplesKey, default: 0] += m
-        state.counts[Self.nextPrefix + next.path] = next.index
-    }
-
-    /// The accumulated Gram matrix, row-major `[C, C]`, if `observe` saw any batch.
-    static func gram(in state: CriterionState, channels: Int) -> [Double]? {
-        guard let hi = state.tensors[gramHigh], let lo = state.tensors[gramLow],
-              hi.count == channels * channels, lo.count == hi.count else { return nil }
-        return zip(hi.scalars, lo.scalars).map { Double($0) + Double($1) }
+        if state.gram.isEmpty { state.gram = [Double](repeating: 0, count: channels * channels) }
+        guard state.gram.count == channels * channels else {
+            throw PruneKitError(.shapeMismatch, "thinet: layer '\(layer.path)' has \(channels) channels but its gathered Gram matrix holds \(state.gram.count) values")
+        }
+        gram.withUnsafeBufferPointer { g in for i in 0..<state.gram.count { state.gram[i] += Double(g[i]) } }
+        state.batches = batchNumber + 1
+        state.samples += m
+        state.nextLayer = next.path
     }
 
     /// The greedy removal order as scores: the t-th channel removed scores t / C, the one
     /// left at the end 1. Layers without a next layer: the ℓ1 norm of each filter.
-    public func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
+    public func scores(for layer: PrunableLayer, state: State, context: ScoringContext) throws -> [Float] {
         let c = layer.outputs
-        guard let gram = Self.gram(in: context.state, channels: c) else {
+        let gram = state.gram
+        guard gram.count == c * c, c > 0 else {
             return layer.weights.withUnsafeBufferPointer { w in
                 (0..<c).map { r in (0..<layer.fanIn).reduce(Float(0)) { $0 + abs(w[r * layer.fanIn + $1]) } }
             }
@@ -158,11 +162,10 @@ public struct ThiNet: Criterion {
     /// `rescale=false` or the layer had no next layer.
     /// - Throws: ``PruneKitError`` if the next layer is missing from `model` or its weight
     ///   no longer has the shape it had when scored.
-    public func adjustWeights(of layer: PrunableLayer, keeping kept: [Int], model: Model, context: ScoringContext) throws {
+    public func adjustWeights(of layer: PrunableLayer, keeping kept: [Int], model: Model, state: State, context: ScoringContext) throws {
         let c = layer.outputs
-        guard rescale, !kept.isEmpty, kept.count < c, let gram = Self.gram(in: context.state, channels: c),
-              let nextKey = context.state.counts.keys.first(where: { $0.hasPrefix(Self.nextPrefix) }) else { return }
-        let nextPath = String(nextKey.dropFirst(Self.nextPrefix.count))
+        let gram = state.gram
+        guard rescale, !kept.isEmpty, kept.count < c, gram.count == c * c, let nextPath = state.nextLayer else { return }
         guard let node = model.nodeIndex(named: nextPath), let weight = model.nodes[node].layer.parameter(named: "weight") else {
             throw PruneKitError(.invalidArgument, "thinet: the layer after '\(layer.path)', '\(nextPath)', is not in the model")
         }

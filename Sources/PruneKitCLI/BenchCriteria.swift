@@ -32,7 +32,8 @@ struct TaylorBench: ParsableCommand {
             print("run   passes alone   taylor scoring   scoring − passes   in the criterion")
             for r in 0..<max(repeats, 1) {
                 let passes = try timePasses(net, train, settings)
-                let timed = TimedCriterion(taylor)
+                let clock = CriterionClock()
+                let timed = timedCriterion(taylor, clock: clock)
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 let scores = try net.score(with: timed, data: train, settings: settings)
                 let scoring = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
@@ -41,7 +42,7 @@ struct TaylorBench: ParsableCommand {
                                         hint: "check the plugin that registered 'taylor' (prunekit plugins)")
                 }
                 print(String(format: "%3d   %10.3f s   %12.3f s   %14.3f s   %12.4f s", r + 1, passes, scoring,
-                             scoring - passes, timed.clock.seconds))
+                             scoring - passes, clock.seconds))
             }
             let peak = peakResidentMiB()
             print("peak resident memory (VmHWM): " + (peak.map { String(format: "%.1f MiB", $0) } ?? "unavailable"))
@@ -66,15 +67,24 @@ struct TaylorBench: ParsableCommand {
     }
 }
 
+/// Seconds spent inside a criterion's own methods.
+final class CriterionClock { var seconds = 0.0 }
+
+/// `inner`, its own work timed on `clock`.
+func timedCriterion(_ inner: any Criterion, clock: CriterionClock) -> any Criterion {
+    func wrap<C: Criterion>(_ c: C) -> any Criterion { TimedCriterion<C>(inner: c, clock: clock) }
+    return wrap(inner)
+}
+
 /// Wraps a criterion and adds the time spent in its `observe` and `scores` to `clock`,
 /// so a benchmark can separate the criterion's own work from the passes that feed it.
-struct TimedCriterion: Criterion {
-    final class Clock { var seconds = 0.0 }
-    static let id = "timed"
-    let inner: any Criterion
-    let clock = Clock()
+struct TimedCriterion<Inner: Criterion>: Criterion {
+    typealias State = Inner.State
+    static var id: String { "timed" }
+    let inner: Inner
+    let clock: CriterionClock
 
-    init(_ inner: any Criterion) { self.inner = inner }
+    init(inner: Inner, clock: CriterionClock) { self.inner = inner; self.clock = clock }
     init(options: OptionValues) throws {
         throw PruneKitError(.invalidArgument, "a timed criterion wraps another; it is not created from options")
     }
@@ -84,16 +94,18 @@ struct TimedCriterion: Criterion {
     var evidence: Evidence { inner.evidence }
     var preferredScope: SelectionSettings.Scope { inner.preferredScope }
 
-    func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout CriterionState) throws {
+    func makeState(for layer: PrunableLayer) throws -> State { try inner.makeState(for: layer) }
+
+    func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout State) throws {
         let t0 = DispatchTime.now().uptimeNanoseconds
         defer { clock.seconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
         try inner.observe(batch, layer: layer, state: &state)
     }
 
-    func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
+    func scores(for layer: PrunableLayer, state: State, context: ScoringContext) throws -> [Float] {
         let t0 = DispatchTime.now().uptimeNanoseconds
         defer { clock.seconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
-        return try inner.scores(for: layer, context: context)
+        return try inner.scores(for: layer, state: state, context: context)
     }
 }
 

@@ -586,7 +586,7 @@ protocol ProbeCriterion: Criterion {}
 extension ProbeCriterion {
     var granularity: Granularity { .weight }
     var evidence: Evidence { .activations }
-    func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout CriterionState) throws {
+    func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout Void) throws {
         guard layer.index == 0, let a = batch.activations else { return }
         let fingerprint = a.scalars.prefix(64).map { Int(($0 * 1000).rounded()) }
         Probe.calibration[id, default: []].append(fingerprint)

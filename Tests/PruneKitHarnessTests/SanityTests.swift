@@ -94,7 +94,7 @@ final class SanityTests: XCTestCase {
     func testLayerShuffleKeepsPerLayerCountsAndIsSeeded() throws {
         func prune(_ wrap: Bool, seed: UInt64, sparsity: Double = 0.8) throws -> PruningPlan {
             let model = try lenet()
-            let c: any Criterion = wrap ? try SanityControlCriterion(AbsoluteWeight(), check: .layerShuffle, model: model, seed: seed) : AbsoluteWeight()
+            let c: any Criterion = wrap ? try SanityControls.controlCriterion(AbsoluteWeight(), check: .layerShuffle, model: model, seed: seed) : AbsoluteWeight()
             return try model.prune(with: c, sparsity: sparsity, data: nil)
         }
         let own = try prune(false, seed: 0), shuffled = try prune(true, seed: 0)
@@ -121,7 +121,7 @@ final class SanityTests: XCTestCase {
     func testInvertPrunesTheHighestScores() throws {
         let ownModel = try lenet(), model = try lenet()
         let own = try ownModel.prune(with: AbsoluteWeight(), sparsity: 0.6, data: nil)
-        let inverted = try model.prune(with: try SanityControlCriterion(AbsoluteWeight(), check: .invert, model: model, seed: 0),
+        let inverted = try model.prune(with: try SanityControls.controlCriterion(AbsoluteWeight(), check: .invert, model: model, seed: 0),
                                        sparsity: 0.6, data: nil)
         XCTAssertEqual(inverted.layers.reduce(0) { $0 + $1.keptCount }, own.layers.reduce(0) { $0 + $1.keptCount },
                        "the complement ranking prunes the same count")

@@ -1,5 +1,6 @@
 import Foundation
 import PruneKit
+import PruneKitTesting
 import XCTest
 
 /// The `apoz` and `taylor` criteria, loaded from their plugin libraries: values by hand,
@@ -12,11 +13,7 @@ final class APoZTaylorTests: XCTestCase {
 
     /// Feeds the batches to `criterion` for `layer` and scores it.
     private func run(_ criterion: any Criterion, _ layer: PrunableLayer, _ batches: [LayerBatch]) throws -> [Float] {
-        var state = CriterionState()
-        for b in batches { try criterion.observe(b, layer: layer, state: &state) }
-        let context = ScoringContext(state: state, batchCount: batches.count,
-                                     exampleCount: batches.map(\.exampleCount).reduce(0, +), rng: RandomGenerator(seed: 0))
-        return try criterion.scores(for: layer, context: context)
+        try observeAndScore(criterion, layer: layer, batches: batches)
     }
 
     private func assertClose(_ a: [Float], _ e: [Double], _ tol: Double = 1e-5, _ what: String = "",

@@ -42,10 +42,10 @@ private struct ActivationTaylor: Criterion {
     let evidence: Evidence = [.activations, .activationGradients]
     let normalize: Bool
     init(options: OptionValues) { normalize = options.bool("normalize") }
-    func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout CriterionState) throws {
+    func makeState(for layer: PrunableLayer) -> [Float] { [Float](repeating: 0, count: layer.outputs) }
+    func observe(_ batch: LayerBatch, layer: PrunableLayer, state sums: inout [Float]) throws {
         guard let a = batch.activations, let g = batch.activationGradients else { throw PruneKitError(.invalidArgument, "missing evidence") }
         let c = layer.outputs
-        var sums = state.tensors["sum"]?.scalars ?? [Float](repeating: 0, count: c)
         let (av, gv) = (a.scalars, g.scalars)
         if layer.kind == .conv2d {   // [C, N, H, W]
             let per = a.count / c
@@ -53,10 +53,9 @@ private struct ActivationTaylor: Criterion {
         } else {                     // [N, F]
             for i in 0..<a.count { sums[i % c] += av[i] * gv[i] }
         }
-        state.tensors["sum"] = Tensor(shape: [c], scalars: sums)
     }
-    func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
-        let s = (context.state.tensors["sum"]?.scalars ?? []).map(abs)
+    func scores(for layer: PrunableLayer, state sums: [Float], context: ScoringContext) throws -> [Float] {
+        let s = sums.map(abs)
         guard normalize else { return s }
         let norm = s.reduce(0) { $0 + $1 * $1 }.squareRoot()
         return norm > 0 ? s.map { $0 / norm } : s

@@ -15,11 +15,7 @@ final class NewCriteriaTests: XCTestCase {
     /// Feeds the batches to `criterion` for `layer` and scores it.
     private func run(_ criterion: any Criterion, _ layer: PrunableLayer, _ batches: [LayerBatch] = [],
                      gradient: Tensor? = nil, batchCount: Int? = nil) throws -> [Float] {
-        var state = CriterionState()
-        for b in batches { try criterion.observe(b, layer: layer, state: &state) }
-        let context = ScoringContext(weightGradient: gradient, state: state, batchCount: batchCount ?? batches.count,
-                                     exampleCount: batches.map(\.exampleCount).reduce(0, +), rng: RandomGenerator(seed: 0))
-        return try criterion.scores(for: layer, context: context)
+        try observeAndScore(criterion, layer: layer, batches: batches, weightGradient: gradient, batchCount: batchCount)
     }
 
     private func assertClose(_ a: [Float], _ e: [Double], _ tol: Double, _ what: String = "",

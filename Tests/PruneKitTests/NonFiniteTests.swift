@@ -1,5 +1,6 @@
 import Foundation
 import PruneKit
+import PruneKitTesting
 import XCTest
 
 /// NaN and infinity never read as a result: a model whose outputs are not finite has no
@@ -59,15 +60,14 @@ final class NonFiniteTests: XCTestCase {
         }
     }
 
-    /// Taylor's own guard: an accumulated sum that is not finite is not "every channel scores 0".
+    /// Taylor's own guard: an accumulated sum that is not finite is not "every channel scores 0"
+    /// (evidence handed to it directly, past the SDK's own check).
     func testTaylorRefusesANonFiniteSum() throws {
         let taylor = try TestSupport.builtInRegistry().criterion("taylor")
-        var state = CriterionState()
-        state.tensors["sum"] = Tensor(shape: [2], scalars: [.nan, 1])
-        state.counts["examples"] = 2
         let layer = TestSupport.layer([[1, 2], [3, 4]], path: "features.3")
-        let context = ScoringContext(state: state, batchCount: 1, exampleCount: 2, rng: RandomGenerator(seed: 0))
-        XCTAssertThrowsError(try taylor.scores(for: layer, context: context)) { error in
+        let batch = LayerBatch(activations: Tensor(shape: [1, 2], scalars: [.nan, 1]),
+                               activationGradients: Tensor(shape: [1, 2], scalars: [1, 1]), exampleCount: 1)
+        XCTAssertThrowsError(try observeAndScore(taylor, layer: layer, batches: [batch, batch])) { error in
             XCTAssert("\(error)".contains("features.3"), "\(error)")
         }
     }

@@ -22,12 +22,13 @@ private struct EvidenceProbe: Criterion {
     let granularity = Granularity.channel
     let evidence: Evidence = [.weightGradients, .activations, .activationGradients, .nextLayerInputs]
     init(options: OptionValues) {}
-    func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout CriterionState) throws {
+    func makeState(for layer: PrunableLayer) -> Int { 0 }
+    func observe(_ batch: LayerBatch, layer: PrunableLayer, state batches: inout Int) throws {
         EvidenceProbe.recorder.batches.append((layer.path, batch))
-        state.counts["batches", default: 0] += 1
+        batches += 1
     }
-    func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
-        XCTAssertEqual(context.state.counts["batches"], context.batchCount)
+    func scores(for layer: PrunableLayer, state batches: Int, context: ScoringContext) throws -> [Float] {
+        XCTAssertEqual(batches, context.batchCount)
         return context.weightGradient!.rows.map { $0.reduce(0) { $0 + abs($1) } }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import PruneKit
+import PruneKitTesting
 import XCTest
 
 /// ThiNet (Luo et al. 2017), loaded from its plugin library: the greedy order and the
@@ -26,12 +27,8 @@ final class ThiNetTests: XCTestCase {
         throws -> (scores: [Float], weights: [Float]) {
         let previous = TestSupport.layer(Array(repeating: [1], count: channels), path: "previous")
         let next = model.prunableLayers()[0]
-        var state = CriterionState()
         let batch = LayerBatch(nextLayerInputs: input, nextLayer: next, exampleCount: input.shape[input.rank == 4 ? 1 : 0])
-        try criterion.observe(batch, layer: previous, state: &state)
-        let context = ScoringContext(state: state, batchCount: 1, exampleCount: batch.exampleCount, rng: RandomGenerator(seed: 0))
-        let scores = try criterion.scores(for: previous, context: context)
-        if let kept { try criterion.adjustWeights(of: previous, keeping: kept, model: model, context: context) }
+        let scores = try observeAndScore(criterion, layer: previous, batches: [batch], adjusting: kept.map { ($0, model) })
         return (scores, model.nodes[0].layer.parameter(named: "weight")!.value.scalars)
     }
 
@@ -133,7 +130,7 @@ final class ThiNetTests: XCTestCase {
         let b = try make().score(with: try thinet(), data: data, settings: settings)
         XCTAssertEqual(a.map(\.scores), b.map(\.scores))
         // 10 samples per image by default: 2 batches × 32 images.
-        XCTAssertEqual(a[0].context?.state.counts["samples"], 640)
+        XCTAssertEqual(Mirror(reflecting: a[0].context?.gatheredState as Any).descendant(0, "samples") as? Int, 640)
         for s in a where !s.layer.isClassifier {
             XCTAssertEqual(Set(s.scores).count, s.scores.count, "no ties: \(s.layer.path)")
         }

@@ -69,21 +69,11 @@ enum SanityControls {
 /// ``SanityCheck/invert``): the inner criterion's evidence and scores, transformed by
 /// ``SanityControls``. It reads the masks of the model being pruned, so that steps after
 /// the first keep what earlier steps pruned.
-struct SanityControlCriterion: Criterion {
-    static let id = "harness-sanity-control"
-    init(options: OptionValues) throws {
-        throw PruneKitError(.invalidArgument, "the harness's sanity controls are not created from options")
-    }
-
-    let inner: any Criterion
-    let check: SanityCheck
-    /// The model being pruned (its masks say what earlier steps pruned).
-    let model: Model
-    let seed: UInt64
-
+extension SanityControls {
+    /// `inner` with its scores inverted or shuffled within each layer, as `check` says.
     /// - Throws: ``PruneKitError`` `.invalidArgument` for a channel criterion or the reinit
     ///   check (which changes the weights after pruning, not the scores).
-    init(_ inner: any Criterion, check: SanityCheck, model: Model, seed: UInt64) throws {
+    static func controlCriterion(_ inner: any Criterion, check: SanityCheck, model: Model, seed: UInt64) throws -> any Criterion {
         guard inner.granularity == .weight else {
             throw PruneKitError(.invalidArgument, "the sanity check \(check.rawValue) is defined for weight criteria; '\(inner.id)' ranks channels",
                                 hint: "compare a channel criterion with 'random granularity=channel' instead")
@@ -91,6 +81,25 @@ struct SanityControlCriterion: Criterion {
         guard check != .reinit else {
             throw PruneKitError(.invalidArgument, "the reinit check keeps the criterion's scores; it changes the weights after pruning")
         }
+        func wrap<C: Criterion>(_ c: C) -> any Criterion { SanityControlCriterion(inner: c, check: check, model: model, seed: seed) }
+        return wrap(inner)
+    }
+}
+
+struct SanityControlCriterion<Inner: Criterion>: Criterion {
+    typealias State = Inner.State
+    static var id: String { "harness-sanity-control" }
+    init(options: OptionValues) throws {
+        throw PruneKitError(.invalidArgument, "the harness's sanity controls are not created from options")
+    }
+
+    let inner: Inner
+    let check: SanityCheck
+    /// The model being pruned (its masks say what earlier steps pruned).
+    let model: Model
+    let seed: UInt64
+
+    init(inner: Inner, check: SanityCheck, model: Model, seed: UInt64) {
         self.inner = inner; self.check = check; self.model = model; self.seed = seed
     }
 
@@ -99,14 +108,20 @@ struct SanityControlCriterion: Criterion {
     var evidence: Evidence { inner.evidence }
     var preferredScope: SelectionSettings.Scope { inner.preferredScope }
 
-    func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout CriterionState) throws {
+    func makeState(for layer: PrunableLayer) throws -> State { try inner.makeState(for: layer) }
+
+    func gather(_ session: CalibrationSession, into states: inout [State]) throws {
+        try inner.gather(session, into: &states)
+    }
+
+    func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout State) throws {
         try inner.observe(batch, layer: layer, state: &state)
     }
 
     func regularize(_ model: Model) { inner.regularize(model) }
 
-    func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
-        let scores = try inner.scores(for: layer, context: context)
+    func scores(for layer: PrunableLayer, state: State, context: ScoringContext) throws -> [Float] {
+        let scores = try inner.scores(for: layer, state: state, context: context)
         var pruned = SanityControls.prunedPositions(of: layer.path, in: model)
         if pruned.count != scores.count { pruned = [] }
         switch check {

@@ -130,7 +130,7 @@ private final class Run {
                 strategy = ReinitializingStrategy(strategy, seed: c.seed)
                 notes.append("sanity check reinit: the criterion's mask, the surviving weights initialised afresh (seed stream sanity/reinit of seed \(c.seed)) before the training after pruning")
             } else {
-                criterion = try SanityControlCriterion(criterion, check: check, model: model, seed: c.seed)
+                criterion = try SanityControls.controlCriterion(criterion, check: check, model: model, seed: c.seed)
                 notes.append(check == .invert
                     ? "sanity check invert: the highest-scoring weights pruned instead of the lowest"
                     : "sanity check layer-shuffle: each layer keeps the criterion's count of weights, at positions drawn uniformly at random (seeded)")

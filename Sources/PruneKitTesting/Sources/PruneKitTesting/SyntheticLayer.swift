@@ -108,25 +108,46 @@ public struct SyntheticLayer {
     /// Feeds `criterion` the evidence it declares and returns its scores, as the harness
     /// would: `observe` on each batch (only the fields in ``Criterion/evidence`` filled),
     /// then `scores` with the gradient (if asked for) and a generator from `seed` and the path.
+    /// (A criterion that runs passes of its own in ``Criterion/gather(_:into:)`` needs a
+    /// model: check it on a tiny ``Model`` with ``Model/score(with:data:settings:)``.)
     public func scores(of criterion: any Criterion, seed: UInt64) throws -> [Float] {
         let wanted = criterion.evidence
-        var state = CriterionState()
-        let perBatch: Evidence = [.activations, .activationGradients, .nextLayerInputs]
-        if !wanted.isDisjoint(with: perBatch) {
-            for b in batches {
-                let given = LayerBatch(activations: wanted.contains(.activations) ? b.activations : nil,
-                                       activationGradients: wanted.contains(.activationGradients) ? b.activationGradients : nil,
-                                       nextLayerInputs: wanted.contains(.nextLayerInputs) ? b.nextLayerInputs : nil,
-                                       nextLayer: wanted.contains(.nextLayerInputs) ? b.nextLayer : nil,
-                                       exampleCount: b.exampleCount)
-                try criterion.observe(given, layer: layer, state: &state)
-            }
+        let given = batches.map { b in
+            LayerBatch(activations: wanted.contains(.activations) ? b.activations : nil,
+                       activationGradients: wanted.contains(.activationGradients) ? b.activationGradients : nil,
+                       nextLayerInputs: wanted.contains(.nextLayerInputs) ? b.nextLayerInputs : nil,
+                       nextLayer: wanted.contains(.nextLayerInputs) ? b.nextLayer : nil,
+                       exampleCount: b.exampleCount)
         }
-        let context = ScoringContext(weightGradient: wanted.contains(.weightGradients) ? weightGradient : nil, state: state,
-                                     batchCount: batches.count, exampleCount: batches.reduce(0) { $0 + $1.exampleCount },
-                                     rng: RandomGenerator(seed: seed, stream: layer.path))
-        return try criterion.scores(for: layer, context: context)
+        return try observeAndScore(criterion, layer: layer, batches: wanted.isDisjoint(with: .perBatch) ? [] : given,
+                                   weightGradient: wanted.contains(.weightGradients) ? weightGradient : nil,
+                                   rng: RandomGenerator(seed: seed, stream: layer.path))
     }
+}
+
+/// Drives `criterion` on one layer by hand, as the SDK's standard calibration pass does:
+/// a fresh state (``Criterion/makeState(for:)``), ``Criterion/observe(_:layer:state:)`` on
+/// each of `batches`, then ``Criterion/scores(for:state:context:)``; and, when `adjusting`
+/// is given, ``Criterion/adjustWeights(of:keeping:model:state:context:)`` with that state.
+/// For unit tests of a criterion's arithmetic without a model.
+/// - Parameters:
+///   - batchCount: the context's batch count; default `batches.count`.
+public func observeAndScore(_ criterion: any Criterion, layer: PrunableLayer, batches: [LayerBatch],
+                            weightGradient: Tensor? = nil, batchCount: Int? = nil,
+                            rng: RandomGenerator = RandomGenerator(seed: 0),
+                            adjusting: (kept: [Int], model: Model)? = nil) throws -> [Float] {
+    func run<C: Criterion>(_ criterion: C) throws -> [Float] {
+        var state = try criterion.makeState(for: layer)
+        for b in batches { try criterion.observe(b, layer: layer, state: &state) }
+        let context = ScoringContext(weightGradient: weightGradient, batchCount: batchCount ?? batches.count,
+                                     exampleCount: batches.reduce(0) { $0 + $1.exampleCount }, rng: rng)
+        let scores = try criterion.scores(for: layer, state: state, context: context)
+        if let adjusting {
+            try criterion.adjustWeights(of: layer, keeping: adjusting.kept, model: adjusting.model, state: state, context: context)
+        }
+        return scores
+    }
+    return try run(criterion)
 }
 
 /// Reorders the blocks of `t` along its first axis (`axisIsRows`) or, within every row,

@@ -29,7 +29,8 @@ public struct __NAME__: Criterion {
 
     public let granularity = Granularity.channel
     /// The data to gather before scoring: none. Add `.weightGradients`, `.activations`, …
-    /// and read them in `scores` (or accumulate them in `observe`).
+    /// and read them in `scores` (or accumulate them into a `State` of your own in
+    /// `observe`, and score in `scores(for:state:context:)`).
     public let evidence: Evidence = []
 
     let scale: Float

@@ -22,11 +22,21 @@ public struct Evidence: OptionSet, Sendable, Hashable {
     /// The inputs of the next prunable layer, and its view, per batch
     /// (``LayerBatch/nextLayerInputs``): what ThiNet reconstructs.
     public static let nextLayerInputs = Evidence(rawValue: 1 << 3)
+    /// The calibration batches themselves, for passes the criterion runs on its own in
+    /// ``Criterion/gather(_:into:)`` (``CalibrationSession/batch(_:)``): second-order
+    /// saliency, Hessian–gradient products, per-example gradients. A criterion whose own
+    /// passes need no data (SynFlow) does not declare it.
+    public static let calibrationData = Evidence(rawValue: 1 << 4)
+
+    /// The kinds the standard calibration pass hands to ``Criterion/observe(_:layer:state:)``
+    /// batch by batch.
+    public static let perBatch: Evidence = [.activations, .activationGradients, .nextLayerInputs]
 
     /// The names used in manifests and listings.
     public static let names: [(String, Evidence)] = [
         ("weight-gradients", .weightGradients), ("activations", .activations),
         ("activation-gradients", .activationGradients), ("next-layer-inputs", .nextLayerInputs),
+        ("calibration-data", .calibrationData),
     ]
 
     public var names: [String] { Evidence.names.filter { contains($0.1) }.map(\.0) }
@@ -138,44 +148,36 @@ public struct ActivationLayout: Sendable, Equatable {
     }
 }
 
-/// What a criterion has accumulated for one layer over the calibration batches.
-public struct CriterionState {
-    /// Named accumulators (sums, counts, samples), as the criterion chooses.
-    public var tensors: [String: Tensor] = [:]
-    /// Named counters.
-    public var counts: [String: Int] = [:]
-
-    public init() {}
-}
-
 /// Everything a criterion may use to score one layer besides the layer itself.
 public struct ScoringContext {
     /// ∂L/∂W summed over the calibration batches, `[outputs, fanIn]`, when the criterion
     /// asked for ``Evidence/weightGradients``.
     public var weightGradient: Tensor?
-    /// What ``Criterion/observe(_:layer:state:)`` accumulated for this layer.
-    public var state: CriterionState
     /// Calibration batches and examples seen.
     public var batchCount: Int
     public var exampleCount: Int
     /// A generator for this layer, derived from the run's seed and the layer's path, so a
     /// random criterion is reproducible and layers are independent.
     public var rng: RandomGenerator
+    /// The criterion's ``Criterion/State`` for this layer, kept by the SDK between scoring
+    /// and ``Criterion/adjustWeights(of:keeping:model:state:context:)``; criteria receive
+    /// it typed, never through this.
+    var state: Any?
 
-    public init(weightGradient: Tensor? = nil, state: CriterionState = CriterionState(), batchCount: Int = 0,
-                exampleCount: Int = 0, rng: RandomGenerator) {
-        self.weightGradient = weightGradient; self.state = state
+    /// The criterion's gathered ``Criterion/State`` for this layer, for inspection by tools
+    /// and tests (a plugin's state type is its own); `nil` before gathering.
+    public var gatheredState: Any? { state }
+
+    public init(weightGradient: Tensor? = nil, batchCount: Int = 0, exampleCount: Int = 0, rng: RandomGenerator) {
+        self.weightGradient = weightGradient
         self.batchCount = batchCount; self.exampleCount = exampleCount; self.rng = rng
     }
 }
 
 /// A pruning criterion: scores weights or channels; the lowest scores are pruned first.
 ///
-/// One method is required, ``scores(for:context:)``. Everything else has a default:
-/// a criterion that needs data declares it in ``evidence`` and receives it batch by
-/// batch in ``observe(_:layer:state:)``; one that changes training (network slimming)
-/// implements ``regularize(_:)``; one that fixes weights after selection (ThiNet)
-/// implements ``adjustWeights(of:keeping:model:context:)``.
+/// One method is required, ``scores(for:context:)``, for a criterion that reads the weights
+/// (and, declared in ``evidence``, their gradients):
 ///
 /// ```swift
 /// public struct L1Filter: Criterion {
@@ -187,7 +189,33 @@ public struct ScoringContext {
 ///     }
 /// }
 /// ```
+///
+/// A criterion that learns from data owns a typed ``State`` per layer: it makes one in
+/// ``makeState(for:)``, fills it in ``observe(_:layer:state:)`` from the evidence kinds it
+/// declares (or in ``gather(_:into:)``, from passes it runs itself over the model with a
+/// ``CalibrationSession``), and scores from it in ``scores(for:state:context:)``:
+///
+/// ```swift
+/// public struct MeanActivation: Criterion {
+///     public struct State { var sums: [Double]; var examples = 0 }
+///     public static let id = "mean-activation"
+///     public let granularity = Granularity.channel
+///     public let evidence: Evidence = .activations
+///     public init(options: OptionValues) {}
+///     public func makeState(for layer: PrunableLayer) -> State { State(sums: Array(repeating: 0, count: layer.outputs)) }
+///     public func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout State) throws { … }
+///     public func scores(for layer: PrunableLayer, state: State, context: ScoringContext) throws -> [Float] { … }
+/// }
+/// ```
+///
+/// One that changes training (network slimming) implements ``regularize(_:)``; one that
+/// fixes weights after selection (ThiNet) implements
+/// ``adjustWeights(of:keeping:model:state:context:)``.
 public protocol Criterion {
+    /// What the criterion accumulates for one layer before scoring (sums, counts, a Gram
+    /// matrix), in its own types. Default: nothing (`Void`).
+    associatedtype State = Void
+
     /// The id users name the criterion by (`l1-filter`); unique across plugins.
     static var id: String { get }
     /// A line describing the criterion, with its paper.
@@ -210,13 +238,29 @@ public protocol Criterion {
     /// fraction per layer. Default: global for weights, per layer for channels.
     var preferredScope: SelectionSettings.Scope { get }
 
-    /// Accumulates one calibration batch's evidence for `layer` into `state`.
-    /// Called only when ``evidence`` asks for per-batch data. Default: does nothing.
-    func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout CriterionState) throws
+    /// A fresh ``State`` for `layer`, before any evidence. Default (no state): `()`.
+    func makeState(for layer: PrunableLayer) throws -> State
 
-    /// The scores of `layer`: `outputs` of them for ``Granularity/channel``,
-    /// `outputs · fanIn` (row order) for ``Granularity/weight``. Higher is kept.
+    /// Fills every layer's state (`states[k]` for ``CalibrationSession/layers```[k]`) before
+    /// scoring. Default: the standard calibration pass
+    /// (``CalibrationSession/gatherStandardEvidence(for:into:)``), which hands the kinds
+    /// in ``evidence`` to ``observe(_:layer:state:)`` batch by batch. A criterion that needs
+    /// other evidence runs its own passes here with ``CalibrationSession/pass(_:objective:observing:weightGradients:parameters:)``.
+    func gather(_ session: CalibrationSession, into states: inout [State]) throws
+
+    /// Accumulates one calibration batch's evidence for `layer` into `state`.
+    /// Called by the standard pass when ``evidence`` asks for per-batch data. Default: does nothing.
+    func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout State) throws
+
+    /// The scores of `layer` from the weights and the ``ScoringContext`` alone:
+    /// `outputs` of them for ``Granularity/channel``, `outputs · fanIn` (row order) for
+    /// ``Granularity/weight``. Higher is kept. Default: throws (a criterion with a state
+    /// implements ``scores(for:state:context:)`` instead).
     func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float]
+
+    /// The scores of `layer` from its gathered ``State``: what the SDK calls. Default:
+    /// ``scores(for:context:)``.
+    func scores(for layer: PrunableLayer, state: State, context: ScoringContext) throws -> [Float]
 
     /// Whether ``scores(for:context:chunk:into:)`` computes a chunk on its own, cheaply
     /// (magnitude: |w| of the range), so that selection can stream the scores instead of
@@ -236,8 +280,13 @@ public protocol Criterion {
     func regularize(_ model: Model)
 
     /// Adjusts the weights of the layer after `layer` once the channels to keep are
-    /// chosen (ThiNet's least-squares rescaling). Default: nothing.
-    func adjustWeights(of layer: PrunableLayer, keeping kept: [Int], model: Model, context: ScoringContext) throws
+    /// chosen (ThiNet's least-squares rescaling), from the layer's gathered `state`.
+    /// Default: nothing.
+    func adjustWeights(of layer: PrunableLayer, keeping kept: [Int], model: Model, state: State, context: ScoringContext) throws
+}
+
+extension Criterion where State == Void {
+    public func makeState(for layer: PrunableLayer) throws {}
 }
 
 extension Criterion {
@@ -246,7 +295,17 @@ extension Criterion {
     public static var options: [OptionSpec] { [] }
     public var evidence: Evidence { [] }
     public var preferredScope: SelectionSettings.Scope { granularity == .weight ? .global : .perLayer }
-    public func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout CriterionState) throws {}
+    public func gather(_ session: CalibrationSession, into states: inout [State]) throws {
+        try session.gatherStandardEvidence(for: self, into: &states)
+    }
+    public func observe(_ batch: LayerBatch, layer: PrunableLayer, state: inout State) throws {}
+    public func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
+        throw PruneKitError(.plugin, "criterion '\(id)' scores from its gathered state: call scores(for:state:context:)",
+                            hint: "a criterion implements scores(for:context:) or scores(for:state:context:)")
+    }
+    public func scores(for layer: PrunableLayer, state: State, context: ScoringContext) throws -> [Float] {
+        try scores(for: layer, context: context)
+    }
     public var scoresInChunks: Bool { false }
     public func scores(for layer: PrunableLayer, context: ScoringContext, chunk: Range<Int>,
                        into buffer: UnsafeMutableBufferPointer<Float>) throws {
@@ -257,7 +316,16 @@ extension Criterion {
         all.withUnsafeBufferPointer { p in _ = buffer.initialize(from: p[chunk]) }
     }
     public func regularize(_ model: Model) {}
-    public func adjustWeights(of layer: PrunableLayer, keeping kept: [Int], model: Model, context: ScoringContext) throws {}
+    public func adjustWeights(of layer: PrunableLayer, keeping kept: [Int], model: Model, state: State, context: ScoringContext) throws {}
+
+    /// The state the SDK kept in `context` for this criterion, typed (`()` for a
+    /// criterion without one).
+    func storedState(in context: ScoringContext, layer: PrunableLayer) throws -> State {
+        if let state = context.state as? State { return state }
+        if let none = () as Any as? State { return none }
+        throw PruneKitError(.plugin, "criterion '\(id)': no gathered state for layer '\(layer.path)'",
+                            hint: "score through Model.score(with:data:settings:), which gathers it")
+    }
 }
 
 /// How much to prune at each pruning step.

@@ -5,7 +5,7 @@ extension Model {
     /// 1. ``score(with:data:settings:)`` gathers the criterion's evidence and scores every layer;
     /// 2. ``selectPruning(_:granularity:settings:criterion:)`` chooses exact counts, in
     ///    `scope` or else the criterion's ``Criterion/preferredScope``;
-    /// 3. for channel criteria, ``Criterion/adjustWeights(of:keeping:model:context:)`` runs
+    /// 3. for channel criteria, ``Criterion/adjustWeights(of:keeping:model:state:context:)`` runs
     ///    for every pruned layer (ThiNet's least-squares rescaling of the next layer);
     /// 4. the plan is applied as masks (physical removal is the job of surgery).
     ///
@@ -27,8 +27,7 @@ extension Model {
         let plan = try selectPruning(scores, granularity: criterion.granularity, settings: settings, criterion: criterion.id)
         if criterion.granularity == .channel {
             for (layerPlan, s) in zip(plan.layers, scores) where layerPlan.keptCount < layerPlan.units {
-                let context = s.context ?? ScoringContext(rng: RandomGenerator(seed: calibration.seed))
-                try criterion.adjustWeights(of: s.layer, keeping: layerPlan.keptPositions, model: self, context: context)
+                try s.adjustWeights(with: criterion, keeping: layerPlan.keptPositions, model: self, seed: calibration.seed)
             }
         }
         try plan.apply(to: self)

@@ -86,6 +86,18 @@ public struct LayerScores {
     public init(layer: PrunableLayer, scores: [Float], context: ScoringContext? = nil) {
         self.layer = layer; self.scores = scores; self.context = context
     }
+
+    /// Runs `criterion`'s ``Criterion/adjustWeights(of:keeping:model:state:context:)`` for
+    /// this layer with the state gathered when it was scored.
+    func adjustWeights(with criterion: any Criterion, keeping kept: [Int], model: Model, seed: UInt64) throws {
+        try adjust(criterion, kept, model, seed)
+    }
+
+    private func adjust<C: Criterion>(_ criterion: C, _ kept: [Int], _ model: Model, _ seed: UInt64) throws {
+        let context = self.context ?? ScoringContext(rng: RandomGenerator(seed: seed))
+        try criterion.adjustWeights(of: layer, keeping: kept, model: model,
+                                    state: criterion.storedState(in: context, layer: layer), context: context)
+    }
 }
 
 extension Model {
@@ -118,119 +130,60 @@ extension Model {
         return try zip(layers, contexts).map { try ScoreSource(layer: $0, criterion: criterion, context: $1) }
     }
 
-    /// Gathers the criterion's evidence and makes each layer's context.
+    /// Gathers the criterion's evidence (``Criterion/gather(_:into:)`` with a
+    /// ``CalibrationSession``) and makes each layer's context, holding its state.
     private func scoringContexts(_ criterion: any Criterion, data: Dataset?,
                                  settings: CalibrationSettings) throws -> ([PrunableLayer], [ScoringContext]) {
+        try gatheredContexts(criterion, data: data, settings: settings)
+    }
+
+    private func gatheredContexts<C: Criterion>(_ criterion: C, data: Dataset?,
+                                                settings: CalibrationSettings) throws -> ([PrunableLayer], [ScoringContext]) {
         let id = criterion.id
         let layers = prunableLayers()
-        let prunable = prunableNodeIndices
-        var states = [CriterionState](repeating: CriterionState(), count: layers.count)
-        var gradients: [Tensor?] = Array(repeating: nil, count: layers.count)
-        var batchCount = 0, exampleCount = 0
         let evidence = criterion.evidence
-        if !evidence.isEmpty {
-            guard let data else {
-                throw PruneKitError(.invalidArgument, "criterion '\(id)' needs calibration data (\(evidence.names.joined(separator: ", ")))",
-                                    hint: "give a data set to score on")
-            }
-            try checkFits(data)
-            guard settings.batches >= 1, settings.batchSize >= 1 else {
-                throw PruneKitError(.invalidArgument, "calibration needs at least one batch of at least one image, got \(settings.batches) × \(settings.batchSize)")
-            }
-            (batchCount, exampleCount) = try gatherEvidence(criterion, data: data, settings: settings, layers: layers,
-                                                            prunable: prunable, states: &states, gradients: &gradients)
+        let needsData = !evidence.isEmpty
+        if needsData, data == nil {
+            throw PruneKitError(.invalidArgument, "criterion '\(id)' needs calibration data (\(evidence.names.joined(separator: ", ")))",
+                                hint: "give a data set to score on")
         }
+        let session = try CalibrationSession(model: self, layers: layers, data: needsData ? data : nil,
+                                             settings: settings, criterion: id)
+        var states: [C.State] = []
+        states.reserveCapacity(layers.count)
+        for layer in layers {
+            do { states.append(try criterion.makeState(for: layer)) } catch { throw wrapped(error, criterion, layer) }
+        }
+        do {
+            try criterion.gather(session, into: &states)
+        } catch let error as PruneKitError {
+            guard error.kind != .numerical, !error.message.hasPrefix("criterion '") else { throw error }
+            throw PruneKitError(error.kind, "criterion '\(id)': \(error.message)", hint: error.hint)
+        } catch {
+            throw PruneKitError(.plugin, "criterion '\(id)' failed while gathering its evidence: \(error)")
+        }
+        guard states.count == layers.count else {
+            throw PruneKitError(.plugin, "criterion '\(id)' left \(states.count) states for \(layers.count) layers")
+        }
+        let batchCount = needsData ? session.batchCount : 0, exampleCount = needsData ? session.exampleCount : 0
         let contexts = layers.enumerated().map { k, layer in
             var rng = RandomGenerator(seed: settings.seed, stream: "criterion:\(id):\(layer.path)")
             _ = rng.next()
-            return ScoringContext(weightGradient: gradients[k], state: states[k], batchCount: batchCount,
-                                  exampleCount: exampleCount, rng: rng)
+            var context = ScoringContext(weightGradient: session.weightGradientSums[k], batchCount: batchCount,
+                                         exampleCount: exampleCount, rng: rng)
+            context.state = states[k]
+            return context
         }
         return (layers, contexts)
     }
-
-    private func gatherEvidence(_ criterion: any Criterion, data: Dataset, settings: CalibrationSettings,
-                                layers: [PrunableLayer], prunable: [Int], states: inout [CriterionState],
-                                gradients: inout [Tensor?]) throws -> (Int, Int) {
-        let evidence = criterion.evidence
-        let perBatch = !evidence.subtracting(.weightGradients).isEmpty
-        let activationNodes = prunable.map { activationNode(after: $0) }
-        let nextNodes = prunable.map { nextPrunableNode(after: $0) }
-        let nextViews: [PrunableLayer?] = nextNodes.map { n in
-            n.flatMap { node in prunable.firstIndex(of: node).map { layers[$0] } }
-        }
-        // Which node outputs to keep during a batch: activations, and the inputs of next layers.
-        var wantedOutputs = Set<Int>(), wantedGradients = Set<Int>()
-        if evidence.contains(.activations) { wantedOutputs.formUnion(activationNodes) }
-        if evidence.contains(.activationGradients) { wantedGradients.formUnion(activationNodes) }
-        if evidence.contains(.nextLayerInputs) {
-            for n in nextNodes.compactMap({ $0 }) { wantedOutputs.formUnion(nodes[n].inputs.filter { $0 >= 0 }) }
-        }
-        let savedMode = mode
-        defer {
-            mode = savedMode; forwardObserver = nil; backwardObserver = nil
-            zeroGradients()
-        }
-        // Only what the evidence needs: no backward pass for forward-only evidence (APoZ,
-        // ThiNet), no weight-gradient products unless weight gradients are asked for (Taylor
-        // needs ∂L/∂activations only).
-        let needsBackward = !evidence.isDisjoint(with: [.weightGradients, .activationGradients])
-        mode = needsBackward
-            ? ForwardMode(training: false, recordsForBackward: true, parameterGradients: evidence.contains(.weightGradients))
-            : .inference
-        zeroGradients()
-        let loader = try DataLoader(data, batchSize: settings.batchSize, shuffle: true, seed: settings.seed, epoch: 0)
-        var batches = 0, examples = 0
-        for b in 0..<min(settings.batches, loader.batchCount) {
-            let batch = loader.batch(b)
-            var outputs: [Int: Tensor] = [:], grads: [Int: Tensor] = [:]
-            forwardObserver = { i, y in if wantedOutputs.contains(i) { outputs[i] = y } }
-            backwardObserver = { i, g in if wantedGradients.contains(i) { grads[i] = g } }
-            let logits = forward(batch.images)
-            if needsBackward { backward(softmaxCrossEntropy(logits: logits, labels: batch.labels).gradient) }
-            batches += 1; examples += batch.count
-            guard perBatch else { continue }
-            for k in layers.indices {
-                let a = activationNodes[k]
-                var lb = LayerBatch(exampleCount: batch.count)
-                if evidence.contains(.activations) { lb.activations = outputs[a] }
-                if evidence.contains(.activationGradients) { lb.activationGradients = grads[a] }
-                if evidence.contains(.nextLayerInputs), let n = nextNodes[k], let src = nodes[n].inputs.first, src >= 0 {
-                    lb.nextLayerInputs = outputs[src]; lb.nextLayer = nextViews[k]
-                }
-                try requireFinite(lb.activations, "activations", layers[k].path, batch: b)
-                try requireFinite(lb.activationGradients, "activation gradients", layers[k].path, batch: b)
-                try requireFinite(lb.nextLayerInputs, "next layer's inputs", layers[k].path, batch: b)
-                try criterion.observe(lb, layer: layers[k], state: &states[k])
-            }
-        }
-        if evidence.contains(.weightGradients) {
-            for (k, i) in prunable.enumerated() {
-                let g = nodes[i].layer.parameter(named: "weight")!.gradient
-                try requireFinite(g, "weight gradients", layers[k].path, batch: nil)
-                gradients[k] = g.reshaped([layers[k].outputs, layers[k].fanIn])
-            }
-        }
-        return (batches, examples)
-    }
-}
-
-/// Throws unless every value of a piece of evidence is finite: a criterion can't tell NaN
-/// evidence from none (a `norm > 0` test is false for NaN), so it must never see it.
-/// Cost: one vectorised pass over the tensor.
-private func requireFinite(_ tensor: Tensor?, _ what: String, _ path: String, batch: Int?) throws {
-    guard let tensor, tensor.withUnsafeBufferPointer(containsNonFinite) else { return }
-    throw PruneKitError(.numerical, "the calibration pass gave NaN or infinite \(what) at layer '\(path)'"
-                        + (batch.map { " (batch \($0 + 1))" } ?? ""),
-                        hint: "the model's weights hold NaN or infinite values, or the data does: check them with `prunekit eval`")
 }
 
 /// A criterion's scores for one layer, checked: the right count, all finite.
-func checkedScores(_ criterion: any Criterion, layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
+func checkedScores<C: Criterion>(_ criterion: C, layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
     let id = criterion.id
     let scores: [Float]
     do {
-        scores = try criterion.scores(for: layer, context: context)
+        scores = try criterion.scores(for: layer, state: criterion.storedState(in: context, layer: layer), context: context)
     } catch {
         throw wrapped(error, criterion, layer)
     }

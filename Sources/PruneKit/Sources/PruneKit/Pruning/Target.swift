@@ -118,7 +118,7 @@ extension Model {
     /// - Channel criteria: the channels are selected along the dependency groups
     ///   (``selectGroupPruning(_:dependencies:settings:reduction:criterion:)``); a
     ///   compression or speed-up by bisection of the channel fraction, counting the
-    ///   weights or MACs of the narrower model. Then ``Criterion/adjustWeights(of:keeping:model:context:)``
+    ///   weights or MACs of the narrower model. Then ``Criterion/adjustWeights(of:keeping:model:state:context:)``
     ///   runs for every pruned layer, and the plan is applied with
     ///   ``PruningPlan/apply(to:dependencies:)``, ready for surgery.
     ///
@@ -177,8 +177,7 @@ extension Model {
                                        plan: selector.groupPlan(sparsity:), figure: figure)
         let plan = selector.plan(from: groupPlan, sparsity: s)
         for (layerPlan, layerScores) in zip(plan.layers, scores) where layerPlan.keptCount < layerPlan.units {
-            let context = layerScores.context ?? ScoringContext(rng: RandomGenerator(seed: calibration.seed))
-            try criterion.adjustWeights(of: layerScores.layer, keeping: layerPlan.keptPositions, model: self, context: context)
+            try layerScores.adjustWeights(with: criterion, keeping: layerPlan.keptPositions, model: self, seed: calibration.seed)
         }
         try plan.apply(to: self, dependencies: deps)
         let removable = removableChannels(deps).0
