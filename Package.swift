@@ -31,6 +31,9 @@ let plugins = [
     plugin("PruneKitLAMP", path: "Plugins/LAMP"),
     plugin("PruneKitSNIP", path: "Plugins/SNIP"),
     plugin("PruneKitHRank", path: "Plugins/HRank"),
+    plugin("PruneKitSynFlow", path: "Plugins/SynFlow"),
+    plugin("PruneKitOBD", path: "Plugins/OBD"),
+    plugin("PruneKitGraSP", path: "Plugins/GraSP"),
     plugin("PruneKitSchedules", path: "Plugins/Schedules"),
     plugin("PruneKitFinetuning", path: "Plugins/Finetuning"),
 ]

@@ -179,9 +179,6 @@ final class NewCriteriaTests: XCTestCase {
     // MARK: against the NumPy reference, through Model.score
 
     private struct Reference: Decodable {
-        let count: Int, imageShape: [Int], classCount: Int, mean: Float, std: Float
-        let pixels: [UInt8], labels: [Int32]
-        let conv_weight: [Float], conv_bias: [Float], fc_weight: [Float], fc_bias: [Float]
         let fpgm_l2: [String: [Double]], fpgm_l1: [String: [Double]], lamp: [String: [Double]]
         let snip: [String: [Double]], snip_normalised: [String: [Double]], hrank: [String: [Double]]
     }
@@ -189,20 +186,7 @@ final class NewCriteriaTests: XCTestCase {
     func testAgainstNumPyReference() throws {
         let url = TestSupport.repoRoot.appendingPathComponent("Tests/Fixtures/Reference/new_criteria.json")
         let ref = try JSONDecoder().decode(Reference.self, from: Data(contentsOf: url))
-        let data = try Dataset(name: "reference", imageShape: ref.imageShape, classCount: ref.classCount,
-                               pixels: ref.pixels, labels: ref.labels,
-                               normalization: Normalization(mean: [ref.mean], std: [ref.std]))
-        var rng = RandomGenerator(seed: 0)
-        var b = ModelBuilder(architecture: "reference", inputShape: ref.imageShape)
-        b.add("features.0", Conv2d(inChannels: 1, outChannels: 4, kernelSize: 3, padding: 1, rng: &rng))
-        b.add("features.1", ReLU())
-        b.add("pool", GlobalAvgPool())
-        b.add("classifier", Linear(inFeatures: 4, outFeatures: 3, rng: &rng))
-        let model = try b.build()
-        model.nodes[0].layer.parameter(named: "weight")!.value = Tensor(shape: [4, 1, 3, 3], scalars: ref.conv_weight)
-        model.nodes[0].layer.parameter(named: "bias")!.value = Tensor(shape: [4], scalars: ref.conv_bias)
-        model.nodes[3].layer.parameter(named: "weight")!.value = Tensor(shape: [3, 4], scalars: ref.fc_weight)
-        model.nodes[3].layer.parameter(named: "bias")!.value = Tensor(shape: [3], scalars: ref.fc_bias)
+        let (model, data) = try TestSupport.referenceModel()
 
         // Two batches of 3: the mean of the batch-mean gradients is the reference's
         // whole-batch gradient whatever the shuffle; ranks are summed over all 6 examples.

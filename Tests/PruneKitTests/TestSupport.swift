@@ -98,6 +98,34 @@ enum TestSupport {
     }
 
     /// A prunable layer made by hand: `weights` rows are output channels.
+    /// The tiny model and batch of Tests/Fixtures/Reference/new_criteria.json, which the
+    /// NumPy references (new_criteria.py, second_order.py) score: conv 1→4 3×3 padding 1,
+    /// ReLU, global average pool, linear 4→3, on 6 images of 1×7×5.
+    static func referenceModel() throws -> (Model, Dataset) {
+        struct Fixture: Decodable {
+            let imageShape: [Int], classCount: Int, mean: Float, std: Float
+            let pixels: [UInt8], labels: [Int32]
+            let conv_weight: [Float], conv_bias: [Float], fc_weight: [Float], fc_bias: [Float]
+        }
+        let url = repoRoot.appendingPathComponent("Tests/Fixtures/Reference/new_criteria.json")
+        let ref = try JSONDecoder().decode(Fixture.self, from: Data(contentsOf: url))
+        let data = try Dataset(name: "reference", imageShape: ref.imageShape, classCount: ref.classCount,
+                               pixels: ref.pixels, labels: ref.labels,
+                               normalization: Normalization(mean: [ref.mean], std: [ref.std]))
+        var rng = RandomGenerator(seed: 0)
+        var b = ModelBuilder(architecture: "reference", inputShape: ref.imageShape)
+        b.add("features.0", Conv2d(inChannels: 1, outChannels: 4, kernelSize: 3, padding: 1, rng: &rng))
+        b.add("features.1", ReLU())
+        b.add("pool", GlobalAvgPool())
+        b.add("classifier", Linear(inFeatures: 4, outFeatures: 3, rng: &rng))
+        let model = try b.build()
+        model.nodes[0].layer.parameter(named: "weight")!.value = Tensor(shape: [4, 1, 3, 3], scalars: ref.conv_weight)
+        model.nodes[0].layer.parameter(named: "bias")!.value = Tensor(shape: [4], scalars: ref.conv_bias)
+        model.nodes[3].layer.parameter(named: "weight")!.value = Tensor(shape: [3, 4], scalars: ref.fc_weight)
+        model.nodes[3].layer.parameter(named: "bias")!.value = Tensor(shape: [3], scalars: ref.fc_bias)
+        return (model, data)
+    }
+
     static func layer(_ rows: [[Float]], path: String = "test.0", kind: LayerKind = .linear) -> PrunableLayer {
         let w = Tensor(shape: [rows.count, rows.first?.count ?? 0], scalars: rows.flatMap { $0 })
         return PrunableLayer(path: path, kind: kind, weights: w, weightShape: w.shape, bias: nil,
