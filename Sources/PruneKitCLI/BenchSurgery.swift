@@ -27,12 +27,14 @@ struct SurgeryBench: ParsableCommand {
             try masked.prune(with: criterion, toward: .sparsity(0.5), settings: TargetedPruningSettings(scope: .perLayer), data: nil)
             let cut = try masked.removingPrunedChannels()
             let pruned = cut.model
+            let scratch = FileManager.default.temporaryDirectory.path
             print("PruneKit surgery benchmark — vgg-small on 1×28×28, \(Parallel.threadCount) thread(s); l1-filter, half of every conv layer's channels removed")
             print("  " + cut.widths.filter { $0.kind == .conv2d }.map { "\($0.path) \($0.before)→\($0.after)" }.joined(separator: ", "))
             let theoretical = Double(dense.macs) / Double(pruned.macs)
             print(String(format: "MACs per image: %d → %d (theoretical speed-up %.2f×)", dense.macs, pruned.macs, theoretical))
             print(String(format: "parameters: %d → %d (%.2f×); file: %@ → %@", dense.parameterCount, pruned.parameterCount,
-                         Double(dense.parameterCount) / Double(pruned.parameterCount), Units.bytes(try savedSize(dense)), Units.bytes(try savedSize(pruned))))
+                         Double(dense.parameterCount) / Double(pruned.parameterCount), Units.bytes(try Measure.savedBytes(dense, scratch: scratch)),
+                         Units.bytes(try Measure.savedBytes(pruned, scratch: scratch))))
             print("batch   unpruned (ms)   pruned (ms)   real speed-up   theoretical   target ≥ 2.5×")
             for batch in [1, 64] {
                 let (a, b) = sideBySide(dense, pruned, batch: batch, runs: runs)

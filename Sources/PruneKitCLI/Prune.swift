@@ -271,18 +271,14 @@ struct Prune: ParsableCommand {
         return [SurgeryResult.originalWidthsKey: String(decoding: json, as: UTF8.self)]
     }
 
-    private func measure(_ net: Model, _ test: Dataset, latency timed: Bool) throws -> ModelFigures {
+    /// Test accuracy, and the figures a trial of the harness takes (``Measure/model(_:latencyRuns:scratch:)``).
+    private func measure(_ net: Model, _ test: Dataset, latency timed: Bool) throws -> PruneFigures {
         let e = try net.evaluate(test).requiringFiniteOutputs("the model on \(test.name)'s test split")
-        let nonzero = net.trainableParameters.reduce(0) { total, p in
-            total + (p.mask.map { m in m.scalars.filter { $0 != 0 }.count } ?? p.value.count)
-        }
-        return ModelFigures(accuracy: e.top1, parameters: net.parameterCount, nonzeroParameters: nonzero, macs: net.macs,
-                            latency1: timed ? try latency(net, batch: 1, runs: latencyRuns) : nil,
-                            latency64: timed ? try latency(net, batch: 64, runs: latencyRuns) : nil,
-                            fileBytes: try savedSize(net))
+        let scratch = FileManager.default.temporaryDirectory.path
+        return PruneFigures(accuracy: e.top1, figures: try Measure.model(net, latencyRuns: timed ? latencyRuns : 0, scratch: scratch))
     }
 
-    private func printComparison(_ b: ModelFigures, _ a: ModelFigures) {
+    private func printComparison(_ b: PruneFigures, _ a: PruneFigures) {
         func row(_ name: String, _ x: String, _ y: String, _ ratio: String = "") {
             print(name.padding(toLength: 22, withPad: " ", startingAt: 0) + x.padding(toLength: 16, withPad: " ", startingAt: 0)
                   + "→ " + y.padding(toLength: 16, withPad: " ", startingAt: 0) + ratio)
@@ -296,18 +292,19 @@ struct Prune: ParsableCommand {
         print("")
         row("", "before", "after")
         row("test accuracy (top-1)", percent(b.accuracy), percent(a.accuracy))
-        row("parameters", Units.count(b.parameters), Units.count(a.parameters), times(Double(b.parameters), Double(a.parameters)))
-        row("non-zero parameters", Units.count(b.nonzeroParameters), Units.count(a.nonzeroParameters),
-            times(Double(b.nonzeroParameters), Double(a.nonzeroParameters)))
-        row("MACs (FLOPs = 2·MACs)", Units.macs(b.macs), Units.macs(a.macs), times(Double(b.macs), Double(a.macs)))
-        latencyRow("latency, batch 1", b.latency1, a.latency1)
-        latencyRow("latency, batch 64", b.latency64, a.latency64)
+        let (bf, af) = (b.figures, a.figures)
+        row("parameters", Units.count(bf.parameters), Units.count(af.parameters), times(Double(bf.parameters), Double(af.parameters)))
+        row("non-zero parameters", Units.count(bf.nonzeroParameters), Units.count(af.nonzeroParameters),
+            times(Double(bf.nonzeroParameters), Double(af.nonzeroParameters)))
+        row("MACs (FLOPs = 2·MACs)", Units.macs(bf.macs), Units.macs(af.macs), times(Double(bf.macs), Double(af.macs)))
+        latencyRow("latency, batch 1", b.latency(batch: 1), a.latency(batch: 1))
+        latencyRow("latency, batch 64", b.latency(batch: 64), a.latency(batch: 64))
         row("file size", Units.bytes(b.fileBytes), Units.bytes(a.fileBytes), times(Double(b.fileBytes), Double(a.fileBytes)))
     }
 
     /// `pruning.json`: what was asked (the plugins with every option in effect) and what came of it.
     private func writeReport(to path: String, _ c: any Criterion, _ plugins: [String: Any], _ target: PruningTarget,
-                             _ steps: [TargetedPruning], _ before: ModelFigures, _ after: ModelFigures, _ notes: [String]) throws {
+                             _ steps: [TargetedPruning], _ before: PruneFigures, _ after: PruneFigures, _ notes: [String]) throws {
         let object: [String: Any] = plugins.merging([
             "model": model, "criterion": c.id, "target": "\(target)", "pattern": pattern.flatMap { try? NMPattern(parsing: $0).description } ?? NSNull(), "epochs": epochs, "residual_policy": residualPolicy.rawValue, "group_score": groupScore.rawValue, "excluded": excluded,
             "steps": steps.map { ["sparsity": $0.sparsity, "achieved": $0.achieved.isFinite ? $0.achieved : -1] },
@@ -320,34 +317,24 @@ struct Prune: ParsableCommand {
     }
 }
 
-/// What `prunekit prune` prints before and after.
-struct ModelFigures {
+/// What `prunekit prune` prints before and after: the test accuracy, and the figures a
+/// trial of the harness takes of a model.
+struct PruneFigures {
     var accuracy: Double
-    var parameters: Int, nonzeroParameters: Int
-    var macs: Int
-    /// Median seconds of one inference pass; `nil` where not measured (a masked model runs
-    /// the same dense kernels as before pruning).
-    var latency1: Double?, latency64: Double?
-    var fileBytes: Int
+    var figures: ModelFigures
+
+    var fileBytes: Int { figures.fileBytes ?? 0 }
+
+    /// The median seconds of one inference pass at `batch`; `nil` where not measured (a
+    /// masked model runs the same dense kernels as before pruning).
+    func latency(batch: Int) -> Double? { figures.latency.first { $0.batchSize == batch }?.median }
 
     var json: [String: Any] {
-        ["top1": accuracy, "parameters": parameters, "nonzero_parameters": nonzeroParameters, "macs": macs, "flops": 2 * macs,
-         "latency_batch1_s": latency1 ?? NSNull(), "latency_batch64_s": latency64 ?? NSNull(), "file_bytes": fileBytes]
+        ["top1": accuracy, "parameters": figures.parameters, "nonzero_parameters": figures.nonzeroParameters,
+         "macs": figures.macs, "flops": figures.flops,
+         "latency_batch1_s": latency(batch: 1) ?? NSNull(), "latency_batch64_s": latency(batch: 64) ?? NSNull(),
+         "file_bytes": fileBytes]
     }
-}
-
-/// The median seconds of `runs` inference passes over a random batch (``Model/measureLatency(batchSize:runs:warmup:)``).
-func latency(_ model: Model, batch: Int, runs: Int) throws -> Double {
-    try model.measureLatency(batchSize: batch, runs: runs, warmup: 2).median
-}
-
-/// Bytes the model takes saved with automatic storage (sparse where that is smaller),
-/// measured in a temporary folder.
-func savedSize(_ model: Model) throws -> Int {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("prunekit-size-\(UUID().uuidString)").path
-    defer { try? FileManager.default.removeItem(atPath: dir) }
-    try model.save(to: dir, storage: .automatic)
-    return try ModelIO.savedSize(of: dir)
 }
 
 private func epochLine(_ r: EpochRecord, of total: Int?) -> String {

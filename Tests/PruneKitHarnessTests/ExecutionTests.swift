@@ -141,9 +141,11 @@ final class ExecutionTests: XCTestCase {
         XCTAssertEqual(before.latency.map(\.batchSize), [1, 64])
         // Sparse storage: a quarter of the weights kept takes ⌈n/8⌉ + 4k bytes instead of 4n.
         XCTAssertLessThan(try XCTUnwrap(after.fileBytes), try XCTUnwrap(before.fileBytes) / 2)
-        for phase in ["baseline", "score", "prune", "finetune", "evaluate", "measure"] {
+        // Scoring is part of the SDK's pruning pipeline: a prune trial times it under "prune".
+        for phase in ["baseline", "prune", "finetune", "evaluate", "measure"] {
             XCTAssertGreaterThan(r.phaseSeconds[phase] ?? 0, 0, phase)
         }
+        XCTAssertNil(r.phaseSeconds["score"])
         XCTAssertEqual(try XCTUnwrap(r.sparsity), 0.75, accuracy: 0.001, "a quarter of every prunable weight remains")
         // The baseline is measured once: a second trial from it reports the same figures.
         let second = try TrialExecutor.run(tinyTrial("layer-magnitude", TrialTarget(.compression, 2), baseline: tinyBaseline()), environment: env)
@@ -161,8 +163,7 @@ final class ExecutionTests: XCTestCase {
         let calibration = CalibrationSettings(batches: 1, batchSize: 8, seed: 0)
         for (id, target) in [("global-magnitude", TrialTarget(.speedup, 3)), ("l1-filter", TrialTarget(.compression, 2))] {
             let criterion = try registry.criterion(id)
-            let s = try TargetSearch.sparsity(for: target, criterion: criterion, model: model, settings: TargetedPruningSettings(),
-                                              data: data, calibration: calibration)
+            let s = try model.sparsity(toward: TargetSearch.goal(for: target), with: criterion, data: data, calibration: calibration)
             func reached(_ s: Double) throws -> Double {
                 let copy = try model.clone()
                 try copy.prune(with: criterion, toward: .sparsity(s), data: data, calibration: calibration)

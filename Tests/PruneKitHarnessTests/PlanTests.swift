@@ -264,7 +264,7 @@ final class ExperimentRunnerTests: XCTestCase {
         // which 4 × 0.25 s outside the phases; no baseline was trained (the fake says 0 s).
         let lines = table.split(separator: "\n").map { $0.split(separator: " ").joined(separator: " ") }
         XCTAssert(lines.contains("finetuning 2.00 s"), table)
-        XCTAssert(lines.contains("pruning 1.00 s"), table)
+        XCTAssert(lines.contains("scoring and pruning 1.00 s"), table)
         XCTAssert(lines.contains("process start-up, loading, writing 1.00 s"), table)
         XCTAssert(lines.contains("total 4.00 s"), table)
         XCTAssert(table.contains("wall time"), table)

@@ -95,7 +95,7 @@ final class SanityTests: XCTestCase {
         func prune(_ wrap: Bool, seed: UInt64, sparsity: Double = 0.8) throws -> PruningPlan {
             let model = try lenet()
             let c: any Criterion = wrap ? try SanityControls.controlCriterion(AbsoluteWeight(), check: .layerShuffle, model: model, seed: seed) : AbsoluteWeight()
-            return try model.prune(with: c, sparsity: sparsity, data: nil)
+            return try model.prune(with: c, toward: .sparsity(sparsity), data: nil).plan
         }
         let own = try prune(false, seed: 0), shuffled = try prune(true, seed: 0)
         XCTAssertEqual(own.layers.map(\.keptCount), shuffled.layers.map(\.keptCount), "each layer keeps the criterion's count")
@@ -120,9 +120,9 @@ final class SanityTests: XCTestCase {
     /// is at most every pruned |w| among the layers in scope (the classifier stays whole).
     func testInvertPrunesTheHighestScores() throws {
         let ownModel = try lenet(), model = try lenet()
-        let own = try ownModel.prune(with: AbsoluteWeight(), sparsity: 0.6, data: nil)
+        let own = try ownModel.prune(with: AbsoluteWeight(), toward: .sparsity(0.6), data: nil).plan
         let inverted = try model.prune(with: try SanityControls.controlCriterion(AbsoluteWeight(), check: .invert, model: model, seed: 0),
-                                       sparsity: 0.6, data: nil)
+                                       toward: .sparsity(0.6), data: nil).plan
         XCTAssertEqual(inverted.layers.reduce(0) { $0 + $1.keptCount }, own.layers.reduce(0) { $0 + $1.keptCount },
                        "the complement ranking prunes the same count")
         let original = try lenet().prunableLayers()
@@ -143,7 +143,7 @@ final class SanityTests: XCTestCase {
     func testReinitChangesSurvivingValuesNotTheMask() throws {
         func pruned() throws -> Model {
             let m = try lenet()
-            try m.prune(with: AbsoluteWeight(), sparsity: 0.5, data: nil)
+            try m.prune(with: AbsoluteWeight(), toward: .sparsity(0.5), data: nil)
             return m
         }
         let model = try pruned(), original = try pruned()

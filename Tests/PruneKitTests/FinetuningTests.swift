@@ -24,7 +24,7 @@ final class FinetuningTests: XCTestCase {
     /// Prunes half the weights by magnitude, as a pruning step would.
     private func prune(_ model: Model) throws {
         let criterion = try TestSupport.builtInRegistry().criterion("global-magnitude")
-        try model.prune(with: criterion, sparsity: 0.5, data: nil)
+        try model.prune(with: criterion, toward: .sparsity(0.5), data: nil)
     }
 
     private func masks(_ model: Model) -> [String: Tensor] {
@@ -186,7 +186,7 @@ final class FinetuningTests: XCTestCase {
             let strategy = try registry.finetune(id, options: options)
             let sparsities = schedule.sparsities(toward: 0.75)
             for (step, s) in sparsities.enumerated() {
-                try m.prune(with: criterion, sparsity: s, data: nil)
+                try m.prune(with: criterion, toward: .sparsity(s), data: nil)
                 let mask = masks(m)
                 try strategy.finetune(m, step: step, of: sparsities.count, context: context)
                 assertMasksSurvive(m, mask, "\(id) step \(step)")

@@ -167,7 +167,7 @@ final class ForeignCriterionTests: XCTestCase {
         let swift = try model.score(with: TestSupport.builtInRegistry().criterion("l1-filter"), data: nil)
         XCTAssertEqual(c.map(\.layer.path), swift.map(\.layer.path))
         for (a, b) in zip(c, swift) { assertClose(a.scores, b.scores) }
-        let plan = try model.prune(with: registry.criterion("c-l1"), sparsity: 0.5, data: nil)
+        let plan = try model.prune(with: registry.criterion("c-l1"), toward: .sparsity(0.5), data: nil).plan
         XCTAssertEqual(plan.criterion, "c-l1")
         XCTAssertEqual(plan.layers[1].keptCount, 8)
     }

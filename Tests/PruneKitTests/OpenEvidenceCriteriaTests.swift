@@ -113,7 +113,7 @@ final class OpenEvidenceCriteriaTests: XCTestCase {
     func testMaskedWeightsScoreZeroAndStayPruned() throws {
         let model = try ModelZoo.make("lenet-5", inputShape: [1, 28, 28], classCount: 10, seed: 2)
         let data = try DatasetCatalog.load().train.subset(Array(0..<16))
-        try model.prune(with: criterion("global-magnitude"), sparsity: 0.5, data: nil)
+        try model.prune(with: criterion("global-magnitude"), toward: .sparsity(0.5), data: nil)
         // The classifier is kept whole by default: every other layer has a mask.
         let masks = model.prunableLayers().map { model.nodes[model.nodeIndex(named: $0.path)!].layer.parameter(named: "weight")!.mask }
         XCTAssert(masks.dropLast().allSatisfy { $0 != nil } && masks.last! == nil)

@@ -88,7 +88,7 @@ final class SchedulesTests: XCTestCase {
         let schedule = try registry.schedule("iterative", options: ["steps=3", "decay=linear"])
         let plans = try model.prune(with: registry.criterion("global-magnitude"), schedule: schedule,
                                     finetune: registry.finetune("finetune", options: ["epochs=1"]),
-                                    target: 0.6, context: context, data: nil)
+                                    toward: .sparsity(0.6), context: context, data: nil).map(\.plan)
         XCTAssertEqual(plans.count, 3)
         for (plan, s) in zip(plans, [0.2, 0.4, 0.6]) { XCTAssertEqual(sparsity(plan), s, accuracy: 0.01) }
         XCTAssertEqual(epochs, 3, "one finetuning epoch after each step")
@@ -101,7 +101,7 @@ final class SchedulesTests: XCTestCase {
         context.epochEnded = { _ in epochs += 1 }
         let schedule = try registry.schedule("agp", options: ["steps=6", "every=2"])
         let plans = try model.prune(with: registry.criterion("global-magnitude"), schedule: schedule,
-                                    finetune: registry.finetune("none"), target: 0.8, context: context, data: nil)
+                                    finetune: registry.finetune("none"), toward: .sparsity(0.8), context: context, data: nil).map(\.plan)
         XCTAssertEqual(plans.count, 3, "at t = 2, 4, 6")
         for (plan, s) in zip(plans, schedule.sparsities(toward: 0.8)) { XCTAssertEqual(sparsity(plan), s, accuracy: 0.01) }
         XCTAssertEqual(epochs, 2, "one training run, pruned along the way")
@@ -110,7 +110,7 @@ final class SchedulesTests: XCTestCase {
 
         XCTAssertThrowsError(try model.prune(with: registry.criterion("global-magnitude"),
                                              schedule: registry.schedule("agp", options: ["steps=7"]),
-                                             finetune: registry.finetune("none"), target: 0.8, context: context, data: nil)) {
+                                             finetune: registry.finetune("none"), toward: .sparsity(0.8), context: context, data: nil).map(\.plan)) {
             XCTAssert("\($0)".contains("only 6 batches"), "\($0)")
         }
     }

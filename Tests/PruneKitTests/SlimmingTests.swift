@@ -142,7 +142,7 @@ final class SlimmingTests: XCTestCase {
         let model = try smallVGG()
         setDistinctScales(model)
         let absGamma = gammas(model).map { $0.1.value.scalars.map(abs) }
-        let plan = try model.prune(with: try slimming(), sparsity: 0.5, data: nil)
+        let plan = try model.prune(with: try slimming(), toward: .sparsity(0.5), data: nil).plan
 
         XCTAssertEqual(plan.scope, .global)
         let bnLayers = plan.layers.filter { $0.path != "classifier" }
@@ -181,13 +181,17 @@ final class SlimmingTests: XCTestCase {
         }
     }
 
-    /// The documented consequence of un-scaled layers in scope: with the classifier in scope
-    /// its 10 channels count in the total but score the largest finite float, so all the
-    /// pruned channels come from BatchNorm layers.
+    /// The documented consequence of un-scaled layers in a layer-by-layer selection: with the
+    /// classifier in scope its 10 channels count in the total but score the largest finite
+    /// float, so all the pruned channels come from BatchNorm layers. (Pruning along
+    /// dependency groups never prunes the classifier's outputs, the model's own.)
     func testUnscaledLayersInScopeAreTakenLast() throws {
         let model = try smallVGG()
         setDistinctScales(model)
-        let plan = try model.prune(with: try slimming(), sparsity: 0.5, keepClassifier: false, data: nil)
+        let criterion = try slimming()
+        let plan = try selectPruning(try model.score(with: criterion, data: nil), granularity: .channel,
+                                     settings: SelectionSettings(scope: criterion.preferredScope, sparsity: 0.5, keepClassifier: false),
+                                     criterion: criterion.id)
         let total = 320 + 10
         let expectedPruned = total - Int((Double(total) * 0.5).rounded())
         XCTAssertEqual(plan.layers.last!.keptCount, 10)

@@ -111,9 +111,12 @@ final class SurgeryTests: XCTestCase {
     }
 
     func testLayerPlansOnResidualStreamsStayMasked() throws {
-        // The old per-layer selection masks conv2 outputs that feed additions: surgery keeps them, as zeros, and says so.
+        // A per-layer selection (no dependency groups) masks conv2 outputs that feed additions:
+        // surgery keeps them, as zeros, and says so.
         let model = TinyModels.randomized(try ModelZoo.make("resnet-20", inputShape: [3, 16, 16], classCount: 10, seed: 0))
-        try model.prune(with: TestL1Channels(), sparsity: 0.25, scope: .perLayer, data: nil)
+        let scores = try model.score(with: TestL1Channels(), data: nil)
+        try selectPruning(scores, granularity: .channel, settings: SelectionSettings(scope: .perLayer, sparsity: 0.25),
+                          criterion: "test").apply(to: model)
         let r = try model.removingPrunedChannels()
         XCTAssertLessThan(maxDifference(model, r.model, batch: 2), 1e-5)
         XCTAssert(width(r, "layer1.0.conv2")! == (16, 16) && width(r, "layer1.0.conv1")! == (16, 12))

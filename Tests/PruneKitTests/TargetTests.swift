@@ -22,6 +22,20 @@ private struct TwoSteps: Schedule {
     func sparsities(toward target: Double) -> [Double] { [target / 2, target] }
 }
 
+/// ℓ1 of each filter, counting how often its evidence is gathered (once per scoring).
+private struct CountingL1: Criterion {
+    final class Counter: @unchecked Sendable { var gathers = 0 }
+    static let id = "test-counting-l1"
+    let granularity = Granularity.channel
+    let counter: Counter
+    init(options: OptionValues) { counter = Counter() }
+    init(counter: Counter) { self.counter = counter }
+    func gather(_ session: CalibrationSession, into states: inout [Void]) throws { counter.gathers += 1 }
+    func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {
+        layer.weights.rows.map { $0.reduce(0) { $0 + abs($1) } }
+    }
+}
+
 private struct NoFinetuning: FinetuneStrategy {
     static let id = "test-none"
     init(options: OptionValues) {}
@@ -68,7 +82,7 @@ final class TargetTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(r.achieved, 3)
         // A hair less pruning does not reach it.
         let m = try lenet()
-        try m.prune(with: TestMagnitude(), sparsity: r.sparsity - 2e-6, data: nil)
+        try m.prune(with: TestMagnitude(), toward: .sparsity(r.sparsity - 2e-6), data: nil)
         let k = nonzero(m)
         XCTAssertLessThan(Double(k.allMACs) / Double(k.macs), 3)
     }
@@ -142,5 +156,23 @@ final class TargetTests: XCTestCase {
                                     finetune: NoFinetuning(options: OptionValues(defaultsOf: [])), toward: .speedup(2),
                                     context: context, data: nil)
         XCTAssertEqual(one[0].sparsity, steps[1].sparsity, accuracy: 1e-12)
+    }
+
+    /// One pipeline, one scoring: a one-shot prune toward a speed-up or a compression
+    /// scores once (the search for the target reuses the scores); a schedule of two steps
+    /// scores once to turn the target into a sparsity, then once per step.
+    func testAPruneScoresOncePerStep() throws {
+        let context = FinetuneContext(train: try DatasetCatalog.load().train, validation: nil, training: TrainingConfiguration())
+        let none = NoFinetuning(options: OptionValues(defaultsOf: []))
+        for target in [PruningTarget.speedup(2), .compression(3), .sparsity(0.5)] {
+            let counter = CountingL1.Counter()
+            _ = try lenet().prune(with: CountingL1(counter: counter), schedule: OneShot(options: OptionValues(defaultsOf: [])),
+                                  finetune: none, toward: target, context: context, data: nil)
+            XCTAssertEqual(counter.gathers, 1, "one-shot toward \(target)")
+        }
+        let counter = CountingL1.Counter()
+        _ = try lenet().prune(with: CountingL1(counter: counter), schedule: TwoSteps(options: OptionValues(defaultsOf: [])),
+                              finetune: none, toward: .speedup(2), context: context, data: nil)
+        XCTAssertEqual(counter.gathers, 3, "the target's sparsity, then two steps")
     }
 }

@@ -187,8 +187,9 @@ final class ThiNetTests: XCTestCase {
             var plans: [Bool: [Int]] = [:]
             for rescale in [true, false] {
                 let model = try make()
-                let plan = try model.prune(with: try thinet(["rescale=\(rescale)"]), sparsity: 0.5,
-                                           excluded: Set(paths.filter { $0 != layer }), data: data, calibration: calibration)
+                let plan = try model.prune(with: try thinet(["rescale=\(rescale)"]), toward: .sparsity(0.5),
+                                           settings: TargetedPruningSettings(excluded: Set(paths.filter { $0 != layer })),
+                                           data: data, calibration: calibration).plan
                 plans[rescale] = plan.layers.first { $0.path == layer }?.keptPositions
                 errors[rescale] = (squaredError(reference, outputs(model, node: node, loader: loader, batches: 0..<4)),
                                    squaredError(heldOutReference, outputs(model, node: node, loader: loader, batches: 4..<8)))

@@ -5,11 +5,23 @@ import PruneKit
 // the SDK's surgery (`Model.prune(with:toward:…)`, `Model.removingPrunedChannels`) and
 // measurement (`Model.cost`, `Model.measureLatency`, sparse storage, `ModelIO.savedSize`).
 
-/// Measurements of a model the way every trial takes them.
-enum Measure {
+/// Measurements of a model the way every trial and `prunekit prune` take them.
+public enum Measure {
+    /// Everything a model is measured by, before or after pruning: ``figures(_:)``, the
+    /// saved size with automatic storage (``savedBytes(_:scratch:)``), and the latency at
+    /// batch 1 and 64 over `latencyRuns` passes (none when 0: a weight-masked model runs the
+    /// same dense kernels as before pruning, so there is no change to measure).
+    /// - Parameter scratch: a folder for the saved copy, which is removed.
+    public static func model(_ model: Model, latencyRuns: Int, scratch: String) throws -> ModelFigures {
+        var f = figures(model)
+        f.fileBytes = try savedBytes(model, scratch: scratch)
+        f.latency = try latencies(model, runs: latencyRuns)
+        return f
+    }
+
     /// Parameters, prunable weights and MACs (`Model.cost`): non-zero parameters and the
     /// MACs of the non-zero weights only, so an unstructured model counts what it kept.
-    static func figures(_ model: Model) -> ModelFigures {
+    public static func figures(_ model: Model) -> ModelFigures {
         let c = model.compression, cost = model.cost
         return ModelFigures(parameters: cost.parameters, nonzeroParameters: cost.nonZeroParameters,
                             prunableWeights: c.prunableWeights, remainingPrunableWeights: c.prunableWeights - c.prunedWeights,
@@ -18,7 +30,7 @@ enum Measure {
 
     /// Latency at batch 1 and 64 (`Model.measureLatency`: median, p10, p90 over `runs`
     /// timed forward passes after 3 untimed ones), or none when `runs` is 0.
-    static func latencies(_ model: Model, runs: Int) throws -> [Latency] {
+    public static func latencies(_ model: Model, runs: Int) throws -> [Latency] {
         guard runs > 0 else { return [] }
         return try [1, 64].map { b in
             let m = try model.measureLatency(batchSize: b, runs: runs, warmup: 3)
@@ -26,12 +38,13 @@ enum Measure {
         }
     }
 
-    /// The bytes of the model saved in `scratch` (removed afterwards): `sparse`, with the
-    /// sparse storage of unstructured pruning (`.automatic`: sparse where smaller), else dense.
-    static func savedBytes(_ model: Model, sparse: Bool, scratch: String) throws -> Int {
+    /// The bytes of the model saved in `scratch` (removed afterwards) with automatic
+    /// storage: the sparse storage of unstructured pruning where it is smaller, else dense
+    /// (a dense or channel-pruned model).
+    public static func savedBytes(_ model: Model, scratch: String) throws -> Int {
         let dir = "\(scratch)/size-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try model.save(to: dir, storage: sparse ? .automatic : .dense)
+        try model.save(to: dir, storage: .automatic)
         return try ModelIO.savedSize(of: dir)
     }
 
@@ -52,18 +65,15 @@ enum Measure {
 
 /// How a trial reaches its target.
 enum TargetSearch {
-    /// The selection sparsity to prune to so that the model reaches `target`, found
-    /// without changing `model` (``Model/sparsity(toward:with:settings:data:calibration:)``):
-    /// compression is prunable weights before / after over every conv and linear weight
-    /// (what ``TrialResult/compression`` reports); speed-up is MACs before / after.
-    /// - Throws: ``PruneKitError`` `.invalidArgument` for a target not above 1×, or one that
-    ///   can't be reached (naming the closest reachable figure).
-    static func sparsity(for target: TrialTarget, criterion: any Criterion, model: Model, settings: TargetedPruningSettings,
-                         data: Dataset, calibration: CalibrationSettings) throws -> Double {
+    /// The SDK's target for a trial's: compression is prunable weights before / after over
+    /// every conv and linear weight (what ``TrialResult/compression`` reports); speed-up is
+    /// MACs before / after. The SDK's pruning entry point reaches it
+    /// (``Model/prune(with:schedule:finetune:toward:context:settings:data:calibration:)``).
+    /// - Throws: ``PruneKitError`` `.invalidArgument` for a target not above 1×.
+    static func goal(for target: TrialTarget) throws -> PruningTarget {
         guard target.value.isFinite, target.value > 1 else {
             throw PruneKitError(.invalidArgument, "a target must be above 1×, got \(target)", hint: "2 means half the weights (compression) or half the MACs (speed-up)")
         }
-        let goal: PruningTarget = target.axis == .compression ? .compression(target.value) : .speedup(target.value)
-        return try model.sparsity(toward: goal, with: criterion, settings: settings, data: data, calibration: calibration)
+        return target.axis == .compression ? .compression(target.value) : .speedup(target.value)
     }
 }

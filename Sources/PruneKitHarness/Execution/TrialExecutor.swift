@@ -165,10 +165,7 @@ private final class Run {
         }
 
         if let problem = try model.channelRankingProblem(with: criterion) { throw problem }
-        let sparsity = try timed("score") {
-            try TargetSearch.sparsity(for: target, criterion: criterion, model: model, settings: settings,
-                                      data: splits.train, calibration: calibration)
-        }
+        let goal = try TargetSearch.goal(for: target)
         if c.pruningTime == .initialization {
             let t = c.baseline.trainingConfiguration
             notes.append("pruned at initialisation (the baseline's initial weights, seed \(c.seed)), then trained \(t.epochs) epoch\(t.epochs == 1 ? "" : "s") with the baseline's recipe (learning rate \(c.baseline.learningRate), cosine), the masks kept")
@@ -182,7 +179,9 @@ private final class Run {
         }
         env.log?("trial \(c.criterion): prune and finetune")
         let start = DispatchTime.now().uptimeNanoseconds
-        let outcomes = try model.prune(with: criterion, schedule: schedule, finetune: observed, toward: .sparsity(sparsity),
+        // One pipeline: scoring, the search for the target and selection happen in the
+        // SDK's entry point (once for a one-shot schedule), as in `prunekit prune`.
+        let outcomes = try model.prune(with: criterion, schedule: schedule, finetune: observed, toward: goal,
                                        context: context, settings: settings, data: splits.train, calibration: calibration)
         let total = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         phases["finetune", default: 0] += observed.finetuneSeconds
@@ -204,14 +203,9 @@ private final class Run {
                 // The channels are removed: every after-figure is the narrower model's.
                 let surgery = try Measure.physicallyPruned(model, policy: policy)
                 notes += surgery.notes
-                var f = Measure.figures(surgery.model)
-                f.fileBytes = try Measure.savedBytes(surgery.model, sparse: false, scratch: env.scratchDirectory)
-                f.latency = try Measure.latencies(surgery.model, runs: runs)
-                return f
+                return try Measure.model(surgery.model, latencyRuns: runs, scratch: env.scratchDirectory)
             }
-            var f = Measure.figures(model)
-            f.fileBytes = try Measure.savedBytes(model, sparse: true, scratch: env.scratchDirectory)
-            return f
+            return try Measure.model(model, latencyRuns: 0, scratch: env.scratchDirectory)
         }
         return finish(result)
     }
@@ -234,9 +228,7 @@ private final class Run {
         let host = ProcessInfo.processInfo.hostName.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }
         let path = "\(artifact.entryDirectory)/figures-\(host)-t\(Parallel.threadCount)-r\(runs).json"
         if let cached = try? readJSON(ModelFigures.self, from: path, what: "baseline figures") { return cached }
-        var f = Measure.figures(model)
-        f.fileBytes = try Measure.savedBytes(model, sparse: false, scratch: env.scratchDirectory)
-        f.latency = try Measure.latencies(model, runs: runs)
+        let f = try Measure.model(model, latencyRuns: runs, scratch: env.scratchDirectory)
         try writeJSON(f, to: path)
         return f
     }

@@ -235,7 +235,7 @@ public final class ExperimentRunner: @unchecked Sendable {
 extension ExperimentRunner.Summary {
     /// The phases in the order they happen, then any others a trial reported.
     public static let phaseOrder = ["baseline", "score", "prune", "finetune", "evaluate", "measure", "oracle", "overhead"]
-    static let phaseNames = ["baseline": "baseline training", "score": "scoring", "prune": "pruning",
+    static let phaseNames = ["baseline": "baseline training", "score": "scoring (oracle)", "prune": "scoring and pruning",
                              "finetune": "finetuning", "evaluate": "evaluation", "measure": "measuring",
                              "oracle": "oracle", "overhead": "process start-up, loading, writing"]
 

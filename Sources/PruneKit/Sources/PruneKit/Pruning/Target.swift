@@ -186,32 +186,51 @@ extension Model {
                                achieved: counter.figure(target, kept: kept, inScope: inScope), notes: plan.notes)
     }
 
-    /// Prunes toward `target` along a schedule with a finetuning strategy: as
-    /// ``prune(with:schedule:finetune:target:context:scope:excluded:keepClassifier:data:calibration:)``,
-    /// with each step pruning as ``prune(with:toward:settings:data:calibration:)`` does
-    /// (channel criteria along dependency groups).
+    /// Prunes toward `target` along a schedule with a finetuning strategy: the whole
+    /// prune–finetune loop for one criterion, each step pruning as
+    /// ``prune(with:toward:settings:data:calibration:)`` does (channel criteria along
+    /// dependency groups).
     ///
-    /// A compression or speed-up is first turned into the sparsity that reaches it on the
-    /// model as given (one scoring pass, no masks); the schedule then runs toward that
-    /// sparsity, re-scoring at every step. With an N:M ``TargetedPruningSettings/pattern``
-    /// the schedule must prune in one step (one-shot): the pattern fixes every step's sparsity.
+    /// - A schedule whose only step is the target itself (one-shot): one
+    ///   ``prune(with:toward:settings:data:calibration:)`` toward `target` (one scoring
+    ///   pass, whatever the target's axis), then `strategy` as step 0 of 1.
+    /// - Any other schedule without ``Schedule/trainingSteps`` (iterative): a compression
+    ///   or speed-up is first turned into the sparsity that reaches it on the model as given
+    ///   (``sparsity(toward:with:settings:data:calibration:)``, one scoring pass, no masks);
+    ///   for each sparsity sᵢ of ``Schedule/sparsities(toward:)`` the model is pruned to sᵢ
+    ///   (re-scored), then `strategy` runs for step i.
+    /// - A schedule with ``Schedule/trainingSteps`` (AGP): one training run with
+    ///   `context.training` on `context.train`, pruning to sᵢ once `trainingSteps[i]` batches
+    ///   are done (step 0: before the first batch); then `strategy` once, as step 0 of 1.
+    ///   The run must be long enough: at least the last training step's batches.
+    ///
+    /// With an N:M ``TargetedPruningSettings/pattern`` the schedule must prune in one step
+    /// (one-shot): the pattern fixes every step's sparsity. `context.epochEnded` hears every
+    /// epoch trained, the pruning run's and the strategy's.
     /// - Returns: every step's outcome; the last one's ``TargetedPruning/achieved`` is
     ///   measured on the target's axis once finetuning is done.
-    /// - Throws: as the two functions it combines; `.invalidArgument`, before any pruning,
-    ///   for a pattern with a schedule of several steps.
+    /// - Throws: what pruning, training or the strategy throws; `.invalidArgument`, before any
+    ///   pruning, for a pattern with a schedule of several steps, or a training-time
+    ///   schedule whose run is too short. A pruning step that fails during training stops
+    ///   further pruning and is thrown once that run ends (training can't be interrupted
+    ///   from its per-batch hook).
     @discardableResult
     public func prune(with criterion: any Criterion, schedule: any Schedule, finetune strategy: any FinetuneStrategy,
                       toward target: PruningTarget, context: FinetuneContext,
                       settings: TargetedPruningSettings = TargetedPruningSettings(), data: Dataset?,
                       calibration: CalibrationSettings = CalibrationSettings()) throws -> [TargetedPruning] {
-        var final = try sparsity(toward: target, with: criterion, settings: settings, data: data, calibration: calibration)
-        final = min(final, 1 - 1e-9)
+        try target.validate()
         try settings.pattern?.check(schedule)
         var outcomes: [TargetedPruning] = []
-        _ = try runSchedule(schedule, strategy, target: final, context: context) { s in
-            let outcome = try self.prune(with: criterion, toward: .sparsity(s), settings: settings, data: data, calibration: calibration)
-            outcomes.append(outcome)
-            return outcome.plan
+        if schedule.isSingleStep {
+            outcomes = [try prune(with: criterion, toward: target, settings: settings, data: data, calibration: calibration)]
+            try strategy.finetune(self, step: 0, of: 1, context: context)
+        } else {
+            var final = try sparsity(toward: target, with: criterion, settings: settings, data: data, calibration: calibration)
+            final = min(final, 1 - 1e-9)
+            try runSchedule(schedule, strategy, target: final, context: context) { s in
+                outcomes.append(try self.prune(with: criterion, toward: .sparsity(s), settings: settings, data: data, calibration: calibration))
+            }
         }
         if var last = outcomes.popLast() {
             last.target = target
