@@ -77,6 +77,9 @@ public struct Slimming: Criterion {
         return gamma.withUnsafeBufferPointer { g in g.map { abs($0) } }
     }
 
+    /// Training changes with the penalty unless s = 0.
+    public var regularizes: Bool { s != 0 }
+
     /// Adds s·sign(γ) to ∂L/∂γ of every BatchNorm in the model (sign(0) = 0; masked
     /// entries get nothing). Cost: one pass over all γ.
     public func regularize(_ model: Model) {

@@ -78,6 +78,8 @@ func timedCriterion(_ inner: any Criterion, clock: CriterionClock) -> any Criter
 
 /// Wraps a criterion and adds the time spent in its `observe` and `scores` to `clock`,
 /// so a benchmark can separate the criterion's own work from the passes that feed it.
+/// For criteria fed by the standard calibration pass: the wrapper's own (default) `gather`
+/// runs that pass and hands each batch to the timed `observe`.
 struct TimedCriterion<Inner: Criterion>: Criterion {
     typealias State = Inner.State
     static var id: String { "timed" }

@@ -119,6 +119,7 @@ struct SanityControlCriterion<Inner: Criterion>: Criterion {
     }
 
     func regularize(_ model: Model) { inner.regularize(model) }
+    var regularizes: Bool { inner.regularizes }
 
     func scores(for layer: PrunableLayer, state: State, context: ScoringContext) throws -> [Float] {
         let scores = try inner.scores(for: layer, state: state, context: context)

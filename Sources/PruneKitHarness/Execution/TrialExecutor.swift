@@ -147,8 +147,10 @@ private final class Run {
         result.before = try timed("measure") { try baselineFigures(model, artifact: artifact, runs: runs) }
         let originalMACs = model.macs
 
-        // Criteria that change training (slimming's L1 on γ) train with their penalty first.
-        if try regularizes(criterion, model) {
+        // Criteria that change training (slimming's L1 on γ) train with their penalty first:
+        // on a model with BatchNorm that training is what sets the scales apart.
+        if let problem = try model.channelRankingProblem(with: criterion, beforeTraining: criterion.regularizes) { throw problem }
+        if criterion.regularizes {
             guard c.pruningTime == .trained else {
                 throw PruneKitError(.invalidArgument, "'\(c.criterion)' ranks what training with its penalty leaves; pruning at initialisation has no training before pruning",
                                     hint: "run '\(c.criterion)' with --when trained")
@@ -162,9 +164,9 @@ private final class Run {
                 }
                 notes.append("trained \(epochs) epoch\(epochs == 1 ? "" : "s") with the training penalty of '\(criterion.id)' before pruning (learning rate \(c.baseline.learningRate / 5), constant)")
             }
+            if let problem = try model.channelRankingProblem(with: criterion) { throw problem }
         }
 
-        if let problem = try model.channelRankingProblem(with: criterion) { throw problem }
         let goal = try TargetSearch.goal(for: target)
         if c.pruningTime == .initialization {
             let t = c.baseline.trainingConfiguration
@@ -253,13 +255,6 @@ private final class Run {
 
     /// Whether the criterion's `regularize` hook changes the gradients of this model
     /// (probed on a copy with zero gradients).
-    func regularizes(_ criterion: any Criterion, _ model: Model) throws -> Bool {
-        let copy = try model.clone()
-        copy.zeroGradients()
-        criterion.regularize(copy)
-        return copy.namedParameters.contains { p in p.parameter.gradient.withUnsafeBufferPointer { $0.contains { $0 != 0 } } }
-    }
-
     func runOracle(_ criterion: any Criterion, model: Model, artifact: BaselineArtifact, data: Dataset,
                    into result: inout TrialResult) throws {
         guard criterion.granularity == .channel else {

@@ -279,6 +279,10 @@ public protocol Criterion {
     /// slimming's L1 on BatchNorm γ). Default: none.
     func regularize(_ model: Model)
 
+    /// Whether ``regularize(_:)`` adds anything: a criterion that changes training says so,
+    /// and a tool trains with its penalty before pruning only then. Default: false.
+    var regularizes: Bool { get }
+
     /// Adjusts the weights of the layer after `layer` once the channels to keep are
     /// chosen (ThiNet's least-squares rescaling), from the layer's gathered `state`.
     /// Default: nothing.
@@ -316,6 +320,7 @@ extension Criterion {
         all.withUnsafeBufferPointer { p in _ = buffer.initialize(from: p[chunk]) }
     }
     public func regularize(_ model: Model) {}
+    public var regularizes: Bool { false }
     public func adjustWeights(of layer: PrunableLayer, keeping kept: [Int], model: Model, state: State, context: ScoringContext) throws {}
 
     /// The state the SDK kept in `context` for this criterion, typed (`()` for a

@@ -37,6 +37,12 @@ public struct SelectionSettings: Sendable, Equatable {
         self.keepClassifier = keepClassifier; self.minimumChannels = minimumChannels
     }
 
+    /// Whether the layer at `path` may be pruned: not excluded, and not the classifier when
+    /// it is kept whole. The one in-scope rule of selection and targets.
+    public func isInScope(_ path: String, isClassifier: Bool) -> Bool {
+        !excluded.contains(path) && !(keepClassifier && isClassifier)
+    }
+
     /// Sparsity for a compression ratio: 1 − 1/ratio.
     public static func sparsity(forCompression ratio: Double) -> Double { 1 - 1 / ratio }
 }
@@ -123,9 +129,7 @@ public func selectPruning(_ sources: [ScoreSource], granularity: Granularity, se
         throw PruneKitError(.invalidArgument, "excluded layer '\(unknown)' is not a prunable layer of the model",
                             hint: "prunable layers: \(sources.map(\.path).joined(separator: ", "))")
     }
-    let inScope = sources.map { s in
-        !settings.excluded.contains(s.path) && !(settings.keepClassifier && s.isClassifier)
-    }
+    let inScope = sources.map { settings.isInScope($0.path, isClassifier: $0.isClassifier) }
     guard inScope.contains(true) else {
         throw PruneKitError(.invalidArgument, "no prunable layer is left in scope",
                             hint: "exclude fewer layers, or allow the classifier to be pruned")

@@ -82,6 +82,12 @@ public struct TargetedPruningSettings: Sendable, Equatable {
         self.scope = scope; self.excluded = excluded; self.keepClassifier = keepClassifier
         self.minimumChannels = minimumChannels; self.policy = policy; self.reduction = reduction
     }
+
+    /// The selection settings these imply (scope `.global` where none is given; sparsity 0).
+    var selection: SelectionSettings {
+        SelectionSettings(scope: scope ?? .global, sparsity: 0, excluded: excluded, keepClassifier: keepClassifier,
+                          minimumChannels: minimumChannels)
+    }
 }
 
 /// The outcome of pruning toward a ``PruningTarget``.
@@ -138,9 +144,8 @@ extension Model {
                       settings: TargetedPruningSettings = TargetedPruningSettings(), data: Dataset?,
                       calibration: CalibrationSettings = CalibrationSettings()) throws -> TargetedPruning {
         try target.validate()
-        let scope = settings.scope ?? criterion.preferredScope
-        var selection = SelectionSettings(scope: scope, sparsity: 0, excluded: settings.excluded,
-                                          keepClassifier: settings.keepClassifier, minimumChannels: settings.minimumChannels)
+        var selection = settings.selection
+        selection.scope = settings.scope ?? criterion.preferredScope
         if let pattern = settings.pattern {
             try pattern.check(target, criterion: criterion)
             selection.pattern = pattern
@@ -148,7 +153,7 @@ extension Model {
         if criterion.granularity == .weight {
             let sources = try scoreSources(with: criterion, data: data, settings: calibration)
             let counter = WeightCounter(self)
-            let inScope = Set(sources.filter { !settings.excluded.contains($0.path) && !(settings.keepClassifier && $0.isClassifier) }.map(\.path))
+            let inScope = Set(sources.filter { selection.isInScope($0.path, isClassifier: $0.isClassifier) }.map(\.path))
             func planAt(_ s: Double) throws -> PruningPlan {
                 selection.sparsity = s
                 return try selectPruning(sources, granularity: .weight, settings: selection, criterion: criterion.id)
@@ -180,10 +185,8 @@ extension Model {
             try layerScores.adjustWeights(with: criterion, keeping: layerPlan.keptPositions, model: self, seed: calibration.seed)
         }
         try plan.apply(to: self, dependencies: deps)
-        let removable = removableChannels(deps).0
-        let kept: [Int?] = deps.groups.map { g in removable[g.index].isEmpty ? nil : g.channels - removable[g.index].count }
         return TargetedPruning(plan: plan, target: target, sparsity: s,
-                               achieved: counter.figure(target, kept: kept, inScope: inScope), notes: plan.notes)
+                               achieved: counter.figure(target, kept: keptChannels(deps), inScope: inScope), notes: plan.notes)
     }
 
     /// Prunes toward `target` along a schedule with a finetuning strategy: the whole
@@ -270,7 +273,7 @@ extension Model {
     public func weightSparsity(forCompression r: Double, settings: TargetedPruningSettings) throws -> Double {
         let layers = prunableLayers()
         let total = layers.reduce(0) { $0 + $1.weights.count }
-        let inScope = layers.filter { !settings.excluded.contains($0.path) && !(settings.keepClassifier && $0.isClassifier) }
+        let inScope = layers.filter { settings.selection.isInScope($0.path, isClassifier: $0.isClassifier) }
             .reduce(0) { $0 + $1.weights.count }
         let s = Double(total) * (1 - 1 / r) / Double(max(inScope, 1))
         guard s < 1 else {
@@ -286,7 +289,7 @@ extension Model {
                   calibration: CalibrationSettings) throws -> Double {
         if criterion.granularity == .weight {
             let layers = prunableLayers()
-            let inScope = Set(layers.filter { !settings.excluded.contains($0.path) && !(settings.keepClassifier && $0.isClassifier) }.map(\.path))
+            let inScope = Set(layers.filter { settings.selection.isInScope($0.path, isClassifier: $0.isClassifier) }.map(\.path))
             return WeightCounter(self).measured(target, model: self, inScope: inScope)
         }
         let deps = try channelDependencies(policy: settings.policy)
@@ -295,9 +298,14 @@ extension Model {
             g.isPrunable && !g.scoredLayers.isEmpty && !g.scoredLayers.contains(where: settings.excluded.contains)
                 && !(settings.keepClassifier && classifier.map(g.scoredLayers.contains) == true)
         }.map(\.index))
+        return StructureCounter(self, deps).figure(target, kept: keptChannels(deps), inScope: inScope)
+    }
+
+    /// Per dependency group, the channels left once the masked ones are removed (`nil`:
+    /// none is removable).
+    func keptChannels(_ deps: ChannelDependencies) -> [Int?] {
         let removable = removableChannels(deps).0
-        let kept: [Int?] = deps.groups.map { g in removable[g.index].isEmpty ? nil : g.channels - removable[g.index].count }
-        return StructureCounter(self, deps).figure(target, kept: kept, inScope: inScope)
+        return deps.groups.map { g in removable[g.index].isEmpty ? nil : g.channels - removable[g.index].count }
     }
 }
 
