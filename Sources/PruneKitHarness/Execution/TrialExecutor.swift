@@ -32,7 +32,9 @@ public struct TrialEnvironment {
 /// An init trial (``PruningTime/initialization``) prunes the baseline's initial weights and
 /// trains with the baseline's recipe instead of the finetuning strategy; a sanity-check
 /// trial (``SanityCheck``) transforms the criterion's scores, or re-initialises the
-/// surviving weights before training (``SanityControls``).
+/// surviving weights before training (``SanityControls``). An N:M trial
+/// (``TrialConfiguration/pattern``) selects in its pattern (`TargetedPruningSettings.pattern`,
+/// as `prunekit prune --pattern` does) instead of searching the sparsity of its target.
 ///
 /// Phases timed in `phaseSeconds`: `baseline` (ensure and load), `regularize` (criteria
 /// whose `regularize` hook changes training: that many epochs of training with the
@@ -112,6 +114,18 @@ private final class Run {
             try runOracle(criterion, model: trainedModel, artifact: artifact, data: splits.train, into: &result)
             return finish(result)
         }
+        let pattern = try c.nmPattern
+        if let pattern {
+            // The pattern fixes the masks; the target only says where the trial is reported.
+            guard criterion.granularity == .weight else {
+                throw PruneKitError(.invalidArgument, "the N:M pattern \(pattern) selects single weights, but '\(c.criterion)' is a \(criterion.granularity.rawValue) criterion",
+                                    hint: "use a weight criterion (global-magnitude, layer-magnitude, …) with an N:M pattern")
+            }
+            guard c.target == TrialTarget(nominalOf: pattern) else {
+                throw PruneKitError(.invalidArgument, "the N:M pattern \(pattern) fixes the sparsity of the layers it covers at \(pattern.sparsity) (nominally \(TrialTarget(nominalOf: pattern))); it can't prune toward \(c.target.map(\.description) ?? "no target")",
+                                    hint: "give the pattern trial the target \(TrialTarget(nominalOf: pattern)), or drop the pattern to reach another target")
+            }
+        }
         guard let target = c.target else {
             throw PruneKitError(.invalidArgument, "a prune trial needs a target", hint: "give a compression or speed-up target")
         }
@@ -131,9 +145,12 @@ private final class Run {
                 notes.append("sanity check reinit: the criterion's mask, the surviving weights initialised afresh (seed stream sanity/reinit of seed \(c.seed)) before the training after pruning")
             } else {
                 criterion = try SanityControlCriterion(criterion, check: check, model: model, seed: c.seed)
-                notes.append(check == .invert
-                    ? "sanity check invert: the highest-scoring weights pruned instead of the lowest"
-                    : "sanity check layer-shuffle: each layer keeps the criterion's count of weights, at positions drawn uniformly at random (seeded)")
+                switch (check, pattern) {
+                case (.invert, nil): notes.append("sanity check invert: the highest-scoring weights pruned instead of the lowest")
+                case let (.invert, p?): notes.append("sanity check invert: in every group of \(p.m), the \(p.n) lowest-scoring weights kept instead of the highest")
+                case (_, nil): notes.append("sanity check layer-shuffle: each layer keeps the criterion's count of weights, at positions drawn uniformly at random (seeded)")
+                case let (_, p?): notes.append("sanity check layer-shuffle: the criterion's scores shuffled within each layer, so every group of \(p.m) keeps \(p.n) weights drawn uniformly at random (seeded)")
+                }
             }
         }
         let checkpoints: [Int: [String: Tensor]]
@@ -142,7 +159,8 @@ private final class Run {
             throw e
         }
         let policy = try Measure.residualPolicy(c.residualPolicy)
-        let settings = TargetedPruningSettings(policy: policy)
+        var settings = TargetedPruningSettings(policy: policy)
+        settings.pattern = pattern
 
         result.before = try timed("measure") { try baselineFigures(model, artifact: artifact, runs: runs) }
         let originalMACs = model.macs
@@ -165,7 +183,8 @@ private final class Run {
         }
 
         if let problem = try model.channelRankingProblem(with: criterion) { throw problem }
-        let sparsity = try timed("score") {
+        // An N:M pattern is its own target (sparsity 1 − N/M of the layers it covers): no search.
+        let sparsity = try pattern.map(\.sparsity) ?? timed("score") {
             try TargetSearch.sparsity(for: target, criterion: criterion, model: model, settings: settings,
                                       data: splits.train, calibration: calibration)
         }
@@ -212,6 +231,11 @@ private final class Run {
             var f = Measure.figures(model)
             f.fileBytes = try Measure.savedBytes(model, sparse: true, scratch: env.scratchDirectory)
             return f
+        }
+        if let pattern, let reached = result.compression {
+            notes.append("the N:M pattern \(pattern) keeps \(pattern.n) of every \(pattern.m) weights of the layers it covers (sparsity \(String(format: "%g", pattern.sparsity))); "
+                + "reported at its nominal \(target), it reaches " + String(format: "%.2f×", reached)
+                + " over every prunable weight (layers it can't cover and the classifier stay dense)")
         }
         return finish(result)
     }
