@@ -53,6 +53,8 @@ struct Compare: ParsableCommand {
     @Flag(help: "Run again the trials that failed before (by default a failed trial counts as done).") var retryFailed = false
     @Option(help: ArgumentHelp("Where baseline checkpoints are cached (default: baselines/ next to the store).", valueName: "dir"))
     var cache: String?
+    @Option(help: ArgumentHelp("Keep the pruned model of every trial that runs in DIR/<trial id> (the id column of trials.csv; default: not kept).", valueName: "dir"))
+    var models: String?
     @OptionGroup var plugins: PluginOptions
     @OptionGroup var engine: EngineOptions
 
@@ -79,7 +81,7 @@ struct Compare: ParsableCommand {
             // crashes or hangs fails only its own trials. Their work folder goes at the end.
             var children = ExperimentParts.childRunner(executable: executablePath(), cacheDirectory: spec.cacheDirectory,
                                                        threads: threads, pluginFiles: plugins.files,
-                                                       pluginDirectories: plugins.directories)
+                                                       pluginDirectories: plugins.directories, modelsDirectory: spec.models)
             defer { children.removeWorkDirectory() }
             let plan = try ExperimentPlan.validated(spec, probe: children)
             children.timeLimit = spec.trialTimeLimit(oracleEpochs: plan.oracleCost?.epochs ?? 0)
@@ -157,7 +159,7 @@ struct Compare: ParsableCommand {
         o.when = try when.map { try ExperimentSpec.parseList($0, option: "--when") }
         o.sanity = try sanity.map { try ExperimentSpec.parseList($0, option: "--sanity", allowsNone: true) }
         o.patterns = try pattern.map { try ExperimentSpec.parsePatterns($0.split(separator: ",", omittingEmptySubsequences: false).map(String.init), option: "--pattern") }
-        o.seeds = seeds; o.store = store; o.report = report; o.cache = cache; o.jobs = jobs
+        o.seeds = seeds; o.store = store; o.report = report; o.cache = cache; o.models = models; o.jobs = jobs
         return o
     }
 

@@ -26,12 +26,24 @@ enum Measure {
         }
     }
 
-    /// The bytes of the model saved in `scratch` (removed afterwards): `sparse`, with the
-    /// sparse storage of unstructured pruning (`.automatic`: sparse where smaller), else dense.
-    static func savedBytes(_ model: Model, sparse: Bool, scratch: String) throws -> Int {
-        let dir = "\(scratch)/size-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        try model.save(to: dir, storage: sparse ? .automatic : .dense)
+    /// Where a trial's model is kept, and the metadata saved with it.
+    struct Kept {
+        var directory: String
+        var metadata: [String: String]
+    }
+
+    /// The bytes of the model saved in `scratch` (removed afterwards), or where `kept` says
+    /// (replacing what a previous run of the trial left there): `sparse`, with the sparse
+    /// storage of unstructured and N:M pruning (`.automatic`: sparse where smaller), else dense.
+    static func savedBytes(_ model: Model, sparse: Bool, scratch: String, keeping kept: Kept? = nil) throws -> Int {
+        let dir = kept?.directory ?? "\(scratch)/size-\(UUID().uuidString.prefix(8))"
+        if kept == nil {
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            try model.save(to: dir, storage: sparse ? .automatic : .dense)
+            return try ModelIO.savedSize(of: dir)
+        }
+        try? FileManager.default.removeItem(atPath: dir)
+        try model.save(to: dir, metadata: kept?.metadata ?? [:], storage: sparse ? .automatic : .dense)
         return try ModelIO.savedSize(of: dir)
     }
 

@@ -9,13 +9,17 @@ public struct TrialEnvironment {
     public var cacheDirectory: String
     /// Scratch space for file-size measurements (default: the system's temporary directory).
     public var scratchDirectory: String
+    /// Where each prune trial keeps its pruned, finetuned model, in `<directory>/<trial id>`
+    /// (weight criteria: the masked model, stored sparse; channel criteria: the narrower
+    /// model), the folder its file size is measured on; `nil` (the default): not kept.
+    public var modelsDirectory: String?
     /// Hears progress lines (baseline training, phases).
     public var log: ((String) -> Void)?
 
     public init(registry: Registry = .shared, cacheDirectory: String,
-                scratchDirectory: String = NSTemporaryDirectory(), log: ((String) -> Void)? = nil) {
+                scratchDirectory: String = NSTemporaryDirectory(), modelsDirectory: String? = nil, log: ((String) -> Void)? = nil) {
         self.registry = registry; self.cacheDirectory = cacheDirectory
-        self.scratchDirectory = scratchDirectory; self.log = log
+        self.scratchDirectory = scratchDirectory; self.modelsDirectory = modelsDirectory; self.log = log
     }
 }
 
@@ -218,18 +222,26 @@ private final class Run {
         }
         result.finetunedAccuracy = finetuned
 
+        // Kept where the environment says (then measured there), with what made it.
+        var metadata = ["prunekit.trial": c.id, "prunekit.criterion": Analysis.criterionLabel(c), "prunekit.target": "\(target)",
+                        "seed": "\(c.seed)", "dataset": c.baseline.dataset]
+        if let pattern { metadata["prunekit.pattern"] = pattern.description }
+        let kept = try env.modelsDirectory.map { dir -> Measure.Kept in
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            return Measure.Kept(directory: "\(dir)/\(c.id)", metadata: metadata)
+        }
         result.after = try timed("measure") { () throws -> ModelFigures in
             if criterion.granularity == .channel {
                 // The channels are removed: every after-figure is the narrower model's.
                 let surgery = try Measure.physicallyPruned(model, policy: policy)
                 notes += surgery.notes
                 var f = Measure.figures(surgery.model)
-                f.fileBytes = try Measure.savedBytes(surgery.model, sparse: false, scratch: env.scratchDirectory)
+                f.fileBytes = try Measure.savedBytes(surgery.model, sparse: false, scratch: env.scratchDirectory, keeping: kept)
                 f.latency = try Measure.latencies(surgery.model, runs: runs)
                 return f
             }
             var f = Measure.figures(model)
-            f.fileBytes = try Measure.savedBytes(model, sparse: true, scratch: env.scratchDirectory)
+            f.fileBytes = try Measure.savedBytes(model, sparse: true, scratch: env.scratchDirectory, keeping: kept)
             return f
         }
         if let pattern, let reached = result.compression {

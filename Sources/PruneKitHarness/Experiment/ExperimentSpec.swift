@@ -95,6 +95,9 @@ public struct ExperimentSpec: Codable, Hashable, Sendable {
     public var report: String?
     /// Where baseline checkpoints are cached; `nil`: `baselines/` next to the store.
     public var cache: String?
+    /// Where each trial that runs keeps its pruned model, in `<models>/<trial id>`
+    /// (``TrialEnvironment/modelsDirectory``); `nil` (the default): not kept.
+    public var models: String?
     /// Seconds a trial may run before its child process is killed and the trial recorded
     /// as failed; `nil`: derived from the baseline's epoch time (``TrialTimeLimit/automatic(oracleEpochs:)``).
     public var trialTimeout: Double?
@@ -210,6 +213,7 @@ extension ExperimentSpec {
         public var store: String?
         public var report: String?
         public var cache: String?
+        public var models: String?
         public var jobs: Int?
         public var trialTimeout: Double?
         public var when: [PruningTime]?
@@ -287,6 +291,7 @@ extension ExperimentSpec {
         if let v = o.store { s.store = v }
         if let v = o.report { s.report = v }
         if let v = o.cache { s.cache = v }
+        if let v = o.models { s.models = v }
         if let v = o.jobs { s.jobs = v }
         if let v = o.trialTimeout { s.trialTimeout = v }
         if let v = o.when { s.when = v }
@@ -303,7 +308,7 @@ extension ExperimentSpec {
     public static let keys = ["name", "model", "dataset", "data-dir", "criteria", "compressions", "speedups",
                               "schedule", "schedule-options", "finetune", "finetune-options", "finetune-epochs",
                               "seeds", "when", "sanity", "pattern", "baseline", "calibration", "oracle", "residual-policy", "jobs", "store",
-                              "report", "cache", "trial-timeout"]
+                              "report", "cache", "models", "trial-timeout"]
     static let baselineKeys = ["epochs", "learning-rate", "batch-size", "validation-images", "training-images"]
     static let calibrationKeys = ["batches", "batch-size"]
     static let oracleKeys = ["enabled", "layers"]
@@ -394,6 +399,7 @@ extension ExperimentSpec {
             case "jobs": spec.jobs = try reader.int(value, key, atLeast: 1)
             case "store": spec.store = try reader.string(value, key)
             case "report": spec.report = try reader.string(value, key)
+            case "models": spec.models = try reader.string(value, key)
             case "trial-timeout":
                 if case .scalar(let v) = value, v.string == "auto" { spec.trialTimeout = nil; continue }
                 spec.trialTimeout = try reader.double(value, key, above: 0)

@@ -21,10 +21,12 @@ public enum ExperimentParts {
     /// ``ChildProcessTrialRunner/removeWorkDirectory()`` when the run ends.
     public static func childRunner(executable: String, cacheDirectory: String, threads: Int,
                                    pluginFiles: [String], pluginDirectories: [String],
-                                   timeLimit: TrialTimeLimit = .none) -> ChildProcessTrialRunner {
+                                   timeLimit: TrialTimeLimit = .none, modelsDirectory: String? = nil) -> ChildProcessTrialRunner {
         ChildProcessTrialRunner.removeStaleWorkDirectories()
-        return ChildProcessTrialRunner(executable: executable, cacheDirectory: cacheDirectory, pluginFiles: pluginFiles,
-                                       pluginDirectories: pluginDirectories, threads: threads, timeLimit: timeLimit)
+        var runner = ChildProcessTrialRunner(executable: executable, cacheDirectory: cacheDirectory, pluginFiles: pluginFiles,
+                                             pluginDirectories: pluginDirectories, threads: threads, timeLimit: timeLimit)
+        runner.modelsDirectory = modelsDirectory
+        return runner
     }
 
     /// Trains baselines in this process, cached in `directory`, and notes each in `store`.
