@@ -6,47 +6,74 @@ import PruneKit
 /// batches of 64 from mnist-5k, and its forward+backward passes alone; and the target.
 private let taylorReference = (pytorch: 1.15, pytorchPasses: 1.0, target: 1.0)
 
-struct TaylorBench: ParsableCommand {
+struct CriteriaBench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "taylor",
-        abstract: "Time of Taylor scoring (Molchanov et al. 2017) of vgg-small over calibration batches from mnist-5k, of the forward+backward passes alone, and peak memory.")
+        commandName: "criteria",
+        abstract: "Time of scoring vgg-small over calibration batches from mnist-5k with each criterion (default: taylor, Molchanov et al. 2017), of the forward+backward passes alone, the time spent in the criterion's own code, and peak memory.",
+        discussion: "Example: prunekit bench criteria --criteria taylor,apoz,l1-filter,fpgm,hrank,lamp,snip --repeats 3",
+        aliases: ["taylor"])
 
+    @Option(help: ArgumentHelp("Criterion ids, comma-separated, each optionally with options after a space.", valueName: "a,b,…"))
+    var criteria: String = "taylor"
     @Option(help: "Zoo model (freshly initialised, seed 0).") var model: String = "vgg-small"
     @Option(help: "Calibration batches.") var batches: Int = 10
     @Option(help: "Calibration batch size.") var batchSize: Int = 64
     @Option(help: "Seed of the calibration shuffle.") var seed: UInt64 = 0
-    @Option(help: "Measurements (each one times the passes alone, then the scoring).") var repeats: Int = 1
+    @Option(help: "Measurements (each one times the passes alone, then every criterion's scoring).") var repeats: Int = 1
     @OptionGroup var plugins: PluginOptions
     @OptionGroup var engine: EngineOptions
+
+    func validate() throws {
+        try reportingErrors {
+            guard batches >= 1 else { throw PruneKitError(.invalidArgument, "--batches must be at least 1, got \(batches)") }
+            guard batchSize >= 1 else { throw PruneKitError(.invalidArgument, "--batch-size must be at least 1, got \(batchSize)") }
+            guard repeats >= 1 else { throw PruneKitError(.invalidArgument, "--repeats must be at least 1, got \(repeats)") }
+            guard !choices.isEmpty else { throw PruneKitError(.invalidArgument, "--criteria lists no criterion", hint: "--criteria taylor,apoz") }
+        }
+    }
+
+    private var choices: [(id: String, options: [String])] {
+        criteria.split(separator: ",").map { $0.split(separator: " ").map(String.init) }.filter { !$0.isEmpty }
+            .map { ($0[0], Array($0.dropFirst())) }
+    }
 
     func run() throws {
         try reportingErrors {
             try engine.apply()
             warnIfDebugBuild()
             plugins.load()
-            let taylor = try Registry.shared.criterion("taylor")
+            let chosen = try choices.map { (label: ([$0.id] + $0.options).joined(separator: " "), criterion: try Registry.shared.criterion($0.id, options: $0.options)) }
             let train = try DatasetCatalog.load().train
             let net = try ModelZoo.make(model, inputShape: train.imageShape, classCount: train.classCount, seed: 0)
             let settings = CalibrationSettings(batches: batches, batchSize: batchSize, seed: seed)
-            print("taylor on \(model): \(batches) batches of \(batchSize) from \(train.name), \(Parallel.threadCount) thread(s)")
-            print("run   passes alone   taylor scoring   scoring − passes   in the criterion")
-            for r in 0..<max(repeats, 1) {
+            print("\(model): \(batches) batches of \(batchSize) from \(train.name), \(Parallel.threadCount) thread(s)")
+            let width = max(9, chosen.map(\.label.count).max() ?? 0)
+            print("run   " + "criterion".padding(toLength: width, withPad: " ", startingAt: 0)
+                  + "   passes alone   scoring    scoring − passes   in the criterion   evidence")
+            for r in 0..<repeats {
                 let passes = try timePasses(net, train, settings)
-                let timed = TimedCriterion(taylor)
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                let scores = try net.score(with: timed, data: train, settings: settings)
-                let scoring = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-                guard scores.allSatisfy({ $0.scores.allSatisfy(\.isFinite) }) else {
-                    throw PruneKitError(.plugin, "criterion 'taylor' returned a score that is not finite",
-                                        hint: "check the plugin that registered 'taylor' (prunekit plugins)")
+                for (label, criterion) in chosen {
+                    let timed = TimedCriterion(criterion)
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    let scores = try net.score(with: timed, data: train, settings: settings)
+                    let scoring = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+                    guard scores.allSatisfy({ $0.scores.allSatisfy(\.isFinite) }) else {
+                        throw PruneKitError(.plugin, "criterion '\(criterion.id)' returned a score that is not finite",
+                                            hint: "check the plugin that registered '\(criterion.id)' (prunekit plugins)")
+                    }
+                    let evidence = criterion.evidence.names.joined(separator: ", ")
+                    print(String(format: "%3d   %@   %10.3f s   %7.3f s   %14.3f s   %14.4f s   %@", r + 1,
+                                 label.padding(toLength: width, withPad: " ", startingAt: 0), passes, scoring,
+                                 scoring - passes, timed.clock.seconds, evidence.isEmpty ? "weights only" : evidence))
                 }
-                print(String(format: "%3d   %10.3f s   %12.3f s   %14.3f s   %12.4f s", r + 1, passes, scoring,
-                             scoring - passes, timed.clock.seconds))
             }
+            print("passes alone: forward+backward of the same batches; a criterion that needs no gradients (or no data) needs less than that")
             let peak = peakResidentMiB()
             print("peak resident memory (VmHWM): " + (peak.map { String(format: "%.1f MiB", $0) } ?? "unavailable"))
-            print(String(format: "reference: PyTorch %.2f s scoring, %.2f s passes alone; target ≤ %.2f s scoring",
-                         taylorReference.pytorch, taylorReference.pytorchPasses, taylorReference.target))
+            if chosen.contains(where: { $0.criterion.id == "taylor" }) {
+                print(String(format: "reference: PyTorch %.2f s taylor scoring, %.2f s passes alone; target ≤ %.2f s scoring",
+                             taylorReference.pytorch, taylorReference.pytorchPasses, taylorReference.target))
+            }
         }
     }
 
