@@ -49,10 +49,14 @@ struct CriteriaBench: ParsableCommand {
             print("\(model): \(batches) batches of \(batchSize) from \(train.name), \(Parallel.threadCount) thread(s)")
             let width = max(9, chosen.map(\.label.count).max() ?? 0)
             print("run   " + "criterion".padding(toLength: width, withPad: " ", startingAt: 0)
-                  + "   passes alone   scoring    scoring − passes   in the criterion   evidence")
+                  + "   passes it needs   scoring    scoring − passes   in the criterion   evidence")
             for r in 0..<repeats {
-                let passes = try timePasses(net, train, settings)
+                let both = try timePasses(net, train, settings), forward = try timePasses(net, train, settings, backward: false)
+                print(String(format: "%3d   passes alone: forward %.3f s, forward+backward %.3f s", r + 1, forward, both))
                 for (label, criterion) in chosen {
+                    // What Model.score runs for this evidence: nothing, forward passes, or both.
+                    let e = criterion.evidence
+                    let passes = e.isEmpty ? 0 : e.isDisjoint(with: [.weightGradients, .activationGradients]) ? forward : both
                     let timed = TimedCriterion(criterion)
                     let t0 = DispatchTime.now().uptimeNanoseconds
                     let scores = try net.score(with: timed, data: train, settings: settings)
@@ -62,12 +66,12 @@ struct CriteriaBench: ParsableCommand {
                                             hint: "check the plugin that registered '\(criterion.id)' (prunekit plugins)")
                     }
                     let evidence = criterion.evidence.names.joined(separator: ", ")
-                    print(String(format: "%3d   %@   %10.3f s   %7.3f s   %14.3f s   %14.4f s   %@", r + 1,
+                    print(String(format: "%3d   %@   %13.3f s   %7.3f s   %14.3f s   %14.4f s   %@", r + 1,
                                  label.padding(toLength: width, withPad: " ", startingAt: 0), passes, scoring,
                                  scoring - passes, timed.clock.seconds, evidence.isEmpty ? "weights only" : evidence))
                 }
             }
-            print("passes alone: forward+backward of the same batches; a criterion that needs no gradients (or no data) needs less than that")
+            print("passes it needs: of the same batches, timed alone: none (weights only), forward (activations), or forward+backward (gradients)")
             let peak = peakResidentMiB()
             print("peak resident memory (VmHWM): " + (peak.map { String(format: "%.1f MiB", $0) } ?? "unavailable"))
             if chosen.contains(where: { $0.criterion.id == "taylor" }) {
@@ -77,17 +81,19 @@ struct CriteriaBench: ParsableCommand {
         }
     }
 
-    /// The forward and backward passes of the same calibration batches as Model.score
-    /// (evaluation mode, cross-entropy of the labels), with no criterion and no observers.
-    private func timePasses(_ net: Model, _ data: Dataset, _ settings: CalibrationSettings) throws -> Double {
+    /// The passes of the same calibration batches as Model.score, with no criterion and no
+    /// observers: forward and backward (evaluation mode, cross-entropy of the labels), or
+    /// forward alone (inference mode), as Model.score runs them for forward-only evidence.
+    private func timePasses(_ net: Model, _ data: Dataset, _ settings: CalibrationSettings, backward: Bool = true) throws -> Double {
         let saved = net.mode
         defer { net.mode = saved; net.zeroGradients() }
-        net.mode = .evaluationWithGradients
+        net.mode = backward ? .evaluationWithGradients : .inference
         let loader = try DataLoader(data, batchSize: settings.batchSize, shuffle: true, seed: settings.seed, epoch: 0)
         let t0 = DispatchTime.now().uptimeNanoseconds
         for b in 0..<min(settings.batches, loader.batchCount) {
             let batch = loader.batch(b)
-            net.backward(softmaxCrossEntropy(logits: net.forward(batch.images), labels: batch.labels).gradient)
+            let logits = net.forward(batch.images)
+            if backward { net.backward(softmaxCrossEntropy(logits: logits, labels: batch.labels).gradient) }
         }
         return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
     }

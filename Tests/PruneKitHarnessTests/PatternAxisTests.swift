@@ -193,12 +193,11 @@ final class PatternAxisTests: XCTestCase {
         let after = try XCTUnwrap(r.after)
         XCTAssertEqual(after.prunableWeights - after.remainingPrunableWeights, (784 * 300 + 300 * 100) / 2)
         XCTAssert(r.notes.contains { $0.contains("reported at its nominal 2× compression, it reaches 1.99×") }, "\(r.notes)")
-        XCTAssertEqual(r.phaseSeconds["score"], nil, "no target search")
 
         var other = c; other.target = TrialTarget(.compression, 4)
         let mismatch = try TrialExecutor.run(other, environment: env)
         XCTAssertEqual(mismatch.status, .failed)
-        XCTAssert(mismatch.failure?.contains("the N:M pattern 2:4 fixes the sparsity of the layers it covers at 0.5 (nominally 2× compression); it can't prune toward 4× compression") == true,
+        XCTAssert(mismatch.failure?.contains("the N:M pattern 2:4 fixes the sparsity of the layers it covers at 0.5; it can't prune toward 4× compression") == true,
                   mismatch.failure ?? "")
         var channel = c; channel.criterion = "l1-filter"
         let refused = try TrialExecutor.run(channel, environment: env)

@@ -68,14 +68,20 @@ enum TargetSearch {
     /// without changing `model` (``Model/sparsity(toward:with:settings:data:calibration:)``):
     /// compression is prunable weights before / after over every conv and linear weight
     /// (what ``TrialResult/compression`` reports); speed-up is MACs before / after.
-    /// - Throws: ``PruneKitError`` `.invalidArgument` for a target not above 1×, or one that
-    ///   can't be reached (naming the closest reachable figure).
+    ///
+    /// With an N:M `settings.pattern` the pattern is the target (sparsity 1 − N/M of the
+    /// layers it covers, no search): `target` must be its nominal compression
+    /// (``TrialTarget/init(nominalOf:)``), where the trial is reported; any other target, or
+    /// a channel criterion, is refused by the SDK's own check, as `prunekit prune --pattern` is.
+    /// - Throws: ``PruneKitError`` `.invalidArgument` for a target not above 1×, one that
+    ///   can't be reached (naming the closest reachable figure), or one a pattern fixes.
     static func sparsity(for target: TrialTarget, criterion: any Criterion, model: Model, settings: TargetedPruningSettings,
                          data: Dataset, calibration: CalibrationSettings) throws -> Double {
         guard target.value.isFinite, target.value > 1 else {
             throw PruneKitError(.invalidArgument, "a target must be above 1×, got \(target)", hint: "2 means half the weights (compression) or half the MACs (speed-up)")
         }
-        let goal: PruningTarget = target.axis == .compression ? .compression(target.value) : .speedup(target.value)
+        var goal: PruningTarget = target.axis == .compression ? .compression(target.value) : .speedup(target.value)
+        if let pattern = settings.pattern, target == TrialTarget(nominalOf: pattern) { goal = .sparsity(pattern.sparsity) }
         return try model.sparsity(toward: goal, with: criterion, settings: settings, data: data, calibration: calibration)
     }
 }

@@ -119,17 +119,6 @@ private final class Run {
             return finish(result)
         }
         let pattern = try c.nmPattern
-        if let pattern {
-            // The pattern fixes the masks; the target only says where the trial is reported.
-            guard criterion.granularity == .weight else {
-                throw PruneKitError(.invalidArgument, "the N:M pattern \(pattern) selects single weights, but '\(c.criterion)' is a \(criterion.granularity.rawValue) criterion",
-                                    hint: "use a weight criterion (global-magnitude, layer-magnitude, …) with an N:M pattern")
-            }
-            guard c.target == TrialTarget(nominalOf: pattern) else {
-                throw PruneKitError(.invalidArgument, "the N:M pattern \(pattern) fixes the sparsity of the layers it covers at \(pattern.sparsity) (nominally \(TrialTarget(nominalOf: pattern))); it can't prune toward \(c.target.map(\.description) ?? "no target")",
-                                    hint: "give the pattern trial the target \(TrialTarget(nominalOf: pattern)), or drop the pattern to reach another target")
-            }
-        }
         guard let target = c.target else {
             throw PruneKitError(.invalidArgument, "a prune trial needs a target", hint: "give a compression or speed-up target")
         }
@@ -187,8 +176,7 @@ private final class Run {
         }
 
         if let problem = try model.channelRankingProblem(with: criterion) { throw problem }
-        // An N:M pattern is its own target (sparsity 1 − N/M of the layers it covers): no search.
-        let sparsity = try pattern.map(\.sparsity) ?? timed("score") {
+        let sparsity = try timed("score") {
             try TargetSearch.sparsity(for: target, criterion: criterion, model: model, settings: settings,
                                       data: splits.train, calibration: calibration)
         }
