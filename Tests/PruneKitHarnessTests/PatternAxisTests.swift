@@ -142,6 +142,42 @@ final class PatternAxisTests: XCTestCase {
         XCTAssert(json.contains("\"pattern\" : \"2:4\"") || json.contains("\"pattern\":\"2:4\""), "results.json keeps the pattern")
     }
 
+    // MARK: Sanity controls under a pattern
+
+    /// |w|: a weight criterion defined here, so the controls are tested without plugins.
+    private struct AbsoluteWeight: Criterion {
+        static let id = "test-absolute-weight"
+        let granularity = Granularity.weight
+        init(options: OptionValues) {}
+        init() {}
+        func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] { layer.weights.scalars.map(abs) }
+    }
+
+    /// Under 2:4 the layer-shuffle control keeps 2 random weights of every group of 4 (a
+    /// random 2:4 mask), and the invert control the 2 smallest |w| of every group.
+    func testSanityControlsKeepThePattern() throws {
+        func masks(_ check: SanityCheck?) throws -> (model: Model, kept: [[Bool]]) {
+            let model = try ModelZoo.make("lenet-300-100", inputShape: [1, 28, 28], classCount: 10, seed: 0)
+            var settings = TargetedPruningSettings()
+            settings.pattern = try NMPattern(n: 2, m: 4)
+            let c: any Criterion = try check.map { try SanityControlCriterion(AbsoluteWeight(), check: $0, model: model, seed: 0) } ?? AbsoluteWeight()
+            let plan = try model.prune(with: c, toward: .sparsity(0.5), settings: settings, data: nil).plan
+            return (model, plan.layers.map { l in (0..<l.units).map(l.isKept) })
+        }
+        let original = try ModelZoo.make("lenet-300-100", inputShape: [1, 28, 28], classCount: 10, seed: 0).prunableLayers()[0].weights.scalars
+        let own = try masks(nil).kept[0], shuffled = try masks(.layerShuffle).kept[0], inverted = try masks(.invert).kept[0]
+        for kept in [own, shuffled, inverted] {
+            XCTAssert(stride(from: 0, to: kept.count, by: 4).allSatisfy { g in (g..<g + 4).filter { kept[$0] }.count == 2 }, "2 of every 4 kept")
+        }
+        XCTAssertNotEqual(shuffled, own)
+        for g in stride(from: 0, to: own.count, by: 4) {
+            let keptOwn = (g..<g + 4).filter { own[$0] }.map { abs(original[$0]) }, prunedOwn = (g..<g + 4).filter { !own[$0] }.map { abs(original[$0]) }
+            XCTAssertGreaterThanOrEqual(keptOwn.min()!, prunedOwn.max()!)
+            let keptInv = (g..<g + 4).filter { inverted[$0] }.map { abs(original[$0]) }, prunedInv = (g..<g + 4).filter { !inverted[$0] }.map { abs(original[$0]) }
+            XCTAssertLessThanOrEqual(keptInv.max()!, prunedInv.min()!)
+        }
+    }
+
     // MARK: Checked before any trial
 
     func testPlanRefusesWhatAPatternCantDo() throws {
