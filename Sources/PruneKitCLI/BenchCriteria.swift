@@ -51,12 +51,13 @@ struct CriteriaBench: ParsableCommand {
             print("run   " + "criterion".padding(toLength: width, withPad: " ", startingAt: 0)
                   + "   passes it needs   scoring    scoring − passes   in the criterion   evidence")
             for r in 0..<repeats {
-                let both = try timePasses(net, train, settings), forward = try timePasses(net, train, settings, backward: false)
-                print(String(format: "%3d   passes alone: forward %.3f s, forward+backward %.3f s", r + 1, forward, both))
+                // What Model.score runs for each kind of evidence, timed once per run.
+                var passTimes: [Evidence: Double] = [:]
+                for (_, criterion) in chosen where passTimes[criterion.evidence] == nil {
+                    passTimes[criterion.evidence] = try timePasses(net, train, settings, for: criterion.evidence)
+                }
                 for (label, criterion) in chosen {
-                    // What Model.score runs for this evidence: nothing, forward passes, or both.
-                    let e = criterion.evidence
-                    let passes = e.isEmpty ? 0 : e.isDisjoint(with: [.weightGradients, .activationGradients]) ? forward : both
+                    let passes = passTimes[criterion.evidence] ?? 0
                     let timed = TimedCriterion(criterion)
                     let t0 = DispatchTime.now().uptimeNanoseconds
                     let scores = try net.score(with: timed, data: train, settings: settings)
@@ -71,7 +72,7 @@ struct CriteriaBench: ParsableCommand {
                                  scoring - passes, timed.clock.seconds, evidence.isEmpty ? "weights only" : evidence))
                 }
             }
-            print("passes it needs: of the same batches, timed alone: none (weights only), forward (activations), or forward+backward (gradients)")
+            print("passes it needs: what Model.score runs for the criterion's evidence, timed alone on the same batches: none (weights only), forward (activations), forward+backward (gradients; parameter gradients only for weight gradients)")
             let peak = peakResidentMiB()
             print("peak resident memory (VmHWM): " + (peak.map { String(format: "%.1f MiB", $0) } ?? "unavailable"))
             if chosen.contains(where: { $0.criterion.id == "taylor" }) {
@@ -81,13 +82,16 @@ struct CriteriaBench: ParsableCommand {
         }
     }
 
-    /// The passes of the same calibration batches as Model.score, with no criterion and no
-    /// observers: forward and backward (evaluation mode, cross-entropy of the labels), or
-    /// forward alone (inference mode), as Model.score runs them for forward-only evidence.
-    private func timePasses(_ net: Model, _ data: Dataset, _ settings: CalibrationSettings, backward: Bool = true) throws -> Double {
+    /// The passes Model.score runs for `evidence` over the same calibration batches, with no
+    /// criterion and no observers: none for weights only; forward alone (inference mode) for
+    /// forward-only evidence; else forward and backward in evaluation mode (cross-entropy of
+    /// the labels), with parameter gradients only where weight gradients are asked for.
+    private func timePasses(_ net: Model, _ data: Dataset, _ settings: CalibrationSettings, for evidence: Evidence = .weightGradients) throws -> Double {
+        guard !evidence.isEmpty else { return 0 }
+        let backward = !evidence.isDisjoint(with: [.weightGradients, .activationGradients])
         let saved = net.mode
         defer { net.mode = saved; net.zeroGradients() }
-        net.mode = backward ? .evaluationWithGradients : .inference
+        net.mode = backward ? ForwardMode(training: false, recordsForBackward: true, parameterGradients: evidence.contains(.weightGradients)) : .inference
         let loader = try DataLoader(data, batchSize: settings.batchSize, shuffle: true, seed: settings.seed, epoch: 0)
         let t0 = DispatchTime.now().uptimeNanoseconds
         for b in 0..<min(settings.batches, loader.batchCount) {
