@@ -87,6 +87,7 @@ struct Compare: ParsableCommand {
             children.timeLimit = spec.trialTimeLimit(oracleEpochs: plan.oracleCost?.epochs ?? 0)
             for s in plan.skipped { print("left out \(s.choice.id): \(s.reason)") }
             for n in plan.notes { print("note: \(n)") }
+            if let models = spec.models { try ExperimentParts.makeModelsDirectory(models) }
             let store = try ExperimentParts.openStore(spec.store)   // creates its directory, or says why it can't
             let display = CompareProgress(jobs: jobs)
             let runner = ExperimentRunner(

@@ -363,7 +363,7 @@ final class CompareCommandTests: XCTestCase {
     }
 
     /// Bad patterns at parse time (exit 64, nothing created); a channel criterion named with
-    /// a pattern refused by the plan, before any trial.
+    /// a pattern refused by the plan, and a --models that can't be a folder, before any trial.
     func testPatternBadInputIsRefusedBeforeAnyTrial() throws {
         let dir = try scratch()
         for (value, message) in [("5:4", "N must be less than M"), ("0:4", "needs N and M of at least 1"), ("2:4,2:4", "listed twice"), ("two:four", "is not an N:M pattern")] {
@@ -374,6 +374,11 @@ final class CompareCommandTests: XCTestCase {
         let channel = try run(["compare", "--criteria", "global-magnitude,l1-filter", "--pattern", "2:4", "--compressions", "2", "--store", "r.sqlite"], in: dir)
         XCTAssertEqual(channel.status, 64, channel.err)
         XCTAssert(channel.err.contains("'l1-filter' is a channel criterion") && channel.err.contains("hint: leave 'l1-filter' out of --criteria"), channel.err)
+        // --models that can't be a folder: refused before the store is created.
+        try Data("a file".utf8).write(to: dir.appendingPathComponent("afile"))
+        let models = try run(["compare", "--criteria", "global-magnitude", "--pattern", "2:4", "--compressions", "2", "--models", "afile/m", "--store", "r.sqlite"], in: dir)
+        XCTAssertNotEqual(models.status, 0)
+        XCTAssert(models.err.contains("could not create the directory afile/m for the pruned models (--models): Not a directory"), models.err)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("r.sqlite").path), "nothing created")
     }
 
