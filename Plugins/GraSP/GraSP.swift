@@ -37,7 +37,7 @@ public struct GraSP: Criterion {
         .double("step", default: 1e-3, help: "the finite-difference perturbation ε·g, as a fraction of the weights' norm ‖θ‖"),
     ]
     public let granularity = Granularity.weight
-    public let evidence: Evidence = .calibrationData
+    public let evidence: Evidence = [.ownPasses, .calibrationData]
     public let preferredScope = SelectionSettings.Scope.global
     public let temperature: Double
     public let step: Double

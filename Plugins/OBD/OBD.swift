@@ -32,7 +32,7 @@ public struct OBD: Criterion {
     public static let id = "obd"
     public static let summary = "½ · H_ii · w² with H_ii the empirical Fisher diagonal (mean squared per-example gradient); global (LeCun et al. 1990)"
     public let granularity = Granularity.weight
-    public let evidence: Evidence = .calibrationData
+    public let evidence: Evidence = [.ownPasses, .calibrationData]
     public let preferredScope = SelectionSettings.Scope.global
 
     /// Σ_n (∂ℓ_n/∂w)² per weight of the layer, and the examples summed.

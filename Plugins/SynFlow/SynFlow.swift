@@ -33,6 +33,7 @@ public struct SynFlow: Criterion {
     public static let id = "synflow"
     public static let summary = "|θ · ∂R/∂θ|, R the output sum of the |θ|-network on an all-ones input; data-free, global (Tanaka et al. 2020)"
     public let granularity = Granularity.weight
+    public let evidence: Evidence = .ownPasses
     public let preferredScope = SelectionSettings.Scope.global
 
     /// The layer's scores, `outputs · fanIn` in row order, set by ``gather(_:into:)``.

@@ -5,7 +5,7 @@ import PruneKit
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks that print figures (build with -c release).",
-        subcommands: [EngineBench.self, AccuracyBench.self, PluginBench.self, TaylorBench.self, SelectionBench.self,
+        subcommands: [EngineBench.self, AccuracyBench.self, PluginBench.self, CriteriaBench.self, SelectionBench.self,
                       SurgeryBench.self, StorageBench.self])
 }
 

@@ -13,6 +13,7 @@ struct Compare: ParsableCommand {
             in the current directory as each trial finishes; stop at any moment (Ctrl-C, or even kill -9) and run \
             the same command again to run only the trials not yet done. Reports go to prunekit-results/report/.
             Example: prunekit compare --criteria global-magnitude,l1-filter --compressions 2,4 --seeds 3
+            N:M beside unstructured pruning: prunekit compare --criteria global-magnitude,layer-magnitude --compressions 2 --pattern 2:4,4:8
             """)
 
     @Argument(help: ArgumentHelp("A YAML experiment file (see README); options given here override its keys.", valueName: "spec.yaml"))
@@ -38,6 +39,8 @@ struct Compare: ParsableCommand {
     var when: String?
     @Option(help: ArgumentHelp("Sanity checks run as extra trials next to each weight criterion's own, comma-separated: layer-shuffle (each layer's count, random positions), invert (prune the highest scores), reinit (the mask, fresh weights); none for no checks.", valueName: "checks"))
     var sanity: String?
+    @Option(help: ArgumentHelp("N:M sparsity patterns, comma-separated (2:4 or 2:4,4:8): each adds one trial per weight criterion, beside its unstructured ones, keeping the N best of every M consecutive input channels. The pattern is its own target (nominally M/N× compression); none for no pattern. Weight criteria and one-shot schedules only.", valueName: "N:M"))
+    var pattern: String?
     @Option(help: ArgumentHelp("The SQLite result store (default: prunekit-results/results.sqlite in the current directory).", valueName: "file"))
     var store: String?
     @Option(help: ArgumentHelp("Where the reports go (default: report/ next to the store).", valueName: "dir"))
@@ -50,6 +53,8 @@ struct Compare: ParsableCommand {
     @Flag(help: "Run again the trials that failed before (by default a failed trial counts as done).") var retryFailed = false
     @Option(help: ArgumentHelp("Where baseline checkpoints are cached (default: baselines/ next to the store).", valueName: "dir"))
     var cache: String?
+    @Option(help: ArgumentHelp("Keep the pruned model of every trial that runs in DIR/<trial id> (the id column of trials.csv; default: not kept).", valueName: "dir"))
+    var models: String?
     @OptionGroup var plugins: PluginOptions
     @OptionGroup var engine: EngineOptions
 
@@ -76,11 +81,13 @@ struct Compare: ParsableCommand {
             // crashes or hangs fails only its own trials. Their work folder goes at the end.
             var children = ExperimentParts.childRunner(executable: executablePath(), cacheDirectory: spec.cacheDirectory,
                                                        threads: threads, pluginFiles: plugins.files,
-                                                       pluginDirectories: plugins.directories)
+                                                       pluginDirectories: plugins.directories, modelsDirectory: spec.models)
             defer { children.removeWorkDirectory() }
             let plan = try ExperimentPlan.validated(spec, probe: children)
             children.timeLimit = spec.trialTimeLimit(oracleEpochs: plan.oracleCost?.epochs ?? 0)
             for s in plan.skipped { print("left out \(s.choice.id): \(s.reason)") }
+            for n in plan.notes { print("note: \(n)") }
+            if let models = spec.models { try ExperimentParts.makeModelsDirectory(models) }
             let store = try ExperimentParts.openStore(spec.store)   // creates its directory, or says why it can't
             let display = CompareProgress(jobs: jobs)
             let runner = ExperimentRunner(
@@ -91,6 +98,7 @@ struct Compare: ParsableCommand {
             print("\(spec.model) on \(spec.dataset): \(plan.criteria.count) criteria × \(spec.targets.count) targets (\(axes.joined(separator: ", "))) "
                   + "× \(spec.seeds.count) seed\(spec.seeds.count == 1 ? "" : "s")"
                   + (spec.when == [.trained] ? "" : " × pruned \(spec.when.map { $0 == .initialization ? "at init" : "after training" }.joined(separator: " and "))")
+                  + (spec.patterns.isEmpty ? "" : ", and N:M pattern\(spec.patterns.count == 1 ? "" : "s") \(spec.patterns.joined(separator: ", ")) for weight criteria")
                   + (spec.sanity.isEmpty ? "" : " with sanity checks \(spec.sanity.map(\.rawValue).joined(separator: ", ")) for weight criteria")
                   + " = \(plan.trials.count) trials"
                   + (shard == .all ? "" : "; shard \(shard): \(plan.trials(in: shard).count)")
@@ -151,7 +159,8 @@ struct Compare: ParsableCommand {
         o.trialTimeout = trialTimeout
         o.when = try when.map { try ExperimentSpec.parseList($0, option: "--when") }
         o.sanity = try sanity.map { try ExperimentSpec.parseList($0, option: "--sanity", allowsNone: true) }
-        o.seeds = seeds; o.store = store; o.report = report; o.cache = cache; o.jobs = jobs
+        o.patterns = try pattern.map { try ExperimentSpec.parsePatterns($0.split(separator: ",", omittingEmptySubsequences: false).map(String.init), option: "--pattern") }
+        o.seeds = seeds; o.store = store; o.report = report; o.cache = cache; o.models = models; o.jobs = jobs
         return o
     }
 
@@ -232,11 +241,13 @@ final class CompareProgress {
 
     static func name(_ t: TrialConfiguration) -> String {
         var who = ([t.criterion] + t.criterionOptions).joined(separator: " ")
+        if let pattern = t.pattern { who += " \(pattern)" }
         if let check = t.sanity { who += " [\(check.rawValue)]" }
         if t.pruningTime == .initialization { who += " at init" }
         switch t.kind {
         case .oracle: return "\(who) oracle agreement, seed \(t.seed)"
-        case .prune: return "\(who) \(t.target.map(\.description) ?? "?"), seed \(t.seed)"
+        // A pattern is its own target: its label says it all.
+        case .prune: return "\(who)\(t.pattern == nil ? " " + (t.target.map(\.description) ?? "?") : ""), seed \(t.seed)"
         }
     }
 

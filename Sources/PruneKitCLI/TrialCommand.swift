@@ -28,6 +28,7 @@ struct TrialCommand: ParsableCommand {
     @Flag(help: "Time one default trial in process and in a child process.") var bench = false
     @Option(help: "The criterion of --bench.") var criterion: String = "global-magnitude"
     @Option(help: ArgumentHelp("The baseline cache directory.", valueName: "dir")) var cache: String = ".prunekit/baselines"
+    @Option(help: ArgumentHelp("Keep the pruned model in DIR/<trial id> (default: not kept).", valueName: "dir")) var models: String?
     @OptionGroup var plugins: PluginOptions
     @OptionGroup var engine: EngineOptions
 
@@ -44,7 +45,7 @@ struct TrialCommand: ParsableCommand {
                 let c = try decode(TrialConfiguration.self, path)
                 plugins.load()
                 try PluginBuild.verify(c)          // the builds it was planned with, or a clear failure
-                let r = try TrialExecutor.run(c, environment: TrialEnvironment(cacheDirectory: cache, log: log))
+                let r = try TrialExecutor.run(c, environment: TrialEnvironment(cacheDirectory: cache, modelsDirectory: models, log: log))
                 try write(r, to: result)
             case let (nil, path?, nil):
                 let b = try decode(BaselineConfiguration.self, path)

@@ -20,6 +20,12 @@ public struct TrialTarget: Codable, Hashable, Sendable, CustomStringConvertible 
     public var axis: TargetAxis
     public var value: Double
     public init(_ axis: TargetAxis, _ value: Double) { self.axis = axis; self.value = value }
+    /// Where the trials of an N:M pattern are reported: its nominal compression M/N (2:4:
+    /// 2×), the ratio over the layers it covers. Over the whole model a trial reaches less
+    /// (layers it can't cover and the classifier stay dense); its result records what it reached.
+    public init(nominalOf pattern: NMPattern) {
+        self.init(.compression, Double(pattern.m) / Double(pattern.n))
+    }
     /// `4× compression`, `2× speed-up`.
     public var description: String {
         let v = value == value.rounded() ? String(Int(value)) : String(format: "%g", value)
@@ -147,11 +153,23 @@ public struct TrialConfiguration: Codable, Hashable, Sendable {
     /// The sanity check this trial runs on its criterion; `nil` (absent from the hash): the
     /// criterion itself.
     public var sanity: SanityCheck?
+    /// An N:M semi-structured pattern the weight criterion selects in (`2:4`, in
+    /// ``NMPattern``'s text form; ``nmPattern`` reads it): every layer it covers keeps the N
+    /// best-scored weights of each group of M input channels. The pattern alone fixes the
+    /// masks, so the trial's ``target`` is only where it is reported: the pattern's nominal
+    /// compression M/N (``TrialTarget/init(nominalOf:)``). `nil` (absent from the hash, so
+    /// records written before it keep their ids): unstructured selection toward ``target``.
+    public var pattern: String?
     /// The seed of this replicate: the baseline's seed, the calibration batches and the
     /// finetuning data order.
     public var seed: UInt64 { baseline.seed }
     /// ``when``, with its default.
     public var pruningTime: PruningTime { when ?? .trained }
+    /// ``pattern``, parsed; `nil` for unstructured selection.
+    /// - Throws: ``PruneKitError`` `.invalidArgument` for text that is not an N:M pattern with 1 ≤ N < M.
+    public var nmPattern: NMPattern? {
+        get throws { try pattern.map(NMPattern.init(parsing:)) }
+    }
 
     /// The build of the plugin that provides the criterion, where it is known.
     public var criterionBuild: PluginBuild? { plugins?.first { $0.kind == .criterion && $0.id == criterion } }

@@ -55,6 +55,8 @@ final class SpecTests: XCTestCase {
         store: out/r.sqlite
         report: out/rep
         cache: out/cache
+        models: out/models
+        pattern: [2:4, 1:4]
         """
         let s = try ExperimentSpec.load(yaml: yaml)
         XCTAssertEqual(s.name, "study")
@@ -84,6 +86,8 @@ final class SpecTests: XCTestCase {
         XCTAssertEqual(s.store, "out/r.sqlite")
         XCTAssertEqual(s.reportDirectory, "out/rep")
         XCTAssertEqual(s.cacheDirectory, "out/cache")
+        XCTAssertEqual(s.models, "out/models")
+        XCTAssertEqual(s.patterns, ["2:4", "1:4"])
         XCTAssertNoThrow(try s.validate())
         let b = s.baselineConfiguration(seed: 7)
         XCTAssertEqual(b, BaselineConfiguration(model: "lenet-300-100", dataset: "fashion-mnist", dataDirectory: "/data/fm",

@@ -63,6 +63,27 @@ final class CLITests: XCTestCase {
         XCTAssert(r.err.contains("lower the learning rate"), r.err)
     }
 
+    /// `bench criteria` times several criteria side by side (the figures themselves are not
+    /// checked: timings are machine-dependent); `bench taylor` still runs; bad input is refused.
+    func testBenchCriteriaTimesEachCriterionAndRefusesBadInput() throws {
+        let r = try run(["bench", "criteria", "--criteria", "l1-filter,apoz,snip", "--model", "lenet-5", "--batches", "1", "--batch-size", "8"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let rows = r.out.split(separator: "\n").filter { $0.hasPrefix("  1   ") }
+        XCTAssertEqual(rows.map { $0.split(separator: " ")[1] }, ["l1-filter", "apoz", "snip"], r.out)
+        XCTAssert(rows[0].hasSuffix("weights only") && rows[1].hasSuffix("activations") && rows[2].hasSuffix("weight-gradients"), r.out)
+        XCTAssert(rows[0].contains(" 0.000 s "), "a weights-only criterion needs no passes: \(rows[0])")
+        XCTAssertFalse(r.out.contains("reference: PyTorch"), "the Taylor reference only with taylor")
+        let taylor = try run(["bench", "taylor", "--model", "lenet-5", "--batches", "1", "--batch-size", "8"])
+        XCTAssertEqual(taylor.status, 0, taylor.err)
+        XCTAssert(taylor.out.contains("  1   taylor ") && taylor.out.contains("reference: PyTorch"), taylor.out)
+        let unknown = try run(["bench", "criteria", "--criteria", "magnitood", "--model", "lenet-5", "--batches", "1"])
+        XCTAssertNotEqual(unknown.status, 0)
+        XCTAssert(unknown.err.contains("unknown criterion 'magnitood'"), unknown.err)
+        let repeats = try run(["bench", "criteria", "--repeats", "0"])
+        XCTAssertEqual(repeats.status, 64, repeats.err)
+        XCTAssert(repeats.err.contains("--repeats must be at least 1"), repeats.err)
+    }
+
     func testBadOptionValuesAreRefused() throws {
         let r = try run(["train", "--threads", "0"])
         XCTAssertNotEqual(r.status, 0)

@@ -1,4 +1,5 @@
 import Foundation
+import PruneKit
 import XCTest
 
 /// `prunekit compare`, `merge` and `report` end to end: resuming after kill -9, shards,
@@ -297,6 +298,87 @@ final class CompareCommandTests: XCTestCase {
         let rewind = try run(["compare", "--criteria", "snip", "--when", "init", "--finetune", "rewind epoch=0", "--compressions", "2", "--store", "r.sqlite"], in: dir)
         XCTAssertNotEqual(rewind.status, 0)
         XCTAssert(rewind.err.contains("no trained model"), rewind.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("r.sqlite").path), "nothing created")
+    }
+
+    /// `--pattern 2:4` end to end: the 2:4 trial runs beside the unstructured one at 2×, its
+    /// saved model (`--models`) has at most 2 non-zero weights in every group of 4
+    /// consecutive inputs of each layer it covers (the unstructured model does not: the check
+    /// can fail), the reports name it, and a second run reuses both trials from the store.
+    func testComparePattern24KeepsTwoOfEveryFourWeights() throws {
+        let dir = try scratch()
+        try Data(tinySpec.utf8).write(to: dir.appendingPathComponent("tiny.yaml"))
+        let arguments = ["compare", "tiny.yaml", "--criteria", "global-magnitude", "--compressions", "2", "--pattern", "2:4",
+                         "--store", "out/results.sqlite", "--models", "out/models"]
+        let first = try run(arguments, in: dir)
+        XCTAssertEqual(first.status, 0, first.err + first.out)
+        XCTAssert(first.out.contains("note: the N:M pattern 2:4 is its own target") && first.out.contains("1.99× on lenet-300-100"), first.out)
+        XCTAssert(first.out.contains("global-magnitude 2:4, seed 0: top-1"), first.out)
+
+        // trials.csv: which trial is which (the columns before any quoted field).
+        let csv = try String(contentsOf: dir.appendingPathComponent("out/report/trials.csv"), encoding: .utf8)
+        let rows = csv.components(separatedBy: "\r\n").filter { !$0.isEmpty }.map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+        let id = try XCTUnwrap(rows[0].firstIndex(of: "id")), pattern = try XCTUnwrap(rows[0].firstIndex(of: "pattern"))
+        XCTAssertEqual(rows.dropFirst().map { $0[pattern] }.sorted(), ["", "2:4"])
+        let nmID = try XCTUnwrap(rows.first { $0[pattern] == "2:4" }?[id]), plainID = try XCTUnwrap(rows.dropFirst().first { $0[pattern] == "" }?[id])
+        let report = try String(contentsOf: dir.appendingPathComponent("out/report/report.md"), encoding: .utf8)
+        XCTAssert(report.contains("| global-magnitude 2:4 |") && report.contains("| global-magnitude |"), report)
+
+        /// Groups of 4 consecutive input channels (at one output and kernel position) with
+        /// more than 2 non-zero weights, per prunable layer, and its zero count.
+        func violations(_ id: String) throws -> [String: (overfull: Int, zeros: Int, weights: Int)] {
+            let folder = dir.appendingPathComponent("out/models/\(id)").path
+            let model = try Model.load(from: folder)
+            var out: [String: (overfull: Int, zeros: Int, weights: Int)] = [:]
+            for layer in model.prunableLayers() {
+                let shape = layer.weightShape, w = layer.weights.scalars
+                let outputs = shape[0], inputs = shape[1], inner = shape.dropFirst(2).reduce(1, *)
+                var overfull = 0
+                for o in 0..<outputs {
+                    for g in 0..<(inputs / 4) {
+                        for k in 0..<inner {
+                            let nonzero = (0..<4).filter { w[(o * inputs + g * 4 + $0) * inner + k] != 0 }.count
+                            if nonzero > 2 { overfull += 1 }
+                        }
+                    }
+                }
+                out[layer.path] = (overfull, w.filter { $0 == 0 }.count, w.count)
+            }
+            return out
+        }
+        let nm = try violations(nmID)
+        XCTAssertEqual(try Model.savedMetadata(in: dir.appendingPathComponent("out/models/\(nmID)").path)["prunekit.pattern"], "2:4")
+        for path in ["fc1", "fc2"] {     // [300, 784], [100, 300]
+            let l = try XCTUnwrap(nm[path], "\(nm.keys)")
+            XCTAssertEqual(l.overfull, 0, "\(path): every group of 4 keeps at most 2")
+            XCTAssertGreaterThanOrEqual(l.zeros, l.weights / 2, "\(path): half pruned")
+        }
+        XCTAssertEqual(nm["fc3"]?.zeros, 0, "the classifier is kept whole")
+        let plain = try violations(plainID)
+        XCTAssertGreaterThan(plain["fc1"]?.overfull ?? 0, 0, "unstructured pruning at 2× breaks the pattern: the check discriminates")
+
+        let again = try run(arguments, in: dir)
+        XCTAssertEqual(again.status, 0, again.err)
+        XCTAssert(again.out.contains("trials: 2 in this run, 2 already in the store (skipped), 0 run now"), again.out)
+    }
+
+    /// Bad patterns at parse time (exit 64, nothing created); a channel criterion named with
+    /// a pattern refused by the plan, and a --models that can't be a folder, before any trial.
+    func testPatternBadInputIsRefusedBeforeAnyTrial() throws {
+        let dir = try scratch()
+        for (value, message) in [("5:4", "N must be less than M"), ("0:4", "needs N and M of at least 1"), ("2:4,2:4", "listed twice"), ("two:four", "is not an N:M pattern")] {
+            let r = try run(["compare", "--pattern", value, "--store", "r.sqlite"], in: dir)
+            XCTAssertEqual(r.status, 64, r.err)
+            XCTAssert(r.err.hasPrefix("error: --pattern: ") && r.err.contains(message) && r.err.contains("hint: "), r.err)
+        }
+        let channel = try run(["compare", "--criteria", "global-magnitude,l1-filter", "--pattern", "2:4", "--compressions", "2", "--store", "r.sqlite"], in: dir)
+        XCTAssertEqual(channel.status, 64, channel.err)
+        XCTAssert(channel.err.contains("'l1-filter' is a channel criterion") && channel.err.contains("hint: leave 'l1-filter' out of --criteria"), channel.err)
+        // --models that can't be a folder: refused before the store is created.
+        try Data("a file".utf8).write(to: dir.appendingPathComponent("afile"))
+        let models = try run(["compare", "--criteria", "global-magnitude", "--pattern", "2:4", "--compressions", "2", "--models", "afile/m", "--store", "r.sqlite"], in: dir)
+        XCTAssertNotEqual(models.status, 0)
+        XCTAssert(models.err.contains("could not create the directory afile/m for the pruned models (--models): Not a directory"), models.err)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("r.sqlite").path), "nothing created")
     }
 

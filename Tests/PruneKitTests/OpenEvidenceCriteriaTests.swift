@@ -93,9 +93,9 @@ final class OpenEvidenceCriteriaTests: XCTestCase {
             XCTAssertEqual(c.granularity, .weight, c.id)
             XCTAssertEqual(c.preferredScope, .global, c.id)
         }
-        XCTAssertEqual(synflow.evidence, [], "data-free")
-        XCTAssertEqual(obd.evidence, .calibrationData)
-        XCTAssertEqual(grasp.evidence, .calibrationData)
+        XCTAssertEqual(synflow.evidence, .ownPasses, "data-free")
+        XCTAssertEqual(obd.evidence, [.ownPasses, .calibrationData])
+        XCTAssertEqual(grasp.evidence, [.ownPasses, .calibrationData])
         for bad in ["temperature=0", "temperature=-1", "step=0", "step=1"] {
             XCTAssertThrowsError(try criterion("grasp", [bad]), bad)
         }

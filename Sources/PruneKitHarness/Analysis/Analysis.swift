@@ -156,9 +156,11 @@ extension Analysis {
         k.plugins = others.isEmpty ? nil : others
         k.target = nil
         k.baseline.seed = 0
-        // A sanity control sits in its criterion's setting (it is compared with it); the
-        // pruning time does not: init and trained trials are separate settings, never mixed.
+        // A sanity control sits in its criterion's setting (it is compared with it), and an
+        // N:M trial beside the unstructured and channel ones (its label names the pattern);
+        // the pruning time does not: init and trained trials are separate settings, never mixed.
         k.sanity = nil
+        k.pattern = nil
         if k.when == .trained { k.when = nil }
         return k
     }
@@ -180,10 +182,12 @@ extension Analysis {
             .joined(separator: " · ")
     }
 
-    /// A criterion as reports name it: its id, with its options where it has any, and the
-    /// sanity check of a control trial (`global-magnitude [layer-shuffle]`).
+    /// A criterion as reports name it: its id, with its options where it has any, the N:M
+    /// pattern it selected in (`global-magnitude 2:4`), and the sanity check of a control
+    /// trial (`global-magnitude [layer-shuffle]`, `global-magnitude 2:4 [layer-shuffle]`).
     public static func criterionLabel(_ c: TrialConfiguration) -> String {
-        let label = c.criterionOptions.isEmpty ? c.criterion : "\(c.criterion)(\(c.criterionOptions.joined(separator: ", ")))"
+        var label = c.criterionOptions.isEmpty ? c.criterion : "\(c.criterion)(\(c.criterionOptions.joined(separator: ", ")))"
+        if let pattern = c.pattern { label += " \(pattern)" }
         return c.sanity.map { "\(label) [\($0.rawValue)]" } ?? label
     }
 

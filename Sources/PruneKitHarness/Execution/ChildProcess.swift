@@ -20,6 +20,8 @@ public struct ChildProcessTrialRunner: Sendable {
     public var pluginDirectories: [String]
     /// `--threads` for the child (default: its own default, all cores).
     public var threads: Int?
+    /// Where trials keep their pruned models (``TrialEnvironment/modelsDirectory``); `nil`: not kept.
+    public var modelsDirectory: String?
     /// How long a trial's child may run before its process group is killed (default: no limit).
     public var timeLimit: TrialTimeLimit
     /// Where configuration, result and log files go (default: `$TMPDIR/prunekit-trials-PID`,
@@ -192,6 +194,7 @@ public struct ChildProcessTrialRunner: Sendable {
         for f in pluginFiles { arguments += ["--plugin", f] }
         for d in pluginDirectories { arguments += ["--plugin-dir", d] }
         if let threads { arguments += ["--threads", String(threads)] }
+        if let modelsDirectory, mode == "--config" { arguments += ["--models", modelsDirectory] }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments

@@ -13,8 +13,13 @@ public enum Measure {
     /// same dense kernels as before pruning, so there is no change to measure).
     /// - Parameter scratch: a folder for the saved copy, which is removed.
     public static func model(_ model: Model, latencyRuns: Int, scratch: String) throws -> ModelFigures {
+        try self.model(model, latencyRuns: latencyRuns, scratch: scratch, keeping: nil)
+    }
+
+    /// As ``model(_:latencyRuns:scratch:)``, the saved model kept where `kept` says.
+    static func model(_ model: Model, latencyRuns: Int, scratch: String, keeping kept: Kept?) throws -> ModelFigures {
         var f = figures(model)
-        f.fileBytes = try savedBytes(model, scratch: scratch)
+        f.fileBytes = try savedBytes(model, scratch: scratch, keeping: kept)
         f.latency = try latencies(model, runs: latencyRuns)
         return f
     }
@@ -38,13 +43,30 @@ public enum Measure {
         }
     }
 
+    /// Where a trial's model is kept, and the metadata saved with it.
+    struct Kept {
+        var directory: String
+        var metadata: [String: String]
+    }
+
     /// The bytes of the model saved in `scratch` (removed afterwards) with automatic
-    /// storage: the sparse storage of unstructured pruning where it is smaller, else dense
-    /// (a dense or channel-pruned model).
+    /// storage: the sparse storage of unstructured and N:M pruning where it is smaller,
+    /// else dense (a dense or channel-pruned model).
     public static func savedBytes(_ model: Model, scratch: String) throws -> Int {
-        let dir = "\(scratch)/size-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        try model.save(to: dir, storage: .automatic)
+        try savedBytes(model, scratch: scratch, keeping: nil)
+    }
+
+    /// As ``savedBytes(_:scratch:)``, or saved where `kept` says (replacing what a previous
+    /// run of the trial left there), and kept.
+    static func savedBytes(_ model: Model, scratch: String, keeping kept: Kept?) throws -> Int {
+        let dir = kept?.directory ?? "\(scratch)/size-\(UUID().uuidString.prefix(8))"
+        if kept == nil {
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            try model.save(to: dir, storage: .automatic)
+            return try ModelIO.savedSize(of: dir)
+        }
+        try? FileManager.default.removeItem(atPath: dir)
+        try model.save(to: dir, metadata: kept?.metadata ?? [:], storage: .automatic)
         return try ModelIO.savedSize(of: dir)
     }
 
@@ -69,11 +91,17 @@ enum TargetSearch {
     /// every conv and linear weight (what ``TrialResult/compression`` reports); speed-up is
     /// MACs before / after. The SDK's pruning entry point reaches it
     /// (``Model/prune(with:schedule:finetune:toward:context:settings:data:calibration:)``).
+    ///
+    /// With an N:M `pattern` the pattern is the target (sparsity 1 − N/M of the layers it
+    /// covers, no search): `target` must be its nominal compression
+    /// (``TrialTarget/init(nominalOf:)``), where the trial is reported; any other target, or
+    /// a channel criterion, is refused by the SDK's own check, as `prunekit prune --pattern` is.
     /// - Throws: ``PruneKitError`` `.invalidArgument` for a target not above 1×.
-    static func goal(for target: TrialTarget) throws -> PruningTarget {
+    static func goal(for target: TrialTarget, pattern: NMPattern? = nil) throws -> PruningTarget {
         guard target.value.isFinite, target.value > 1 else {
             throw PruneKitError(.invalidArgument, "a target must be above 1×, got \(target)", hint: "2 means half the weights (compression) or half the MACs (speed-up)")
         }
+        if let pattern, target == TrialTarget(nominalOf: pattern) { return .sparsity(pattern.sparsity) }
         return target.axis == .compression ? .compression(target.value) : .speedup(target.value)
     }
 }

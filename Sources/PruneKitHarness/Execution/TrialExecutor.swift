@@ -9,13 +9,17 @@ public struct TrialEnvironment {
     public var cacheDirectory: String
     /// Scratch space for file-size measurements (default: the system's temporary directory).
     public var scratchDirectory: String
+    /// Where each prune trial keeps its pruned, finetuned model, in `<directory>/<trial id>`
+    /// (weight criteria: the masked model, stored sparse; channel criteria: the narrower
+    /// model), the folder its file size is measured on; `nil` (the default): not kept.
+    public var modelsDirectory: String?
     /// Hears progress lines (baseline training, phases).
     public var log: ((String) -> Void)?
 
     public init(registry: Registry = .shared, cacheDirectory: String,
-                scratchDirectory: String = NSTemporaryDirectory(), log: ((String) -> Void)? = nil) {
+                scratchDirectory: String = NSTemporaryDirectory(), modelsDirectory: String? = nil, log: ((String) -> Void)? = nil) {
         self.registry = registry; self.cacheDirectory = cacheDirectory
-        self.scratchDirectory = scratchDirectory; self.log = log
+        self.scratchDirectory = scratchDirectory; self.modelsDirectory = modelsDirectory; self.log = log
     }
 }
 
@@ -32,7 +36,9 @@ public struct TrialEnvironment {
 /// An init trial (``PruningTime/initialization``) prunes the baseline's initial weights and
 /// trains with the baseline's recipe instead of the finetuning strategy; a sanity-check
 /// trial (``SanityCheck``) transforms the criterion's scores, or re-initialises the
-/// surviving weights before training (``SanityControls``).
+/// surviving weights before training (``SanityControls``). An N:M trial
+/// (``TrialConfiguration/pattern``) selects in its pattern (`TargetedPruningSettings.pattern`,
+/// as `prunekit prune --pattern` does) instead of searching the sparsity of its target.
 ///
 /// Phases timed in `phaseSeconds`: `baseline` (ensure and load), `regularize` (criteria
 /// whose `regularize` hook changes training: that many epochs of training with the
@@ -112,6 +118,7 @@ private final class Run {
             try runOracle(criterion, model: trainedModel, artifact: artifact, data: splits.train, into: &result)
             return finish(result)
         }
+        let pattern = try c.nmPattern
         guard let target = c.target else {
             throw PruneKitError(.invalidArgument, "a prune trial needs a target", hint: "give a compression or speed-up target")
         }
@@ -131,9 +138,12 @@ private final class Run {
                 notes.append("sanity check reinit: the criterion's mask, the surviving weights initialised afresh (seed stream sanity/reinit of seed \(c.seed)) before the training after pruning")
             } else {
                 criterion = try SanityControls.controlCriterion(criterion, check: check, model: model, seed: c.seed)
-                notes.append(check == .invert
-                    ? "sanity check invert: the highest-scoring weights pruned instead of the lowest"
-                    : "sanity check layer-shuffle: each layer keeps the criterion's count of weights, at positions drawn uniformly at random (seeded)")
+                switch (check, pattern) {
+                case (.invert, nil): notes.append("sanity check invert: the highest-scoring weights pruned instead of the lowest")
+                case let (.invert, p?): notes.append("sanity check invert: in every group of \(p.m), the \(p.n) lowest-scoring weights kept instead of the highest")
+                case (_, nil): notes.append("sanity check layer-shuffle: each layer keeps the criterion's count of weights, at positions drawn uniformly at random (seeded)")
+                case let (_, p?): notes.append("sanity check layer-shuffle: the criterion's scores shuffled within each layer, so every group of \(p.m) keeps \(p.n) weights drawn uniformly at random (seeded)")
+                }
             }
         }
         let checkpoints: [Int: [String: Tensor]]
@@ -142,7 +152,8 @@ private final class Run {
             throw e
         }
         let policy = try Measure.residualPolicy(c.residualPolicy)
-        let settings = TargetedPruningSettings(policy: policy)
+        var settings = TargetedPruningSettings(policy: policy)
+        settings.pattern = pattern
 
         result.before = try timed("measure") { try baselineFigures(model, artifact: artifact, runs: runs) }
         let originalMACs = model.macs
@@ -167,7 +178,7 @@ private final class Run {
             if let problem = try model.channelRankingProblem(with: criterion) { throw problem }
         }
 
-        let goal = try TargetSearch.goal(for: target)
+        let goal = try TargetSearch.goal(for: target, pattern: pattern)
         if c.pruningTime == .initialization {
             let t = c.baseline.trainingConfiguration
             notes.append("pruned at initialisation (the baseline's initial weights, seed \(c.seed)), then trained \(t.epochs) epoch\(t.epochs == 1 ? "" : "s") with the baseline's recipe (learning rate \(c.baseline.learningRate), cosine), the masks kept")
@@ -200,14 +211,27 @@ private final class Run {
         }
         result.finetunedAccuracy = finetuned
 
+        // Kept where the environment says (then measured there), with what made it.
+        var metadata = ["prunekit.trial": c.id, "prunekit.criterion": Analysis.criterionLabel(c), "prunekit.target": "\(target)",
+                        "seed": "\(c.seed)", "dataset": c.baseline.dataset]
+        if let pattern { metadata["prunekit.pattern"] = pattern.description }
+        let kept = try env.modelsDirectory.map { dir -> Measure.Kept in
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            return Measure.Kept(directory: "\(dir)/\(c.id)", metadata: metadata)
+        }
         result.after = try timed("measure") { () throws -> ModelFigures in
             if criterion.granularity == .channel {
                 // The channels are removed: every after-figure is the narrower model's.
                 let surgery = try Measure.physicallyPruned(model, policy: policy)
                 notes += surgery.notes
-                return try Measure.model(surgery.model, latencyRuns: runs, scratch: env.scratchDirectory)
+                return try Measure.model(surgery.model, latencyRuns: runs, scratch: env.scratchDirectory, keeping: kept)
             }
-            return try Measure.model(model, latencyRuns: 0, scratch: env.scratchDirectory)
+            return try Measure.model(model, latencyRuns: 0, scratch: env.scratchDirectory, keeping: kept)
+        }
+        if let pattern, let reached = result.compression {
+            notes.append("the N:M pattern \(pattern) keeps \(pattern.n) of every \(pattern.m) weights of the layers it covers (sparsity \(String(format: "%g", pattern.sparsity))); "
+                + "reported at its nominal \(target), it reaches " + String(format: "%.2f×", reached)
+                + " over every prunable weight (layers it can't cover and the classifier stay dense)")
         }
         return finish(result)
     }

@@ -77,6 +77,12 @@ public struct ExperimentSpec: Codable, Hashable, Sendable {
     public var when: [PruningTime] = [.trained]
     /// Sanity checks run as extra trials next to every weight criterion's own.
     public var sanity: [SanityCheck] = []
+    /// N:M semi-structured patterns (`2:4`, in ``NMPattern``'s text form, as
+    /// ``parsePatterns(_:option:)`` gives them): each adds one trial per weight criterion
+    /// (and pruning time, sanity check, seed) next to its unstructured ones, reported at the
+    /// pattern's nominal compression M/N (``TrialTarget/init(nominalOf:)``). The pattern is
+    /// its own target, so the compression and speed-up targets don't apply to these trials.
+    public var patterns: [String] = []
     public var baseline = BaselineSettings()
     public var calibration = CalibrationChoice()
     public var oracle = OracleSettings()
@@ -89,6 +95,9 @@ public struct ExperimentSpec: Codable, Hashable, Sendable {
     public var report: String?
     /// Where baseline checkpoints are cached; `nil`: `baselines/` next to the store.
     public var cache: String?
+    /// Where each trial that runs keeps its pruned model, in `<models>/<trial id>`
+    /// (``TrialEnvironment/modelsDirectory``); `nil` (the default): not kept.
+    public var models: String?
     /// Seconds a trial may run before its child process is killed and the trial recorded
     /// as failed; `nil`: derived from the baseline's epoch time (``TrialTimeLimit/automatic(oracleEpochs:)``).
     public var trialTimeout: Double?
@@ -153,6 +162,7 @@ public struct ExperimentSpec: Codable, Hashable, Sendable {
         try check(!when.isEmpty, "when", "init, trained, or both", "an empty list")
         try check(Set(when).count == when.count, "when", "distinct values", when.map(\.rawValue).joined(separator: ", "))
         try check(Set(sanity).count == sanity.count, "sanity", "distinct checks", sanity.map(\.rawValue).joined(separator: ", "))
+        _ = try Self.parsePatterns(patterns, option: "'pattern'")
         for axis in TargetAxis.allCases {
             let values = targets.filter { $0.axis == axis }.map(\.value)
             if let twice = values.first(where: { v in values.filter { $0 == v }.count > 1 }) {
@@ -203,10 +213,13 @@ extension ExperimentSpec {
         public var store: String?
         public var report: String?
         public var cache: String?
+        public var models: String?
         public var jobs: Int?
         public var trialTimeout: Double?
         public var when: [PruningTime]?
         public var sanity: [SanityCheck]?
+        /// N:M patterns (``ExperimentSpec/patterns``); an empty list drops the file's.
+        public var patterns: [String]?
         public init() {}
     }
 
@@ -227,6 +240,27 @@ extension ExperimentSpec {
                 throw PruneKitError(.invalidArgument, "\(option): unknown value '\(item)'", hint: "valid values: \(valid.joined(separator: ", "))")
             }
             return v
+        }
+    }
+
+    /// Parses N:M patterns (`2:4`), as `--pattern 2:4,4:8` and `pattern: [2:4, 4:8]` give
+    /// them: each two whole numbers with 1 ≤ N < M; `none` alone is the empty list.
+    /// - Returns: the patterns in ``NMPattern``'s text form (`2:4`, whatever spaces were given).
+    /// - Throws: ``PruneKitError`` `.invalidArgument` for text that is not a pattern, N ≥ M,
+    ///   N or M below 1, or a pattern listed twice, naming `option`.
+    public static func parsePatterns(_ items: [String], option: String) throws -> [String] {
+        let items = items.map { $0.trimmingCharacters(in: .whitespaces) }
+        if items == ["none"] { return [] }
+        var seen = Set<NMPattern>()
+        return try items.map { item in
+            let pattern: NMPattern
+            do { pattern = try NMPattern(parsing: item) } catch let e as PruneKitError {
+                throw PruneKitError(e.kind, "\(option): \(e.message)", hint: e.hint.map { $0 + "; none for no pattern" })
+            }
+            guard seen.insert(pattern).inserted else {
+                throw PruneKitError(.invalidArgument, "\(option): the pattern \(pattern) is listed twice", hint: "list each pattern once")
+            }
+            return pattern.description
         }
     }
 
@@ -257,10 +291,12 @@ extension ExperimentSpec {
         if let v = o.store { s.store = v }
         if let v = o.report { s.report = v }
         if let v = o.cache { s.cache = v }
+        if let v = o.models { s.models = v }
         if let v = o.jobs { s.jobs = v }
         if let v = o.trialTimeout { s.trialTimeout = v }
         if let v = o.when { s.when = v }
         if let v = o.sanity { s.sanity = v }
+        if let v = o.patterns { s.patterns = v }
         return s
     }
 }
@@ -271,8 +307,8 @@ extension ExperimentSpec {
     /// The top-level keys of a spec file.
     public static let keys = ["name", "model", "dataset", "data-dir", "criteria", "compressions", "speedups",
                               "schedule", "schedule-options", "finetune", "finetune-options", "finetune-epochs",
-                              "seeds", "when", "sanity", "baseline", "calibration", "oracle", "residual-policy", "jobs", "store",
-                              "report", "cache", "trial-timeout"]
+                              "seeds", "when", "sanity", "pattern", "baseline", "calibration", "oracle", "residual-policy", "jobs", "store",
+                              "report", "cache", "models", "trial-timeout"]
     static let baselineKeys = ["epochs", "learning-rate", "batch-size", "validation-images", "training-images"]
     static let calibrationKeys = ["batches", "batch-size"]
     static let oracleKeys = ["enabled", "layers"]
@@ -329,6 +365,7 @@ extension ExperimentSpec {
             case "seeds": spec.seeds = try reader.seeds(value)
             case "when": spec.when = try reader.list(of: PruningTime.self, value, key)
             case "sanity": spec.sanity = try reader.list(of: SanityCheck.self, value, key, allowsNone: true)
+            case "pattern": spec.patterns = try reader.patterns(value, key)
             case "baseline":
                 for (k, v) in try reader.mapping(value, "'baseline'") {
                     switch try reader.key(k, in: "'baseline'", valid: baselineKeys) {
@@ -362,6 +399,7 @@ extension ExperimentSpec {
             case "jobs": spec.jobs = try reader.int(value, key, atLeast: 1)
             case "store": spec.store = try reader.string(value, key)
             case "report": spec.report = try reader.string(value, key)
+            case "models": spec.models = try reader.string(value, key)
             case "trial-timeout":
                 if case .scalar(let v) = value, v.string == "auto" { spec.trialTimeout = nil; continue }
                 spec.trialTimeout = try reader.double(value, key, above: 0)
@@ -507,6 +545,17 @@ struct SpecReader {
         let texts = try items.map { try scalar($0, key, T.allCases.map(\.rawValue).joined(separator: ", ")).string }
         do {
             return try ExperimentSpec.parseList(texts.joined(separator: ","), option: "'\(key)'", allowsNone: allowsNone)
+        } catch let e as PruneKitError {
+            throw error(node, e.message, hint: e.hint)
+        }
+    }
+
+    /// N:M patterns: `2:4`, `[2:4, 4:8]`, or `none` / `[]` for none.
+    func patterns(_ node: Node, _ key: String) throws -> [String] {
+        let items = node.sequence != nil ? try list(node, key, of: "N:M patterns") : [node]
+        let texts = try items.map { try scalar($0, key, "an N:M pattern such as 2:4, or a list of them").string }
+        do {
+            return try ExperimentSpec.parsePatterns(texts, option: "'\(key)'")
         } catch let e as PruneKitError {
             throw error(node, e.message, hint: e.hint)
         }

@@ -10,6 +10,14 @@ public enum ExperimentParts {
     /// Opens (or creates) the result store, refusing an incompatible file without touching it.
     public static func openStore(_ path: String) throws -> ExperimentStore { try ResultStore(path: path) }
 
+    /// Creates the folder where trials keep their pruned models (``ExperimentSpec/models``),
+    /// before any trial runs, or says why it can't (the system's reason).
+    /// - Throws: `PruneKitError(.io)` with a hint.
+    public static func makeModelsDirectory(_ path: String) throws {
+        _ = try FileSystem.makeDirectories(path, for: "the pruned models (--models)",
+                                           hint: "give --models a folder you can write to (it is created if missing)")
+    }
+
     /// Opens a store that must already exist.
     public static func openExistingStore(_ path: String) throws -> ExperimentStore {
         try ResultStore.openExisting(path: path, readOnly: true)
@@ -21,10 +29,12 @@ public enum ExperimentParts {
     /// ``ChildProcessTrialRunner/removeWorkDirectory()`` when the run ends.
     public static func childRunner(executable: String, cacheDirectory: String, threads: Int,
                                    pluginFiles: [String], pluginDirectories: [String],
-                                   timeLimit: TrialTimeLimit = .none) -> ChildProcessTrialRunner {
+                                   timeLimit: TrialTimeLimit = .none, modelsDirectory: String? = nil) -> ChildProcessTrialRunner {
         ChildProcessTrialRunner.removeStaleWorkDirectories()
-        return ChildProcessTrialRunner(executable: executable, cacheDirectory: cacheDirectory, pluginFiles: pluginFiles,
-                                       pluginDirectories: pluginDirectories, threads: threads, timeLimit: timeLimit)
+        var runner = ChildProcessTrialRunner(executable: executable, cacheDirectory: cacheDirectory, pluginFiles: pluginFiles,
+                                             pluginDirectories: pluginDirectories, threads: threads, timeLimit: timeLimit)
+        runner.modelsDirectory = modelsDirectory
+        return runner
     }
 
     /// Trains baselines in this process, cached in `directory`, and notes each in `store`.

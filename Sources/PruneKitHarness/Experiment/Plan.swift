@@ -3,13 +3,15 @@ import PruneKit
 
 /// The trials of an experiment, checked before any of them runs.
 ///
-/// Every seed × pruning time (`when`) × criterion × target is a `.prune` trial, followed
-/// by one trial per sanity check of a weight criterion (``SanityCheck``); with the oracle
-/// on, every seed × channel criterion is also an `.oracle` trial. The order is fixed
-/// (seeds, then pruning times in the spec's order, then criteria in the spec's order — the
-/// registry's sorted ids by default — then targets, then the criterion's own trial and its
-/// sanity checks, then the oracle trials of the seed), so the same spec gives the same
-/// trials, in the same order, on every machine: what ``Shard`` relies on.
+/// Every seed × pruning time (`when`) × criterion × target is a `.prune` trial, and every
+/// seed × pruning time × weight criterion × N:M pattern (``ExperimentSpec/patterns``) one
+/// more, at the pattern's nominal compression; each is followed by one trial per sanity
+/// check of a weight criterion (``SanityCheck``). With the oracle on, every seed × channel
+/// criterion is also an `.oracle` trial. The order is fixed (seeds, then pruning times in
+/// the spec's order, then criteria in the spec's order — the registry's sorted ids by
+/// default — then targets, then patterns, then the criterion's own trial and its sanity
+/// checks, then the oracle trials of the seed), so the same spec gives the same trials, in
+/// the same order, on every machine: what ``Shard`` relies on.
 public struct ExperimentPlan: Sendable {
     public let spec: ExperimentSpec
     /// The criteria, resolved, with their granularity.
@@ -18,6 +20,10 @@ public struct ExperimentPlan: Sendable {
     /// Registered criteria left out of a default ("all criteria") experiment because they
     /// can't rank this model's channels, with the reason.
     public var skipped: [(choice: CriterionChoice, reason: String)] = []
+    /// What a reader of the results must know before they run (what an N:M pattern's
+    /// trials do with the targets, and what it reaches on this model), one sentence each
+    /// (set by ``validated(_:registry:probe:)``, which has the model).
+    public var notes: [String] = []
     /// What the oracle of one baseline costs, when the plan has oracle trials (set by
     /// ``validated(_:registry:probe:)``, which has the model).
     public var oracleCost: Oracle.Cost?
@@ -57,10 +63,17 @@ public struct ExperimentPlan: Sendable {
                 for c in criteria {
                     // Sanity checks are defined for weight criteria (``SanityCheck``).
                     let checks: [SanityCheck?] = [nil] + (c.granularity == .weight ? spec.sanity : [])
-                    for target in spec.targets {
+                    // The targets, then (weight criteria) each N:M pattern at its own nominal target.
+                    var variants: [(target: TrialTarget?, pattern: String?)] = spec.targets.map { ($0, nil) }
+                    if c.granularity == .weight {
+                        // A pattern that doesn't parse (a spec not validated) gets no target: its trial fails with the reason.
+                        variants += spec.patterns.map { ((try? NMPattern(parsing: $0)).map(TrialTarget.init(nominalOf:)), $0) }
+                    }
+                    for variant in variants {
                         for check in checks {
-                            var t = trial(.prune, c.choice, target)
+                            var t = trial(.prune, c.choice, variant.target)
                             t.when = when == .trained ? nil : when   // trained: the default, ids as before
+                            t.pattern = variant.pattern
                             t.sanity = check
                             trials.append(t)
                         }
@@ -124,6 +137,8 @@ public struct ExperimentPlan: Sendable {
                     hint: "leave '\(choice.id)' out of --criteria, or drop --sanity: for a channel criterion, compare it with 'random granularity=channel' (a layer shuffle at the same per-layer fraction) and with --finetune reinit (Liu et al. 2019)")
             }
         }
+        let patterns = try spec.patterns.map(NMPattern.init(parsing:))
+        try checkPatterns(patterns, spec: spec, instances: instances, schedule: schedule)
 
         let splits = try DatasetCatalog.load(spec.dataset, directory: spec.dataDirectory)
         let model = try loadModel(spec.model, data: splits.train)
@@ -162,6 +177,10 @@ public struct ExperimentPlan: Sendable {
         guard !resolved.isEmpty else {
             throw PruneKitError(.invalidArgument, "no registered criterion can rank \(spec.model)", hint: "name the criteria with --criteria")
         }
+        if !patterns.isEmpty, !resolved.contains(where: { $0.granularity == .weight }) {
+            throw PruneKitError(.invalidArgument, "--pattern \(spec.patterns.joined(separator: ",")) selects single weights, but no weight criterion is registered",
+                                hint: "load a weight criterion (prunekit plugins lists them), or drop --pattern")
+        }
         let reach = TargetReach(model: model)
         for granularity in Set(resolved.map(\.granularity)).sorted(by: { $0.rawValue < $1.rawValue }) {
             for axis in TargetAxis.allCases {
@@ -180,6 +199,7 @@ public struct ExperimentPlan: Sendable {
         }
         var plan = ExperimentPlan(spec: spec, criteria: resolved, checkpointEpochs: Array(strategy.checkpointEpochs))
         plan.skipped = skipped
+        plan.notes = try patterns.map { try reach.note(on: $0, model: spec.model, targets: spec) }
         // Each plugin's build is part of its trials' ids: a rebuilt plugin gets new trials.
         plan.trials = try plan.trials.map { try PluginBuild.stamped($0, registry: registry) }
         if plan.trials.contains(where: { $0.kind == .oracle }) {
@@ -188,6 +208,28 @@ public struct ExperimentPlan: Sendable {
                                           calibration: spec.calibration, trainingImages: training, baselineEpochs: spec.baseline.epochs)
         }
         return plan
+    }
+
+    /// Refuses N:M patterns where they can't be used, as `prunekit prune --pattern` does:
+    /// with a channel criterion named in the spec (every criterion, the default: the
+    /// patterns apply to the weight criteria only), and with a schedule that prunes in
+    /// several steps (``NMPattern/check(_:)``: the pattern fixes every step's sparsity).
+    /// - Throws: ``PruneKitError`` `.invalidArgument` with the reason and what to do instead.
+    static func checkPatterns(_ patterns: [NMPattern], spec: ExperimentSpec, instances: [(choice: CriterionChoice, criterion: any Criterion)],
+                              schedule: any Schedule) throws {
+        guard let first = patterns.first else { return }
+        let option = "--pattern \(patterns.map(\.description).joined(separator: ","))"
+        if spec.criteria != nil {
+            for (choice, criterion) in instances where criterion.granularity != .weight {
+                throw PruneKitError(.invalidArgument,
+                    "\(option) selects single weights, but '\(choice.id)' is a \(criterion.granularity.rawValue) criterion",
+                    hint: "leave '\(choice.id)' out of --criteria, or drop --pattern; to see N:M beside channel pruning, run '\(choice.id)' with the same --store (the report covers every trial in the store), or leave --criteria out (every criterion: the patterns apply to the weight criteria)")
+            }
+        }
+        do { try first.check(schedule) } catch let e as PruneKitError {
+            throw PruneKitError(e.kind, "\(option): \(e.message)",
+                                hint: "use --schedule one-shot with --pattern (compare '\(spec.schedule)' in a run without --pattern)")
+        }
     }
 
     /// Refuses what pruning at initialisation can't do (``PruningTime/initialization``):
@@ -296,10 +338,58 @@ public struct Shard: Hashable, Sendable, CustomStringConvertible {
 /// never be met; one below them can still fail in its trial, with the closest figure.
 /// Cost: one pass over the prunable layers' shapes.
 public struct TargetReach {
-    let layers: [(weights: Int, macs: Int, outputs: Int, isClassifier: Bool)]
+    let layers: [(weights: Int, macs: Int, outputs: Int, isClassifier: Bool, path: String, inputs: Int?)]
 
     public init(model: Model) {
-        layers = model.prunableLayers().map { ($0.weights.count, $0.macs, $0.outputs, $0.isClassifier) }
+        layers = model.prunableLayers().map {
+            ($0.weights.count, $0.macs, $0.outputs, $0.isClassifier, $0.path, $0.weightShape.count >= 2 ? $0.weightShape[1] : nil)
+        }
+    }
+
+    /// The compression an N:M pattern reaches over every prunable weight, and the layers it
+    /// leaves dense: as ``NMPattern`` documents, a layer is covered when its input size
+    /// (`weightShape[1]`: `in`, or `in/groups`) is a positive multiple of M; the classifier
+    /// is kept whole, as in every trial.
+    public func compression(of pattern: NMPattern) -> (ratio: Double, dense: [(path: String, inputs: Int?)]) {
+        let total = layers.reduce(0) { $0 + $1.weights }
+        var pruned = 0.0, dense: [(path: String, inputs: Int?)] = []
+        for l in layers where !l.isClassifier {
+            if let inputs = l.inputs, inputs > 0, inputs % pattern.m == 0 {
+                pruned += Double(l.weights) * pattern.sparsity
+            } else {
+                dense.append((l.path, l.inputs))
+            }
+        }
+        return (Double(total) / max(Double(total) - pruned, 1), dense)
+    }
+
+    /// What the trials of `pattern` do, in one sentence: their target is the pattern's own
+    /// (not the spec's compressions or speed-ups), and what it reaches on this model.
+    /// - Throws: ``PruneKitError`` `.invalidArgument` when the pattern covers no layer (every
+    ///   trial would prune nothing).
+    func note(on pattern: NMPattern, model name: String, targets spec: ExperimentSpec) throws -> String {
+        let (ratio, dense) = compression(of: pattern)
+        let covered = layers.filter { !$0.isClassifier }.count - dense.count
+        let inputs = dense.map { "\($0.path): \($0.inputs.map(String.init) ?? "no input dimension")" }.joined(separator: ", ")
+        guard covered > 0 else {
+            throw PruneKitError(.invalidArgument,
+                "the N:M pattern \(pattern) covers no prunable layer of \(name): no input size is a multiple of \(pattern.m) (\(inputs)); the classifier is kept whole",
+                hint: "choose an M that divides one of those input sizes (2:4 covers layers whose input size is a multiple of 4), or drop the pattern")
+        }
+        let nominal = TrialTarget(nominalOf: pattern)
+        var left = ["the classifier kept whole"]
+        if !dense.isEmpty { left.insert("\(dense.map(\.path).joined(separator: ", ")) dense (input size not a multiple of \(pattern.m))", at: 0) }
+        var text = "the N:M pattern \(pattern) is its own target: it keeps \(pattern.n) of every \(pattern.m) weights of each layer it covers, "
+            + "nominally \(nominal) (" + String(format: "%.2f×", ratio) + " on \(name), \(left.joined(separator: ", "))); "
+            + "one trial per weight criterion and seed, in the \(nominal) table"
+        if spec.compressions != nil || spec.speedups != nil {
+            if spec.targets.contains(nominal) { text += " beside the unstructured \(nominal) trials" }
+            let others = spec.targets.filter { $0 != nominal }
+            if !others.isEmpty {
+                text += "; the target\(others.count == 1 ? "" : "s") \(others.map(\.description).joined(separator: ", ")) appl\(others.count == 1 ? "ies" : "y") to the unstructured and channel trials only"
+            }
+        }
+        return text
     }
 
     /// The largest ratio (before / after) reachable on `axis`.

@@ -360,7 +360,7 @@ extension Report {
 
         var header = ["id", "kind", "status", "failure", "model", "dataset", "data_directory", "validation_count",
                       "baseline_epochs", "baseline_batch_size", "baseline_learning_rate", "seed", "training_images",
-                      "criterion", "criterion_options", "when", "sanity", "granularity", "target_axis", "target_value", "schedule", "schedule_options",
+                      "criterion", "criterion_options", "when", "sanity", "pattern", "granularity", "target_axis", "target_value", "schedule", "schedule_options",
                       "finetune", "finetune_options", "finetune_epochs", "calibration_batches", "calibration_batch_size",
                       "residual_policy"]
         for stage in ["baseline", "pruned", "finetuned"] { header += ["\(stage)_top1", "\(stage)_top5", "\(stage)_loss"] }
@@ -381,7 +381,7 @@ extension Report {
             let c = r.configuration, res = r.result, b = c.baseline
             var row = [r.id, c.kind.rawValue, res.status.rawValue, res.failure ?? "", b.model, b.dataset, b.dataDirectory ?? "",
                        "\(b.validationCount)", "\(b.epochs)", "\(b.batchSize)", "\(b.learningRate)", "\(b.seed)", n(b.trainingImages),
-                       c.criterion, c.criterionOptions.joined(separator: " "), c.pruningTime.rawValue, c.sanity?.rawValue ?? "",
+                       c.criterion, c.criterionOptions.joined(separator: " "), c.pruningTime.rawValue, c.sanity?.rawValue ?? "", c.pattern ?? "",
                        res.granularity?.rawValue ?? "",
                        c.target?.axis.rawValue ?? "", n(c.target?.value),
                        c.schedule, c.scheduleOptions.joined(separator: " "), c.finetune, c.finetuneOptions.joined(separator: " "),

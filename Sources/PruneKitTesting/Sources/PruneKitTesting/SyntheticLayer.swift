@@ -112,6 +112,10 @@ public struct SyntheticLayer {
     /// model: check it on a tiny ``Model`` with ``Model/score(with:data:settings:)``.)
     public func scores(of criterion: any Criterion, seed: UInt64) throws -> [Float] {
         let wanted = criterion.evidence
+        guard !wanted.contains(.ownPasses) else {
+            throw PruneKitError(.invalidArgument, "criterion '\(criterion.id)' runs passes of its own over a model (Evidence.ownPasses); a synthetic layer can't feed it",
+                                hint: "check it on a tiny Model with Model.score(with:data:settings:)")
+        }
         let given = batches.map { b in
             LayerBatch(activations: wanted.contains(.activations) ? b.activations : nil,
                        activationGradients: wanted.contains(.activationGradients) ? b.activationGradients : nil,

@@ -24,9 +24,14 @@ public struct Evidence: OptionSet, Sendable, Hashable {
     public static let nextLayerInputs = Evidence(rawValue: 1 << 3)
     /// The calibration batches themselves, for passes the criterion runs on its own in
     /// ``Criterion/gather(_:into:)`` (``CalibrationSession/batch(_:)``): second-order
-    /// saliency, Hessian–gradient products, per-example gradients. A criterion whose own
-    /// passes need no data (SynFlow) does not declare it.
+    /// saliency, Hessian–gradient products, per-example gradients. Declared with
+    /// ``ownPasses``. A criterion whose own passes need no data (SynFlow) does not declare it.
     public static let calibrationData = Evidence(rawValue: 1 << 4)
+    /// Passes the criterion runs itself over the model in ``Criterion/gather(_:into:)``
+    /// (``CalibrationSession/pass(_:objective:observing:weightGradients:parameters:)``),
+    /// declared so that tools can tell: such a criterion needs a model (a synthetic layer
+    /// can't feed it), and its passes are its own work. On its own it needs no data.
+    public static let ownPasses = Evidence(rawValue: 1 << 5)
 
     /// The kinds the standard calibration pass hands to ``Criterion/observe(_:layer:state:)``
     /// batch by batch.
@@ -36,7 +41,7 @@ public struct Evidence: OptionSet, Sendable, Hashable {
     public static let names: [(String, Evidence)] = [
         ("weight-gradients", .weightGradients), ("activations", .activations),
         ("activation-gradients", .activationGradients), ("next-layer-inputs", .nextLayerInputs),
-        ("calibration-data", .calibrationData),
+        ("calibration-data", .calibrationData), ("own-passes", .ownPasses),
     ]
 
     public var names: [String] { Evidence.names.filter { contains($0.1) }.map(\.0) }

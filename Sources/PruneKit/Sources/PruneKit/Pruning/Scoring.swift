@@ -142,7 +142,7 @@ extension Model {
         let id = criterion.id
         let layers = prunableLayers()
         let evidence = criterion.evidence
-        let needsData = !evidence.isEmpty
+        let needsData = !evidence.subtracting(.ownPasses).isEmpty
         if needsData, data == nil {
             throw PruneKitError(.invalidArgument, "criterion '\(id)' needs calibration data (\(evidence.names.joined(separator: ", ")))",
                                 hint: "give a data set to score on")
