@@ -160,7 +160,7 @@ final class PatternAxisTests: XCTestCase {
             let model = try ModelZoo.make("lenet-300-100", inputShape: [1, 28, 28], classCount: 10, seed: 0)
             var settings = TargetedPruningSettings()
             settings.pattern = try NMPattern(n: 2, m: 4)
-            let c: any Criterion = try check.map { try SanityControlCriterion(AbsoluteWeight(), check: $0, model: model, seed: 0) } ?? AbsoluteWeight()
+            let c: any Criterion = try check.map { try SanityControls.controlCriterion(AbsoluteWeight(), check: $0, model: model, seed: 0) } ?? AbsoluteWeight()
             let plan = try model.prune(with: c, toward: .sparsity(0.5), settings: settings, data: nil).plan
             return (model, plan.layers.map { l in (0..<l.units).map(l.isKept) })
         }
