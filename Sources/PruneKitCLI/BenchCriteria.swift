@@ -68,12 +68,16 @@ struct CriteriaBench: ParsableCommand {
                                             hint: "check the plugin that registered '\(criterion.id)' (prunekit plugins)")
                     }
                     let evidence = criterion.evidence.names.joined(separator: ", ")
-                    print(String(format: "%3d   %@   %13.3f s   %7.3f s   %14.3f s   %14.4f s   %@", r + 1,
-                                 label.padding(toLength: width, withPad: " ", startingAt: 0), passes, scoring,
-                                 scoring - passes, clock.seconds, evidence.isEmpty ? "weights only" : evidence))
+                    // A criterion's own passes are part of its own work: no pass is timed apart.
+                    let own = criterion.evidence.contains(.ownPasses)
+                    print(String(format: "%3d   %@   %@   %7.3f s   %@   %14.4f s   %@", r + 1,
+                                 label.padding(toLength: width, withPad: " ", startingAt: 0),
+                                 own ? "    (its own)" : String(format: "%13.3f s", passes), scoring,
+                                 own ? "             —" : String(format: "%14.3f s", scoring - passes), clock.seconds,
+                                 evidence.isEmpty ? "weights only" : evidence))
                 }
             }
-            print("passes it needs: what Model.score runs for the criterion's evidence, timed alone on the same batches: none (weights only), forward (activations), forward+backward (gradients; parameter gradients only for weight gradients)")
+            print("passes it needs: what Model.score runs for the criterion's evidence, timed alone on the same batches: none (weights only), forward (activations), forward+backward (gradients; parameter gradients only for weight gradients); (its own): the criterion runs its passes itself (own-passes), timed in the criterion")
             let peak = peakResidentMiB()
             print("peak resident memory (VmHWM): " + (peak.map { String(format: "%.1f MiB", $0) } ?? "unavailable"))
             if chosen.contains(where: { $0.criterion.id == "taylor" }) {
