@@ -186,7 +186,9 @@ struct GraphReader {
             throw PruneKitError(.invalidArgument, "\(source): the graph's output '\(outputName)' is not its last operation" + (built.isEmpty ? " (the graph has no layers)" : ""),
                                 hint: "PruneKit reads graphs whose output is computed last; export only the path to the logits")
         }
-        let architecture = graphName.isEmpty ? URL(fileURLWithPath: source).deletingPathExtension().lastPathComponent : graphName
+        // The file's name (torch names every graph main_graph), else the graph's.
+        let architecture = ONNX.isONNXPath(source) ? URL(fileURLWithPath: source).deletingPathExtension().lastPathComponent
+            : graphName.isEmpty ? "onnx-model" : graphName
         do {
             return try Model(architecture: architecture, inputShape: inputShape, nodes: built)
         } catch let e as PruneKitError {
