@@ -68,7 +68,7 @@ class TinyResNet(nn.Module):
         self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(2)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)       # torchvision's stem pool
         self.layer1 = nn.Sequential(BasicBlock(16, 16, 1), BasicBlock(16, 16, 1))
         self.layer2 = nn.Sequential(BasicBlock(16, 32, 2), BasicBlock(32, 32, 1))
         self.avgpool = nn.AdaptiveAvgPool2d(1)

@@ -91,7 +91,8 @@ struct GraphWriter {
                 emit("Gemm", node.name, names, out, [float("alpha", 1), float("beta", 1), int("transB", 1)])
             case let pool as MaxPool2d:
                 emit("MaxPool", node.name, inputs, out, [ints("kernel_shape", [pool.kernelSize, pool.kernelSize]),
-                                                         ints("strides", [pool.stride, pool.stride])])
+                                                         ints("strides", [pool.stride, pool.stride]),
+                                                         ints("pads", Array(repeating: pool.padding, count: 4))])
             case let pool as AvgPool2d:
                 emit("AveragePool", node.name, inputs, out, [ints("kernel_shape", [pool.kernelSize, pool.kernelSize]),
                                                              ints("strides", [pool.stride, pool.stride])])
@@ -169,9 +170,8 @@ struct GraphWriter {
         t.name = name
         t.dataType = Int32(Onnx_TensorProto.DataType.float.rawValue)
         t.dims = p.value.shape.map(Int64.init)
-        var raw = Data(capacity: values.count * 4)
-        for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { raw.append(contentsOf: $0) } }
-        t.rawData = raw
+        if UInt32(1).littleEndian != 1 { values = values.map { Float(bitPattern: $0.bitPattern.littleEndian) } }
+        t.rawData = values.withUnsafeBufferPointer { Data(buffer: $0) }   // raw_data is little-endian
         graph.initializer.append(t)
         return name
     }

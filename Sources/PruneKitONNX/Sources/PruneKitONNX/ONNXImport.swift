@@ -282,9 +282,7 @@ struct GraphReader {
         case Int32(Onnx_TensorProto.DataType.float.rawValue):
             if !t.rawData.isEmpty {
                 guard t.rawData.count == count * 4 else { throw badTensor(t, "holds \(t.rawData.count) bytes for \(count) float32 elements") }
-                values = t.rawData.withUnsafeBytes { raw in
-                    (0..<count).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
-                }
+                values = Self.littleEndianFloats(t.rawData, count: count)
             } else {
                 guard t.floatData.count == count else { throw badTensor(t, "holds \(t.floatData.count) values for shape \(t.dims)") }
                 values = t.floatData
@@ -335,6 +333,18 @@ struct GraphReader {
             return t.int32Data.map(Int.init)
         default:
             throw badTensor(t, "has element type \(Self.typeName(t.dataType)) where integers are expected")
+        }
+    }
+
+    /// `count` float32 values stored little-endian (ONNX's raw_data): one copy on a
+    /// little-endian machine, a byte swap of each value elsewhere.
+    static func littleEndianFloats(_ raw: Data, count: Int) -> [Float] {
+        [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            _ = raw.withUnsafeBytes { memcpy(buffer.baseAddress!, $0.baseAddress!, count * 4) }
+            if UInt32(1).littleEndian != 1 {
+                for i in 0..<count { buffer[i] = Float(bitPattern: UInt32(littleEndian: buffer[i].bitPattern)) }
+            }
+            initialized = count
         }
     }
 

@@ -110,7 +110,8 @@ enum ONNXOperators {
     }
 
     /// MaxPool and AveragePool → ``MaxPool2d``, ``AvgPool2d``: square windows, equal strides,
-    /// no padding; `ceil_mode` only where it changes nothing.
+    /// the same padding on every side for MaxPool (at most half the window), none for
+    /// AveragePool; `ceil_mode` only where it changes nothing.
     static func pool(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
         let x = try r.value(node, 0)
         let xs = r.prunekitShape(x)
@@ -124,17 +125,21 @@ enum ONNXOperators {
             throw r.unsupported(node, "dilations \(d) are not read")
         }
         let padding = try symmetricPadding(r, node, kernel: k, stride: stride, input: xs)
-        guard padding == 0 else {
-            throw r.unsupported(node, "padding \(padding) is not read yet for pooling (only unpadded windows)")
+        let isMax = node.opType == "MaxPool"
+        guard padding == 0 || isMax else {
+            throw r.unsupported(node, "padding \(padding) is not read yet for AveragePool (only unpadded windows)")
+        }
+        guard padding <= k / 2 else {
+            throw r.unsupported(node, "padding \(padding) is more than half the \(k)×\(k) window")
         }
         if try r.int(node, "ceil_mode", default: 0) != 0,
-           (xs[1] - k) % stride != 0 || (xs[2] - k) % stride != 0 {
+           (xs[1] + 2 * padding - k) % stride != 0 || (xs[2] + 2 * padding - k) % stride != 0 {
             throw r.unsupported(node, "ceil_mode 1 adds a partial window on a \(xs[1])×\(xs[2]) map, which is not read yet")
         }
-        if node.opType == "MaxPool", try r.int(node, "storage_order", default: 0) != 0 {
+        if isMax, try r.int(node, "storage_order", default: 0) != 0 {
             throw r.unsupported(node, "storage_order 1 is not read")
         }
-        let layer: Layer = node.opType == "MaxPool" ? MaxPool2d(kernelSize: k, stride: stride) : AvgPool2d(kernelSize: k, stride: stride)
+        let layer: Layer = isMax ? MaxPool2d(kernelSize: k, stride: stride, padding: padding) : AvgPool2d(kernelSize: k, stride: stride)
         try r.add(layer, name: r.layerName(node), node: node, inputs: [x], output: try r.singleOutput(node))
     }
 
