@@ -199,6 +199,8 @@ final class ONNXTests: XCTestCase {
 
 /// Writes exported models with PruneKit's own outputs for `.ci/onnx-check`, which runs them in
 /// ONNX Runtime (a real runtime, from pip) and compares. Skipped unless PRUNEKIT_ONNX_CHECK_DIR is set.
+/// PRUNEKIT_ONNX_EXTRA (colon-separated .onnx files, such as full-size torchvision exports) adds
+/// more models, each as imported and pruned 2× with l1-filter (by hand; CI does not set it).
 final class ONNXRuntimeExportTests: XCTestCase {
     func testWriteExportsForONNXRuntime() throws {
         guard let dir = ProcessInfo.processInfo.environment["PRUNEKIT_ONNX_CHECK_DIR"] else {
@@ -216,6 +218,20 @@ final class ONNXRuntimeExportTests: XCTestCase {
             try copy.model.prune(with: l1, toward: .speedup(2), settings: TargetedPruningSettings(policy: policy), data: nil)
             cases.append((name + "-x2", try copy.model.removingPrunedChannels(policy: policy).model, copy.initializerNames))
         }
+        for path in (ProcessInfo.processInfo.environment["PRUNEKIT_ONNX_EXTRA"] ?? "").split(separator: ":").map(String.init) {
+            let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+            let imported = try ONNX.importModel(contentsOf: path)
+            cases.append((name, imported.model, imported.initializerNames))
+            let copy = try ONNX.importModel(contentsOf: path)
+            let hasAdd = copy.model.nodes.contains { $0.layer.kind == .add }
+            let policy: ResidualPolicy = hasAdd ? .wholeStream : .withinBlocks
+            do {
+                try copy.model.prune(with: l1, toward: .speedup(2), settings: TargetedPruningSettings(policy: policy), data: nil)
+                cases.append((name + "-x2", try copy.model.removingPrunedChannels(policy: policy).model, copy.initializerNames))
+            } catch let e as PruneKitError {
+                print("note: \(name) was not pruned: \(e.message)")
+            }
+        }
         for name in ["lenet-5", "lenet-300-100", "vgg-small", "resnet-20"] {
             let model = try ModelZoo.make(name, inputShape: name == "resnet-20" ? [3, 32, 32] : [1, 28, 28], classCount: 10, seed: 1)
             cases.append((name, model, [:]))
@@ -226,10 +242,11 @@ final class ONNXRuntimeExportTests: XCTestCase {
 
         for (name, model, names) in cases {
             try ONNX.export(model, to: "\(dir)/\(name).onnx", initializerNames: names)
-            let input = Tensor.randomNormal([3] + model.inputShape, using: &rng)
+            let batch = model.inputShape.reduce(1, *) > 100_000 ? 1 : 3   // full-size images: one
+            let input = Tensor.randomNormal([batch] + model.inputShape, using: &rng)
             let reference: [String: Any] = [
                 "input_shape": input.shape, "input": input.scalars.map(Double.init),
-                "output_shape": [3] + model.outputShape, "output": ONNXTests.outputs(model, input).map(Double.init),
+                "output_shape": [batch] + model.outputShape, "output": ONNXTests.outputs(model, input).map(Double.init),
             ]
             try JSONSerialization.data(withJSONObject: reference).write(to: URL(fileURLWithPath: "\(dir)/\(name).json"))
         }
