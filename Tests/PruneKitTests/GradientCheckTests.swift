@@ -142,6 +142,18 @@ final class GradientCheckTests: XCTestCase {
 
     func testMaxPoolOverlapping() { check(MaxPool2d(kernelSize: 3, stride: 2), inputs: [random([2, 2, 7, 7])], eps: 1e-3) }
 
+    /// ReLU6 (ONNX Clip 0…6) and one-sided bounds; inputs scaled so that some lie above 6.
+    func testClip() {
+        var x = random([2, 3, 4, 4])
+        x.withUnsafeMutableBufferPointer { for i in 0..<$0.count { $0[i] *= 8 } }
+        check(Clip(lower: 0, upper: 6), inputs: [x], eps: 1e-3)
+        check(Clip(lower: -1, upper: nil), inputs: [x], eps: 1e-3)
+        check(Clip(lower: nil, upper: 2), inputs: [x], eps: 1e-3)
+        let y = Clip(lower: 0, upper: 6).forward([x], mode: .inference)
+        XCTAssertEqual(y.scalars, x.scalars.map { min(max($0, 0), 6) })
+        XCTAssert(x.scalars.contains { $0 > 6 } && x.scalars.contains { $0 < 0 })
+    }
+
     /// torchvision's ResNet stem pool: 3×3, stride 2, padding 1 (as ONNX import reads it).
     func testMaxPoolPadded() { check(MaxPool2d(kernelSize: 3, stride: 2, padding: 1), inputs: [random([2, 2, 7, 7])], eps: 1e-3) }
 

@@ -12,6 +12,7 @@
 /// | `avgPool2d` | `kernel_size` | `stride` (= `kernel_size`) |
 /// | `dropout` | | `p` (0.5) |
 /// | `channelPadShortcut` | `out_channels`, `stride` | |
+/// | `clip` | | `min`, `max` (absent: unbounded; `min` ≤ `max`) |
 /// | `relu`, `globalAvgPool`, `flatten`, `add` | | |
 ///
 /// Counts must be whole numbers, `bias` 0 or 1. Keys a kind does not know are an error
@@ -75,6 +76,14 @@ public enum LayerFactory {
             let o = try c.count("out_channels"), stride = try c.count("stride")
             try c.finish()
             layer = ChannelPadShortcut(outChannels: o, stride: stride)
+        case .clip:
+            let lower = c.value("min"), upper = c.value("max")
+            for (key, v) in [("min", lower), ("max", upper)] where v.map({ !$0.isFinite }) == true {
+                throw c.error("'\(key)' must be a finite number, got \(v!)")
+            }
+            guard (lower ?? -.infinity) <= (upper ?? .infinity) else { throw c.error("min \(lower!) is above max \(upper!)") }
+            try c.finish()
+            layer = Clip(lower: lower.map(Float.init), upper: upper.map(Float.init))
         case .relu: try c.finish(); layer = ReLU()
         case .globalAvgPool: try c.finish(); layer = GlobalAvgPool()
         case .flatten: try c.finish(); layer = Flatten()
