@@ -69,7 +69,7 @@ final class ONNXTests: XCTestCase {
         XCTAssertNotNil(folded.nodeIndex(named: "layer1.0.conv1"), "\(folded.nodes.map(\.name))")
     }
 
-    func testMatMulAddBecomesOneLinearLayerAndDepthwiseConvolutionsStayDepthwise() throws {
+    func testMatMulAddBecomesOneLinearLayerDepthwiseStaysDepthwiseAndReLU6IsAClip() throws {
         let model = try ONNX.importModel(contentsOf: Self.path("tiny_mobilenet")).model
         let linears = model.nodes.compactMap { $0.layer as? Linear }
         XCTAssertEqual(linears.count, 1)
@@ -77,6 +77,10 @@ final class ONNXTests: XCTestCase {
         XCTAssertFalse(model.nodes.contains { $0.layer.kind == .add }, "the MatMul's Add is its bias")
         let depthwise = model.nodes.compactMap { $0.layer as? Conv2d }.filter { $0.groups > 1 }
         XCTAssertEqual(depthwise.map(\.groups), [16, 32])
+        // ReLU6 arrives as Clip(0, 6).
+        let clips = model.nodes.compactMap { $0.layer as? Clip }
+        XCTAssertEqual(clips.count, 2)
+        XCTAssert(clips.allSatisfy { $0.lower == 0 && $0.upper == 6 })
     }
 
     // MARK: Export
@@ -174,7 +178,8 @@ final class ONNXTests: XCTestCase {
             _ = try ONNX.importModel(contentsOf: Self.path("bad_unsupported_op"))
             XCTFail("imported")
         } catch let e as PruneKitError {
-            XCTAssert(e.hint?.contains("Add, AveragePool, BatchNormalization, Constant, Conv, Dropout") == true, e.hint ?? "")
+            XCTAssert(e.hint?.contains("supported operators: " + ONNX.supportedOperators.joined(separator: ", ")) == true, e.hint ?? "")
+            XCTAssert(ONNX.supportedOperators.contains("Conv") && ONNX.supportedOperators.contains("Clip"))
         }
     }
 

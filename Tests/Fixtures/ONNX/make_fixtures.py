@@ -33,11 +33,11 @@ OPSET = 17
 INPUT = (2, 3, 16, 16)
 
 
-def conv_bn(cin, cout, stride=1, groups=1, kernel=3):
+def conv_bn(cin, cout, stride=1, groups=1, kernel=3, act=nn.ReLU):
     return nn.Sequential(
         nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False),
         nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
+        act(inplace=True),
     )
 
 
@@ -98,13 +98,13 @@ class TinyVGG(nn.Module):
 
 
 class TinyMobileNet(nn.Module):
-    """Depthwise-separable blocks (depthwise 3x3 + pointwise 1x1, with ReLU in place of ReLU6),
-    a biased stride-2 convolution, and a classifier written as x @ W + b (MatMul + Add)."""
+    """Depthwise-separable blocks (depthwise 3x3 + pointwise 1x1), ReLU6 (Clip) in the first, ReLU
+    in the second, a biased 1x1 head, and a classifier written as x @ W + b (MatMul + Add)."""
 
     def __init__(self, classes=10):
         super().__init__()
         self.stem = conv_bn(3, 16, stride=2)
-        self.block1 = nn.Sequential(*conv_bn(16, 16, groups=16), *conv_bn(16, 32, kernel=1))
+        self.block1 = nn.Sequential(*conv_bn(16, 16, groups=16, act=nn.ReLU6), *conv_bn(16, 32, kernel=1, act=nn.ReLU6))
         self.block2 = nn.Sequential(*conv_bn(32, 32, stride=2, groups=32), *conv_bn(32, 32, kernel=1))
         self.head = nn.Conv2d(32, 48, 1, bias=True)
         self.weight = nn.Parameter(torch.randn(48, classes) * 0.1)

@@ -103,6 +103,10 @@ struct GraphWriter {
                 emit("Flatten", node.name + "/flatten", [pooled], out, [int("axis", 1)])
             case is ReLU:
                 emit("Relu", node.name, inputs, out, [])
+            case let clip as Clip:
+                let lower = clip.lower.map { scalar(node.name + ".min", $0) } ?? ""
+                let upper = clip.upper.map { scalar(node.name + ".max", $0) } ?? ""
+                emit("Clip", node.name, upper.isEmpty ? inputs + [lower] : inputs + [lower, upper], out, [])
             case is Flatten:
                 emit("Flatten", node.name, inputs, out, [int("axis", 1)])
             case is Add:
@@ -122,7 +126,7 @@ struct GraphWriter {
     }
 
     /// The layer kinds ``write()`` handles.
-    static let exportedKinds: [LayerKind] = [.conv2d, .batchNorm, .linear, .maxPool2d, .avgPool2d, .globalAvgPool, .relu,
+    static let exportedKinds: [LayerKind] = [.conv2d, .batchNorm, .linear, .maxPool2d, .avgPool2d, .globalAvgPool, .relu, .clip,
                                              .flatten, .add, .dropout, .channelPadShortcut]
 
     /// Option-A shortcut: every `stride`-th row and column (Slice), then zero channels on both sides (Pad).
@@ -172,6 +176,17 @@ struct GraphWriter {
         t.dims = p.value.shape.map(Int64.init)
         if UInt32(1).littleEndian != 1 { values = values.map { Float(bitPattern: $0.bitPattern.littleEndian) } }
         t.rawData = values.withUnsafeBufferPointer { Data(buffer: $0) }   // raw_data is little-endian
+        graph.initializer.append(t)
+        return name
+    }
+
+    /// Adds a FLOAT scalar initialiser.
+    mutating func scalar(_ base: String, _ value: Float) -> String {
+        let name = unique(base)
+        var t = Onnx_TensorProto()
+        t.name = name
+        t.dataType = Int32(Onnx_TensorProto.DataType.float.rawValue)
+        t.floatData = [value]
         graph.initializer.append(t)
         return name
     }

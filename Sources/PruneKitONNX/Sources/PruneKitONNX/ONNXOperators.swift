@@ -15,6 +15,7 @@ enum ONNXOperators {
         "Conv": conv,
         "BatchNormalization": batchNormalization,
         "Relu": relu,
+        "Clip": clip,
         "MaxPool": pool,
         "AveragePool": pool,
         "GlobalAveragePool": globalAveragePool,
@@ -107,6 +108,22 @@ enum ONNXOperators {
         let x = try r.value(node, 0)
         try r.add(ReLU(), name: r.layerName(node), node: node, inputs: [x], output: try r.singleOutput(node),
                   onnxShape: x.shape)
+    }
+
+    /// Clip → ``Clip`` (ReLU6 is Clip(0, 6)): its bounds are constant scalars, either may be absent.
+    static func clip(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let x = try r.value(node, 0)
+        var bounds: [Float?] = [nil, nil]
+        for i in [1, 2] where r.hasInput(node, i) {
+            let b = try r.constant(node, i)
+            guard b.values.count == 1 else { throw r.unsupported(node, "its bound '\(b.name)' has shape \(b.dims), not a scalar") }
+            bounds[i - 1] = b.values[0]
+        }
+        if let lo = bounds[0], let hi = bounds[1], lo > hi {
+            throw r.unsupported(node, "its minimum \(lo) is above its maximum \(hi)")
+        }
+        try r.add(Clip(lower: bounds[0], upper: bounds[1]), name: r.layerName(node), node: node, inputs: [x],
+                  output: try r.singleOutput(node), onnxShape: x.shape)
     }
 
     /// MaxPool and AveragePool → ``MaxPool2d``, ``AvgPool2d``: square windows, equal strides,
