@@ -151,6 +151,32 @@ final class ONNXTests: XCTestCase {
 
     private var rng = RandomGenerator(seed: 7)
 
+    func testExternalDataIsReadFromTheFileBesideTheModel() throws {
+        let external = try ONNX.importModel(contentsOf: Self.path("external_vgg"))
+        let ref = try Self.reference("tiny_vgg_bn")
+        Self.assertClose(Self.outputs(external.model, ref.inputTensor), ref.output, "external data")
+        // Without its side file: one clear error naming it, and no model.
+        let dir = try temporaryScratchDirectory("prunekit-onnx-external")
+        let lone = dir.appendingPathComponent("external_vgg.onnx")
+        try FileManager.default.copyItem(atPath: Self.path("external_vgg"), toPath: lone.path)
+        XCTAssertThrowsError(try ONNX.importModel(contentsOf: lone.path)) { error in
+            let e = error as? PruneKitError
+            XCTAssert(e?.message.contains("'external_vgg.onnx.data', which is missing beside the model") == true, "\(error)")
+            XCTAssertNotNil(e?.hint)
+        }
+        // A short side file.
+        let data = try Data(contentsOf: URL(fileURLWithPath: Self.path("external_vgg") + ".data"))
+        try data.prefix(data.count / 2).write(to: dir.appendingPathComponent("external_vgg.onnx.data"))
+        XCTAssertThrowsError(try ONNX.importModel(contentsOf: lone.path)) { error in
+            XCTAssert((error as? PruneKitError)?.message.contains("ends before the tensor") == true, "\(error)")
+        }
+        // Bytes alone can't reach a side file.
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: Self.path("external_vgg")))
+        XCTAssertThrowsError(try ONNX.importModel(serialized: bytes, source: "bytes")) { error in
+            XCTAssert((error as? PruneKitError)?.message.contains("read only from a file") == true, "\(error)")
+        }
+    }
+
     // MARK: Bad input
 
     func assertRefused(_ name: String, _ expected: [String], kind: PruneKitError.Kind? = nil,

@@ -6,14 +6,15 @@ extension ONNX {
     /// Reads an ONNX file into a PruneKit model.
     ///
     /// - Parameters:
-    ///   - path: a `.onnx` file whose tensors are stored inside it.
+    ///   - path: a `.onnx` file; tensors stored outside it (external data, as written for
+    ///     models over 2 GB) are read from the data files it names beside it.
     ///   - options: see ``ONNXImportOptions``.
     /// - Returns: the model (its input the graph's one input, its output the graph's one
     ///   output) and the initialiser names its parameters came from.
     /// - Throws: ``PruneKitError``: `.invalidFile` for a missing, truncated or non-ONNX file,
     ///   an opset outside ``supportedOpsets``, several inputs or outputs, symbolic input
-    ///   dimensions (unless `options.inputShape` gives them), tensors stored outside the file,
-    ///   NaN or infinite initialisers; `.invalidArgument` for an operator or attribute PruneKit
+    ///   dimensions (unless `options.inputShape` gives them), a missing or short external data
+    ///   file, NaN or infinite initialisers; `.invalidArgument` for an operator or attribute PruneKit
     ///   does not read, naming the node, the operator and the opset.
     /// Cost: one read of the file and one pass over its tensors.
     public static func importModel(contentsOf path: String, options: ONNXImportOptions = .init()) throws -> ONNXImportedModel {
@@ -26,13 +27,20 @@ extension ONNX {
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             throw PruneKitError(.io, "cannot read '\(path)': \(error.localizedDescription)")
         }
-        return try importModel(serialized: data, source: path, options: options)
+        return try importModel(serialized: data, source: path, directory: URL(fileURLWithPath: path).deletingLastPathComponent().path,
+                               options: options)
     }
 
-    /// Reads a serialised ONNX `ModelProto` (the bytes of a `.onnx` file).
+    /// Reads a serialised ONNX `ModelProto` (the bytes of a `.onnx` file) whose tensors are
+    /// all inside it.
     /// - Parameter source: the name used in error messages (a path).
     /// - Throws: as ``importModel(contentsOf:options:)``.
     public static func importModel(serialized data: Data, source: String, options: ONNXImportOptions = .init()) throws -> ONNXImportedModel {
+        try importModel(serialized: data, source: source, directory: nil, options: options)
+    }
+
+    /// - Parameter directory: where external data files are, when the model came from a file.
+    static func importModel(serialized data: Data, source: String, directory: String?, options: ONNXImportOptions) throws -> ONNXImportedModel {
         let notONNX = "the file may be truncated, or not an ONNX model; export it again (torch.onnx.export(..., opset_version=17))"
         guard !data.isEmpty else {
             throw PruneKitError(.invalidFile, "'\(source)' is empty, not an ONNX model", hint: notONNX)
@@ -57,7 +65,7 @@ extension ONNX {
             throw PruneKitError(.invalidFile, "'\(source)' uses opset \(opsetVersion); PruneKit reads opsets \(supportedOpsets.lowerBound)–\(supportedOpsets.upperBound)",
                                 hint: "convert it (onnx.version_converter.convert_version(model, 17)) or export it again with opset_version=17")
         }
-        var reader = try GraphReader(graph: proto.graph, source: source, opset: opsetVersion, options: options)
+        var reader = try GraphReader(graph: proto.graph, source: source, directory: directory, opset: opsetVersion, options: options)
         let model = try reader.read()
         let producer = [proto.producerName, proto.producerVersion].filter { !$0.isEmpty }.joined(separator: " ")
         return ONNXImportedModel(model: model, initializerNames: reader.initializerNames, opset: opsetVersion,
@@ -78,6 +86,8 @@ struct ONNXValue {
 /// model being built. The operator functions in `ONNXOperators` read and extend it.
 struct GraphReader {
     let source: String
+    /// The folder of the model's file, where external data files are; `nil` for bytes.
+    let directory: String?
     let opset: Int
     let nodes: [Onnx_NodeProto]
     /// Initialisers and the outputs of Constant nodes, by name.
@@ -100,8 +110,9 @@ struct GraphReader {
     var current = 0
     var rng = RandomGenerator(seed: 0, stream: "onnx-import")
 
-    init(graph: Onnx_GraphProto, source: String, opset: Int, options: ONNXImportOptions) throws {
+    init(graph: Onnx_GraphProto, source: String, directory: String?, opset: Int, options: ONNXImportOptions) throws {
         self.source = source
+        self.directory = directory
         self.opset = opset
         self.nodes = graph.node
         self.graphName = graph.name
@@ -265,17 +276,58 @@ struct GraphReader {
                       hint: hint ?? "export the model again; the file may be damaged")
     }
 
-    func checkInline(_ t: Onnx_TensorProto) throws {
-        if t.dataLocation == .external {
-            let location = t.externalData.first { $0.key == "location" }?.value ?? "?"
-            throw badTensor(t, "is stored outside the file (external data in '\(location)'), which PruneKit does not read yet",
-                            hint: "save the model with its tensors inside: onnx.save_model(model, path, save_as_external_data=False) (models under 2 GB)")
+    /// The tensor with its bytes in `rawData`: as it is, or read from its external data file
+    /// (`location` beside the model, `offset`, `length`; ONNX's external data layout).
+    func inline(_ t: Onnx_TensorProto) throws -> Onnx_TensorProto {
+        guard t.dataLocation == .external else { return t }
+        var entries: [String: String] = [:]
+        for e in t.externalData where entries[e.key] == nil { entries[e.key] = e.value }
+        let location = entries["location"] ?? ""
+        guard let directory else {
+            throw badTensor(t, "is stored outside the model (external data in '\(location)'), which is read only from a file",
+                            hint: "import the .onnx file by its path, with its data file beside it")
         }
+        guard !location.isEmpty, !location.hasPrefix("/"), !location.split(separator: "/").contains("..") else {
+            throw badTensor(t, "names the external data file '\(location)', which is not a file beside the model")
+        }
+        let elementSize: Int
+        switch t.dataType {
+        case Int32(Onnx_TensorProto.DataType.float.rawValue), Int32(Onnx_TensorProto.DataType.int32.rawValue): elementSize = 4
+        case Int32(Onnx_TensorProto.DataType.double.rawValue), Int32(Onnx_TensorProto.DataType.int64.rawValue): elementSize = 8
+        default: throw badTensor(t, "has element type \(Self.typeName(t.dataType)); PruneKit reads float32 and float64 weights")
+        }
+        let needed = try dims(t).reduce(1, *) * elementSize
+        guard let offset = Int(entries["offset"] ?? "0"), offset >= 0,
+              let length = Int(entries["length"] ?? String(needed)), length == needed else {
+            throw badTensor(t, "gives its external data as offset \(entries["offset"] ?? "0"), length \(entries["length"] ?? "?"), but it holds \(needed) bytes")
+        }
+        let path = URL(fileURLWithPath: directory).appendingPathComponent(location).path
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw PruneKitError(.invalidFile, "\(source): the tensor '\(t.name)' is stored in '\(location)', which is missing beside the model",
+                                hint: "copy the data file that onnx.save_model(..., save_as_external_data=True) wrote next to the .onnx file")
+        }
+        defer { try? handle.close() }
+        let bytes: Data
+        do {
+            try handle.seek(toOffset: UInt64(offset))
+            bytes = try handle.read(upToCount: needed) ?? Data()
+        } catch {
+            throw PruneKitError(.io, "\(source): cannot read '\(location)': \(error.localizedDescription)")
+        }
+        guard bytes.count == needed else {
+            throw PruneKitError(.invalidFile, "\(source): the data file '\(location)' ends before the tensor '\(t.name)' (\(bytes.count) of \(needed) bytes at offset \(offset))",
+                                hint: "the data file is truncated or belongs to another export; export the model again")
+        }
+        var copy = t
+        copy.rawData = bytes
+        copy.dataLocation = .default
+        copy.externalData = []
+        return copy
     }
 
     /// The elements of a FLOAT or DOUBLE tensor, checked finite.
     func floats(_ t: Onnx_TensorProto) throws -> [Float] {
-        try checkInline(t)
+        let t = try inline(t)
         let count = try dims(t).reduce(1, *)
         let values: [Float]
         switch t.dataType {
@@ -310,7 +362,7 @@ struct GraphReader {
 
     /// The elements of an INT64 or INT32 tensor.
     func integers(_ t: Onnx_TensorProto) throws -> [Int] {
-        try checkInline(t)
+        let t = try inline(t)
         let count = try dims(t).reduce(1, *)
         switch t.dataType {
         case Int32(Onnx_TensorProto.DataType.int64.rawValue):
