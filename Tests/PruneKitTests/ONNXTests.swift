@@ -196,6 +196,8 @@ final class ONNXTests: XCTestCase {
         assertRefused("bad_nan_weight", ["'fc.weight'", "nan", "element 2"], kind: .invalidFile)
         assertRefused("bad_dynamic_shape", ["dynamic dimensions", "[batch, 3, height, width]"], kind: .invalidFile)
         assertRefused("bad_opset", ["opset 99"], kind: .invalidFile)
+        assertRefused("bad_huge_group", ["node '/conv/Conv'", "group 4611686018427387904"], kind: .invalidArgument)
+        assertRefused("bad_huge_padding", ["node '/conv/Conv'", "padding 4611686018427387904"], kind: .invalidArgument)
         assertRefused("no_such_model", ["does not exist"], kind: .invalidFile)
     }
 

@@ -193,6 +193,11 @@ def bad_models():
     k = helper.make_tensor("conv.weight", f, [2, 3, 1, 1], [0.5] * 6)
     out = helper.make_tensor_value_info("y", f, ["batch", 2, "height", "width"])
     tiny_graph("bad_dynamic_shape", [helper.make_node("Conv", ["x", "conv.weight"], ["y"], name="/conv/Conv")], [k], [img], [out])
+    # Attributes that would overflow shape arithmetic: a huge group, a huge padding.
+    tiny_graph("bad_huge_group", [helper.make_node("Conv", ["x", "conv.weight"], ["y"], name="/conv/Conv", group=2**62)],
+               [k], [helper.make_tensor_value_info("x", f, ["batch", 3, 8, 8])], [out])
+    tiny_graph("bad_huge_padding", [helper.make_node("Conv", ["x", "conv.weight"], ["y"], name="/conv/Conv", pads=[2**62] * 4)],
+               [k], [helper.make_tensor_value_info("x", f, ["batch", 3, 8, 8])], [out])
     # An opset from the future.
     tiny_graph("bad_opset", [helper.make_node("Gemm", ["x", "fc.weight"], ["y"], name="/fc/Gemm", transB=1)], [w], [x], [y], opset=99)
 
@@ -212,6 +217,9 @@ def main():
     export(mnist, "mnist_cnn", preserve_batchnorm=True, input_shape=(2, 1, 28, 28))
     # The VGG again with its tensors in a side file, as torch and onnx write models over 2 GB
     # (external data); its reference outputs are tiny_vgg_bn.json's.
+    side = os.path.join(HERE, "external_vgg.onnx.data")
+    if os.path.exists(side):
+        os.remove(side)                           # onnx.save_model refuses to overwrite it
     onnx.save_model(onnx.load(os.path.join(HERE, "tiny_vgg_bn.onnx")), os.path.join(HERE, "external_vgg.onnx"),
                     save_as_external_data=True, all_tensors_to_one_file=True, location="external_vgg.onnx.data",
                     size_threshold=1024)

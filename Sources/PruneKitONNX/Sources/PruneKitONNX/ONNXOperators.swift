@@ -44,7 +44,7 @@ enum ONNXOperators {
         guard w.dims.count == 4 else { throw r.unsupported(node, "its weight has shape \(w.dims); only 2-d convolutions are read") }
         let (o, cg, kh, kw) = (w.dims[0], w.dims[1], w.dims[2], w.dims[3])
         let group = try r.int(node, "group", default: 1)
-        guard group >= 1, cg * group == xs[0], o % group == 0 else {
+        guard group >= 1, group <= xs[0], cg * group == xs[0], o % group == 0 else {
             throw r.unsupported(node, "its weight \(w.dims) with group \(group) does not fit an input of \(xs[0]) channels")
         }
         guard kh == kw, kh >= 1 else { throw r.unsupported(node, "its kernel is \(kh)×\(kw); PruneKit reads square kernels") }
@@ -56,6 +56,9 @@ enum ONNXOperators {
         }
         let stride = try equalPair(r, node, "strides", default: 1)
         let padding = try symmetricPadding(r, node, kernel: kh, stride: stride, input: xs)
+        guard padding < kh else {
+            throw r.unsupported(node, "padding \(padding) is not smaller than its \(kh)×\(kw) kernel; such padding only adds zero borders")
+        }
         let b = r.hasInput(node, 2) ? try r.constant(node, 2) : nil
         if let b, b.values.count != o { throw r.unsupported(node, "its bias has \(b.values.count) values for \(o) output channels") }
         let name = r.layerName(node, weight: w.name)
@@ -220,7 +223,7 @@ enum ONNXOperators {
             let next = r.nodes[readers[0]]
             if next.opType == "Add", next.domain.isEmpty || next.domain == "ai.onnx", next.input.count == 2 {
                 let other = next.input[0] == output ? next.input[1] : next.input[0]
-                if let t = r.constants[other], let values = try? r.floats(t), values.count == outF {
+                if let t = r.constants[other], case let values = try r.floats(t), values.count == outF {
                     bias = (values, other)
                     r.fused.insert(readers[0])
                     output = try r.singleOutput(next)
