@@ -65,6 +65,22 @@ final class ONNXCommandTests: XCTestCase {
         ONNXTests.assertClose(ONNXTests.outputs(back.model, input), ONNXTests.outputs(saved, input), tolerance: 1e-6, "exported")
     }
 
+    /// The harness compares criteria on an ONNX model from its own weights (no baseline
+    /// training), and refuses one whose input does not fit the data, naming both shapes.
+    func testCompareTakesAnONNXModel() throws {
+        let dir = try temporaryScratchDirectory("prunekit-onnx")
+        let r = try run(["compare", "--model", mnistCNN, "--criteria", "l1-filter", "--speedups", "2", "--finetune", "none",
+                         "--store", "r/results.sqlite"], in: dir)
+        XCTAssertEqual(r.status, 0, r.err + r.out)
+        XCTAssert(r.out.contains("its weights are the baseline (no training)"), r.out)
+        XCTAssertFalse(r.out.contains("training baseline"), r.out)
+        XCTAssert(FileManager.default.fileExists(atPath: dir.appendingPathComponent("r/onnx-imports/mnist_cnn/model.json").path))
+        let misfit = try run(["compare", "--model", ONNXTests.path("tiny_vgg_bn"), "--criteria", "l1-filter", "--speedups", "2",
+                              "--store", "m/results.sqlite"], in: dir)
+        XCTAssertNotEqual(misfit.status, 0)
+        XCTAssert(misfit.err.contains("[1, 28, 28]") && misfit.err.contains("[3, 16, 16]"), misfit.err)
+    }
+
     func testExportRefusesWhatItCannotRead() throws {
         let dir = try temporaryScratchDirectory("prunekit-onnx")
         let missing = try run(["export", "--model", "nowhere", "--onnx", "x.onnx"], in: dir)
