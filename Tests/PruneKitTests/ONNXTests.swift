@@ -128,6 +128,23 @@ final class ONNXTests: XCTestCase {
         }
     }
 
+    /// Taylor needs data (activations and their gradients): the MNIST-shaped fixture on the
+    /// bundled mnist-5k, evaluated with finetuning's backward pass through the imported layers.
+    func testTaylorPrunesAnImportedModelOnData() throws {
+        let criterion = try TestSupport.builtInRegistry().criterion("taylor")
+        let imported = try ONNX.importModel(contentsOf: Self.path("mnist_cnn"))
+        let model = imported.model
+        let dense = model.macs
+        let data = try DatasetCatalog.load().train.subset(Array(0..<256))
+        try model.prune(with: criterion, toward: .speedup(2), data: data,
+                        calibration: CalibrationSettings(batches: 2, batchSize: 64, seed: 0))
+        let cut = try model.removingPrunedChannels().model
+        XCTAssertGreaterThanOrEqual(Double(dense) / Double(cut.macs), 2)
+        let back = try ONNX.importModel(serialized: try ONNX.exportData(cut, initializerNames: imported.initializerNames), source: "taylor")
+        let input = try Self.reference("mnist_cnn").inputTensor
+        Self.assertClose(Self.outputs(back.model, input), Self.outputs(cut, input), tolerance: 1e-6, "taylor")
+    }
+
     func testUnstructuredPrunedModelsExportDenseWithTheirZeros() throws {
         let imported = try ONNX.importModel(contentsOf: Self.path("tiny_vgg_bn"))
         let criterion = try TestSupport.builtInRegistry().criterion("global-magnitude")
