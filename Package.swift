@@ -55,6 +55,8 @@ let package = Package(
     dependencies: [
         .package(path: "Sources/PruneKit"),
         .package(path: "Sources/PruneKitTesting"),
+        // ONNX import and export (SwiftProtobuf); the SDK itself does not depend on it.
+        .package(path: "Sources/PruneKitONNX"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
@@ -65,6 +67,7 @@ let package = Package(
             dependencies: [
                 "PruneKitHarness",
                 .product(name: "PruneKit", package: "PruneKit"),
+                .product(name: "PruneKitONNX", package: "PruneKitONNX"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -90,6 +93,7 @@ let package = Package(
             dependencies: [
                 .product(name: "PruneKit", package: "PruneKit"),
                 .product(name: "PruneKitTesting", package: "PruneKitTesting"),
+                .product(name: "PruneKitONNX", package: "PruneKitONNX"),
             ]
         ),
     ] + plugins.map(\.1) + fixtures.map(\.1),

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PruneKit
 import PruneKitHarness
+import PruneKitONNX
 
 struct Compare: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -74,6 +75,17 @@ struct Compare: ParsableCommand {
             plugins.load()
             var spec = try specFile.map(ExperimentSpec.load(file:)) ?? ExperimentSpec()
             spec = try spec.applying(try overrides())
+            if ONNX.isONNXPath(spec.model) {
+                // The harness takes saved models: import it beside the store, and compare from
+                // its weights as they are (a saved model's baseline is not trained).
+                let folder = URL(fileURLWithPath: spec.store).deletingLastPathComponent()
+                    .appendingPathComponent("onnx-imports")
+                    .appendingPathComponent(URL(fileURLWithPath: spec.model).deletingPathExtension().lastPathComponent).path
+                let source = try ModelSource.load(spec.model, zoo: nil)
+                try source.model.save(to: folder, metadata: source.metadata)
+                print("imported \(spec.model) into \(folder); its weights are the baseline (no training)")
+                spec.model = folder
+            }
             let shard = try self.shard.map(Shard.init(parsing:)) ?? .all
             let jobs = spec.jobs ?? ExperimentRunner.defaultJobs
             let threads = engine.threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / jobs)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PruneKit
 import PruneKitHarness
+import PruneKitONNX
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -14,7 +15,7 @@ struct Inspect: ParsableCommand {
             Example: prunekit inspect --model runs/lenet5-pruned --latency
             """)
 
-    @Option(help: "A saved model folder, or a zoo name (freshly initialised).") var model: String
+    @Option(help: "A saved model folder, an ONNX file, or a zoo name (freshly initialised).") var model: String
     @Option(help: "For a zoo model: the data set whose input shape and classes to use.")
     var dataset: String = DatasetCatalog.defaultName
     @Flag(help: "Measure inference latency at batch 1 and 64 (use a release build).") var latency = false
@@ -47,7 +48,12 @@ struct Inspect: ParsableCommand {
             let net: Model
             var file: FileFacts?
             var before: [String: Int] = [:]
-            if FileManager.default.fileExists(atPath: model) {
+            if ONNX.isONNXPath(model) {
+                net = try ModelSource.load(model, zoo: nil).model
+                let bytes = (try? FileManager.default.attributesOfItem(atPath: model)[.size] as? Int) ?? 0
+                file = FileFacts(files: [(URL(fileURLWithPath: model).lastPathComponent, bytes)], sparse: [],
+                                 parameterTensors: net.namedParameters.count)
+            } else if FileManager.default.fileExists(atPath: model) {
                 net = try Model.load(from: model)
                 let metadata = try Model.savedMetadata(in: model)
                 before = try Inspect.originalWidths(metadata[Inspect.originalWidthsKey], source: model)
@@ -63,8 +69,7 @@ struct Inspect: ParsableCommand {
                 file = FileFacts(files: try ModelIO.savedFiles(of: scratch), sparse: [], parameterTensors: net.namedParameters.count,
                                  unsaved: true)
             } else {
-                throw PruneKitError(.invalidArgument, "'\(model)' is neither a saved model folder nor a zoo model",
-                                    hint: "zoo models: \(ModelZoo.names.joined(separator: ", "))")
+                throw ModelSource.unknown(model, zooAllowed: true)
             }
             let cost = net.cost
             let unknown = before.keys.filter { cost.layer($0) == nil }.sorted()

@@ -22,7 +22,7 @@ struct Prune: ParsableCommand {
             removed physically; weight criteria save the masked model. Nothing is written unless everything succeeds.
             """)
 
-    @Option(help: "A saved model folder, or a zoo name (trained first for --epochs).") var model: String
+    @Option(help: "A saved model folder, an ONNX file, or a zoo name (trained first for --epochs).") var model: String
     @Option(help: "Criterion id (see `prunekit plugins`), optionally with options after a space ('random granularity=channel').") var criterion: String
     @Option(name: .customLong("option"), help: ArgumentHelp("A criterion option, key=value (repeatable).", valueName: "key=value"))
     var options: [String] = []
@@ -95,18 +95,10 @@ struct Prune: ParsableCommand {
             let splits = try data.load(validation: validation, seed: seed)
 
             // The model, checked before any training.
-            let isSaved = FileManager.default.fileExists(atPath: model)
-            let net: Model
-            var savedMetadata: [String: String] = [:]
-            if isSaved {
-                net = try Model.load(from: model)
-                savedMetadata = (try? Model.savedMetadata(in: model)) ?? [:]
-            } else if ModelZoo.names.contains(model) {
-                net = try ModelZoo.make(model, inputShape: splits.train.imageShape, classCount: splits.train.classCount, seed: seed)
-            } else {
-                throw PruneKitError(.invalidArgument, "'\(model)' is neither a saved model folder nor a zoo model",
-                                    hint: "zoo models: \(ModelZoo.names.joined(separator: ", "))")
-            }
+            let source = try ModelSource.load(model) { (splits.train.imageShape, splits.train.classCount, seed) }
+            let isSaved = source.origin != .zoo   // a saved or imported model is pruned as it is, not trained first
+            let net = source.model
+            let savedMetadata = source.metadata
             try net.checkFits(splits.train)
             let paths = net.prunableLayers().map(\.path)
             if let bad = excluded.first(where: { !paths.contains($0) }) {
@@ -148,6 +140,7 @@ struct Prune: ParsableCommand {
 
             var final = net
             var metadata = ["dataset": splits.train.name, "seed": "\(seed)", "prunekit.criterion": c.id, "prunekit.target": "\(target)"]
+            metadata.merge(source.inheritedMetadata) { own, _ in own }
             if let p = settings.pattern { metadata["prunekit.pattern"] = p.description }
             var surgeryNotes: [String] = []
             if c.granularity == .channel {

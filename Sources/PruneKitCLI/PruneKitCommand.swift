@@ -10,7 +10,7 @@ struct PruneKitCommand: ParsableCommand {
         abstract: "Prune neural networks and compare pruning strategies fairly.",
         version: versionText(),
         subcommands: [Train.self, Evaluate.self, Score.self, Bench.self, ListModels.self, ListDatasets.self,
-                      ListPlugins.self, New.self, Prune.self, Inspect.self, Compare.self, Merge.self, ReportCommand.self,
+                      ListPlugins.self, New.self, Prune.self, Inspect.self, Import.self, Export.self, Compare.self, Merge.self, ReportCommand.self,
                       TrialCommand.self]
     )
 }

@@ -10,7 +10,7 @@ struct Score: ParsableCommand {
     @Option(help: "Criterion id (see `prunekit plugins`).") var criterion: String
     @Option(name: .customLong("option"), help: ArgumentHelp("A criterion option, key=value (repeatable).", valueName: "key=value"))
     var options: [String] = []
-    @Option(help: "A saved model folder, or a zoo name (freshly initialised with --seed).") var model: String
+    @Option(help: "A saved model folder, an ONNX file, or a zoo name (freshly initialised with --seed).") var model: String
     @OptionGroup var data: DataOptions
     @Option(help: "Calibration batches (for criteria that need data).") var batches: Int = 10
     @Option(help: "Calibration batch size.") var batchSize: Int = 64
@@ -25,15 +25,7 @@ struct Score: ParsableCommand {
             plugins.load()
             let c = try Registry.shared.criterion(criterion, options: options)
             let splits = try data.load(seed: seed)
-            let net: Model
-            if FileManager.default.fileExists(atPath: model) {
-                net = try Model.load(from: model)
-            } else if ModelZoo.names.contains(model) {
-                net = try ModelZoo.make(model, inputShape: splits.train.imageShape, classCount: splits.train.classCount, seed: seed)
-            } else {
-                throw PruneKitError(.invalidArgument, "'\(model)' is neither a saved model folder nor a zoo model",
-                                    hint: "zoo models: \(ModelZoo.names.joined(separator: ", "))")
-            }
+            let net = try ModelSource.load(model) { (splits.train.imageShape, splits.train.classCount, seed) }.model
             let scores = try net.score(with: c, data: splits.train,
                                        settings: CalibrationSettings(batches: batches, batchSize: batchSize, seed: seed))
             format == .json ? try printJSON(c, scores) : printTable(c, scores)

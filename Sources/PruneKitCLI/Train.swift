@@ -129,7 +129,7 @@ struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval", abstract: "Evaluate a saved model on a data set's test split.")
 
-    @Option(help: "Folder of a saved model (written by prunekit train).") var model: String
+    @Option(help: "Folder of a saved model (written by prunekit train), or an ONNX file.") var model: String
     @Option(help: "Data set (default: the one the model was trained on, else mnist-5k).") var dataset: String?
     @Option(help: "Folder holding the data set's files (not needed for mnist-5k).") var dataDir: String?
     @OptionGroup var engine: EngineOptions
@@ -137,7 +137,7 @@ struct Evaluate: ParsableCommand {
     func run() throws {
         try reportingErrors {
             try engine.apply()
-            let net = try Model.load(from: model)
+            let net = try ModelSource.load(model, zoo: nil).model
             let logURL = URL(fileURLWithPath: model).appendingPathComponent(TrainingLog.fileName)
             let trainedOn = (try? Data(contentsOf: logURL)).flatMap { try? JSONDecoder().decode(TrainingLog.self, from: $0) }?.dataset
             let name = dataset ?? trainedOn ?? DatasetCatalog.defaultName

@@ -142,6 +142,40 @@ final class GradientCheckTests: XCTestCase {
 
     func testMaxPoolOverlapping() { check(MaxPool2d(kernelSize: 3, stride: 2), inputs: [random([2, 2, 7, 7])], eps: 1e-3) }
 
+    /// ReLU6 (ONNX Clip 0…6) and one-sided bounds; inputs scaled so that some lie above 6.
+    func testClip() {
+        var x = random([2, 3, 4, 4])
+        x.withUnsafeMutableBufferPointer { for i in 0..<$0.count { $0[i] *= 8 } }
+        check(Clip(lower: 0, upper: 6), inputs: [x], eps: 1e-3)
+        check(Clip(lower: -1, upper: nil), inputs: [x], eps: 1e-3)
+        check(Clip(lower: nil, upper: 2), inputs: [x], eps: 1e-3)
+        let y = Clip(lower: 0, upper: 6).forward([x], mode: .inference)
+        XCTAssertEqual(y.scalars, x.scalars.map { min(max($0, 0), 6) })
+        XCTAssert(x.scalars.contains { $0 > 6 } && x.scalars.contains { $0 < 0 })
+    }
+
+    /// torchvision's ResNet stem pool: 3×3, stride 2, padding 1 (as ONNX import reads it).
+    func testMaxPoolPadded() { check(MaxPool2d(kernelSize: 3, stride: 2, padding: 1), inputs: [random([2, 2, 7, 7])], eps: 1e-3) }
+
+    /// Padding is −∞: the padded pool equals the unpadded one over a map framed with a huge
+    /// negative value (the naive reference), forward and backward.
+    func testMaxPoolPaddingAgainstAnExplicitFrame() {
+        let (c, n, h, w, p) = (2, 3, 6, 5, 1)
+        let x = random([c, n, h, w])
+        var framed = Tensor(shape: [c, n, h + 2 * p, w + 2 * p], repeating: -1e30)
+        for i in 0..<c { for j in 0..<n { for y in 0..<h { for z in 0..<w { framed[i, j, y + p, z + p] = x[i, j, y, z] } } } }
+        let padded = MaxPool2d(kernelSize: 3, stride: 2, padding: p), plain = MaxPool2d(kernelSize: 3, stride: 2)
+        let a = padded.forward([x], mode: .training), b = plain.forward([framed], mode: .training)
+        XCTAssertEqual(a.shape, b.shape)
+        XCTAssertEqual(a.scalars, b.scalars)
+        let g = random(a.shape)
+        let da = padded.backward(g, needsInputGradient: [true])[0]!, db = plain.backward(g, needsInputGradient: [true])[0]!
+        for i in 0..<c { for j in 0..<n { for y in 0..<h { for z in 0..<w { XCTAssertEqual(da[i, j, y, z], db[i, j, y + p, z + p]) } } } }
+        XCTAssertEqual(try padded.outputShape(for: [[c, h, w]]), [c, 3, 3])
+        XCTAssertEqual(padded.configuration["padding"], 1)
+        XCTAssertNil(plain.configuration["padding"], "an unpadded pool saves as before")
+    }
+
     func testAvgPool() { check(AvgPool2d(kernelSize: 2), inputs: [random([2, 3, 6, 6])]) }
 
     func testGlobalAvgPool() { check(GlobalAvgPool(), inputs: [random([3, 2, 4, 5])]) }

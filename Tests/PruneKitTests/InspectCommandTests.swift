@@ -92,7 +92,7 @@ final class InspectCommandTests: XCTestCase {
     func testBadInputIsAClearError() throws {
         let unknown = try run(["inspect", "--model", "alexnet"])
         XCTAssertNotEqual(unknown.status, 0)
-        XCTAssert(unknown.err.contains("'alexnet' is neither a saved model folder nor a zoo model") && unknown.err.contains("hint: zoo models"), unknown.err)
+        XCTAssert(unknown.err.contains("'alexnet' is neither a saved model folder, an ONNX file (.onnx) nor a zoo model") && unknown.err.contains("hint: zoo models"), unknown.err)
         let dataset = try run(["inspect", "--model", "lenet-5", "--dataset", "imagenet"])
         XCTAssertNotEqual(dataset.status, 0)
         XCTAssert(dataset.err.contains("unknown data set 'imagenet'"), dataset.err)

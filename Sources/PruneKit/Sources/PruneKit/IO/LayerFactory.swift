@@ -8,9 +8,11 @@
 /// | `linear` | `in_features`, `out_features` | `bias` (1) |
 /// | `conv2d` | `in_channels`, `out_channels`, `kernel_size` | `stride` (1), `padding` (0), `groups` (1), `bias` (1) |
 /// | `batchNorm` | `num_features` | `eps` (1e-5), `momentum` (0.1) |
-/// | `maxPool2d`, `avgPool2d` | `kernel_size` | `stride` (= `kernel_size`) |
+/// | `maxPool2d` | `kernel_size` | `stride` (= `kernel_size`), `padding` (0, at most `kernel_size`/2) |
+/// | `avgPool2d` | `kernel_size` | `stride` (= `kernel_size`) |
 /// | `dropout` | | `p` (0.5) |
 /// | `channelPadShortcut` | `out_channels`, `stride` | |
+/// | `clip` | | `min`, `max` (absent: unbounded; `min` ≤ `max`) |
 /// | `relu`, `globalAvgPool`, `flatten`, `add` | | |
 ///
 /// Counts must be whole numbers, `bias` 0 or 1. Keys a kind does not know are an error
@@ -61,8 +63,10 @@ public enum LayerFactory {
         case .maxPool2d, .avgPool2d:
             let k = try c.count("kernel_size")
             let stride = try c.count("stride", default: k)
+            let padding = kind == .maxPool2d ? try c.count("padding", minimum: 0, default: 0) : 0
+            guard padding <= k / 2 else { throw c.error("padding \(padding) must be at most half the kernel size \(k)") }
             try c.finish()
-            layer = kind == .maxPool2d ? MaxPool2d(kernelSize: k, stride: stride) : AvgPool2d(kernelSize: k, stride: stride)
+            layer = kind == .maxPool2d ? MaxPool2d(kernelSize: k, stride: stride, padding: padding) : AvgPool2d(kernelSize: k, stride: stride)
         case .dropout:
             let p = try c.real("p", default: 0.5)
             guard p >= 0, p < 1 else { throw c.error("p must be in [0, 1), got \(p)") }
@@ -72,6 +76,14 @@ public enum LayerFactory {
             let o = try c.count("out_channels"), stride = try c.count("stride")
             try c.finish()
             layer = ChannelPadShortcut(outChannels: o, stride: stride)
+        case .clip:
+            let lower = c.value("min"), upper = c.value("max")
+            for (key, v) in [("min", lower), ("max", upper)] where v.map({ !$0.isFinite }) == true {
+                throw c.error("'\(key)' must be a finite number, got \(v!)")
+            }
+            guard (lower ?? -.infinity) <= (upper ?? .infinity) else { throw c.error("min \(lower!) is above max \(upper!)") }
+            try c.finish()
+            layer = Clip(lower: lower.map(Float.init), upper: upper.map(Float.init))
         case .relu: try c.finish(); layer = ReLU()
         case .globalAvgPool: try c.finish(); layer = GlobalAvgPool()
         case .flatten: try c.finish(); layer = Flatten()

@@ -42,6 +42,70 @@ public final class ReLU: Layer {
     }
 }
 
+/// Clamps every element to [lower, upper]: y = min(max(x, lower), upper); ReLU6 is
+/// `Clip(lower: 0, upper: 6)` (MobileNetV2). Either bound may be absent. Any shape.
+///
+/// The gradient passes where lower < x < upper (strictly, as ``ReLU``'s where x > 0).
+/// Cost: one pass, in parallel.
+public final class Clip: Layer {
+    public let kind = LayerKind.clip
+    public let lower: Float?
+    public let upper: Float?
+    private var input: Tensor?
+
+    /// - Precondition: the bounds are finite and `lower ≤ upper`.
+    public init(lower: Float?, upper: Float?) {
+        precondition((lower?.isFinite ?? true) && (upper?.isFinite ?? true) && (lower ?? -.infinity) <= (upper ?? .infinity),
+                     "Clip: bounds \(String(describing: lower))...\(String(describing: upper)) are not an interval")
+        self.lower = lower
+        self.upper = upper
+    }
+
+    /// `min` and `max`, each only when set.
+    public var configuration: [String: Double] {
+        var c: [String: Double] = [:]
+        if let lower { c["min"] = Double(lower) }
+        if let upper { c["max"] = Double(upper) }
+        return c
+    }
+
+    public func outputShape(for inputShapes: [[Int]]) throws -> [Int] {
+        try requireShape(inputShapes.count == 1, "Clip takes one input, got \(inputShapes.count)")
+        return inputShapes[0]
+    }
+
+    public func forward(_ inputs: [Tensor], mode: ForwardMode) -> Tensor {
+        let x = inputs[0]
+        var y = Tensor(uninitializedShape: x.shape)
+        let (lo, hi) = (lower ?? -.infinity, upper ?? .infinity)
+        x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
+            let (src, dst) = (xp.baseAddress!, yp.baseAddress!)
+            Parallel.forEach(x.count, grain: 65_536) { r in
+                for i in r { dst[i] = min(max(src[i], lo), hi) }
+            }
+        } }
+        if mode.recordsForBackward { input = x }
+        return y
+    }
+
+    public func backward(_ gradOutput: Tensor, needsInputGradient: [Bool]) -> [Tensor?] {
+        guard let x = input else { return [nil] }
+        input = nil
+        guard needsInputGradient.first == true else { return [nil] }
+        var dx = Tensor(uninitializedShape: x.shape)
+        let (lo, hi) = (lower ?? -.infinity, upper ?? .infinity)
+        x.withUnsafeBufferPointer { xp in gradOutput.withUnsafeBufferPointer { gp in
+            dx.withUnsafeMutableBufferPointer { dp in
+                let (v, g, d) = (xp.baseAddress!, gp.baseAddress!, dp.baseAddress!)
+                Parallel.forEach(x.count, grain: 65_536) { r in
+                    for i in r { let gi = g[i], xi = v[i]; d[i] = xi > lo && xi < hi ? gi : 0 }
+                }
+            }
+        } }
+        return [dx]
+    }
+}
+
 /// Inverted dropout: in training, zeroes each element with probability `p` and scales
 /// the rest by 1/(1−p); the identity in evaluation. Any shape.
 ///

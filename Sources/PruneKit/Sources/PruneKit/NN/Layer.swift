@@ -51,6 +51,8 @@ public final class Parameter {
 /// Criteria never branch on it: they see ``PrunableLayer`` views.
 public enum LayerKind: String, CaseIterable, Sendable {
     case linear, conv2d, batchNorm, relu, maxPool2d, avgPool2d, globalAvgPool, flatten, dropout, add, channelPadShortcut
+    /// ``Clip``: y = min(max(x, lower), upper), as ReLU6 (ONNX's Clip).
+    case clip
 }
 
 /// One operation of a model, with a forward and a backward pass.

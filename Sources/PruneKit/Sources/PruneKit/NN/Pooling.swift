@@ -1,29 +1,50 @@
-/// Max pooling over square windows of channel-major feature maps (no padding).
+/// Max pooling over square windows of channel-major feature maps, with optional padding.
 ///
-/// Input `[C, N, H, W]`, output `[C, N, Ho, Wo]`; `stride` defaults to the window size.
-/// Backward sends each output's gradient to the position of its maximum (the first one
-/// on ties). Cost: one pass over the input; planes in parallel.
+/// Input `[C, N, H, W]`, output `[C, N, Ho, Wo]` with Ho = ⌊(H + 2·padding − k)/stride⌋ + 1;
+/// `stride` defaults to the window size. Padding counts as −∞ (PyTorch's `MaxPool2d(padding:)`):
+/// a window's maximum is over its positions inside the map, and `padding` is at most k/2 so
+/// that every window has one. Backward sends each output's gradient to the position of its
+/// maximum (the first one on ties). Cost: one pass over the input; planes in parallel.
 public final class MaxPool2d: Layer {
     public let kind = LayerKind.maxPool2d
     public let kernelSize: Int, stride: Int
+    /// Implicit −∞ rows and columns on every side.
+    public let padding: Int
     private var argmax: [Int32] = []
     private var inputShape: [Int] = []
 
     public init(kernelSize: Int, stride: Int? = nil) {
         self.kernelSize = kernelSize
         self.stride = stride ?? kernelSize
+        self.padding = 0
     }
 
-    public var configuration: [String: Double] { ["kernel_size": Double(kernelSize), "stride": Double(stride)] }
+    /// A max pool with `padding` implicit −∞ rows and columns on every side.
+    /// - Precondition: 0 ≤ `padding` ≤ `kernelSize` / 2.
+    public init(kernelSize: Int, stride: Int? = nil, padding: Int) {
+        precondition(padding >= 0 && padding <= kernelSize / 2,
+                     "MaxPool2d: padding \(padding) must be in 0...\(kernelSize / 2) for a \(kernelSize)×\(kernelSize) window")
+        self.kernelSize = kernelSize
+        self.stride = stride ?? kernelSize
+        self.padding = padding
+    }
+
+    /// `padding` appears only when it is not zero, so unpadded pools save as before.
+    public var configuration: [String: Double] {
+        var c = ["kernel_size": Double(kernelSize), "stride": Double(stride)]
+        if padding > 0 { c["padding"] = Double(padding) }
+        return c
+    }
 
     public func outputShape(for inputShapes: [[Int]]) throws -> [Int] {
-        try poolOutputShape(inputShapes, kernelSize, stride, "MaxPool2d")
+        try poolOutputShape(inputShapes, kernelSize, stride, "MaxPool2d", padding: padding)
     }
 
     public func forward(_ inputs: [Tensor], mode: ForwardMode) -> Tensor {
         let x = inputs[0]
         let (planes, h, w) = (x.shape[0] * x.shape[1], x.shape[2], x.shape[3])
-        let ho = (h - kernelSize) / stride + 1, wo = (w - kernelSize) / stride + 1
+        let p = padding
+        let ho = (h + 2 * p - kernelSize) / stride + 1, wo = (w + 2 * p - kernelSize) / stride + 1
         var y = Tensor(uninitializedShape: [x.shape[0], x.shape[1], ho, wo])
         var idx = [Int32](repeating: 0, count: mode.recordsForBackward ? planes * ho * wo : 0)
         let (k, s) = (kernelSize, stride)
@@ -31,20 +52,24 @@ public final class MaxPool2d: Layer {
             let (src, dst) = (xp.baseAddress!, yp.baseAddress!)
             let record = mode.recordsForBackward ? ip.baseAddress : nil
             Parallel.forEach(planes, grain: 4) { r in
-                if k == 2 && s == 2 {
+                if k == 2 && s == 2 && p == 0 {
                     maxPool2x2(src, planes: r, height: h, width: w, into: dst, argmax: record)
                     return
                 }
                 for pl in r {
                     let image = src + pl * h * w
                     for oy in 0..<ho {
+                        // The window's rows and columns inside the map (all of it when p == 0).
+                        let y0 = max(oy * s - p, 0), y1 = min(oy * s - p + k, h)
                         for ox in 0..<wo {
-                            var best = (oy * s) * w + ox * s
+                            let x0 = max(ox * s - p, 0), x1 = min(ox * s - p + k, w)
+                            assert(y0 < y1 && x0 < x1)
+                            var best = y0 * w + x0
                             var bestValue = image[best]
-                            for ky in 0..<k {
-                                let row = (oy * s + ky) * w + ox * s
-                                for kx in 0..<k where image[row + kx] > bestValue {
-                                    bestValue = image[row + kx]; best = row + kx
+                            for yy in y0..<y1 {
+                                let row = yy * w
+                                for xx in x0..<x1 where image[row + xx] > bestValue {
+                                    bestValue = image[row + xx]; best = row + xx
                                 }
                             }
                             let o = (pl * ho + oy) * wo + ox
@@ -64,7 +89,7 @@ public final class MaxPool2d: Layer {
         let (h, w) = (inputShape[2], inputShape[3])
         // Non-overlapping windows that tile the plane write every element of ∂L/∂x exactly
         // once, so it needs no zeroing first.
-        let tiles = kernelSize == stride && h % stride == 0 && w % stride == 0
+        let tiles = padding == 0 && kernelSize == stride && h % stride == 0 && w % stride == 0
         var dx = tiles ? Tensor(uninitializedShape: inputShape) : Tensor(shape: inputShape)
         let planeIn = h * w
         let planeOut = gradOutput.count / (inputShape[0] * inputShape[1])
@@ -390,12 +415,13 @@ public final class ChannelPadShortcut: Layer {
     }
 }
 
-private func poolOutputShape(_ inputShapes: [[Int]], _ k: Int, _ s: Int, _ name: String) throws -> [Int] {
+private func poolOutputShape(_ inputShapes: [[Int]], _ k: Int, _ s: Int, _ name: String, padding p: Int = 0) throws -> [Int] {
     try requireShape(inputShapes.count == 1 && inputShapes[0].count == 3,
                      "\(name) expects [C, H, W] inputs, got \(inputShapes)")
     let x = inputShapes[0]
-    try requireShape(x[1] >= k && x[2] >= k, "\(name): a \(k)×\(k) window does not fit input \(x)")
-    return [x[0], (x[1] - k) / s + 1, (x[2] - k) / s + 1]
+    try requireShape(x[1] + 2 * p >= k && x[2] + 2 * p >= k,
+                     "\(name): a \(k)×\(k) window does not fit input \(x)" + (p > 0 ? " padded by \(p)" : ""))
+    return [x[0], (x[1] + 2 * p - k) / s + 1, (x[2] + 2 * p - k) / s + 1]
 }
 
 /// `[C, N, H, W]` → `[N, C, H, W]`.

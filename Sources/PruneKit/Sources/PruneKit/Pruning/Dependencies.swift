@@ -147,7 +147,7 @@ public struct ChannelDependencies: Sendable {
 }
 
 /// The layers surgery knows, for error messages.
-let surgerySupportedLayers = "linear, conv2d (groups 1, or depthwise: groups = in = out channels), batchNorm, relu, dropout, maxPool2d, avgPool2d, globalAvgPool, flatten, add, channelPadShortcut (within-blocks only)"
+let surgerySupportedLayers = "linear, conv2d (groups 1, or depthwise: groups = in = out channels), batchNorm, relu, clip, dropout, maxPool2d, avgPool2d, globalAvgPool, flatten, add, channelPadShortcut (within-blocks only)"
 
 extension Model {
     /// The groups of channels that must be pruned together.
@@ -211,8 +211,8 @@ extension Model {
                 channels[i] = linear.outFeatures
                 producers.append((i, node.name))
                 consumers.append((ins[0], ChannelConsumer(path: node.name, inputsPerChannel: block[ins[0]])))
-            case is BatchNorm, is ReLU, is Dropout, is MaxPool2d, is AvgPool2d, is GlobalAvgPool:
-                guard [.batchNorm, .relu, .dropout, .maxPool2d, .avgPool2d, .globalAvgPool].contains(layer.kind) else {
+            case is BatchNorm, is ReLU, is Clip, is Dropout, is MaxPool2d, is AvgPool2d, is GlobalAvgPool:
+                guard [.batchNorm, .relu, .clip, .dropout, .maxPool2d, .avgPool2d, .globalAvgPool].contains(layer.kind) else {
                     throw unsupported(i, "a \(type(of: layer)) that reports kind \(layer.kind.rawValue)")
                 }
                 union(i, ins[0]); channels[i] = channels[ins[0]]; block[i] = block[ins[0]]

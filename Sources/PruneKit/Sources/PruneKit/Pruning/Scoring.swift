@@ -36,12 +36,13 @@ extension Model {
     }
 
     /// The node whose output is prunable node `i`'s activation: its output after a
-    /// following BatchNorm and ReLU, where they follow directly (the layer's own output otherwise).
+    /// following BatchNorm and ReLU (or Clip, as ReLU6), where they follow directly (the
+    /// layer's own output otherwise).
     func activationNode(after i: Int) -> Int {
         var j = i
-        while let c = soleConsumer(of: j), [.batchNorm, .relu].contains(nodes[c].layer.kind) {
+        while let c = soleConsumer(of: j), [.batchNorm, .relu, .clip].contains(nodes[c].layer.kind) {
             j = c
-            if nodes[c].layer.kind == .relu { break }
+            if nodes[c].layer.kind != .batchNorm { break }
         }
         return j
     }
@@ -53,7 +54,7 @@ extension Model {
         while let c = soleConsumer(of: j) {
             switch nodes[c].layer.kind {
             case .conv2d, .linear: return c
-            case .maxPool2d, .avgPool2d, .flatten, .dropout, .globalAvgPool, .relu, .batchNorm: j = c
+            case .maxPool2d, .avgPool2d, .flatten, .dropout, .globalAvgPool, .relu, .clip, .batchNorm: j = c
             default: return nil
             }
         }

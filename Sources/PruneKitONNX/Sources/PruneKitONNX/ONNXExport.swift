@@ -1,0 +1,243 @@
+import Foundation
+import PruneKit
+import SwiftProtobuf
+
+extension ONNX {
+    /// Writes `model` to `path` as an ONNX file (opset ``exportOpset``); see ``exportData(_:initializerNames:)``.
+    /// - Throws: as ``exportData(_:initializerNames:)``; `.io` when the file cannot be written
+    ///   (nothing is left at `path` then).
+    public static func export(_ model: Model, to path: String, initializerNames: [String: String] = [:]) throws {
+        let data = try exportData(model, initializerNames: initializerNames)
+        do {
+            try data.write(to: URL(fileURLWithPath: path), options: .atomic)
+        } catch {
+            throw PruneKitError(.io, "cannot write '\(path)': \(error.localizedDescription)",
+                                hint: "check that the folder exists and is writable")
+        }
+    }
+
+    /// The model as a serialised ONNX `ModelProto`: its layers as they are now (a pruned model
+    /// physically narrower), its weights dense with any pruning mask applied, in inference form
+    /// (BatchNorm with its running statistics, Dropout left out).
+    ///
+    /// The graph's input is `input`, `[batch, C, H, W]` (or `[batch, F]`) with a symbolic
+    /// batch, and its output `output`, `[batch, classes]`.
+    ///
+    /// - Parameter initializerNames: the ONNX name to give each parameter, by dotted path (an
+    ///   import's ``ONNXImportedModel/initializerNames``); the others are named by their path.
+    /// - Throws: ``PruneKitError`` (`.invalidArgument`) for a layer kind ONNX export does not
+    ///   write, naming the layer.
+    /// Cost: one copy of every parameter.
+    public static func exportData(_ model: Model, initializerNames: [String: String] = [:]) throws -> Data {
+        var writer = GraphWriter(model: model, initializerNames: initializerNames)
+        try writer.write()
+        var proto = Onnx_ModelProto()
+        proto.irVersion = 8                       // the IR version of opset 17 (ONNX 1.12)
+        proto.producerName = "prunekit"
+        proto.producerVersion = SDKVersion.string
+        var opset = Onnx_OperatorSetIdProto()
+        opset.domain = ""
+        opset.version = Int64(exportOpset)
+        proto.opsetImport = [opset]
+        proto.graph = writer.graph
+        do {
+            return try proto.serializedData()
+        } catch {
+            throw PruneKitError(.invalidArgument, "cannot serialise the ONNX model: \(error)")
+        }
+    }
+}
+
+/// Builds the ONNX graph of a model, layer by layer.
+struct GraphWriter {
+    let model: Model
+    let initializerNames: [String: String]
+    var graph = Onnx_GraphProto()
+    /// The ONNX value each PruneKit node's output is.
+    var outputs: [String] = []
+    var usedNames = Set<String>()
+
+    init(model: Model, initializerNames: [String: String]) {
+        self.model = model
+        self.initializerNames = initializerNames
+    }
+
+    mutating func write() throws {
+        graph.name = model.architecture
+        graph.input = [valueInfo("input", model.inputShape)]
+        usedNames.insert("input")
+        let last = model.nodes.count - 1
+        for (i, node) in model.nodes.enumerated() {
+            let inputs = node.inputs.map { $0 == Model.inputIndex ? "input" : outputs[$0] }
+            let out = i == last ? "output" : unique("/" + node.name)
+            let layer = node.layer
+            switch layer {
+            case let conv as Conv2d:
+                let k = conv.kernelSize
+                var names = inputs + [try initializer(node.name + ".weight", conv.weight)]
+                if let b = conv.bias { names.append(try initializer(node.name + ".bias", b)) }
+                emit("Conv", node.name, names, out, [
+                    ints("kernel_shape", [k.height, k.width]), ints("strides", [conv.stride, conv.stride]),
+                    ints("pads", Array(repeating: conv.padding, count: 4)), ints("dilations", [1, 1]),
+                    int("group", conv.groups)])
+            case let bn as BatchNorm:
+                let names = try [("weight", bn.weight), ("bias", bn.bias), ("running_mean", bn.runningMean),
+                                 ("running_var", bn.runningVar)].map { try initializer("\(node.name).\($0.0)", $0.1) }
+                emit("BatchNormalization", node.name, inputs + names, out,
+                     [float("epsilon", bn.epsilon), float("momentum", 1 - bn.momentum)])
+            case let fc as Linear:
+                var names = inputs + [try initializer(node.name + ".weight", fc.weight)]
+                if let b = fc.bias { names.append(try initializer(node.name + ".bias", b)) }
+                emit("Gemm", node.name, names, out, [float("alpha", 1), float("beta", 1), int("transB", 1)])
+            case let pool as MaxPool2d:
+                emit("MaxPool", node.name, inputs, out, [ints("kernel_shape", [pool.kernelSize, pool.kernelSize]),
+                                                         ints("strides", [pool.stride, pool.stride]),
+                                                         ints("pads", Array(repeating: pool.padding, count: 4))])
+            case let pool as AvgPool2d:
+                emit("AveragePool", node.name, inputs, out, [ints("kernel_shape", [pool.kernelSize, pool.kernelSize]),
+                                                             ints("strides", [pool.stride, pool.stride])])
+            case is GlobalAvgPool:
+                // ONNX keeps [N, C, 1, 1]; PruneKit's is [N, C].
+                let pooled = unique("/" + node.name + "/pooled")
+                emit("GlobalAveragePool", node.name, inputs, pooled, [])
+                emit("Flatten", node.name + "/flatten", [pooled], out, [int("axis", 1)])
+            case is ReLU:
+                emit("Relu", node.name, inputs, out, [])
+            case let clip as Clip:
+                let lower = clip.lower.map { scalar(node.name + ".min", $0) } ?? ""
+                let upper = clip.upper.map { scalar(node.name + ".max", $0) } ?? ""
+                emit("Clip", node.name, upper.isEmpty ? inputs + [lower] : inputs + [lower, upper], out, [])
+            case is Flatten:
+                emit("Flatten", node.name, inputs, out, [int("axis", 1)])
+            case is Add:
+                emit("Add", node.name, inputs, out, [])
+            case is Dropout:
+                // Inference: nothing. Its output is its input (an Identity when it is the model's output).
+                if i == last { emit("Identity", node.name, inputs, out, []) } else { outputs.append(inputs[0]); continue }
+            case let shortcut as ChannelPadShortcut:
+                try channelPad(shortcut, node, inputs[0], out)
+            default:
+                throw PruneKitError(.invalidArgument, "layer '\(node.name)' is a \(layer.kind.rawValue), which ONNX export does not write yet",
+                                    hint: "export supports \(GraphWriter.exportedKinds.map(\.rawValue).joined(separator: ", "))")
+            }
+            outputs.append(out)
+        }
+        graph.output = [valueInfo("output", model.outputShape)]
+    }
+
+    /// The layer kinds ``write()`` handles.
+    static let exportedKinds: [LayerKind] = [.conv2d, .batchNorm, .linear, .maxPool2d, .avgPool2d, .globalAvgPool, .relu, .clip,
+                                             .flatten, .add, .dropout, .channelPadShortcut]
+
+    /// Option-A shortcut: every `stride`-th row and column (Slice), then zero channels on both sides (Pad).
+    mutating func channelPad(_ s: ChannelPadShortcut, _ node: Model.Node, _ input: String, _ out: String) throws {
+        let inputIndex = node.inputs[0]
+        let c = (inputIndex == Model.inputIndex ? model.inputShape : model.shapes[inputIndex])[0]
+        let low = (s.outChannels - c) / 2, high = s.outChannels - c - low
+        let starts = constant(node.name + ".slice_starts", [0, 0])
+        let ends = constant(node.name + ".slice_ends", [Int(Int64.max), Int(Int64.max)])
+        let axes = constant(node.name + ".slice_axes", [2, 3])
+        let steps = constant(node.name + ".slice_steps", [s.stride, s.stride])
+        let sliced = unique("/" + node.name + "/subsampled")
+        emit("Slice", node.name + "/slice", [input, starts, ends, axes, steps], sliced, [])
+        let pads = constant(node.name + ".pads", [0, low, 0, 0, 0, high, 0, 0])
+        emit("Pad", node.name, [sliced, pads], out, [])
+    }
+
+    // MARK: Pieces
+
+    mutating func unique(_ base: String) -> String {
+        var name = base, n = 2
+        while usedNames.contains(name) { name = "\(base)_\(n)"; n += 1 }
+        usedNames.insert(name)
+        return name
+    }
+
+    mutating func emit(_ op: String, _ name: String, _ inputs: [String], _ output: String, _ attributes: [Onnx_AttributeProto]) {
+        var n = Onnx_NodeProto()
+        n.opType = op
+        n.name = "/" + name + "/" + op
+        n.input = inputs
+        n.output = [output]
+        n.attribute = attributes
+        graph.node.append(n)
+    }
+
+    /// Adds a parameter as an initialiser (dense, its mask applied) and returns its name: the
+    /// original ONNX name where one is known, else the dotted path.
+    mutating func initializer(_ path: String, _ p: Parameter) throws -> String {
+        let preferred = initializerNames[path].flatMap { usedNames.contains($0) ? nil : $0 }
+        let name = unique(preferred ?? path)
+        var values = p.value.scalars
+        if let mask = p.mask { for (i, m) in mask.scalars.enumerated() where m == 0 { values[i] = 0 } }
+        var t = Onnx_TensorProto()
+        t.name = name
+        t.dataType = Int32(Onnx_TensorProto.DataType.float.rawValue)
+        t.dims = p.value.shape.map(Int64.init)
+        if UInt32(1).littleEndian != 1 { values = values.map { Float(bitPattern: $0.bitPattern.littleEndian) } }
+        t.rawData = values.withUnsafeBufferPointer { Data(buffer: $0) }   // raw_data is little-endian
+        graph.initializer.append(t)
+        return name
+    }
+
+    /// Adds a FLOAT scalar initialiser.
+    mutating func scalar(_ base: String, _ value: Float) -> String {
+        let name = unique(base)
+        var t = Onnx_TensorProto()
+        t.name = name
+        t.dataType = Int32(Onnx_TensorProto.DataType.float.rawValue)
+        t.floatData = [value]
+        graph.initializer.append(t)
+        return name
+    }
+
+    /// Adds an INT64 initialiser.
+    mutating func constant(_ base: String, _ values: [Int]) -> String {
+        let name = unique(base)
+        var t = Onnx_TensorProto()
+        t.name = name
+        t.dataType = Int32(Onnx_TensorProto.DataType.int64.rawValue)
+        t.dims = [Int64(values.count)]
+        t.int64Data = values.map(Int64.init)
+        graph.initializer.append(t)
+        return name
+    }
+
+    func valueInfo(_ name: String, _ perExample: [Int]) -> Onnx_ValueInfoProto {
+        var batch = Onnx_TensorShapeProto.Dimension()
+        batch.dimParam = "batch"
+        var shape = Onnx_TensorShapeProto()
+        shape.dim = [batch] + perExample.map { d in
+            var dim = Onnx_TensorShapeProto.Dimension()
+            dim.dimValue = Int64(d)
+            return dim
+        }
+        var tensor = Onnx_TypeProto.Tensor()
+        tensor.elemType = Int32(Onnx_TensorProto.DataType.float.rawValue)
+        tensor.shape = shape
+        var type = Onnx_TypeProto()
+        type.tensorType = tensor
+        var info = Onnx_ValueInfoProto()
+        info.name = name
+        info.type = type
+        return info
+    }
+
+    func ints(_ name: String, _ values: [Int]) -> Onnx_AttributeProto {
+        var a = Onnx_AttributeProto()
+        a.name = name; a.type = .ints; a.ints = values.map(Int64.init)
+        return a
+    }
+
+    func int(_ name: String, _ value: Int) -> Onnx_AttributeProto {
+        var a = Onnx_AttributeProto()
+        a.name = name; a.type = .int; a.i = Int64(value)
+        return a
+    }
+
+    func float(_ name: String, _ value: Float) -> Onnx_AttributeProto {
+        var a = Onnx_AttributeProto()
+        a.name = name; a.type = .float; a.f = value
+        return a
+    }
+}

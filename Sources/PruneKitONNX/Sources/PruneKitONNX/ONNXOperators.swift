@@ -1,0 +1,365 @@
+import PruneKit
+
+/// The ONNX operators PruneKit reads, and how each becomes layers.
+///
+/// **Adding an operator** is one entry in ``table`` and one function here: it reads the
+/// node's inputs and attributes from the `GraphReader`, refuses (with `reader.unsupported`)
+/// any form it does not implement, and appends layers with `reader.add`, or records its output
+/// as another name for its input (`reader.values[output] = …`) when it computes nothing.
+/// Export is the other direction, in ONNXExport.swift.
+enum ONNXOperators {
+    typealias Read = (inout GraphReader, Onnx_NodeProto) throws -> Void
+
+    /// Operator type → reader. The one place that says which operators import.
+    static let table: [String: Read] = [
+        "Conv": conv,
+        "BatchNormalization": batchNormalization,
+        "Relu": relu,
+        "Clip": clip,
+        "MaxPool": pool,
+        "AveragePool": pool,
+        "GlobalAveragePool": globalAveragePool,
+        "Gemm": gemm,
+        "MatMul": matMul,
+        "Add": add,
+        "Flatten": flatten,
+        "Reshape": reshape,
+        "Dropout": passThrough,
+        "Identity": passThrough,
+        "Constant": constant,
+    ]
+
+    // MARK: Convolution and normalisation
+
+    /// Conv → ``Conv2d``: square kernels, equal strides, the same padding on every side
+    /// (explicit, `VALID`, or `SAME_*` where it is symmetric), no dilation; any groups.
+    static func conv(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let x = try r.value(node, 0)
+        let xs = r.prunekitShape(x)
+        guard xs.count == 3, x.shape.count == 3 else {
+            throw r.unsupported(node, "its input has shape \(x.shape); Conv reads [C, H, W] feature maps",
+                                hint: "a 1×1 convolution after GlobalAveragePool (squeeze-and-excitation) is not read yet")
+        }
+        let w = try r.constant(node, 1)
+        guard w.dims.count == 4 else { throw r.unsupported(node, "its weight has shape \(w.dims); only 2-d convolutions are read") }
+        let (o, cg, kh, kw) = (w.dims[0], w.dims[1], w.dims[2], w.dims[3])
+        let group = try r.int(node, "group", default: 1)
+        guard group >= 1, group <= xs[0], cg * group == xs[0], o % group == 0 else {
+            throw r.unsupported(node, "its weight \(w.dims) with group \(group) does not fit an input of \(xs[0]) channels")
+        }
+        guard kh == kw, kh >= 1 else { throw r.unsupported(node, "its kernel is \(kh)×\(kw); PruneKit reads square kernels") }
+        if let k = try r.ints(node, "kernel_shape"), k != [kh, kw] {
+            throw r.unsupported(node, "kernel_shape \(k) disagrees with the weight's \(w.dims)")
+        }
+        if let d = try r.ints(node, "dilations"), d.contains(where: { $0 != 1 }) {
+            throw r.unsupported(node, "dilations \(d) are not read yet (only 1)")
+        }
+        let stride = try equalPair(r, node, "strides", default: 1)
+        let padding = try symmetricPadding(r, node, kernel: kh, stride: stride, input: xs)
+        guard padding < kh else {
+            throw r.unsupported(node, "padding \(padding) is not smaller than its \(kh)×\(kw) kernel; such padding only adds zero borders")
+        }
+        let b = r.hasInput(node, 2) ? try r.constant(node, 2) : nil
+        if let b, b.values.count != o { throw r.unsupported(node, "its bias has \(b.values.count) values for \(o) output channels") }
+        let name = r.layerName(node, weight: w.name)
+        let layer = Conv2d(inChannels: xs[0], outChannels: o, kernelSize: kh, stride: stride, padding: padding,
+                           groups: group, bias: b != nil, rng: &r.rng)
+        layer.weight.assign(Tensor(shape: w.dims, scalars: w.values))
+        r.remember(name + ".weight", w.name)
+        if let b, let bias = layer.bias {
+            bias.assign(Tensor(shape: [o], scalars: b.values))
+            r.remember(name + ".bias", b.name)
+        }
+        try r.add(layer, name: name, node: node, inputs: [x], output: try r.singleOutput(node))
+    }
+
+    /// BatchNormalization (inference form) → ``BatchNorm``; ONNX's momentum m is PyTorch's 1 − m.
+    static func batchNormalization(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let x = try r.value(node, 0)
+        let xs = r.prunekitShape(x)
+        guard xs.count == 3 || xs.count == 1 else { throw r.unsupported(node, "its input has shape \(x.shape)") }
+        if try r.int(node, "training_mode", default: 0) != 0 {
+            throw r.unsupported(node, "it is in training mode", hint: "export the model in evaluation mode (model.eval() before torch.onnx.export)")
+        }
+        let epsilon = try r.float(node, "epsilon", default: 1e-5)
+        let momentum = try r.float(node, "momentum", default: 0.9)
+        guard epsilon > 0, (0...1).contains(momentum) else {
+            throw r.unsupported(node, "epsilon \(epsilon) or momentum \(momentum) is out of range")
+        }
+        let c = xs[0]
+        let tensors = try (1...4).map { try r.constant(node, $0) }
+        for t in tensors where t.values.count != c {
+            throw r.unsupported(node, "'\(t.name)' has \(t.values.count) values for \(c) channels")
+        }
+        if let bad = tensors[3].values.firstIndex(where: { $0 < 0 }) {
+            throw r.unsupported(node, "its running variance '\(tensors[3].name)' is negative (\(tensors[3].values[bad])) at channel \(bad)",
+                                hint: "the exported model is damaged; export it again")
+        }
+        let name = r.layerName(node, weight: tensors[0].name)
+        let layer = BatchNorm(featureCount: c, epsilon: epsilon, momentum: 1 - momentum)
+        for (t, (local, p)) in zip(tensors, [("weight", layer.weight), ("bias", layer.bias),
+                                             ("running_mean", layer.runningMean), ("running_var", layer.runningVar)]) {
+            p.assign(Tensor(shape: [c], scalars: t.values))
+            r.remember("\(name).\(local)", t.name)
+        }
+        try r.add(layer, name: name, node: node, inputs: [x], output: try r.singleOutput(node), onnxShape: x.shape)
+    }
+
+    // MARK: Activations and pooling
+
+    static func relu(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let x = try r.value(node, 0)
+        try r.add(ReLU(), name: r.layerName(node), node: node, inputs: [x], output: try r.singleOutput(node),
+                  onnxShape: x.shape)
+    }
+
+    /// Clip → ``Clip`` (ReLU6 is Clip(0, 6)): its bounds are constant scalars, either may be absent.
+    static func clip(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let x = try r.value(node, 0)
+        var bounds: [Float?] = [nil, nil]
+        for i in [1, 2] where r.hasInput(node, i) {
+            let b = try r.constant(node, i)
+            guard b.values.count == 1 else { throw r.unsupported(node, "its bound '\(b.name)' has shape \(b.dims), not a scalar") }
+            bounds[i - 1] = b.values[0]
+        }
+        if let lo = bounds[0], let hi = bounds[1], lo > hi {
+            throw r.unsupported(node, "its minimum \(lo) is above its maximum \(hi)")
+        }
+        try r.add(Clip(lower: bounds[0], upper: bounds[1]), name: r.layerName(node), node: node, inputs: [x],
+                  output: try r.singleOutput(node), onnxShape: x.shape)
+    }
+
+    /// MaxPool and AveragePool → ``MaxPool2d``, ``AvgPool2d``: square windows, equal strides,
+    /// the same padding on every side for MaxPool (at most half the window), none for
+    /// AveragePool; `ceil_mode` only where it changes nothing.
+    static func pool(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let x = try r.value(node, 0)
+        let xs = r.prunekitShape(x)
+        guard xs.count == 3, x.shape.count == 3 else { throw r.unsupported(node, "its input has shape \(x.shape); it pools [C, H, W] maps") }
+        guard let kernel = try r.ints(node, "kernel_shape"), kernel.count == 2, kernel[0] == kernel[1], kernel[0] >= 1 else {
+            throw r.unsupported(node, "its kernel_shape is \((try? r.ints(node, "kernel_shape")).flatMap { $0 }.map { "\($0)" } ?? "missing"); PruneKit reads square 2-d windows")
+        }
+        let k = kernel[0]
+        let stride = try equalPair(r, node, "strides", default: 1)
+        if let d = try r.ints(node, "dilations"), d.contains(where: { $0 != 1 }) {
+            throw r.unsupported(node, "dilations \(d) are not read")
+        }
+        let padding = try symmetricPadding(r, node, kernel: k, stride: stride, input: xs)
+        let isMax = node.opType == "MaxPool"
+        guard padding == 0 || isMax else {
+            throw r.unsupported(node, "padding \(padding) is not read yet for AveragePool (only unpadded windows)")
+        }
+        guard padding <= k / 2 else {
+            throw r.unsupported(node, "padding \(padding) is more than half the \(k)×\(k) window")
+        }
+        if try r.int(node, "ceil_mode", default: 0) != 0,
+           (xs[1] + 2 * padding - k) % stride != 0 || (xs[2] + 2 * padding - k) % stride != 0 {
+            throw r.unsupported(node, "ceil_mode 1 adds a partial window on a \(xs[1])×\(xs[2]) map, which is not read yet")
+        }
+        if isMax, try r.int(node, "storage_order", default: 0) != 0 {
+            throw r.unsupported(node, "storage_order 1 is not read")
+        }
+        let layer: Layer = isMax ? MaxPool2d(kernelSize: k, stride: stride, padding: padding) : AvgPool2d(kernelSize: k, stride: stride)
+        try r.add(layer, name: r.layerName(node), node: node, inputs: [x], output: try r.singleOutput(node))
+    }
+
+    /// GlobalAveragePool → ``GlobalAvgPool``: ONNX's `[C, 1, 1]` is PruneKit's `[C]`.
+    static func globalAveragePool(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let x = try r.value(node, 0)
+        guard r.prunekitShape(x).count == 3 else { throw r.unsupported(node, "its input has shape \(x.shape)") }
+        try r.add(GlobalAvgPool(), name: r.layerName(node), node: node, inputs: [x], output: try r.singleOutput(node),
+                  onnxShape: [x.shape[0], 1, 1])
+    }
+
+    // MARK: Linear layers
+
+    /// Gemm → ``Linear``: y = α·x·B(ᵀ) + β·C with x a vector per example; α and β are folded
+    /// into the weight and bias (whose initialiser names are then not kept).
+    static func gemm(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let x = try r.value(node, 0)
+        let features = x.shape.reduce(1, *)
+        guard r.prunekitShape(x).count == 1 else {
+            throw r.unsupported(node, "its input has shape \(x.shape); Gemm reads vectors (flatten the maps first)")
+        }
+        guard try r.int(node, "transA", default: 0) == 0 else { throw r.unsupported(node, "transA 1 is not read") }
+        let transB = try r.int(node, "transB", default: 0) != 0
+        let alpha = try r.float(node, "alpha", default: 1), beta = try r.float(node, "beta", default: 1)
+        let b = try r.constant(node, 1)
+        guard b.dims.count == 2 else { throw r.unsupported(node, "its B has shape \(b.dims)") }
+        let (inF, outF) = transB ? (b.dims[1], b.dims[0]) : (b.dims[0], b.dims[1])
+        guard inF == features else { throw r.unsupported(node, "its B \(b.dims) does not fit \(features) input features") }
+        var weight = transB ? b.values : transposed(b.values, rows: inF, columns: outF)
+        if alpha != 1 { weight = weight.map { $0 * alpha } }
+        var bias: (values: [Float], name: String)?
+        if r.hasInput(node, 2) {
+            let c = try r.constant(node, 2)
+            guard c.values.count == outF, c.dims.last == outF else {
+                throw r.unsupported(node, "its C of shape \(c.dims) is not one bias per output (\(outF)); broadcasting forms are not read")
+            }
+            bias = (beta == 1 ? c.values : c.values.map { $0 * beta }, c.name)
+        }
+        let name = r.layerName(node, weight: b.name)
+        let layer = try linear(name, inF, outF, weight, bias, &r)
+        if transB, alpha == 1 { r.remember(name + ".weight", b.name) }
+        if let bias, beta == 1 { r.remember(name + ".bias", bias.name) }
+        try r.add(layer, name: name, node: node, inputs: [x], output: try r.singleOutput(node))
+    }
+
+    /// MatMul by a constant `[in, out]` → ``Linear``, with the Add of a constant `[out]` that
+    /// follows it (its only reader) as the bias.
+    static func matMul(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let x = try r.value(node, 0)
+        guard r.prunekitShape(x).count == 1 else {
+            throw r.unsupported(node, "its input has shape \(x.shape); MatMul is read only as a linear layer on vectors")
+        }
+        let b = try r.constant(node, 1)
+        guard b.dims.count == 2, b.dims[0] == x.shape.reduce(1, *) else {
+            throw r.unsupported(node, "its B of shape \(b.dims) does not fit \(x.shape.reduce(1, *)) input features")
+        }
+        let (inF, outF) = (b.dims[0], b.dims[1])
+        var output = try r.singleOutput(node)
+        var bias: (values: [Float], name: String)?
+        if let readers = r.readers[output], readers.count == 1, output != r.outputName {
+            let next = r.nodes[readers[0]]
+            if next.opType == "Add", next.domain.isEmpty || next.domain == "ai.onnx", next.input.count == 2 {
+                let other = next.input[0] == output ? next.input[1] : next.input[0]
+                if let t = r.constants[other], case let values = try r.floats(t), values.count == outF {
+                    bias = (values, other)
+                    r.fused.insert(readers[0])
+                    output = try r.singleOutput(next)
+                }
+            }
+        }
+        let name = r.layerName(node, weight: b.name)
+        let layer = try linear(name, inF, outF, transposed(b.values, rows: inF, columns: outF), bias, &r)
+        if let bias { r.remember(name + ".bias", bias.name) }
+        try r.add(layer, name: name, node: node, inputs: [x], output: output)
+    }
+
+    static func linear(_ name: String, _ inF: Int, _ outF: Int, _ weight: [Float], _ bias: (values: [Float], name: String)?,
+                       _ r: inout GraphReader) throws -> Linear {
+        let layer = Linear(inFeatures: inF, outFeatures: outF, bias: bias != nil, rng: &r.rng)
+        layer.weight.assign(Tensor(shape: [outF, inF], scalars: weight))
+        if let bias, let p = layer.bias { p.assign(Tensor(shape: [outF], scalars: bias.values)) }
+        return layer
+    }
+
+    // MARK: Joins and shapes
+
+    /// Add of two computed tensors of one shape → ``Add`` (a residual join).
+    static func add(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        guard node.input.count == 2 else { throw r.unsupported(node, "it has \(node.input.count) inputs") }
+        if node.input.contains(where: { r.constants[$0] != nil }) {
+            throw r.unsupported(node, "it adds a constant; PruneKit reads a constant Add only as the bias right after a MatMul")
+        }
+        let a = try r.value(node, 0), b = try r.value(node, 1)
+        guard a.shape == b.shape, r.prunekitShape(a) == r.prunekitShape(b) else {
+            throw r.unsupported(node, "it adds shapes \(a.shape) and \(b.shape); broadcasting is not read yet")
+        }
+        try r.add(Add(), name: r.layerName(node), node: node, inputs: [a, b], output: try r.singleOutput(node), onnxShape: a.shape)
+    }
+
+    /// Flatten with axis 1 → ``Flatten`` (nothing when the value is already a vector in PruneKit).
+    static func flatten(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let x = try r.value(node, 0)
+        let axis = try r.int(node, "axis", default: 1)
+        guard axis == 1 || axis == -(x.shape.count) else {
+            throw r.unsupported(node, "axis \(axis) mixes the batch with features; only axis 1 is read")
+        }
+        try flattenValue(&r, node, x)
+    }
+
+    /// Reshape to `[N, features]` (`[-1, F]`, `[0, -1]`, `[N, F]` with the graph's batch size…)
+    /// → ``Flatten``; any other reshape is refused.
+    static func reshape(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let x = try r.value(node, 0)
+        let target = try r.integers(node, 1)
+        let features = x.shape.reduce(1, *)
+        let batchOK = target.first.map { $0 == 0 || $0 == -1 || $0 == r.declaredBatch } ?? false
+        guard target.count == 2, batchOK, target[1] == -1 || target[1] == features, !(target[0] == -1 && target[1] == -1) else {
+            throw r.unsupported(node, "it reshapes [N, \(x.shape.map(String.init).joined(separator: ", "))] to \(target); only a flatten to [N, \(features)] is read")
+        }
+        try flattenValue(&r, node, x)
+    }
+
+    static func flattenValue(_ r: inout GraphReader, _ node: Onnx_NodeProto, _ x: ONNXValue) throws {
+        let output = try r.singleOutput(node)
+        if r.prunekitShape(x).count == 1 {
+            r.values[output] = ONNXValue(node: x.node, shape: [x.shape.reduce(1, *)])
+        } else {
+            try r.add(Flatten(), name: r.layerName(node), node: node, inputs: [x], output: output)
+        }
+    }
+
+    /// Dropout (inference) and Identity compute nothing: the output is another name for the input.
+    static func passThrough(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let output = try r.singleOutput(node)
+        if let c = r.hasInput(node, 0) ? r.constants[node.input[0]] : nil {
+            r.constants[output] = c
+        } else {
+            r.values[output] = try r.value(node, 0)
+        }
+    }
+
+    /// Constant: its `value` tensor (or `value_int(s)` / `value_float(s)`) joins the initialisers.
+    static func constant(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let output = try r.singleOutput(node)
+        var t = Onnx_TensorProto()
+        if let a = r.attribute(node, "value") {
+            t = a.t
+        } else if let a = r.attribute(node, "value_ints") {
+            t.dataType = Int32(Onnx_TensorProto.DataType.int64.rawValue); t.dims = [Int64(a.ints.count)]; t.int64Data = a.ints
+        } else if let a = r.attribute(node, "value_int") {
+            t.dataType = Int32(Onnx_TensorProto.DataType.int64.rawValue); t.int64Data = [a.i]
+        } else if let a = r.attribute(node, "value_floats") {
+            t.dataType = Int32(Onnx_TensorProto.DataType.float.rawValue); t.dims = [Int64(a.floats.count)]; t.floatData = a.floats
+        } else if let a = r.attribute(node, "value_float") {
+            t.dataType = Int32(Onnx_TensorProto.DataType.float.rawValue); t.floatData = [a.f]
+        } else {
+            throw r.unsupported(node, "only value, value_int(s) and value_float(s) constants are read")
+        }
+        t.name = output
+        r.constants[output] = t
+    }
+
+    // MARK: Attribute helpers
+
+    /// An attribute of two equal integers (strides), or `fallback`.
+    static func equalPair(_ r: GraphReader, _ node: Onnx_NodeProto, _ name: String, default fallback: Int) throws -> Int {
+        guard let v = try r.ints(node, name) else { return fallback }
+        guard v.count == 2, v[0] == v[1], v[0] >= 1 else {
+            throw r.unsupported(node, "\(name) \(v) are not read yet (only two equal positive values)")
+        }
+        return v[0]
+    }
+
+    /// The padding of every side, from `pads` or `auto_pad`, when all four sides are equal.
+    static func symmetricPadding(_ r: GraphReader, _ node: Onnx_NodeProto, kernel k: Int, stride s: Int, input: [Int]) throws -> Int {
+        let autoPad = try r.string(node, "auto_pad", default: "NOTSET")
+        switch autoPad {
+        case "NOTSET":
+            guard let pads = try r.ints(node, "pads") else { return 0 }
+            guard pads.count == 4, Set(pads).count == 1, pads[0] >= 0 else {
+                throw r.unsupported(node, "pads \(pads) differ between sides; only the same padding on every side is read yet")
+            }
+            return pads[0]
+        case "VALID":
+            return 0
+        case "SAME_UPPER", "SAME_LOWER":
+            let totals = [input[1], input[2]].map { size in max(((size + s - 1) / s - 1) * s + k - size, 0) }
+            guard totals[0] == totals[1], totals[0] % 2 == 0 else {
+                throw r.unsupported(node, "auto_pad \(autoPad) pads \(totals) in total, unevenly; only symmetric padding is read yet")
+            }
+            return totals[0] / 2
+        default:
+            throw r.unsupported(node, "auto_pad '\(autoPad)' is not an ONNX value")
+        }
+    }
+
+    /// A row-major `[rows, columns]` matrix transposed to `[columns, rows]`.
+    static func transposed(_ m: [Float], rows: Int, columns: Int) -> [Float] {
+        var t = [Float](repeating: 0, count: m.count)
+        for i in 0..<rows { for j in 0..<columns { t[j * rows + i] = m[i * columns + j] } }
+        return t
+    }
+}
