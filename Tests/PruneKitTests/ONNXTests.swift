@@ -163,7 +163,7 @@ final class ONNXTests: XCTestCase {
     func testUnstructuredPrunedModelsExportDenseWithTheirZeros() throws {
         let imported = try ONNX.importModel(contentsOf: Self.path("tiny_vgg_bn"))
         let criterion = try TestSupport.builtInRegistry().criterion("global-magnitude")
-        try imported.model.prune(with: criterion, sparsity: 0.8, data: nil)
+        try imported.model.prune(with: criterion, toward: .sparsity(0.8), data: nil)
         let back = try ONNX.importModel(serialized: try ONNX.exportData(imported.model), source: "masked").model
         func zeros(_ m: Model) -> Int { m.namedParameters.reduce(0) { $0 + $1.parameter.value.scalars.filter { $0 == 0 }.count } }
         XCTAssertGreaterThan(zeros(imported.model), imported.model.parameterCount / 2)
