@@ -277,7 +277,9 @@ final class CompareProgress {
             }
         case let .baselineFinished(b, cached, seconds):
             line("baseline \(b.model) on \(b.dataset), seed \(b.seed): "
-                 + (cached ? "cached" : String(format: "trained %d epoch%@ in %.1f s", b.epochs, b.epochs == 1 ? "" : "s", seconds)))
+                 + (cached ? "cached"
+                    : b.isSavedModel ? String(format: "the saved weights, measured in %.1f s (no training)", seconds)
+                    : String(format: "trained %d epoch%@ in %.1f s", b.epochs, b.epochs == 1 ? "" : "s", seconds)))
             start = Date()
         case let .trialStarted(t):
             inHand[t.id] = Self.name(t)
