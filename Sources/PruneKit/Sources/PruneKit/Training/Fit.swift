@@ -177,9 +177,18 @@ extension Model {
         return records
     }
 
-    /// Accuracy and loss on a data set, in inference mode.
+    /// Accuracy and loss on a data set, in inference mode, `batchSize` images at a time
+    /// (the evaluation view of an image folder: resized and centre-cropped). Memory stays
+    /// at one batch of images, whatever the size of the data set.
     public func evaluate(_ data: Dataset, batchSize: Int = 256) -> Evaluation {
-        evaluate(images: data.normalizedImages(), labels: data.intLabels, batchSize: batchSize)
+        let saved = mode
+        mode = .inference
+        defer { mode = saved }
+        var tally = EvaluationTally()
+        for batch in DataLoader(unchecked: data, batchSize: max(1, batchSize)) {
+            tally.add(logits: forward(batch.images), labels: batch.labels)
+        }
+        return tally.evaluation
     }
 
     /// Throws unless the data set's images and classes fit the model.
