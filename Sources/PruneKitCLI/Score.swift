@@ -34,6 +34,7 @@ struct Score: ParsableCommand {
                 throw PruneKitError(.invalidArgument, "'\(model)' is neither a saved model folder nor a zoo model",
                                     hint: "zoo models: \(ModelZoo.names.joined(separator: ", "))")
             }
+            try net.checkFits(splits.train)
             let scores = try net.score(with: c, data: splits.train,
                                        settings: CalibrationSettings(batches: batches, batchSize: batchSize, seed: seed))
             format == .json ? try printJSON(c, scores) : printTable(c, scores)

@@ -239,4 +239,38 @@ final class ImageFolderTests: XCTestCase {
         XCTAssertEqual(Augmentation.standard(for: train), .imageNet)
         XCTAssertEqual(Augmentation.standard(for: bytes), .cifar)
     }
+    // MARK: Every command
+
+    func testTrainWithAugmentationThenEvalReadsTheFolderAsTrained() throws {
+        for k in 0..<12 { try image("cli/train/\(["a", "b", "c"][k % 3])/\(k).png", width: 20 + k, height: 18, seed: k) }
+        for k in 0..<3 { try image("cli/val/\(["a", "b", "c"][k])/\(k).jpg", seed: k) }
+        let data = scratch.appendingPathComponent("cli").path, model = scratch.appendingPathComponent("model").path
+        let train = try TestSupport.runPrunekit(["train", "--model", "lenet-5", "--dataset", data, "--image-size", "32", "--crop", "28",
+                                                  "--epochs", "1", "--batch-size", "4", "--augment", "--validation", "3", "--out", model])
+        XCTAssertEqual(train.status, 0, train.err)
+        XCTAssertTrue(train.out.contains("9 training, 3 validation, 3 test images"), train.out)
+        // eval reads the folder as the model was trained on it (crop 28, not the default 224).
+        let eval = try TestSupport.runPrunekit(["eval", "--model", model])
+        XCTAssertEqual(eval.status, 0, eval.err)
+        XCTAssertTrue(eval.out.contains("on cli/test: top-1"), eval.out)
+        let other = try TestSupport.runPrunekit(["eval", "--model", model, "--crop", "24", "--image-size", "24"])
+        XCTAssertNotEqual(other.status, 0)
+        XCTAssertTrue(other.err.contains("has images [3, 24, 24], but the model expects [3, 28, 28]"), other.err)
+    }
+
+    func testCorruptFileWarningReachesTheCommandLine() throws {
+        for k in 0..<4 { try image("w/train/a/\(k).png", seed: k) }
+        try image("w/val/a/0.png")
+        let bad = scratch.appendingPathComponent("w/train/a/bad.png").path
+        try Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0]).write(to: URL(fileURLWithPath: bad))
+        let base = ["train", "--model", "lenet-5", "--dataset", scratch.appendingPathComponent("w").path, "--image-size", "28",
+                    "--crop", "28", "--epochs", "0", "--validation", "0", "--out", scratch.appendingPathComponent("m").path]
+        let refused = try TestSupport.runPrunekit(base)
+        XCTAssertEqual(refused.status, 1, refused.err)
+        XCTAssertTrue(refused.err.contains("1 of 5 files could not be read"), refused.err)
+        let ok = try TestSupport.runPrunekit(base + ["--max-unreadable", "0.25"])
+        XCTAssertEqual(ok.status, 0, ok.err)
+        XCTAssertTrue(ok.err.contains("warning: \(bad): corrupt PNG"), ok.err)
+        XCTAssertTrue(ok.err.contains("skipped 1 of 5 files"), ok.err)
+    }
 }

@@ -301,5 +301,97 @@ final class NumPyTests: XCTestCase {
         XCTAssertThrowsError(try model.checkFits(splits.train)) { error in
             XCTAssertTrue("\(error)".contains("[1, 2, 2]") && "\(error)".contains("[1, 28, 28]"), "\(error)")
         }
+        // The same number of values in another shape is refused too, for a model that reads images.
+        let conv = try ModelZoo.make("lenet-5", inputShape: [1, 28, 28], classCount: 3, seed: 0)
+        let reshaped = try Dataset(name: "wide", imageShape: [1, 14, 56], classCount: 3, pixels: Array(repeating: 0, count: 784),
+                                   labels: [0], normalization: .mnist)
+        XCTAssertThrowsError(try conv.checkFits(reshaped)) { error in
+            XCTAssertTrue("\(error)".contains("has images [1, 14, 56], but the model expects [1, 28, 28]"), "\(error)")
+        }
+    }
+    // MARK: Every command
+
+    /// 60 uint8 8×8 images of 3 classes (a bright square whose corner gives the class) and 30 test images.
+    private func commandData(_ name: String, side: Int = 8) throws -> String {
+        func set(_ n: Int, seed: UInt64) -> ([UInt8], [Int64]) {
+            var rng = RandomGenerator(seed: seed)
+            var x: [UInt8] = [], y: [Int64] = []
+            for _ in 0..<n {
+                let c = rng.nextInt(below: 3)
+                for r in 0..<side { for q in 0..<side {
+                    let on = (c == 0 && r < side / 2 && q < side / 2) || (c == 1 && r >= side / 2 && q < side / 2) || (c == 2 && q >= side / 2)
+                    x.append(on ? 200 : UInt8(rng.nextInt(below: 40)))
+                } }
+                y.append(Int64(c))
+            }
+            return (x, y)
+        }
+        let (xt, yt) = set(60, seed: 1), (xs, ys) = set(30, seed: 2)
+        return try write(name, archive([
+            ("x_train.npy", npy(descr: "|u1", shape: [60, side, side], data: xt)), ("y_train.npy", npy(descr: "<i8", shape: [60], data: i64(yt))),
+            ("x_test.npy", npy(descr: "|u1", shape: [30, side, side], data: xs)), ("y_test.npy", npy(descr: "<i8", shape: [30], data: i64(ys)))]))
+    }
+
+    func testTrainEvalScorePruneAndCompareTakeAnNpz() throws {
+        let data = try commandData("cmd.npz")
+        let model = scratch.appendingPathComponent("model").path
+        let train = try TestSupport.runPrunekit(["train", "--model", "lenet-300-100", "--dataset", data, "--epochs", "2",
+                                                  "--validation", "10", "--out", model])
+        XCTAssertEqual(train.status, 0, train.err)
+        XCTAssertTrue(train.out.contains("on cmd/train: 50 training, 10 validation, 30 test images"), train.out)
+        let eval = try TestSupport.runPrunekit(["eval", "--model", model])
+        XCTAssertEqual(eval.status, 0, eval.err)
+        XCTAssertTrue(eval.out.contains("on cmd/test: top-1"), eval.out)
+        let score = try TestSupport.runPrunekit(["score", "--criterion", "l1-filter", "--model", model, "--dataset", data])
+        XCTAssertEqual(score.status, 0, score.err)
+        let pruned = scratch.appendingPathComponent("pruned").path
+        let prune = try TestSupport.runPrunekit(["prune", "--model", model, "--dataset", data, "--criterion", "global-magnitude",
+                                                  "--compression", "2", "--finetune", "none", "--validation", "10",
+                                                  "--latency-runs", "1", "--batches", "1", "--out", pruned])
+        XCTAssertEqual(prune.status, 0, prune.err + prune.out)
+        // A saved model goes on training on the same data.
+        let more = try TestSupport.runPrunekit(["train", "--model", model, "--dataset", data, "--epochs", "1", "--validation", "10",
+                                                 "--out", scratch.appendingPathComponent("more").path])
+        XCTAssertEqual(more.status, 0, more.err)
+        let spec = """
+            model: lenet-300-100
+            dataset: \(data)
+            normalize: none
+            criteria: [global-magnitude]
+            compressions: [2]
+            finetune-epochs: 1
+            baseline: {epochs: 1, validation-images: 10}
+            calibration: {batches: 1, batch-size: 16}
+            oracle: off
+            jobs: 1
+            """
+        try Data(spec.utf8).write(to: scratch.appendingPathComponent("spec.yaml"))
+        let compare = try TestSupport.runPrunekit(["compare", "spec.yaml", "--store", "out/results.sqlite"], in: scratch)
+        XCTAssertEqual(compare.status, 0, compare.err + compare.out)
+        XCTAssertTrue(compare.out.contains("1 run now, 0 failed"), compare.out)
+    }
+
+    func testCommandsRefuseDataThatDoesNotFitTheModelAndBadOptions() throws {
+        let small = try commandData("small.npz"), large = try commandData("large.npz", side: 12)
+        let model = scratch.appendingPathComponent("m").path
+        XCTAssertEqual(try TestSupport.runPrunekit(["train", "--model", "lenet-300-100", "--dataset", small, "--epochs", "0",
+                                                     "--validation", "0", "--out", model]).status, 0)
+        for command in [["eval", "--model", model], ["score", "--criterion", "l1-filter", "--model", model],
+                        ["train", "--model", model, "--epochs", "1", "--validation", "0"]] {
+            let r = try TestSupport.runPrunekit(command + ["--dataset", large])
+            XCTAssertNotEqual(r.status, 0, "\(command)")
+            XCTAssertTrue(r.err.contains("has images [1, 12, 12], but the model expects [64]"), "\(command): \(r.err)")
+        }
+        let cases: [([String], String)] = [
+            (["--normalize", "bright"], "normalisation 'bright' is not imagenet, none or MEANS/STDS"),
+            (["--crop", "300"], "image size 256 and crop 300"),
+            (["--arrays", "a,b,c"], "array names 'a,b,c' are not four distinct names"),
+            (["--max-unreadable", "2"], "must be in 0…1"),
+        ]
+        for (extra, message) in cases {
+            let r = try TestSupport.runPrunekit(["train", "--dataset", small, "--epochs", "0"] + extra)
+            XCTAssertEqual(r.status, 64, "\(extra): \(r.err)")
+            XCTAssertTrue(r.err.contains("error: " + message) || r.err.contains(message), "\(extra): \(r.err)")
+        }
     }
 }

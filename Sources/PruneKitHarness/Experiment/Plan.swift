@@ -125,7 +125,7 @@ public struct ExperimentPlan: Sendable {
             }
         }
 
-        let splits = try DatasetCatalog.load(spec.dataset, directory: spec.dataDirectory)
+        let splits = try DatasetCatalog.load(spec.dataset, directory: spec.dataDirectory, options: spec.dataOptions ?? DataSourceOptions())
         let model = try loadModel(spec.model, data: splits.train)
         if let n = spec.baseline.trainingImages, n > splits.train.count {
             throw PruneKitError(.invalidArgument, "'training-images' is \(n) but \(splits.train.name) has only \(splits.train.count) training images",

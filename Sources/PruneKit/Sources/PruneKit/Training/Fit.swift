@@ -193,7 +193,8 @@ extension Model {
 
     /// Throws unless the data set's images and classes fit the model.
     public func checkFits(_ data: Dataset) throws {
-        guard data.imageSize == inputShape.reduce(1, *) else {
+        // A model that reads images ([C, H, W]) needs that shape; one that reads flat rows, the size.
+        guard inputShape.count == 3 ? data.imageShape == inputShape : data.imageSize == inputShape.reduce(1, *) else {
             throw PruneKitError(.shapeMismatch,
                                 "data set '\(data.name)' has images \(data.imageShape), but the model expects \(inputShape)",
                                 hint: "build the model for this data set's image shape")
