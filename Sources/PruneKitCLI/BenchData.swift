@@ -1,0 +1,110 @@
+import ArgumentParser
+import Foundation
+import PruneKit
+import PruneKitHarness
+
+/// `prunekit bench data`: how fast an image folder streams through the loader (decode,
+/// random resized crop, flip, normalise), and whether memory stays flat as it grows.
+struct DataBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "data",
+        abstract: "Image-folder throughput (decode + random resized crop + flip at 224×224) and peak memory at 1,000 and 20,000 images.",
+        discussion: """
+            Generates JPEG files (a pool of distinct images, hard-linked to reach each count) in ROOT/train/<class>/ \
+            and runs one shuffled training epoch of the DataLoader over each folder, consuming every batch at once, \
+            so the figure is the pipeline's own rate. Memory: the largest resident set (VmRSS) seen during the epoch, \
+            counts run smallest first in one process. Example: prunekit bench data --threads 2
+            """)
+
+    @Option(parsing: .upToNextOption, help: "Image counts, one epoch each (ascending).") var images: [Int] = [1_000, 20_000]
+    @Option(help: "Width and height of the generated JPEGs.") var sourceSize: [Int] = [400, 300]
+    @Option(help: "Distinct images generated (the rest are hard links to them).") var distinct: Int = 200
+    @Option(help: "Images per batch.") var batchSize: Int = 64
+    @Option(help: "Decoding threads (PruneKit's thread count).") var threads: Int = 2
+    @Option(help: "Where to generate the folders (default: a temporary folder, removed afterwards).") var dir: String?
+
+    func validate() throws {
+        try reportingErrors {
+            guard !images.isEmpty, images.allSatisfy({ $0 >= 1 }) else {
+                throw PruneKitError(.invalidArgument, "--images must list positive counts, got \(images)")
+            }
+            guard sourceSize.count == 2, sourceSize.allSatisfy({ $0 >= 1 && $0 <= 8192 }) else {
+                throw PruneKitError(.invalidArgument, "--source-size takes a width and a height in 1…8192, got \(sourceSize)")
+            }
+            guard distinct >= 1, batchSize >= 1, threads >= 1 else {
+                throw PruneKitError(.invalidArgument, "--distinct, --batch-size and --threads must be at least 1")
+            }
+        }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            warnIfDebugBuild()
+            Parallel.setThreadCount(threads)
+            let root = dir ?? FileManager.default.temporaryDirectory.appendingPathComponent("prunekit-bench-data-\(getpid())").path
+            defer { if dir == nil { try? FileManager.default.removeItem(atPath: root) } }
+            let pool = "\(root)/pool"
+            try FileManager.default.createDirectory(atPath: pool, withIntermediateDirectories: true)
+            let (w, h) = (sourceSize[0], sourceSize[1])
+            var bytes = 0
+            for k in 0..<distinct {
+                let path = "\(pool)/\(k).jpg"
+                if !FileManager.default.fileExists(atPath: path) {
+                    try ImageFolder.writeImage(Self.picture(w, h, seed: k), width: w, height: h, channels: 3, to: path, quality: 90)
+                }
+                bytes += (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+            }
+            print("prunekit bench data — \(threads) thread(s), batch \(batchSize), random resized crop + flip to 224×224, "
+                  + "ImageNet normalisation; JPEG \(w)×\(h), \(Units.bytes(bytes / distinct)) on average")
+            print("images     load s   epoch s   images/s   RSS before   peak RSS in epoch")
+            for n in images.sorted() {
+                let folder = "\(root)/n\(n)"
+                try Self.populate(folder, count: n, pool: pool, distinct: distinct)
+                let loadStart = Date()
+                let splits = try DatasetCatalog.load(folder, options: DataSourceOptions())
+                let load = Date().timeIntervalSince(loadStart)
+                let before = memoryStatus("VmRSS")
+                var peak = before, checksum: Float = 0, seen = 0
+                let start = Date()
+                let loader = try DataLoader(splits.train, batchSize: batchSize, shuffle: true, seed: 0, augmentation: .imageNet)
+                for batch in loader {
+                    checksum += batch.images.scalars[0]
+                    seen += batch.count
+                    peak = max(peak, memoryStatus("VmRSS"))
+                }
+                let seconds = Date().timeIntervalSince(start)
+                precondition(checksum.isFinite && seen == splits.train.count)
+                print(Units.count(n).padding(toLength: 9, withPad: " ", startingAt: 0)
+                      + String(format: "%7.2f  %8.2f  %9.0f", load, seconds, Double(seen) / seconds)
+                      + Units.bytes(before).leftPadded(13) + Units.bytes(peak).leftPadded(20))
+            }
+        }
+    }
+
+    /// A photo-like RGB image: smooth colour fields with noise, so the JPEG is of a usual size.
+    static func picture(_ w: Int, _ h: Int, seed: Int) -> [UInt8] {
+        var rng = RandomGenerator(seed: UInt64(seed))
+        let fx = 1 + rng.nextInt(below: 6), fy = 1 + rng.nextInt(below: 6), phase = rng.nextInt(below: 256)
+        var out = [UInt8](repeating: 0, count: w * h * 3)
+        for y in 0..<h { for x in 0..<w { for c in 0..<3 {
+            let base = (x * fx + y * fy + phase + 60 * c) % 256
+            out[(y * w + x) * 3 + c] = UInt8(clamping: base + rng.nextInt(below: 24) - 12)
+        } } }
+        return out
+    }
+
+    /// `count` training images in 10 classes (hard links to the pool) and a val/ of 10.
+    static func populate(_ folder: String, count: Int, pool: String, distinct: Int) throws {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: "\(folder)/.complete") { return }
+        try? fm.removeItem(atPath: folder)
+        for split in ["train", "val"] {
+            for c in 0..<10 { try fm.createDirectory(atPath: "\(folder)/\(split)/class\(c)", withIntermediateDirectories: true) }
+        }
+        for i in 0..<count {
+            try fm.linkItem(atPath: "\(pool)/\(i % distinct).jpg", toPath: "\(folder)/train/class\(i % 10)/\(i).jpg")
+        }
+        for c in 0..<10 { try fm.linkItem(atPath: "\(pool)/\(c % distinct).jpg", toPath: "\(folder)/val/class\(c)/\(c).jpg") }
+        fm.createFile(atPath: "\(folder)/.complete", contents: nil)
+    }
+}
