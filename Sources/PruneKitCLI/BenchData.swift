@@ -13,15 +13,18 @@ struct DataBench: ParsableCommand {
             Generates JPEG files (a pool of distinct images, hard-linked to reach each count) in ROOT/train/<class>/ \
             and runs one shuffled training epoch of the DataLoader over each folder, consuming every batch at once, \
             so the figure is the pipeline's own rate. Memory: the largest resident set (VmRSS) seen during the epoch, \
-            counts run smallest first in one process. Example: prunekit bench data --threads 2
+            each count measured in a fresh process. Example: prunekit bench data --threads 2
             """)
 
     @Option(parsing: .upToNextOption, help: "Image counts, one epoch each (ascending).") var images: [Int] = [1_000, 20_000]
-    @Option(help: "Width and height of the generated JPEGs.") var sourceSize: [Int] = [400, 300]
+    @Option(parsing: .upToNextOption, help: "Width and height of the generated JPEGs.") var sourceSize: [Int] = [400, 300]
     @Option(help: "Distinct images generated (the rest are hard links to them).") var distinct: Int = 200
     @Option(help: "Images per batch.") var batchSize: Int = 64
     @Option(help: "Decoding threads (PruneKit's thread count).") var threads: Int = 2
     @Option(help: "Where to generate the folders (default: a temporary folder, removed afterwards).") var dir: String?
+    /// Set on the child process that measures one count (each count runs in a fresh process,
+    /// so one count's memory high-water mark never carries over to the next).
+    @Flag(help: .hidden) var single = false
 
     func validate() throws {
         try reportingErrors {
@@ -42,7 +45,7 @@ struct DataBench: ParsableCommand {
             warnIfDebugBuild()
             Parallel.setThreadCount(threads)
             let root = dir ?? FileManager.default.temporaryDirectory.appendingPathComponent("prunekit-bench-data-\(getpid())").path
-            defer { if dir == nil { try? FileManager.default.removeItem(atPath: root) } }
+            defer { if dir == nil && !single { try? FileManager.default.removeItem(atPath: root) } }
             let pool = "\(root)/pool"
             try FileManager.default.createDirectory(atPath: pool, withIntermediateDirectories: true)
             let (w, h) = (sourceSize[0], sourceSize[1])
@@ -54,29 +57,45 @@ struct DataBench: ParsableCommand {
                 }
                 bytes += (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
             }
-            print("prunekit bench data — \(threads) thread(s), batch \(batchSize), random resized crop + flip to 224×224, "
-                  + "ImageNet normalisation; JPEG \(w)×\(h), \(Units.bytes(bytes / distinct)) on average")
-            print("images     load s   epoch s   images/s   RSS before   peak RSS in epoch")
+            if !single { print("prunekit bench data — \(threads) thread(s), batch \(batchSize), random resized crop + flip to 224×224, "
+                  + "ImageNet normalisation; JPEG \(w)×\(h), \(Units.bytes(bytes / distinct)) on average") }
+            if !single {
+                print("images     load s   epoch s   images/s   RSS before   peak RSS: half epoch   whole epoch (each count in a fresh process)")
+                for n in images.sorted() {
+                    try Self.populate("\(root)/n\(n)", count: n, pool: pool, distinct: distinct)
+                    let child = Process()
+                    child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
+                    child.arguments = ["bench", "data", "--single", "--images", "\(n)", "--dir", root, "--batch-size", "\(batchSize)",
+                                       "--threads", "\(threads)", "--distinct", "\(distinct)", "--source-size", "\(w)", "\(h)"]
+                    fflush(stdout)
+                    try child.run()
+                    child.waitUntilExit()
+                    guard child.terminationStatus == 0 else {
+                        throw PruneKitError(.io, "the measurement of \(n) images failed (exit status \(child.terminationStatus))")
+                    }
+                }
+                return
+            }
             for n in images.sorted() {
                 let folder = "\(root)/n\(n)"
-                try Self.populate(folder, count: n, pool: pool, distinct: distinct)
                 let loadStart = Date()
                 let splits = try DatasetCatalog.load(folder, options: DataSourceOptions())
                 let load = Date().timeIntervalSince(loadStart)
                 let before = memoryStatus("VmRSS")
-                var peak = before, checksum: Float = 0, seen = 0
+                var peak = before, checksum: Float = 0, seen = 0, peakAtHalf = before
                 let start = Date()
                 let loader = try DataLoader(splits.train, batchSize: batchSize, shuffle: true, seed: 0, augmentation: .imageNet)
                 for batch in loader {
-                    checksum += batch.images.scalars[0]
+                    checksum += batch.images.withUnsafeBufferPointer { $0[0] }
                     seen += batch.count
                     peak = max(peak, memoryStatus("VmRSS"))
+                    if seen <= splits.train.count / 2 { peakAtHalf = peak }
                 }
                 let seconds = Date().timeIntervalSince(start)
                 precondition(checksum.isFinite && seen == splits.train.count)
                 print(Units.count(n).padding(toLength: 9, withPad: " ", startingAt: 0)
                       + String(format: "%7.2f  %8.2f  %9.0f", load, seconds, Double(seen) / seconds)
-                      + Units.bytes(before).leftPadded(13) + Units.bytes(peak).leftPadded(20))
+                      + Units.bytes(before).leftPadded(13) + Units.bytes(peakAtHalf).leftPadded(18) + Units.bytes(peak).leftPadded(14))
             }
         }
     }
