@@ -107,11 +107,8 @@ struct Train: ParsableCommand {
             let net: Model
             if isSaved {
                 net = try Model.load(from: model)
-            } else if ModelZoo.names.contains(model) {
+            } else {   // a zoo name, or the zoo's "unknown model" error with the known names
                 net = try ModelZoo.make(model, inputShape: splits.train.imageShape, classCount: splits.train.classCount, seed: seed)
-            } else {
-                throw PruneKitError(.invalidArgument, "'\(model)' is neither a saved model folder nor a zoo model",
-                                    hint: "zoo models: \(ModelZoo.names.joined(separator: ", "))")
             }
             try net.checkFits(splits.train)
             let modelName = isSaved ? URL(fileURLWithPath: model).lastPathComponent : model
