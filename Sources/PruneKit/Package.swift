@@ -31,13 +31,20 @@ let package = Package(
             pkgConfig: "libffi",
             providers: [.apt(["libffi-dev", "pkg-config"])]
         ),
+        // libjpeg-turbo and libpng: decoding (and, for tests and benchmarks, writing) the
+        // images of an image folder. The shim's functions catch libjpeg's errors in C.
+        .systemLibrary(
+            name: "CImageCodecs",
+            pkgConfig: "libpng",
+            providers: [.apt(["libjpeg62-turbo-dev", "libpng-dev", "pkg-config"])]
+        ),
         // glibc's malloc tuning (mallopt), which the Glibc module does not export.
         .systemLibrary(name: "CSupport"),
         // The plugin ABI tag (see Plugins/PLUGINS.md). The SDK links it too, to know its own tag.
         .target(name: "PruneKitPluginABI"),
         .target(
             name: "PruneKit",
-            dependencies: ["COpenBLAS", "CZlib", "CSupport", "CFFI", "PruneKitPluginABI"],
+            dependencies: ["COpenBLAS", "CZlib", "CSupport", "CFFI", "CImageCodecs", "PruneKitPluginABI"],
             // Documentation kept beside the code it describes (the model file format, the
             // plugin ABI, the C criterion manifest).
             exclude: ["IO/FORMAT.md", "Plugins/PLUGINS.md", "Plugins/Foreign/MANIFEST.md"],

@@ -21,8 +21,9 @@ struct Compare: ParsableCommand {
     var specFile: String?
     @Option(help: "Model: a zoo name (\(ModelZoo.names.joined(separator: ", "))) or a saved model folder (default: lenet-5).")
     var model: String?
-    @Option(help: "Data set (default: mnist-5k, bundled).") var dataset: String?
+    @Option(help: "Data set (default: mnist-5k, bundled), or your own: an .npz file, a folder of .npy files, an image folder.") var dataset: String?
     @Option(help: "Folder holding the data set's files (not needed for mnist-5k).") var dataDir: String?
+    @OptionGroup var source: DataSourceFlags
     @Option(help: ArgumentHelp("Criterion ids, comma-separated, each optionally with options after a space ('random granularity=channel'); default: every registered criterion.", valueName: "a,b,…"))
     var criteria: String?
     @Option(help: ArgumentHelp("Parameter-compression targets, comma-separated (default: 2,4,8,16,32).", valueName: "2,4,8"))
@@ -154,6 +155,10 @@ struct Compare: ParsableCommand {
     private func overrides() throws -> ExperimentSpec.Overrides {
         var o = ExperimentSpec.Overrides()
         o.model = model; o.dataset = dataset; o.dataDirectory = dataDir
+        if !source.isEmpty {
+            let flags = source
+            o.dataOptions = { d in d = try flags.options(over: d) }
+        }
         o.criteria = try criteria.map { text in
             let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             guard !items.isEmpty else { throw PruneKitError(.invalidArgument, "--criteria lists no criterion", hint: "--criteria global-magnitude,l1-filter") }

@@ -26,6 +26,7 @@ struct Score: ParsableCommand {
             let c = try Registry.shared.criterion(criterion, options: options)
             let splits = try data.load(seed: seed)
             let net = try ModelSource.load(model) { (splits.train.imageShape, splits.train.classCount, seed) }.model
+            try net.checkFits(splits.train)
             let scores = try net.score(with: c, data: splits.train,
                                        settings: CalibrationSettings(batches: batches, batchSize: batchSize, seed: seed))
             format == .json ? try printJSON(c, scores) : printTable(c, scores)

@@ -97,6 +97,9 @@ public struct BaselineConfiguration: Codable, Hashable, Sendable {
     /// Random crop and flip while training the baseline. `nil` (the default, absent from the
     /// hash): on for CIFAR data sets, off otherwise.
     public var augment: Bool?
+    /// How your own data (`dataset` a path) is read. `nil` (the default, absent from the
+    /// hash): the defaults of ``DataSourceOptions``.
+    public var dataOptions: DataSourceOptions?
 
     public init(model: String, dataset: String, dataDirectory: String? = nil, validationCount: Int = 500,
                 epochs: Int = 10, batchSize: Int = 64, learningRate: Double = 0.05, seed: UInt64 = 0,

@@ -237,4 +237,34 @@ final class SpecTests: XCTestCase {
         o = ExperimentSpec.Overrides(); o.finetuneEpochs = -1
         XCTAssertThrowsError(try ExperimentSpec().applying(o).validate())
     }
+    func testYourOwnDataKeysReachTheBaselines() throws {
+        let spec = try ExperimentSpec.load(yaml: """
+            dataset: data/photos
+            normalize: 0.5,0.5,0.5/0.25,0.25,0.25
+            image-size: 160
+            crop: 128
+            layout: nhwc
+            arrays: a,b,c,d
+            max-unreadable: 0.05
+            """)
+        let d = try XCTUnwrap(spec.dataOptions)
+        XCTAssertEqual(d.normalize, "0.5,0.5,0.5/0.25,0.25,0.25")
+        XCTAssertEqual(d.imageSize, 160); XCTAssertEqual(d.crop, 128); XCTAssertEqual(d.layout, .nhwc)
+        XCTAssertEqual(d.arrayNames.all, ["a", "b", "c", "d"]); XCTAssertEqual(d.maxUnreadableFraction, 0.05)
+        let b = spec.baselineConfiguration(seed: 0)
+        XCTAssertEqual(b.dataOptions, d)
+        XCTAssertEqual(b.dataset, FileManager.default.currentDirectoryPath + "/data/photos", "a path is made absolute for the trials")
+        XCTAssertNotEqual(b.hash, ExperimentSpec().baselineConfiguration(seed: 0).hash)
+        // Without these keys nothing changes: the baseline's hash is the one of before.
+        XCTAssertNil(ExperimentSpec().baselineConfiguration(seed: 0).dataOptions)
+        var o = ExperimentSpec.Overrides()
+        o.dataOptions = { $0.crop = 96 }
+        XCTAssertEqual(try spec.applying(o).dataOptions?.crop, 96)
+        XCTAssertEqual(try spec.applying(o).dataOptions?.imageSize, 160, "the file's other keys stay")
+        for (yaml, message) in [("crop: 300", "image size 256 and crop 300"), ("normalize: dim", "normalisation 'dim'"),
+                                ("layout: chw", "'layout' must be one of auto, nchw, nhwc"), ("arrays: x,y", "not four distinct names"),
+                                ("crop: 0", "'crop' must be at least 1")] {
+            XCTAssertTrue(error(yaml)?.message.contains(message) == true, "\(yaml): \(String(describing: error(yaml)))")
+        }
+    }
 }

@@ -64,7 +64,8 @@ extension BaselineConfiguration {
         var c = TrainingConfiguration()
         c.epochs = epochs; c.batchSize = batchSize; c.learningRate = Float(learningRate); c.seed = seed
         let cifar = dataset.lowercased().hasPrefix("cifar")
-        c.augmentation = (augment ?? cifar) ? .cifar : .none
+        let folder = DatasetCatalog.isPath(dataset) && ImageFolder.isImageFolder(dataset)
+        c.augmentation = (augment ?? (cifar || folder)) ? (folder ? .imageNet : .cifar) : .none
         return c
     }
 
@@ -72,7 +73,8 @@ extension BaselineConfiguration {
     /// cut to `trainingImages`), the validation split carved from the training data with
     /// the baseline's seed, and the test split. Trials use exactly these.
     public func loadData() throws -> DataSplits {
-        var splits = try DatasetCatalog.load(dataset, directory: dataDirectory, validationCount: validationCount, seed: seed)
+        var splits = try DatasetCatalog.load(dataset, directory: dataDirectory, validationCount: validationCount, seed: seed,
+                                             options: dataOptions ?? DataSourceOptions())
         if let n = trainingImages {
             guard n >= 1 else {
                 throw PruneKitError(.invalidArgument, "trainingImages must be at least 1, got \(n)", hint: "leave it unset to use every training image")

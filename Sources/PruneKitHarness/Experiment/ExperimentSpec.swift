@@ -60,6 +60,9 @@ public struct ExperimentSpec: Codable, Hashable, Sendable {
     public var model = "lenet-5"
     public var dataset = DatasetCatalog.defaultName
     public var dataDirectory: String?
+    /// How your own data (`dataset` a path) is read (the keys `normalize`, `image-size`,
+    /// `crop`, `layout`, `arrays`, `max-unreadable`); `nil`: the defaults.
+    public var dataOptions: DataSourceOptions?
     /// `nil`: every criterion in the registry.
     public var criteria: [CriterionChoice]?
     /// Targets on each axis; both `nil`: ``defaultCompressions``.
@@ -134,10 +137,14 @@ public struct ExperimentSpec: Codable, Hashable, Sendable {
 
     /// The baseline of one seed.
     public func baselineConfiguration(seed: UInt64) -> BaselineConfiguration {
-        BaselineConfiguration(model: model, dataset: dataset, dataDirectory: dataDirectory,
-                              validationCount: baseline.validationImages, epochs: baseline.epochs,
-                              batchSize: baseline.batchSize, learningRate: baseline.learningRate, seed: seed,
-                              trainingImages: baseline.trainingImages)
+        // Your own data by its absolute path: trials run in other processes and folders.
+        let data = DatasetCatalog.isPath(dataset) ? URL(fileURLWithPath: dataset).standardizedFileURL.path : dataset
+        var b = BaselineConfiguration(model: model, dataset: data, dataDirectory: dataDirectory,
+                                      validationCount: baseline.validationImages, epochs: baseline.epochs,
+                                      batchSize: baseline.batchSize, learningRate: baseline.learningRate, seed: seed,
+                                      trainingImages: baseline.trainingImages)
+        b.dataOptions = dataOptions
+        return b
     }
 
     /// Checks the values that don't need the registry, a model or data: counts and ranges.
@@ -200,6 +207,8 @@ extension ExperimentSpec {
         public var model: String?
         public var dataset: String?
         public var dataDirectory: String?
+        /// Changes to the data options (each option given on the command line).
+        public var dataOptions: (@Sendable (inout DataSourceOptions) throws -> Void)?
         public var criteria: [CriterionChoice]?
         public var compressions: [Double]?
         public var speedups: [Double]?
@@ -281,6 +290,11 @@ extension ExperimentSpec {
         if let v = o.model { s.model = v }
         if let v = o.dataset { s.dataset = v }
         if let v = o.dataDirectory { s.dataDirectory = v }
+        if let change = o.dataOptions {
+            var d = s.dataOptions ?? DataSourceOptions()
+            try change(&d)
+            s.dataOptions = d
+        }
         if let v = o.criteria { s.criteria = v }
         if o.compressions != nil || o.speedups != nil { s.compressions = o.compressions; s.speedups = o.speedups }
         // A plugin named again keeps the file's options unless options are given with it.
@@ -305,7 +319,8 @@ extension ExperimentSpec {
 
 extension ExperimentSpec {
     /// The top-level keys of a spec file.
-    public static let keys = ["name", "model", "dataset", "data-dir", "criteria", "compressions", "speedups",
+    public static let keys = ["name", "model", "dataset", "data-dir", "normalize", "image-size", "crop", "layout", "arrays",
+                              "max-unreadable", "criteria", "compressions", "speedups",
                               "schedule", "schedule-options", "finetune", "finetune-options", "finetune-epochs",
                               "seeds", "when", "sanity", "pattern", "baseline", "calibration", "oracle", "residual-policy", "jobs", "store",
                               "report", "cache", "models", "trial-timeout"]
@@ -350,6 +365,24 @@ extension ExperimentSpec {
             case "model": spec.model = try reader.string(value, key)
             case "dataset": spec.dataset = try reader.string(value, key)
             case "data-dir": spec.dataDirectory = try reader.string(value, key)
+            case "normalize", "image-size", "crop", "layout", "arrays", "max-unreadable":
+                var d = spec.dataOptions ?? DataSourceOptions()
+                switch key {
+                case "normalize": d.normalize = try reader.string(value, key)
+                case "image-size": d.imageSize = try reader.int(value, key, atLeast: 1)
+                case "crop": d.crop = try reader.int(value, key, atLeast: 1)
+                case "layout":
+                    let text = try reader.string(value, key)
+                    guard let l = NumPy.Layout(rawValue: text) else {
+                        throw reader.error(value, "'layout' must be one of \(NumPy.Layout.allCases.map(\.rawValue).joined(separator: ", ")), got '\(text)'")
+                    }
+                    d.layout = l
+                case "arrays":
+                    let text = try reader.string(value, key)
+                    do { d.arrayNames = try NumPy.ArrayNames.parse(text) } catch let e as PruneKitError { throw reader.error(value, e.message, hint: e.hint) }
+                default: d.maxUnreadableFraction = try reader.double(value, key, above: -1)
+                }
+                spec.dataOptions = d
             case "criteria": spec.criteria = try reader.criteria(value)
             case "compressions": spec.compressions = try reader.targets(value, key)
             case "speedups": spec.speedups = try reader.targets(value, key)
@@ -408,6 +441,9 @@ extension ExperimentSpec {
                 }
             default: spec.cache = try reader.string(value, key)
             }
+        }
+        if let d = spec.dataOptions {
+            do { try d.validate() } catch let e as PruneKitError { throw PruneKitError(e.kind, "\(file): \(e.message)", hint: e.hint) }
         }
         return spec
     }

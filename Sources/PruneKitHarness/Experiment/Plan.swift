@@ -140,7 +140,7 @@ public struct ExperimentPlan: Sendable {
         let patterns = try spec.patterns.map(NMPattern.init(parsing:))
         try checkPatterns(patterns, spec: spec, instances: instances, schedule: schedule)
 
-        let splits = try DatasetCatalog.load(spec.dataset, directory: spec.dataDirectory)
+        let splits = try DatasetCatalog.load(spec.dataset, directory: spec.dataDirectory, options: spec.dataOptions ?? DataSourceOptions())
         let model = try loadModel(spec.model, data: splits.train)
         if let n = spec.baseline.trainingImages, n > splits.train.count {
             throw PruneKitError(.invalidArgument, "'training-images' is \(n) but \(splits.train.name) has only \(splits.train.count) training images",

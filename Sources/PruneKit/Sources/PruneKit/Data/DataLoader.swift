@@ -1,3 +1,5 @@
+import Foundation
+
 /// Random changes made to training images, drawn afresh for every epoch and batch.
 public struct Augmentation: Sendable, Equatable {
     /// Pad every side with this many zero (black) pixels, then crop a window of the
@@ -5,10 +7,24 @@ public struct Augmentation: Sendable, Equatable {
     public var cropPadding: Int
     /// Mirror each image left–right with probability ½ (after cropping).
     public var horizontalFlip: Bool
+    /// For an image folder: instead of the evaluation view (shorter side resized, centre
+    /// crop), a random part of the image — area 8–100 % of the image's, aspect ratio 3/4–4/3,
+    /// up to 10 draws, else the centre crop of the ratio clamped to that range — resized
+    /// to the crop size (torchvision's `RandomResizedCrop`). Only for image folders.
+    public var randomResizedCrop: Bool = false
 
     public init(cropPadding: Int = 0, horizontalFlip: Bool = false) {
         self.cropPadding = cropPadding
         self.horizontalFlip = horizontalFlip
+    }
+
+    /// - Parameters:
+    ///   - cropPadding: zero padding, then a random crop of the original size (fixed-size images only).
+    ///   - horizontalFlip: mirror with probability ½.
+    ///   - randomResizedCrop: a random resized crop (image folders only).
+    public init(cropPadding: Int = 0, horizontalFlip: Bool = false, randomResizedCrop: Bool) {
+        self.init(cropPadding: cropPadding, horizontalFlip: horizontalFlip)
+        self.randomResizedCrop = randomResizedCrop
     }
 
     /// No augmentation.
@@ -17,8 +33,19 @@ public struct Augmentation: Sendable, Equatable {
     /// (torchvision's `RandomCrop(32, padding: 4)` then `RandomHorizontalFlip()`).
     public static let cifar = Augmentation(cropPadding: 4, horizontalFlip: true)
 
+    /// The usual ImageNet training augmentation, for image folders: random resized crop,
+    /// then random horizontal flip (torchvision's `RandomResizedCrop(size)` then
+    /// `RandomHorizontalFlip()`).
+    public static let imageNet = Augmentation(horizontalFlip: true, randomResizedCrop: true)
+
+    /// The standard training augmentation for a data set: ``imageNet`` for an image
+    /// folder, ``cifar`` for anything else.
+    public static func standard(for data: Dataset) -> Augmentation {
+        data.storageKind == .imageFolder ? .imageNet : .cifar
+    }
+
     /// Whether this changes any image.
-    public var isIdentity: Bool { cropPadding == 0 && !horizontalFlip }
+    public var isIdentity: Bool { cropPadding == 0 && !horizontalFlip && !randomResizedCrop }
 }
 
 /// A mini-batch: normalised images and their labels.
@@ -79,7 +106,8 @@ public struct DataLoader: Sequence {
     ///   - epoch: which epoch's order and augmentation to produce.
     ///   - dropLast: leave out the last batch when it is smaller than `batchSize`.
     ///   - augmentation: random crop and flip (default none).
-    /// - Throws: ``PruneKitError`` `.invalidArgument` for a batch size below 1 or a negative crop padding.
+    /// - Throws: ``PruneKitError`` `.invalidArgument` for a batch size below 1, a negative crop
+    ///   padding, padding on an image folder or a random resized crop on anything else.
     public init(_ dataset: Dataset, batchSize: Int, shuffle: Bool = false, seed: UInt64 = 0, epoch: Int = 0,
                 dropLast: Bool = false, augmentation: Augmentation = .none) throws {
         guard batchSize >= 1 else {
@@ -90,6 +118,21 @@ public struct DataLoader: Sequence {
             throw PruneKitError(.invalidArgument, "crop padding \(augmentation.cropPadding) must not be negative",
                                 hint: "use 0 for no cropping, 4 for the usual CIFAR augmentation")
         }
+        if dataset.storageKind == .imageFolder, augmentation.cropPadding > 0 {
+            throw PruneKitError(.invalidArgument, "\(dataset.name): padded random crops are for fixed-size images, "
+                                + "not an image folder", hint: "use Augmentation.imageNet (random resized crop and flip)")
+        }
+        if dataset.storageKind != .imageFolder, augmentation.randomResizedCrop {
+            throw PruneKitError(.invalidArgument, "\(dataset.name): a random resized crop needs an image folder "
+                                + "(its images are resized from their files)", hint: "use Augmentation.cifar (padded crop and flip)")
+        }
+        self.init(unchecked: dataset, batchSize: batchSize, shuffle: shuffle, seed: seed, epoch: epoch,
+                  dropLast: dropLast, augmentation: augmentation)
+    }
+
+    /// A loader whose settings the caller has checked.
+    init(unchecked dataset: Dataset, batchSize: Int, shuffle: Bool = false, seed: UInt64 = 0, epoch: Int = 0,
+         dropLast: Bool = false, augmentation: Augmentation = .none) {
         self.dataset = dataset
         self.batchSize = batchSize
         self.shuffle = shuffle
@@ -121,6 +164,18 @@ public struct DataLoader: Sequence {
         precondition(index >= 0 && index < batchCount, "DataLoader.batch: index \(index) out of range 0..<\(batchCount)")
         let start = index * batchSize
         let indices = Array(order[start..<Swift.min(start + batchSize, order.count)])
+        if case .folder(let folder, let rows) = dataset.storage {
+            var crops: [FolderCrop]?
+            if !augmentation.isIdentity {
+                var rng = RandomGenerator(seed: seed, stream: "augment-\(epoch)-\(index)")
+                crops = indices.map { _ in
+                    FolderCrop(seed: rng.next(), random: augmentation.randomResizedCrop,
+                               flip: augmentation.horizontalFlip && (rng.next() >> 63) == 1)
+                }
+            }
+            let images = folder.makeTensor(indices.map { rows[$0] }, normalization: dataset.normalization, crops: crops)
+            return Batch(images: images, labels: indices.map { Int(dataset.labels[$0]) }, indices: indices)
+        }
         var transforms: [ImageTransform]?
         if !augmentation.isIdentity {
             var rng = RandomGenerator(seed: seed, stream: "augment-\(epoch)-\(index)")
@@ -140,18 +195,86 @@ public struct DataLoader: Sequence {
         Iterator(loader: self, order: order)
     }
 
-    /// Produces the batches of one epoch in turn.
+    /// Produces the batches of one epoch in turn. For an image folder, a background thread
+    /// builds the next ``Prefetcher/depth`` batches (decoding on ``Parallel/threadCount``
+    /// threads) while the consumer works on this one; memory stays bounded by those batches.
     public struct Iterator: IteratorProtocol {
         let loader: DataLoader
         let order: [Int]
+        let prefetcher: Prefetcher?
         var position = 0
+
+        init(loader: DataLoader, order: [Int], position: Int = 0) {
+            self.loader = loader
+            self.order = order
+            self.position = position
+            prefetcher = loader.dataset.prefetches && loader.batchCount - position > 1
+                ? Prefetcher(loader: loader, order: order, from: position) : nil
+        }
 
         public mutating func next() -> Batch? {
             guard position < loader.batchCount else { return nil }
             defer { position += 1 }
+            if let prefetcher { return prefetcher.take(position) }
             return loader.makeBatch(position, order: order)
         }
     }
 
     public var underestimatedCount: Int { batchCount }
+}
+
+/// Builds the batches of one epoch on a background thread, at most ``depth`` ahead of
+/// the consumer (a bounded queue: memory does not grow with the epoch). Dropping the
+/// iterator that owns it stops the thread after the batch it is building.
+final class Prefetcher: @unchecked Sendable {
+    /// How many finished batches may wait for the consumer.
+    static let depth = 2
+
+    /// The state shared with the producer thread (which must not keep the prefetcher alive).
+    private final class State: @unchecked Sendable {
+        let condition = NSCondition()
+        var ready: [Int: Batch] = [:]
+        var consumed = 0
+        var cancelled = false
+    }
+    private let state = State()
+
+    init(loader: DataLoader, order: [Int], from start: Int) {
+        let state = self.state
+        state.consumed = start
+        let thread = Thread {
+            for b in start..<loader.batchCount {
+                state.condition.lock()
+                while !state.cancelled && b - state.consumed >= Prefetcher.depth { state.condition.wait() }
+                let stop = state.cancelled
+                state.condition.unlock()
+                if stop { return }
+                let batch = loader.makeBatch(b, order: order)
+                state.condition.lock()
+                state.ready[b] = batch
+                state.condition.broadcast()
+                state.condition.unlock()
+            }
+        }
+        thread.name = "prunekit-prefetch"
+        thread.start()
+    }
+
+    /// Batch `index`, waiting for the producer if it is not built yet. Batches are taken in order.
+    func take(_ index: Int) -> Batch {
+        state.condition.lock()
+        defer { state.condition.unlock() }
+        while state.ready[index] == nil { state.condition.wait() }
+        let batch = state.ready.removeValue(forKey: index)!
+        state.consumed = index + 1
+        state.condition.broadcast()
+        return batch
+    }
+
+    deinit {
+        state.condition.lock()
+        state.cancelled = true
+        state.condition.broadcast()
+        state.condition.unlock()
+    }
 }

@@ -1,5 +1,7 @@
+import Foundation
+
 /// Per-channel normalisation of pixels: `x ↦ (x / 255 − mean[c]) / std[c]`.
-public struct Normalization: Sendable, Equatable {
+public struct Normalization: Sendable, Hashable, Codable {
     /// The mean of each channel, on the 0…1 scale.
     public var mean: [Float]
     /// The standard deviation of each channel, on the 0…1 scale.
@@ -27,6 +29,28 @@ public struct Normalization: Sendable, Equatable {
         Normalization(mean: Array(repeating: 0, count: channels), std: Array(repeating: 1, count: channels))
     }
 
+    /// Parses `imagenet`, `none` (mean 0, std 1, for `channels` channels) or
+    /// `MEAN,MEAN,…/STD,STD,…` (one value per channel, on the 0…1 scale).
+    /// - Throws: ``PruneKitError`` `.invalidArgument` saying what the text must look like.
+    public static func parse(_ text: String, channels: Int = 3) throws -> Normalization {
+        let t = text.trimmingCharacters(in: .whitespaces).lowercased()
+        if t == "imagenet" { return .imageNet }
+        if t == "none" { return .unit(channels: channels) }
+        let parts = t.split(separator: "/", omittingEmptySubsequences: false)
+        let lists = parts.map { $0.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) } }
+        guard parts.count == 2, lists.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0 != nil } }),
+              lists[0].count == lists[1].count else {
+            throw PruneKitError(.invalidArgument, "normalisation '\(text)' is not imagenet, none or MEANS/STDS",
+                                hint: "e.g. imagenet, none, or 0.5,0.5,0.5/0.25,0.25,0.25 (one mean and one std per channel, 0…1 scale)")
+        }
+        let n = Normalization(mean: lists[0].map { $0! }, std: lists[1].map { $0! })
+        guard n.std.allSatisfy({ $0 > 0 && $0.isFinite }), n.mean.allSatisfy(\.isFinite) else {
+            throw PruneKitError(.invalidArgument, "normalisation '\(text)': every std must be positive and every value finite",
+                                hint: "e.g. 0.5,0.5,0.5/0.25,0.25,0.25")
+        }
+        return n
+    }
+
     /// The normalised value of every byte for every channel: `[channels × 256]`.
     func lookupTable() -> [Float] {
         var table = [Float](repeating: 0, count: mean.count * 256)
@@ -39,11 +63,19 @@ public struct Normalization: Sendable, Equatable {
     }
 }
 
-/// An in-memory set of labelled images.
+/// A set of labelled images.
 ///
-/// Pixels are kept compactly as bytes, `[count, C, H, W]` in NCHW order (one byte per
-/// channel value, 0…255); they become normalised `Float` tensors only batch by batch
-/// (``DataLoader``) or all at once (``normalizedImages()``).
+/// The images are kept in one of three ways (see ``storageKind``), and become normalised
+/// `Float` tensors only batch by batch (``DataLoader``) or for chosen indices
+/// (``normalizedImages(at:)``):
+/// - in memory as bytes, `[count, C, H, W]` in NCHW order, 0…255 (the built-in data sets;
+///   ``init(name:imageShape:classCount:pixels:labels:normalization:sourceIndices:)``);
+/// - as rows of a NumPy array (float32, float16 or uint8, NCHW or NHWC), memory-mapped
+///   where the file allows (``NumPy``);
+/// - as the files of an image folder, decoded, resized and cropped on demand (``ImageFolder``).
+///
+/// Labels are always in memory. A subset of an array or folder data set shares the
+/// array or the file list: only its row numbers are copied.
 public struct Dataset: Sendable {
     /// A name for reports, such as `mnist-5k/train`.
     public var name: String
@@ -53,8 +85,24 @@ public struct Dataset: Sendable {
     public let classCount: Int
     /// The per-channel normalisation applied when pixels become tensors.
     public var normalization: Normalization
-    /// The pixels, `[count, C, H, W]` row-major, 0…255.
-    public private(set) var pixels: [UInt8]
+    /// The pixels, `[count, C, H, W]` row-major, 0…255, of a data set held as bytes
+    /// (``storageKind`` `.bytes`) or read from a uint8 array (gathered into NCHW order on
+    /// each call). Empty for a float array or an image folder, whose images exist only as
+    /// normalised tensors: use ``normalizedImages(at:)`` or a ``DataLoader``.
+    public var pixels: [UInt8] {
+        switch storage {
+        case .bytes(let bytes): return bytes
+        case .array(let array, let rows) where array.dtype == .uint8:
+            var out = [UInt8](repeating: 0, count: rows.count * imageSize)
+            out.withUnsafeMutableBufferPointer { dst in
+                for (k, r) in rows.enumerated() { array.copyBytes(row: r, into: dst.baseAddress! + k * imageSize) }
+            }
+            return out
+        case .array, .folder: return []
+        }
+    }
+    /// Where the images are kept (internal; ``storageKind`` says which kind, publicly).
+    var storage: ImageStorage
     /// The label of each image, in `0..<classCount`.
     public private(set) var labels: [Int32]
     /// For each image, its position in the file(s) it was read from, so that a split
@@ -96,62 +144,108 @@ public struct Dataset: Sendable {
             throw PruneKitError(.invalidArgument, "data set \(name): label \(labels[bad]) of image \(bad) is outside 0..<\(classCount)",
                                 hint: "check the class count and the labels")
         }
-        let channels = imageShape[0]
-        guard normalization.mean.count == channels, normalization.std.count == channels else {
-            throw PruneKitError(.shapeMismatch, "data set \(name): normalisation has \(normalization.mean.count) means and "
-                                + "\(normalization.std.count) stds for \(channels) channels",
-                                hint: "give one mean and one std per channel")
-        }
-        guard normalization.std.allSatisfy({ $0 > 0 && $0.isFinite }), normalization.mean.allSatisfy(\.isFinite) else {
-            throw PruneKitError(.invalidArgument, "data set \(name): normalisation std must be positive and finite "
-                                + "(got \(normalization.std)) and the means finite",
-                                hint: "use the per-channel statistics of the training images, on the 0…1 scale")
-        }
         if let sourceIndices, sourceIndices.count != labels.count {
             throw PruneKitError(.shapeMismatch, "data set \(name): \(sourceIndices.count) source indices for \(labels.count) images",
                                 hint: "give one source index per image, or none")
         }
         self.init(unchecked: name, imageShape: imageShape, classCount: classCount, pixels: pixels, labels: labels,
                   normalization: normalization, sourceIndices: sourceIndices ?? Array(0..<labels.count))
+        try checkNormalization()
     }
 
     init(unchecked name: String, imageShape: [Int], classCount: Int, pixels: [UInt8], labels: [Int32],
          normalization: Normalization, sourceIndices: [Int]) {
+        self.init(unchecked: name, imageShape: imageShape, classCount: classCount, storage: .bytes(pixels),
+                  labels: labels, normalization: normalization, sourceIndices: sourceIndices)
+    }
+
+    init(unchecked name: String, imageShape: [Int], classCount: Int, storage: ImageStorage, labels: [Int32],
+         normalization: Normalization, sourceIndices: [Int]) {
         self.name = name
         self.imageShape = imageShape
         self.classCount = classCount
-        self.pixels = pixels
+        self.storage = storage
         self.labels = labels
         self.normalization = normalization
         self.sourceIndices = sourceIndices
     }
 
+    /// How a data set keeps its images.
+    public enum StorageKind: String, Sendable {
+        /// In memory, one byte per value.
+        case bytes
+        /// Rows of a NumPy array, memory-mapped or (for a compressed `.npz` member) inflated into memory.
+        case array
+        /// Image files, decoded on demand.
+        case imageFolder = "image-folder"
+    }
+
+    /// How this data set keeps its images.
+    public var storageKind: StorageKind {
+        switch storage {
+        case .bytes: return .bytes
+        case .array: return .array
+        case .folder: return .imageFolder
+        }
+    }
+
+    /// Whether batches cost enough to build (decoding files) that a ``DataLoader`` builds
+    /// them ahead of the consumer on a background thread.
+    var prefetches: Bool {
+        if case .folder = storage { return true }
+        return false
+    }
+
     /// The images at `indices`, in that order (repeats allowed).
     /// - Precondition: every index is in `0..<count`.
-    /// - Complexity: O(`indices.count` · C·H·W).
+    /// - Complexity: O(`indices.count` · C·H·W) for bytes; O(`indices.count`) for an array
+    ///   or an image folder (only row numbers are copied).
     public func subset(_ indices: [Int], name: String? = nil) -> Dataset {
-        let size = imageSize
+        for i in indices { precondition(i >= 0 && i < count, "Dataset.subset: index \(i) out of range 0..<\(count)") }
+        let newLabels = indices.map { labels[$0] }, newSources = indices.map { sourceIndices[$0] }
+        switch storage {
+        case .bytes(let pixels):
+            return Dataset(unchecked: name ?? self.name, imageShape: imageShape, classCount: classCount,
+                           pixels: Dataset.gather(pixels, indices, size: imageSize), labels: newLabels,
+                           normalization: normalization, sourceIndices: newSources)
+        case .array(let array, let rows):
+            return Dataset(unchecked: name ?? self.name, imageShape: imageShape, classCount: classCount,
+                           storage: .array(array, rows: indices.map { rows[$0] }), labels: newLabels,
+                           normalization: normalization, sourceIndices: newSources)
+        case .folder(let folder, let rows):
+            return Dataset(unchecked: name ?? self.name, imageShape: imageShape, classCount: classCount,
+                           storage: .folder(folder, rows: indices.map { rows[$0] }), labels: newLabels,
+                           normalization: normalization, sourceIndices: newSources)
+        }
+    }
+
+    /// The images at `indices` of `pixels` (`size` bytes each), in that order.
+    private static func gather(_ pixels: [UInt8], _ indices: [Int], size: Int) -> [UInt8] {
         var newPixels = [UInt8](repeating: 0, count: indices.count * size)
-        var newLabels = [Int32](repeating: 0, count: indices.count)
-        var newSources = [Int](repeating: 0, count: indices.count)
         pixels.withUnsafeBufferPointer { src in
             newPixels.withUnsafeMutableBufferPointer { dst in
                 for (k, i) in indices.enumerated() {
-                    precondition(i >= 0 && i < count, "Dataset.subset: index \(i) out of range 0..<\(count)")
                     dst.baseAddress!.advanced(by: k * size).update(from: src.baseAddress!.advanced(by: i * size), count: size)
-                    newLabels[k] = labels[i]
-                    newSources[k] = sourceIndices[i]
                 }
             }
         }
-        return Dataset(unchecked: name ?? self.name, imageShape: imageShape, classCount: classCount, pixels: newPixels,
-                       labels: newLabels, normalization: normalization, sourceIndices: newSources)
+        return newPixels
     }
 
-    /// The bytes of image `index`, `[C, H, W]` row-major.
+    /// The bytes of image `index`, `[C, H, W]` row-major; empty where ``pixels`` is (a float
+    /// array or an image folder).
     public func image(at index: Int) -> ArraySlice<UInt8> {
         precondition(index >= 0 && index < count, "Dataset.image(at:): index \(index) out of range 0..<\(count)")
-        return pixels[(index * imageSize)..<((index + 1) * imageSize)]
+        switch storage {
+        case .bytes(let pixels):
+            return pixels[(index * imageSize)..<((index + 1) * imageSize)]
+        case .array(let array, let rows) where array.dtype == .uint8:
+            var out = [UInt8](repeating: 0, count: imageSize)
+            out.withUnsafeMutableBufferPointer { array.copyBytes(row: rows[index], into: $0.baseAddress!) }
+            return out[...]
+        case .array, .folder:
+            return []
+        }
     }
 
     /// How many images each class has: `[classCount]`.
@@ -164,7 +258,10 @@ public struct Dataset: Sendable {
     /// The labels as `Int`s, in image order.
     public var intLabels: [Int] { labels.map(Int.init) }
 
-    /// Every image as one normalised tensor `[count, C, H, W]`, for evaluation.
+    /// Every image as one normalised tensor `[count, C, H, W]`.
+    ///
+    /// Its memory grows with the data set: evaluation (``Model/evaluate(_:batchSize:)``)
+    /// goes batch by batch instead.
     /// - Complexity: O(count · C·H·W), split over ``Parallel/threadCount`` threads.
     public func normalizedImages() -> Tensor {
         normalizedImages(at: Array(0..<count))
@@ -181,6 +278,19 @@ public struct Dataset: Sendable {
     /// image zero-padded by `padding` on every side, at offset `(dy, dx)` in `0...2·padding`)
     /// and flipping each image horizontally. The work is split over images.
     func makeTensor(_ indices: [Int], transforms: [ImageTransform]?, padding: Int) -> Tensor {
+        switch storage {
+        case .bytes(let pixels):
+            return makeTensor(pixels, indices, transforms: transforms, padding: padding)
+        case .array(let array, let rows):
+            return array.makeTensor(indices.map { rows[$0] }, imageShape: imageShape, normalization: normalization,
+                                    transforms: transforms, padding: padding)
+        case .folder(let folder, let rows):
+            // Evaluation view: resize and centre crop (the loader passes its own augmentation).
+            return folder.makeTensor(indices.map { rows[$0] }, normalization: normalization, crops: nil)
+        }
+    }
+
+    private func makeTensor(_ pixels: [UInt8], _ indices: [Int], transforms: [ImageTransform]?, padding: Int) -> Tensor {
         let c = imageShape[0], h = imageShape[1], w = imageShape[2], size = imageSize
         let table = normalization.lookupTable()
         var tensor = Tensor(shape: [indices.count, c, h, w], repeating: 0)
@@ -222,7 +332,7 @@ struct ImageTransform: Equatable {
 /// `out[c, y, x] = in[c, y + shiftY, x' + shiftX]` with `x' = flip ? W − 1 − x : x`, or
 /// the normalised value of 0 where that falls outside the image.
 @inline(__always)
-private func transformImage(_ image: UnsafePointer<UInt8>, into dst: UnsafeMutablePointer<Float>,
+func transformImage(_ image: UnsafePointer<UInt8>, into dst: UnsafeMutablePointer<Float>,
                             channels: Int, height: Int, width: Int, shiftY: Int, shiftX: Int, flip: Bool,
                             lut: UnsafePointer<Float>) {
     for ch in 0..<channels {
@@ -239,4 +349,14 @@ private func transformImage(_ image: UnsafePointer<UInt8>, into dst: UnsafeMutab
             }
         }
     }
+}
+
+/// Where a ``Dataset`` keeps its images.
+enum ImageStorage: @unchecked Sendable {
+    /// Bytes `[count, C, H, W]`: image `i` starts at `i · C·H·W`.
+    case bytes([UInt8])
+    /// Rows of a NumPy array: image `i` is row `rows[i]`.
+    case array(NumPyImages, rows: [Int])
+    /// Files of an image folder: image `i` is file `rows[i]`.
+    case folder(ImageFolderImages, rows: [Int])
 }

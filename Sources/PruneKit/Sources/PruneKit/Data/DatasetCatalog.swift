@@ -9,10 +9,56 @@ public struct DataSplits: Sendable {
     /// The data set's own test images.
     public var test: Dataset
 
+    /// What loading found and the caller should show: files left out, small images.
+    public var warnings: [String] = []
+
     public init(train: Dataset, validation: Dataset?, test: Dataset) {
         self.train = train
         self.validation = validation
         self.test = test
+    }
+}
+
+/// How a data set given by its path is read: an `.npz` file, a folder of `.npy` files, or
+/// an image folder (see ``DatasetCatalog/load(_:directory:validationCount:seed:options:)``).
+/// The built-in data sets ignore these settings.
+public struct DataSourceOptions: Sendable, Hashable, Codable {
+    /// The names of the four arrays (NumPy).
+    public var arrayNames = NumPy.ArrayNames()
+    /// The layout of the image arrays (NumPy).
+    public var layout = NumPy.Layout.auto
+    /// The number of classes (NumPy; default: the largest label + 1).
+    public var classCount: Int?
+    /// The per-channel normalisation as ``Normalization/parse(_:channels:)`` reads it
+    /// (`imagenet`, `none`, `MEANS/STDS`); `nil` for the default of the source: ImageNet's
+    /// for an image folder, none (mean 0, std 1) for arrays.
+    public var normalize: String?
+    /// The shorter side after resizing, for an image folder's evaluation view.
+    public var imageSize = 256
+    /// The side of the square crop of an image folder.
+    public var crop = 224
+    /// The largest fraction of an image folder split's files that may be unreadable.
+    public var maxUnreadableFraction = 0.01
+
+    public init() {}
+
+    /// Throws unless every setting is well formed (the normalisation's text, the sizes, the fraction).
+    public func validate() throws {
+        if let normalize { _ = try Normalization.parse(normalize) }
+        try imageFolderSettings().validate()
+    }
+
+    /// The normalisation for data of `channels` channels: ``normalize`` parsed, or `fallback`.
+    func normalization(channels: Int, fallback: Normalization) throws -> Normalization {
+        try normalize.map { try Normalization.parse($0, channels: channels) } ?? fallback
+    }
+
+    /// The settings of an image folder these options give.
+    public func imageFolderSettings() throws -> ImageFolder.Settings {
+        var s = ImageFolder.Settings()
+        s.resize = imageSize; s.crop = crop; s.maxUnreadableFraction = maxUnreadableFraction
+        s.normalization = try normalization(channels: 3, fallback: .imageNet)
+        return s
     }
 }
 
@@ -58,6 +104,33 @@ public enum DatasetCatalog {
     ///   `validationCount`, `.invalidFile` for missing or damaged files.
     public static func load(_ name: String = defaultName, directory: String? = nil, validationCount: Int = 0,
                             seed: UInt64 = 0) throws -> DataSplits {
+        try load(name, directory: directory, validationCount: validationCount, seed: seed, options: DataSourceOptions())
+    }
+
+    /// Whether `name` is taken as a path rather than a data set's name: it is not a known
+    /// name, and it ends in `.npz` or `.npy`, contains a `/`, or names an existing folder.
+    public static func isPath(_ name: String) -> Bool {
+        let key = name.lowercased().replacingOccurrences(of: "_", with: "-")
+        return !names.contains(key) && (name.hasSuffix(".npz") || name.hasSuffix(".npy") || name.contains("/")
+                                        || DataFile.isDirectory(name))
+    }
+
+    /// Loads a data set by name, or your own by path.
+    ///
+    /// A path (``isPath(_:)``) is read as:
+    /// - an `.npz` file with the arrays `x_train`, `y_train`, `x_test`, `y_test` (names in
+    ///   `options.arrayNames`), or a folder holding those names as `.npy` files (``NumPy``);
+    /// - an image folder, `ROOT/train/<class>/…` with `val/` and/or `test/` (``ImageFolder``).
+    ///
+    /// The validation split is carved from the training images exactly as for the named
+    /// data sets, except for an image folder with both `val/` and `test/`, whose `val/` is
+    /// the validation split (and `validationCount` is not used). The test split is never
+    /// a source of validation images.
+    /// - Throws: as ``load(_:directory:validationCount:seed:)``, and ``NumPy`` and
+    ///   ``ImageFolder``'s errors for a path.
+    public static func load(_ name: String, directory: String? = nil, validationCount: Int = 0, seed: UInt64 = 0,
+                            options: DataSourceOptions) throws -> DataSplits {
+        if isPath(name) { return try loadPath(name, validationCount: validationCount, seed: seed, options: options) }
         let key = name.lowercased().replacingOccurrences(of: "_", with: "-")
         let (train, test): (Dataset, Dataset)
         switch key {
@@ -88,6 +161,43 @@ public enum DatasetCatalog {
             throw PruneKitError(.invalidArgument, "unknown data set '\(name)'; known data sets: \(names.joined(separator: ", "))",
                                 hint: "use one of the known names; \(defaultName) is bundled and needs no download")
         }
+        return try split(train: train, test: test, validationCount: validationCount, seed: seed)
+    }
+
+    /// A data set given by its path.
+    static func loadPath(_ path: String, validationCount: Int, seed: UInt64, options: DataSourceOptions) throws -> DataSplits {
+        if path.hasSuffix(".npy") {
+            throw PruneKitError(.invalidArgument, "\(path): a single .npy file holds one array; a data set needs four",
+                                hint: "give the folder holding \(options.arrayNames.all.map { "\($0).npy" }.joined(separator: ", ")), or an .npz file")
+        }
+        if DataFile.isDirectory(path) {
+            if ImageFolder.isImageFolder(path) {
+                let f = try ImageFolder.load(path, settings: try options.imageFolderSettings())
+                var splits: DataSplits
+                if let validation = f.validation {
+                    splits = DataSplits(train: f.train, validation: validation, test: f.test)
+                } else {
+                    splits = try split(train: f.train, test: f.test, validationCount: validationCount, seed: seed)
+                }
+                splits.warnings = f.warnings
+                return splits
+            }
+            if DataFile.exists("\(path)/\(options.arrayNames.trainImages).npy") {
+                let (train, test) = try NumPy.loadDataset(path, names: options.arrayNames, layout: options.layout,
+                                                          classCount: options.classCount, normalize: options.normalize)
+                return try split(train: train, test: test, validationCount: validationCount, seed: seed)
+            }
+            throw PruneKitError(.invalidFile, "\(path): neither an image folder (no train/ folder) nor a folder of .npy files "
+                                + "(no \(options.arrayNames.trainImages).npy)",
+                                hint: "give ROOT of ROOT/train/<class>/*.jpg, a folder of x_train.npy, y_train.npy, x_test.npy, "
+                                + "y_test.npy, or an .npz file")
+        }
+        guard DataFile.exists(path) else {
+            throw PruneKitError(.invalidFile, "\(path): no such file or folder, and not a known data set (\(names.joined(separator: ", ")))",
+                                hint: "give an .npz file, a folder of .npy files or an image folder")
+        }
+        let (train, test) = try NumPy.loadDataset(path, names: options.arrayNames, layout: options.layout,
+                                                  classCount: options.classCount, normalize: options.normalize)
         return try split(train: train, test: test, validationCount: validationCount, seed: seed)
     }
 

@@ -177,14 +177,24 @@ extension Model {
         return records
     }
 
-    /// Accuracy and loss on a data set, in inference mode.
+    /// Accuracy and loss on a data set, in inference mode, `batchSize` images at a time
+    /// (the evaluation view of an image folder: resized and centre-cropped). Memory stays
+    /// at one batch of images, whatever the size of the data set.
     public func evaluate(_ data: Dataset, batchSize: Int = 256) -> Evaluation {
-        evaluate(images: data.normalizedImages(), labels: data.intLabels, batchSize: batchSize)
+        let saved = mode
+        mode = .inference
+        defer { mode = saved }
+        var tally = EvaluationTally()
+        for batch in DataLoader(unchecked: data, batchSize: max(1, batchSize)) {
+            tally.add(logits: forward(batch.images), labels: batch.labels)
+        }
+        return tally.evaluation
     }
 
     /// Throws unless the data set's images and classes fit the model.
     public func checkFits(_ data: Dataset) throws {
-        guard data.imageSize == inputShape.reduce(1, *) else {
+        // A model that reads images ([C, H, W]) needs that shape; one that reads flat rows, the size.
+        guard inputShape.count == 3 ? data.imageShape == inputShape : data.imageSize == inputShape.reduce(1, *) else {
             throw PruneKitError(.shapeMismatch,
                                 "data set '\(data.name)' has images \(data.imageShape), but the model expects \(inputShape)",
                                 hint: "build the model for this data set's image shape")

@@ -86,21 +86,34 @@ extension Model {
         mode = .inference
         defer { mode = saved }
         let n = labels.count, per = images.count / max(n, 1)
-        var lossSum: Double = 0, c1 = 0, c5 = 0, nonFinite = 0
+        var tally = EvaluationTally()
         var start = 0
         while start < n {
-            let end = min(n, start + batchSize)
-            let x = images.slice(examples: start..<end, perExample: per)
-            let logits = forward(x)
-            let lab = Array(labels[start..<end])
-            lossSum += Double(softmaxCrossEntropy(logits: logits, labels: lab).loss) * Double(end - start)
-            let (a, b) = topKCorrect(logits: logits, labels: lab)
-            c1 += a; c5 += b
-            nonFinite += nonFiniteRows(logits)
+            let end = min(n, start + max(1, batchSize))
+            tally.add(logits: forward(images.slice(examples: start..<end, perExample: per)), labels: Array(labels[start..<end]))
             start = end
         }
-        let d = Double(max(n, 1))
-        var e = Evaluation(loss: Float(lossSum / d), top1: Double(c1) / d, top5: Double(c5) / d, count: n)
+        return tally.evaluation
+    }
+}
+
+/// Loss, top-1 and top-5 counts summed over batches: one place for both evaluations.
+struct EvaluationTally {
+    private var lossSum: Double = 0, top1 = 0, top5 = 0, nonFinite = 0, count = 0
+
+    /// Adds one batch: `logits` `[B, classes]`, `labels` `[B]`.
+    mutating func add(logits: Tensor, labels: [Int]) {
+        lossSum += Double(softmaxCrossEntropy(logits: logits, labels: labels).loss) * Double(labels.count)
+        let (a, b) = topKCorrect(logits: logits, labels: labels)
+        top1 += a; top5 += b
+        nonFinite += nonFiniteRows(logits)
+        count += labels.count
+    }
+
+    /// The mean loss and the accuracies over everything added.
+    var evaluation: Evaluation {
+        let d = Double(max(count, 1))
+        var e = Evaluation(loss: Float(lossSum / d), top1: Double(top1) / d, top5: Double(top5) / d, count: count)
         e.nonFiniteCount = nonFinite
         return e
     }
