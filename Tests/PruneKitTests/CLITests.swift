@@ -28,7 +28,7 @@ final class CLITests: XCTestCase {
     func testUnknownModelAndDataSetAreClearErrors() throws {
         let model = try run(["train", "--model", "alexnet", "--epochs", "1"])
         XCTAssertNotEqual(model.status, 0)
-        XCTAssert(model.err.contains("unknown model 'alexnet'") && model.err.contains("hint: known models"), model.err)
+        XCTAssert(model.err.contains("'alexnet' is neither a saved model folder") && model.err.contains("hint: zoo models: lenet-300-100"), model.err)
         let data = try run(["train", "--dataset", "imagenet", "--epochs", "1"])
         XCTAssertNotEqual(data.status, 0)
         XCTAssert(data.err.contains("imagenet"), data.err)
