@@ -34,6 +34,20 @@ private struct GradientMagnitude: Criterion {
     }
 }
 
+/// Runs a pass of its own, then doubles the first layer's weights and leaves them so.
+private struct LeavesWeightsChanged: Criterion {
+    static let id = "test-leaves-weights-changed"
+    let granularity = Granularity.weight
+    let evidence: Evidence = .ownPasses
+    init(options: OptionValues) {}
+    func gather(_ session: CalibrationSession, into states: inout [Void]) throws {
+        _ = try session.pass(Tensor(shape: [1] + session.model.inputShape, repeating: 1))
+        let w = session.model.namedParameters.first { $0.path.hasSuffix(".weight") }!.parameter
+        w.value = Tensor(shape: w.value.shape, scalars: w.value.scalars.map { 2 * $0 })
+    }
+    func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] { layer.weights.scalars.map(abs) }
+}
+
 /// Taylor-like: |Σ activation · gradient| per channel over the batches, ℓ2-normalised per layer.
 private struct ActivationTaylor: Criterion {
     static let id = "test-taylor"
@@ -188,6 +202,23 @@ final class ConformanceCheckerTests: XCTestCase {
         XCTAssertTrue(messages[0].contains("permuted by [4, 3, 2, 1, 0, 5]"), messages[0])
         XCTAssertTrue(messages[0].contains("score[0] is 0.0, expected 4.0"), messages[0])
         XCTAssertEqual(report.failures.count, 2, report.description)
+    }
+
+    /// A criterion that runs passes of its own is checked on a tiny model: the built-in
+    /// synflow, obd and grasp pass every check there; one whose pass leaves the weights
+    /// changed fails modelUnchanged (and, its second scoring seeing other weights, determinism).
+    func testOwnPassCriteriaAreCheckedOnATinyModel() throws {
+        let registry = try TestSupport.builtInRegistry()
+        for id in ["synflow", "obd", "grasp"] {
+            let report = checkCriterion(try registry.criterion(id))
+            XCTAssertTrue(report.passed, report.description)
+            for check in [ConformanceCheck.scoreCount, .finiteScores, .determinism, .permutationEquivariance, .zeroWeights, .modelUnchanged] {
+                XCTAssertFalse(report.results(of: check).isEmpty, "\(id): \(check)")
+            }
+            XCTAssertTrue(report.results.allSatisfy { $0.layer?.hasPrefix("tiny model") ?? true }, report.description)
+        }
+        let leaky = checkCriterion(LeavesWeightsChanged.self)
+        XCTAssertEqual(Set(leaky.failures.map(\.check)), [.modelUnchanged, .determinism], leaky.description)
     }
 
     func testSkippingIsReportedWithTheReason() {

@@ -84,9 +84,8 @@ final class BuiltInConformanceTests: XCTestCase {
         XCTAssertEqual(Set(ids), ["global-magnitude", "layer-magnitude", "global-gradient-magnitude", "layer-gradient-magnitude",
                                   "l1-filter", "random", "apoz", "taylor", "thinet", "slimming",
                                   "fpgm", "lamp", "snip", "hrank", "synflow", "obd", "grasp"])
-        // Criteria that run passes of their own need a whole model, which a synthetic layer
-        // doesn't have (synflow, obd, grasp): OpenEvidenceCriteriaTests checks them on models.
-        for id in ids where try !registry.criterion(id).evidence.contains(.ownPasses) {
+        // Criteria that run passes of their own (synflow, obd, grasp) are checked on a tiny model.
+        for id in ids {
             var skipping: [ConformanceCheck: String] = [:]
             if id == "random" { skipping[.permutationEquivariance] = "random scores ignore the weights by design" }
             let report = assertConformance(try registry.criterion(id), seed: 3, skipping: skipping)

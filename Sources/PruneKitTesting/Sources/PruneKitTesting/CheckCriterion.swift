@@ -19,6 +19,10 @@ import PruneKit
 /// - **zeroWeights**: all-zero weights, bias and evidence give no error, the right count
 ///   and finite scores (ties are fine).
 ///
+/// A criterion that runs passes of its own (``Evidence/ownPasses``: SynFlow, OBD, GraSP)
+/// is checked on a tiny model instead, through ``Model/score(with:data:settings:)``, with
+/// one more check, **modelUnchanged**: scoring leaves the model as it found it.
+///
 /// Evidence: a criterion that declares ``Evidence/weightGradients`` receives a synthetic
 /// ∂L/∂W; one that declares per-batch evidence receives two synthetic batches through
 /// ``Criterion/observe(_:layer:state:)``, with exactly the fields it asked for (see
@@ -53,6 +57,12 @@ public func checkCriterion(_ criterion: any Criterion, seed: UInt64 = 0,
     }
     if !skipped(.defaultOptions, nil) {
         report.record(.defaultOptions, nil, checkDefaults(type))
+    }
+
+    // A criterion that runs passes of its own needs a whole model.
+    if criterion.evidence.contains(.ownPasses) {
+        checkOnTinyModel(criterion, seed: seed, skipped: skipped, report: &report)
+        return report
     }
 
     let layers = SyntheticLayer.standardSet(seed: seed)
@@ -194,9 +204,7 @@ private func equivarianceOutcome(_ criterion: any Criterion, _ synthetic: Synthe
     return .passed
 }
 
-private func describe(_ error: Error) -> String {
-    (error as? PruneKitError)?.description ?? String(describing: error)
-}
+private func describe(_ error: Error) -> String { describeError(error) }
 
 extension Array {
     fileprivate func rotated(by k: Int) -> [Element] {

@@ -18,6 +18,9 @@ public enum ConformanceCheck: String, CaseIterable, Sendable, CustomStringConver
     case permutationEquivariance
     /// All-zero weights, bias and evidence: no error, the right count, finite scores.
     case zeroWeights
+    /// A criterion that runs passes of its own leaves the model as it found it: every
+    /// parameter bit for bit, the masks, zero gradients and the mode.
+    case modelUnchanged
 
     public var description: String { rawValue }
 }
