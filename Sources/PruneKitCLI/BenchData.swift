@@ -92,7 +92,10 @@ struct DataBench: ParsableCommand {
                     if seen <= splits.train.count / 2 { peakAtHalf = peak }
                 }
                 let seconds = Date().timeIntervalSince(start)
-                precondition(checksum.isFinite && seen == splits.train.count)
+                guard checksum.isFinite, seen == splits.train.count else {
+                    throw PruneKitError(.numerical, "bench data: the epoch gave \(seen) of \(splits.train.count) images, checksum \(checksum)",
+                                        hint: "the loader lost images or decoded non-finite pixels: report this with the folder's generator settings")
+                }
                 print(Units.count(n).padding(toLength: 9, withPad: " ", startingAt: 0)
                       + String(format: "%7.2f  %8.2f  %9.0f", load, seconds, Double(seen) / seconds)
                       + Units.bytes(before).leftPadded(13) + Units.bytes(peakAtHalf).leftPadded(18) + Units.bytes(peak).leftPadded(14))

@@ -1,4 +1,5 @@
 import Foundation
+import PruneKit
 import XCTest
 
 /// The `prunekit` executable end to end: exit status and messages for good and bad input.
@@ -23,6 +24,26 @@ final class CLITests: XCTestCase {
         let eval = try run(["eval", "--model", dir.path])
         XCTAssertEqual(eval.status, 0, eval.err)
         XCTAssert(eval.out.contains("lenet-300-100 on mnist-5k/test: top-1"), eval.out)
+    }
+
+    /// A saved model whose output is a feature map, not a vector of class scores, is refused
+    /// with an error naming its output (it used to reach the loss's precondition).
+    func testAModelWithoutAClassifierOutputIsAClearError() throws {
+        var rng = RandomGenerator(seed: 0)
+        var b = ModelBuilder(architecture: "conv-only", inputShape: [1, 28, 28])
+        b.add("features.0", Conv2d(inChannels: 1, outChannels: 4, kernelSize: 3, padding: 1, rng: &rng))
+        let model = try b.build()
+        XCTAssertThrowsError(try model.checkFits(try DatasetCatalog.load().train)) { error in
+            XCTAssert("\(error)".contains("not a vector of class scores"), "\(error)")
+        }
+        let dir = try temporaryDirectory().appendingPathComponent("conv-only")
+        try model.save(to: dir.path)
+        for command in [["eval", "--model", dir.path], ["train", "--model", dir.path, "--epochs", "1"]] {
+            let r = try run(command)
+            XCTAssertNotEqual(r.status, 0, command.joined(separator: " "))
+            XCTAssert(r.err.contains("[4, 28, 28] per example, not a vector of class scores") && r.err.contains("hint:"), r.err)
+            XCTAssertFalse(r.err.contains("Fatal error"), r.err)
+        }
     }
 
     func testUnknownModelAndDataSetAreClearErrors() throws {

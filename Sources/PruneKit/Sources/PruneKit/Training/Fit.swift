@@ -199,6 +199,12 @@ extension Model {
                                 "data set '\(data.name)' has images \(data.imageShape), but the model expects \(inputShape)",
                                 hint: "build the model for this data set's image shape")
         }
+        // Training and evaluation read one row of class scores per example.
+        guard outputShape.count == 1 else {
+            throw PruneKitError(.shapeMismatch,
+                                "the model's output is \(outputShape) per example, not a vector of class scores",
+                                hint: "end the model with a classifier (a linear layer, or a global average pool) giving one score per class")
+        }
         guard data.classCount <= outputShape.reduce(1, *) else {
             throw PruneKitError(.shapeMismatch,
                                 "data set '\(data.name)' has \(data.classCount) classes, but the model has \(outputShape.reduce(1, *)) outputs")
