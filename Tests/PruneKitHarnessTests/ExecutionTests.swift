@@ -26,9 +26,14 @@ final class ExecutionTests: XCTestCase {
     }
 
     /// A fresh registry with every built-in plugin, loaded from its library.
-    func registry() throws -> Registry {
+    func registry() throws -> Registry { try Self.builtInRegistry() }
+
+    /// A fresh registry with every built-in plugin, for every harness test that needs one.
+    /// - Throws: `XCTSkip` when the plugins are not built next to the tests.
+    static func builtInRegistry() throws -> Registry {
+        guard let dir = buildDirectory else { throw XCTSkip("the plugins are not built next to the tests (swift build --build-tests)") }
         let loader = PluginLoader(registry: Registry())
-        let report = loader.loadAll(PluginSearchPath(directories: [try buildDirectory().path], files: []))
+        let report = loader.loadAll(PluginSearchPath(directories: [dir.path], files: []))
         XCTAssert(report.failures.isEmpty, "\(report.failures)")
         return loader.registry
     }

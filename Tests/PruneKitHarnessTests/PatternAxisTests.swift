@@ -10,12 +10,7 @@ import XCTest
 final class PatternAxisTests: XCTestCase {
     private func spec(_ yaml: String) throws -> ExperimentSpec { try ExperimentSpec.load(yaml: yaml, file: "spec.yaml") }
 
-    private func registry() throws -> Registry {
-        guard let dir = ExecutionTests.buildDirectory else { throw XCTSkip("the plugins are not built next to the tests (swift build --build-tests)") }
-        let loader = PluginLoader(registry: Registry())
-        _ = loader.loadAll(PluginSearchPath(directories: [dir.path], files: []))
-        return loader.registry
-    }
+    private func registry() throws -> Registry { try ExecutionTests.builtInRegistry() }
 
     private let mixed: [(choice: CriterionChoice, granularity: Granularity)] = [
         (CriterionChoice("global-magnitude"), .weight), (CriterionChoice("l1-filter"), .channel),

@@ -23,12 +23,7 @@ final class SanityTests: XCTestCase {
     private func spec(_ yaml: String) throws -> ExperimentSpec { try ExperimentSpec.load(yaml: yaml, file: "spec.yaml") }
 
     /// Every built-in plugin, from the build directory (as ``ExecutionTests`` finds it).
-    private func registry() throws -> Registry {
-        guard let dir = ExecutionTests.buildDirectory else { throw XCTSkip("the plugins are not built next to the tests (swift build --build-tests)") }
-        let loader = PluginLoader(registry: Registry())
-        _ = loader.loadAll(PluginSearchPath(directories: [dir.path], files: []))
-        return loader.registry
-    }
+    private func registry() throws -> Registry { try ExecutionTests.builtInRegistry() }
 
     private let mixed: [(choice: CriterionChoice, granularity: Granularity)] = [
         (CriterionChoice("global-magnitude"), .weight), (CriterionChoice("l1-filter"), .channel),
