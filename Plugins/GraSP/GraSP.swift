@@ -64,7 +64,6 @@ public struct GraSP: Criterion {
 
     public func gather(_ session: CalibrationSession, into states: inout [State]) throws {
         let layers = session.layers
-        let weightPaths = Dictionary(uniqueKeysWithValues: layers.enumerated().map { ($1.path + ".weight", $0) })
         let t = Float(temperature)
         func loss(_ labels: [Int]) -> CalibrationSession.Objective {
             .custom { logits in
@@ -73,17 +72,22 @@ public struct GraSP: Criterion {
                 return (Double(ce.loss), Tensor(shape: logits.shape, scalars: ce.gradient.scalars.map { $0 / t }))
             }
         }
-        /// Σ_b ∇L_b with the prunable weights moved by `shift` · direction (none when nil).
+        /// Σ_b ∇L_b with the prunable weights moved by `shift` · direction (none when nil);
+        /// the moved weights are made once, for every batch's pass.
         func gradient(along direction: [[Double]]?, shift: Double) throws -> [[Double]] {
+            var moved: [String: Tensor] = [:]
+            if let direction {
+                for (k, layer) in layers.enumerated() {
+                    let v = layer.weights.scalars, d = direction[k]
+                    moved[layer.path + ".weight"] = Tensor(shape: layer.weightShape,
+                                                           scalars: (0..<v.count).map { Float(Double(v[$0]) + shift * d[$0]) })
+                }
+            }
             var sum = layers.map { [Double](repeating: 0, count: $0.weights.count) }
             for b in 0..<session.batchCount {
                 let batch = try session.batch(b)
                 let result = try session.pass(batch.images, objective: loss(batch.labels), weightGradients: true,
-                                              parameters: { path, value in
-                    guard let direction, let k = weightPaths[path] else { return nil }
-                    let d = direction[k], v = value.scalars
-                    return Tensor(shape: value.shape, scalars: (0..<v.count).map { Float(Double(v[$0]) + shift * d[$0]) })
-                })
+                                              parameters: { path, _ in moved[path] })
                 for k in layers.indices {
                     result.weightGradients[k].withUnsafeBufferPointer { g in
                         for i in 0..<g.count { sum[k][i] += Double(g[i]) }

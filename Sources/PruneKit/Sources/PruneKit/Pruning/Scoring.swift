@@ -133,12 +133,7 @@ extension Model {
 
     /// Gathers the criterion's evidence (``Criterion/gather(_:into:)`` with a
     /// ``CalibrationSession``) and makes each layer's context, holding its state.
-    private func scoringContexts(_ criterion: any Criterion, data: Dataset?,
-                                 settings: CalibrationSettings) throws -> ([PrunableLayer], [ScoringContext]) {
-        try gatheredContexts(criterion, data: data, settings: settings)
-    }
-
-    private func gatheredContexts<C: Criterion>(_ criterion: C, data: Dataset?,
+    private func scoringContexts<C: Criterion>(_ criterion: C, data: Dataset?,
                                                 settings: CalibrationSettings) throws -> ([PrunableLayer], [ScoringContext]) {
         let id = criterion.id
         let layers = prunableLayers()
