@@ -42,10 +42,11 @@ public struct TrialEnvironment {
 ///
 /// Phases timed in `phaseSeconds`: `baseline` (ensure and load), `regularize` (criteria
 /// whose `regularize` hook changes training: that many epochs of training with the
-/// penalty before pruning), `score` (scoring and the search for the sparsity that meets
-/// the target), `prune` (pruning along the schedule; for a schedule over training steps,
+/// penalty before pruning), `prune` (the SDK's pruning entry point: scoring, the search
+/// for the target and selection, along the schedule; for a schedule over training steps,
 /// the training run it prunes in), `finetune`, `evaluate` (test accuracy),
-/// `measure` (figures, file sizes and latency, before and after), `oracle`.
+/// `measure` (figures, file sizes and latency, before and after), `score` and `oracle`
+/// (oracle trials: the criterion's scores and the oracle's).
 public enum TrialExecutor {
     /// Runs trial `c`. A failure of the trial itself (an unknown id, a criterion that
     /// throws, a NaN loss or score, a target that can't be reached) is returned as a
