@@ -163,14 +163,14 @@ struct PluginScaffold {
     static func isRoot(_ url: URL, for kind: Kind) -> Bool {
         let fm = FileManager.default
         return fm.fileExists(atPath: url.appendingPathComponent("\(kind.templatePath)/Package.swift").path)
-            && fm.fileExists(atPath: url.appendingPathComponent("Sources/PruneKit/Package.swift").path)
+            && fm.fileExists(atPath: url.appendingPathComponent("Sources/SDK/Package.swift").path)
             && fm.fileExists(atPath: url.appendingPathComponent("Sources/PruneKitTesting/Package.swift").path)
     }
 
     static func checkRoot(_ path: String, for kind: Kind) throws -> URL {
         let url = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath()
         guard isRoot(url, for: kind) else {
-            throw PruneKitError(.invalidArgument, "\(url.path) is not a PruneKit checkout with a \(kind.noun) template (no \(kind.templatePath) or Sources/PruneKit in it)",
+            throw PruneKitError(.invalidArgument, "\(url.path) is not a PruneKit checkout with a \(kind.noun) template (no \(kind.templatePath) or Sources/SDK in it)",
                                 hint: "give --prunekit-root the directory of PruneKit's top-level Package.swift")
         }
         return url
@@ -211,7 +211,7 @@ struct PluginScaffold {
                                     hint: "choose another --dir, or remove it first; prunekit never overwrites a directory")
             }
         }
-        let sdk = root.appendingPathComponent("Sources/PruneKit").path
+        let sdk = root.appendingPathComponent("Sources/SDK").path
         let testing = root.appendingPathComponent("Sources/PruneKitTesting").path
         for path in [sdk, testing] where path.contains("\"") || path.contains("\\") {
             throw PruneKitError(.invalidArgument, "the PruneKit checkout's path \(path) contains a quote or backslash, which Package.swift cannot hold as written",

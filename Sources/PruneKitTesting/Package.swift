@@ -16,12 +16,12 @@ let package = Package(
         .library(name: "PruneKitTesting", targets: ["PruneKitTesting"]),
     ],
     dependencies: [
-        .package(path: "../PruneKit"),
+        .package(path: "../SDK"),
     ],
     targets: [
         .target(
             name: "PruneKitTesting",
-            dependencies: [.product(name: "PruneKit", package: "PruneKit")]
+            dependencies: [.product(name: "PruneKit", package: "SDK")]
         ),
     ],
     swiftLanguageModes: [.v5]

@@ -45,7 +45,7 @@ final class NewCriterionCommandTests: XCTestCase {
         }
         let manifest = try String(contentsOf: pkg.appendingPathComponent("Package.swift"), encoding: .utf8)
         XCTAssertTrue(manifest.contains(#".library(name: "MyL1Filter", type: .dynamic"#))
-        let sdk = try XCTUnwrap(manifest.split(separator: "\n").first { $0.contains(".package(path:") && $0.hasSuffix("/Sources/PruneKit\"),") })
+        let sdk = try XCTUnwrap(manifest.split(separator: "\n").first { $0.contains(".package(path:") && $0.hasSuffix("/Sources/SDK\"),") })
         let sdkPath = String(sdk.split(separator: "\"")[1])
         XCTAssertTrue(sdkPath.hasPrefix("/"), "the SDK path must be absolute: \(sdkPath)")
         XCTAssertTrue(FileManager.default.fileExists(atPath: sdkPath + "/Package.swift"))
@@ -120,7 +120,7 @@ final class NewCriterionCommandTests: XCTestCase {
     /// A checkout without the kind's template is refused with the template it lacks.
     func testRefusesACheckoutWithoutTheKindsTemplate() throws {
         let fake = work.appendingPathComponent("fake-checkout")
-        for file in ["Templates/criterion/Package.swift", "Sources/PruneKit/Package.swift", "Sources/PruneKitTesting/Package.swift"] {
+        for file in ["Templates/criterion/Package.swift", "Sources/SDK/Package.swift", "Sources/PruneKitTesting/Package.swift"] {
             let url = fake.appendingPathComponent(file)
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             try Data("// swift-tools-version:6.0\n".utf8).write(to: url)
@@ -136,9 +136,9 @@ final class NewCriterionCommandTests: XCTestCase {
     func testShippedDocsDescribeWhatExists() throws {
         let root = TestSupport.repoRoot
         let fm = FileManager.default
-        var documents = ["README.md", "Sources/PruneKit/Sources/PruneKit/Plugins/PLUGINS.md",
-                         "Sources/PruneKit/Sources/PruneKit/Plugins/Foreign/MANIFEST.md"]
-        let catalog = "Sources/PruneKit/Sources/PruneKit/PruneKit.docc"
+        var documents = ["README.md", "Sources/SDK/Sources/PruneKit/Plugins/PLUGINS.md",
+                         "Sources/SDK/Sources/PruneKit/Plugins/Foreign/MANIFEST.md"]
+        let catalog = "Sources/SDK/Sources/PruneKit/PruneKit.docc"
         let articles = try fm.contentsOfDirectory(atPath: root.appendingPathComponent(catalog).path).filter { $0.hasSuffix(".md") }
         documents += articles.map { "\(catalog)/\($0)" }
         for template in try fm.contentsOfDirectory(atPath: root.appendingPathComponent("Templates").path) {

@@ -49,7 +49,7 @@ final class PluginLoaderTests: XCTestCase {
         return found.first { FileManager.default.isExecutableFile(atPath: $0) }
     }()
 
-    private static let abiDirectory = repoRoot.appendingPathComponent("Sources/PruneKit/Sources/PruneKitPluginABI")
+    private static let abiDirectory = repoRoot.appendingPathComponent("Sources/SDK/Sources/PruneKitPluginABI")
 
     private func run(_ tool: String, _ args: [String]) throws {
         let p = Process()

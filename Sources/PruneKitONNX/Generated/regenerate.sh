@@ -11,7 +11,7 @@
 # Usage: Generated/regenerate.sh [SCRATCH_DIR]   (default /tmp/prunekit-protogen)
 set -euo pipefail
 ONNX_VERSION=${ONNX_VERSION:-1.23.2}
-PROTOBUF_VERSION=${PROTOBUF_VERSION:-1.39.0}   # keep in step with PruneKitONNX's Package.swift
+PROTOBUF_VERSION=${PROTOBUF_VERSION:-1.39.0}   # keep in step with the root Package.swift
 here=$(cd "$(dirname "$0")" && pwd)
 scratch=${1:-/tmp/prunekit-protogen}
 mkdir -p "$scratch"

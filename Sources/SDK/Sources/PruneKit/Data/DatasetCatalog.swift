@@ -230,7 +230,7 @@ public enum DatasetCatalog {
         guard all.count == 5000, all.imageShape == [1, 28, 28] else {
             throw PruneKitError(.invalidFile, "\(dir): the mnist-5k files hold \(all.count) images of shape \(all.imageShape), "
                                 + "expected 5000 of shape [1, 28, 28]",
-                                hint: "regenerate them with Sources/PruneKit/Scripts/make_mnist_5k.py, or unset "
+                                hint: "regenerate them with Sources/SDK/Scripts/make_mnist_5k.py, or unset "
                                 + "\(dataDirectoryVariable) to use the bundled copy")
         }
         var rng = RandomGenerator(seed: 0)
