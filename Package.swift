@@ -54,7 +54,6 @@ let package = Package(
     ] + plugins.map(\.0) + fixtures.map(\.0),
     dependencies: [
         .package(path: "Sources/SDK"),
-        .package(path: "Sources/PruneKitTesting"),
         // ONNX import and export (PruneKitONNX) read and write protobuf.
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -103,7 +102,6 @@ let package = Package(
             name: "PruneKitTests",
             dependencies: [
                 .product(name: "PruneKit", package: "SDK"),
-                .product(name: "PruneKitTesting", package: "PruneKitTesting"),
                 "PruneKitONNX",
             ]
         ),

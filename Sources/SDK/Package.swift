@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.2
 // The PruneKit SDK: one shared library (libPruneKit.so) that the command-line tool,
 // the harness and every plugin link against, so that a process holds exactly one
 // copy of every SDK type. It lives in a package of its own because SwiftPM links a
@@ -52,7 +52,9 @@ let package = Package(
             resources: [.copy("Resources/mnist-5k")],
             swiftSettings: [
                 // Library evolution lets a plugin built against SDK 1.x keep working
-                // when 1.(x+1) adds a protocol requirement with a default.
+                // when 1.(x+1) adds a protocol requirement with a default. SwiftPM accepts
+                // these unsafe flags in a package that others depend on by version only
+                // from tools version 6.2 on (hence this manifest's first line).
                 .unsafeFlags(["-enable-library-evolution",
                               "-no-verify-emitted-module-interface"]),
             ]

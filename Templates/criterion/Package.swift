@@ -12,25 +12,24 @@ let package = Package(
         .library(name: "__NAME__", type: .dynamic, targets: ["__NAME__Plugin"]),
     ],
     dependencies: [
-        // The PruneKit SDK and its test support, from the checkout that generated this package.
-        .package(path: "__SDK_PATH__"),
-        .package(path: "__TESTING_PATH__"),
+        // The PruneKit SDK (with its conformance checker), by URL and version: a plugin
+        // built against 1.x loads into any prunekit with SDK 1.y, y ≥ x.
+        __SDK_DEPENDENCY__,
     ],
     targets: [
         .target(
             name: "__NAME__Plugin",
             dependencies: [
-                .product(name: "PruneKit", package: "PruneKit"),
+                .product(name: "PruneKit", package: "__SDK_PACKAGE__"),
                 // The ABI tag the loader checks before it maps the library (SDK version, compiler).
-                .product(name: "PruneKitPluginABI", package: "PruneKit"),
+                .product(name: "PruneKitPluginABI", package: "__SDK_PACKAGE__"),
             ]
         ),
         .testTarget(
             name: "__NAME__Tests",
             dependencies: [
                 "__NAME__Plugin",
-                .product(name: "PruneKit", package: "PruneKit"),
-                .product(name: "PruneKitTesting", package: "PruneKitTesting"),
+                .product(name: "PruneKit", package: "__SDK_PACKAGE__"),
             ]
         ),
     ],

@@ -1,6 +1,5 @@
 import Foundation
 import PruneKit
-import PruneKitTesting
 import XCTest
 
 /// The `apoz` and `taylor` criteria, loaded from their plugin libraries: values by hand,

@@ -74,7 +74,6 @@ final class CriteriaTests: XCTestCase {
     }
 }
 
-import PruneKitTesting
 
 /// Every built-in criterion passes the conformance checker that plugin authors use.
 final class BuiltInConformanceTests: XCTestCase {

@@ -1,6 +1,5 @@
 import Foundation
 import PruneKit
-import PruneKitTesting
 import XCTest
 
 /// The `fpgm`, `lamp`, `snip` and `hrank` criteria, loaded from their plugin libraries:

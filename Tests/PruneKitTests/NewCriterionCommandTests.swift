@@ -1,4 +1,5 @@
 import Foundation
+import PruneKit
 import XCTest
 
 /// `prunekit new criterion|schedule|finetune`, run as a user runs it: the built executable
@@ -41,18 +42,45 @@ final class NewCriterionCommandTests: XCTestCase {
         let files = ["Package.swift", "README.md", "Sources/MyL1FilterPlugin/MyL1Filter.swift", "Tests/MyL1FilterTests/MyL1FilterTests.swift"]
         for file in files {
             let text = try String(contentsOf: pkg.appendingPathComponent(file), encoding: .utf8)
-            XCTAssertFalse(text.contains("__NAME__") || text.contains("__ID__") || text.contains("_PATH__"), "placeholder left in \(file)")
+            XCTAssertFalse(text.contains("__NAME__") || text.contains("__ID__") || text.contains("__SDK_"), "placeholder left in \(file)")
         }
         let manifest = try String(contentsOf: pkg.appendingPathComponent("Package.swift"), encoding: .utf8)
         XCTAssertTrue(manifest.contains(#".library(name: "MyL1Filter", type: .dynamic"#))
-        let sdk = try XCTUnwrap(manifest.split(separator: "\n").first { $0.contains(".package(path:") && $0.hasSuffix("/Sources/SDK\"),") })
-        let sdkPath = String(sdk.split(separator: "\"")[1])
-        XCTAssertTrue(sdkPath.hasPrefix("/"), "the SDK path must be absolute: \(sdkPath)")
-        XCTAssertTrue(FileManager.default.fileExists(atPath: sdkPath + "/Package.swift"))
+        // By default: the released SDK, by URL and the version this prunekit was built with.
+        XCTAssertTrue(manifest.contains(#".package(url: "https://github.com/prunekit/prunekit-sdk.git", from: "\#(SDKVersion.major).\#(SDKVersion.minor).0"),"#), manifest)
+        XCTAssertTrue(manifest.contains(#".product(name: "PruneKit", package: "prunekit-sdk")"#), manifest)
+        XCTAssertFalse(manifest.contains(".package(path:"), manifest)
         let source = try String(contentsOf: pkg.appendingPathComponent("Sources/MyL1FilterPlugin/MyL1Filter.swift"), encoding: .utf8)
         XCTAssertTrue(source.contains(#"public static let id = "my-l1-filter""#))
         XCTAssertTrue(source.contains(#"@_cdecl("prunekit_plugin_entry")"#) && source.contains(#"@_cdecl("prunekit_plugin_info")"#))
         XCTAssertTrue(result.output.contains("swift build -c release"), result.output)
+    }
+
+    /// `--sdk-path DIR` depends on a local SDK package by absolute path; `--sdk-url` on
+    /// another repository by version; each is checked before anything is written.
+    func testTakesTheSDKByPathOrFromAnotherURL() throws {
+        let sdk = TestSupport.repoRoot.appendingPathComponent("Sources/SDK").standardizedFileURL.resolvingSymlinksInPath()
+        let byPath = try run(["new", "criterion", "ByPath", "--sdk-path", sdk.path])
+        XCTAssertEqual(byPath.status, 0, byPath.output)
+        let manifest = try String(contentsOf: work.appendingPathComponent("ByPath/Package.swift"), encoding: .utf8)
+        XCTAssertTrue(manifest.contains(#".package(path: "\#(sdk.path)"),"#), manifest)
+        XCTAssertTrue(manifest.contains(#".product(name: "PruneKitPluginABI", package: "SDK")"#), manifest)
+
+        let byURL = try run(["new", "criterion", "ByURL", "--sdk-url", "file:///srv/git/my-sdk-mirror.git"])
+        XCTAssertEqual(byURL.status, 0, byURL.output)
+        let mirrored = try String(contentsOf: work.appendingPathComponent("ByURL/Package.swift"), encoding: .utf8)
+        XCTAssertTrue(mirrored.contains(#".package(url: "file:///srv/git/my-sdk-mirror.git", from: "#), mirrored)
+        XCTAssertTrue(mirrored.contains(#".product(name: "PruneKit", package: "my-sdk-mirror")"#), mirrored)
+
+        for (arguments, message) in [(["--sdk-path", work.path], "has no Package.swift"),
+                                     (["--sdk-path", TestSupport.repoRoot.path], "does not vend the PruneKit library"),
+                                     (["--sdk-url", "file:///a b.git"], "cannot be written into Package.swift"),
+                                     (["--sdk-url", "file:///x.git", "--sdk-path", sdk.path], "not both")] {
+            let refused = try run(["new", "criterion", "Refused"] + arguments)
+            XCTAssertNotEqual(refused.status, 0, refused.output)
+            XCTAssertTrue(refused.output.contains(message), "\(arguments): \(refused.output)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: work.appendingPathComponent("Refused").path), "\(arguments) wrote a package")
+        }
     }
 
     func testDerivesKebabCaseIdsOrTakesOne() throws {
@@ -104,7 +132,7 @@ final class NewCriterionCommandTests: XCTestCase {
                 var isDir: ObjCBool = false
                 guard FileManager.default.fileExists(atPath: dir.appendingPathComponent(file).path, isDirectory: &isDir), !isDir.boolValue else { continue }
                 let text = try String(contentsOf: dir.appendingPathComponent(file), encoding: .utf8)
-                XCTAssertFalse(text.contains("__NAME__") || text.contains("__ID__") || text.contains("_PATH__"), "\(k.kind): placeholder left in \(file)")
+                XCTAssertFalse(text.contains("__NAME__") || text.contains("__ID__") || text.contains("__SDK_"), "\(k.kind): placeholder left in \(file)")
                 XCTAssertNil(text.range(of: "not implemented", options: .caseInsensitive), "\(k.kind): \(file) says something is not implemented")
             }
             XCTAssertFalse(written.contains { $0.contains("__") }, "\(k.kind): placeholder left in a file name: \(written)")
@@ -113,14 +141,14 @@ final class NewCriterionCommandTests: XCTestCase {
             XCTAssertTrue(source.contains(#"public static let id = "\#(k.id)""#), "\(k.kind)")
             let manifest = try String(contentsOf: dir.appendingPathComponent("Package.swift"), encoding: .utf8)
             XCTAssertTrue(manifest.contains(#".library(name: "\#(k.name)", type: .dynamic"#), "\(k.kind): \(manifest)")
-            XCTAssertTrue(manifest.contains(#".product(name: "PruneKitPluginABI", package: "PruneKit")"#), "\(k.kind): no ABI tag")
+            XCTAssertTrue(manifest.contains(#".product(name: "PruneKitPluginABI", package: "prunekit-sdk")"#), "\(k.kind): no ABI tag")
         }
     }
 
     /// A checkout without the kind's template is refused with the template it lacks.
     func testRefusesACheckoutWithoutTheKindsTemplate() throws {
         let fake = work.appendingPathComponent("fake-checkout")
-        for file in ["Templates/criterion/Package.swift", "Sources/SDK/Package.swift", "Sources/PruneKitTesting/Package.swift"] {
+        for file in ["Templates/criterion/Package.swift", "Sources/SDK/Package.swift"] {
             let url = fake.appendingPathComponent(file)
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             try Data("// swift-tools-version:6.0\n".utf8).write(to: url)

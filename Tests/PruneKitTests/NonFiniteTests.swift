@@ -1,6 +1,5 @@
 import Foundation
 import PruneKit
-import PruneKitTesting
 import XCTest
 
 /// NaN and infinity never read as a result: a model whose outputs are not finite has no

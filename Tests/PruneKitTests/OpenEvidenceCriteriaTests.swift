@@ -1,6 +1,5 @@
 import Foundation
 import PruneKit
-import PruneKitTesting
 import XCTest
 
 /// `synflow`, `obd` and `grasp`: criteria that run passes of their own through the public

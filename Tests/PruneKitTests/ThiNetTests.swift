@@ -1,6 +1,5 @@
 import Foundation
 import PruneKit
-import PruneKitTesting
 import XCTest
 
 /// ThiNet (Luo et al. 2017), loaded from its plugin library: the greedy order and the

@@ -1,7 +1,7 @@
 import PruneKit
 import XCTest
 
-/// Runs ``checkCriterion(_:seed:skipping:)`` and reports each failed check as an XCTest
+/// Test support: runs ``checkCriterion(_:seed:skipping:)`` and reports each failed check as an XCTest
 /// failure at the caller's line, with the offending values.
 ///
 /// ```swift
@@ -11,7 +11,7 @@ import XCTest
 /// ```
 /// - Returns: the report, for further assertions.
 @discardableResult
-public func assertConformance(_ criterion: any Criterion, seed: UInt64 = 0, skipping: [ConformanceCheck: String] = [:],
+func assertConformance(_ criterion: any Criterion, seed: UInt64 = 0, skipping: [ConformanceCheck: String] = [:],
                               file: StaticString = #filePath, line: UInt = #line) -> ConformanceReport {
     let report = checkCriterion(criterion, seed: seed, skipping: skipping)
     for failure in report.failures {
@@ -23,7 +23,7 @@ public func assertConformance(_ criterion: any Criterion, seed: UInt64 = 0, skip
 /// Builds `type` from its default options (or `options`) and asserts its conformance;
 /// a refused default is reported as the `defaultOptions` failure.
 @discardableResult
-public func assertConformance(_ type: any Criterion.Type, options: [String] = [], seed: UInt64 = 0,
+func assertConformance(_ type: any Criterion.Type, options: [String] = [], seed: UInt64 = 0,
                               skipping: [ConformanceCheck: String] = [:],
                               file: StaticString = #filePath, line: UInt = #line) -> ConformanceReport {
     let report = checkCriterion(type, options: options, seed: seed, skipping: skipping)

@@ -1,4 +1,3 @@
-import PruneKit
 
 /// The checks of ``checkCriterion(_:seed:skipping:)`` for a criterion that runs passes of
 /// its own (``Evidence/ownPasses``), which a synthetic layer can't feed: on a tiny model

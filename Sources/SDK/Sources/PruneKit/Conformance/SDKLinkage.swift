@@ -1,13 +1,9 @@
 import Foundation
-import PruneKit
 
 /// Which copy of the SDK this process uses, for checking that a test binary or plugin
-/// links the one shared libPruneKit.so rather than a static copy of its own.
+/// links the one shared libPruneKit.so rather than a static copy of its own (a static
+/// copy brings a second ``Registry``, and `as?` casts across the plugin boundary fail).
 public enum SDKLinkage {
-    /// ``Registry/shared`` as PruneKitTesting sees it: the same object as the caller's
-    /// when there is one copy of the SDK in the process.
-    public static var registry: Registry { Registry.shared }
-
     /// The path of the mapped file (shared library or executable) that holds the SDK's
     /// ``Registry`` class metadata; it ends in `libPruneKit.so` when the SDK is linked as
     /// it should be. Nil where it cannot be told (no `/proc/self/maps`, or metadata not in a file mapping).

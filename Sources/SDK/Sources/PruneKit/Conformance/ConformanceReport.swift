@@ -1,4 +1,3 @@
-import PruneKit
 
 /// One property that ``checkCriterion(_:seed:skipping:)`` verifies.
 public enum ConformanceCheck: String, CaseIterable, Sendable, CustomStringConvertible {

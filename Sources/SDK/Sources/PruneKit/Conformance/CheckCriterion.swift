@@ -1,4 +1,3 @@
-import PruneKit
 
 /// Checks that `criterion` keeps the promises every criterion makes to the harness, on
 /// small synthetic layers (``SyntheticLayer/standardSet(seed:)``): a linear and a

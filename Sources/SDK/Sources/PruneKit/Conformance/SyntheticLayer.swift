@@ -1,4 +1,3 @@
-import PruneKit
 
 /// A small synthetic prunable layer with evidence of the right shapes, as
 /// ``checkCriterion(_:seed:skipping:)`` builds them; usable in an author's own tests.
