@@ -25,7 +25,7 @@ func train(_ model: Model, configuration: TrainingConfiguration, context: Finetu
 }
 
 /// Leaves the weights as pruning left them.
-public struct NoFinetuning: FinetuneStrategy {
+public struct NoFinetuning: FinetuneStrategy, OptionConstructible {
     public static let id = "none"
     public static let summary = "no training after pruning"
 
@@ -42,7 +42,7 @@ public struct NoFinetuning: FinetuneStrategy {
 ///
 /// References: Han, Pool, Tran & Dally, "Learning both Weights and Connections for
 /// Efficient Neural Networks", NeurIPS 2015 (prune, then retrain at a lower rate).
-public struct Finetune: FinetuneStrategy {
+public struct Finetune: FinetuneStrategy, OptionConstructible {
     public static let id = "finetune"
     public static let summary = "train E epochs at a given learning rate and optimiser, keeping the best validation epoch"
     public static let options: [OptionSpec] = [
@@ -96,7 +96,7 @@ public struct Finetune: FinetuneStrategy {
 /// References: Frankle & Carbin, "The Lottery Ticket Hypothesis", ICLR 2019; Frankle,
 /// Dziugaite, Roy & Carbin, "Linear Mode Connectivity and the Lottery Ticket Hypothesis",
 /// ICML 2020 (rewinding to an early epoch k).
-public struct Rewind: FinetuneStrategy {
+public struct Rewind: FinetuneStrategy, OptionConstructible {
     public static let id = "rewind"
     public static let summary = "reset the surviving weights to epoch k of the original training, then train (Frankle & Carbin 2019; Frankle et al. 2020)"
     public static let options: [OptionSpec] = [
@@ -149,7 +149,7 @@ public struct Rewind: FinetuneStrategy {
 ///
 /// References: Liu, Sun, Zhou, Huang & Darrell, "Rethinking the Value of Network
 /// Pruning", ICLR 2019.
-public struct Reinit: FinetuneStrategy {
+public struct Reinit: FinetuneStrategy, OptionConstructible {
     public static let id = "reinit"
     public static let summary = "keep the pruned architecture, initialise afresh and train: scratch-e or scratch-b (Liu et al. 2019)"
     public static let options: [OptionSpec] = [
@@ -209,7 +209,7 @@ public struct Reinit: FinetuneStrategy {
 ///
 /// References: Renda, Frankle & Carbin, "Comparing Rewinding and Fine-tuning in Neural
 /// Network Pruning", ICLR 2020.
-public struct LearningRateRewind: FinetuneStrategy {
+public struct LearningRateRewind: FinetuneStrategy, OptionConstructible {
     public static let id = "lr-rewind"
     public static let summary = "finetune with the original learning-rate schedule replayed from epoch k (Renda et al. 2020)"
     public static let options: [OptionSpec] = [

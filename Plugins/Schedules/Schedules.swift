@@ -4,7 +4,7 @@ import PruneKit
 /// Prunes to the target in a single step.
 ///
 /// Sparsities: `[target]`. Cost: one pruning step, one run of the finetuning strategy.
-public struct OneShot: Schedule {
+public struct OneShot: Schedule, OptionConstructible {
     public static let id = "one-shot"
     public static let summary = "prune to the target in one step"
 
@@ -22,7 +22,7 @@ public struct OneShot: Schedule {
 ///   Frankle & Carbin 2019).
 ///
 /// Both end exactly at s. Cost: N pruning steps and N runs of the strategy.
-public struct Iterative: Schedule {
+public struct Iterative: Schedule, OptionConstructible {
     public static let id = "iterative"
     public static let summary = "N steps towards the target, kept fraction falling linearly or geometrically, finetuning between steps"
     public static let options: [OptionSpec] = [
@@ -71,7 +71,7 @@ public struct Iterative: Schedule {
 ///
 /// References: Zhu & Gupta, "To prune, or not to prune: exploring the efficacy of pruning
 /// for model compression", ICLR Workshop 2018 (arXiv 2017).
-public struct AGP: Schedule {
+public struct AGP: Schedule, OptionConstructible {
     public static let id = "agp"
     public static let summary = "s_t = s_f + (s_i − s_f)(1 − t/n)³ over n training steps, pruning every k (Zhu & Gupta 2017)"
     public static let options: [OptionSpec] = [

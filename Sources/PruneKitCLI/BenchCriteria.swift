@@ -125,14 +125,10 @@ func timedCriterion(_ inner: any Criterion, clock: CriterionClock) -> any Criter
 /// (``Evidence/ownPasses``) is timed whole, its passes included.
 struct TimedCriterion<Inner: Criterion>: Criterion {
     typealias State = Inner.State
-    static var id: String { "timed" }
     let inner: Inner
     let clock: CriterionClock
 
     init(inner: Inner, clock: CriterionClock) { self.inner = inner; self.clock = clock }
-    init(options: OptionValues) throws {
-        throw PruneKitError(.invalidArgument, "a timed criterion wraps another; it is not created from options")
-    }
 
     var id: String { inner.id }
     var granularity: Granularity { inner.granularity }

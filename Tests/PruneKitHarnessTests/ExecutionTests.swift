@@ -588,7 +588,7 @@ enum Probe {
 }
 
 /// Records a fingerprint of every calibration batch it observes (layer 0's activations).
-protocol ProbeCriterion: Criterion {}
+protocol ProbeCriterion: Criterion, OptionConstructible {}
 extension ProbeCriterion {
     var granularity: Granularity { .weight }
     var evidence: Evidence { .activations }
@@ -616,7 +616,7 @@ struct ProbeB: ProbeCriterion {
 }
 
 /// Records the finetuning context it is given; trains nothing.
-struct ProbeStrategy: FinetuneStrategy {
+struct ProbeStrategy: FinetuneStrategy, OptionConstructible {
     static let id = "probe-finetune"
     init(options: OptionValues) {}
     func finetune(_ model: Model, step: Int, of stepCount: Int, context: FinetuneContext) throws {

@@ -140,7 +140,7 @@ final class PatternAxisTests: XCTestCase {
     // MARK: Sanity controls under a pattern
 
     /// |w|: a weight criterion defined here, so the controls are tested without plugins.
-    private struct AbsoluteWeight: Criterion {
+    private struct AbsoluteWeight: Criterion, OptionConstructible {
         static let id = "test-absolute-weight"
         let granularity = Granularity.weight
         init(options: OptionValues) {}

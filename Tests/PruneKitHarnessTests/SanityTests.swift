@@ -8,7 +8,7 @@ import XCTest
 /// transformations themselves, the report's verdict against each control, and bad input.
 final class SanityTests: XCTestCase {
     /// |w|: a weight criterion defined here, so the transformations are tested without plugins.
-    private struct AbsoluteWeight: Criterion {
+    private struct AbsoluteWeight: Criterion, OptionConstructible {
         static let id = "test-absolute-weight"
         let granularity = Granularity.weight
         init(options: OptionValues) {}

@@ -23,7 +23,7 @@ func assertConformance(_ criterion: any Criterion, seed: UInt64 = 0, skipping: [
 /// Builds `type` from its default options (or `options`) and asserts its conformance;
 /// a refused default is reported as the `defaultOptions` failure.
 @discardableResult
-func assertConformance(_ type: any Criterion.Type, options: [String] = [], seed: UInt64 = 0,
+func assertConformance<C: Criterion & OptionConstructible>(_ type: C.Type, options: [String] = [], seed: UInt64 = 0,
                               skipping: [ConformanceCheck: String] = [:],
                               file: StaticString = #filePath, line: UInt = #line) -> ConformanceReport {
     let report = checkCriterion(type, options: options, seed: seed, skipping: skipping)

@@ -3,7 +3,7 @@ import XCTest
 
 // Criteria for testing the checker: good ones, and one broken in each way it must catch.
 
-private struct L1Filter: Criterion {
+private struct L1Filter: Criterion, OptionConstructible {
     static let id = "test-l1-filter"
     let granularity = Granularity.channel
     init(options: OptionValues) {}
@@ -12,7 +12,7 @@ private struct L1Filter: Criterion {
     }
 }
 
-private struct Magnitude: Criterion {
+private struct Magnitude: Criterion, OptionConstructible {
     static let id = "test-magnitude"
     let granularity = Granularity.weight
     init(options: OptionValues) {}
@@ -22,7 +22,7 @@ private struct Magnitude: Criterion {
 }
 
 /// |w · ∂L/∂w| per weight: uses the synthetic gradient.
-private struct GradientMagnitude: Criterion {
+private struct GradientMagnitude: Criterion, OptionConstructible {
     static let id = "test-gradient-magnitude"
     let granularity = Granularity.weight
     let evidence: Evidence = .weightGradients
@@ -34,7 +34,7 @@ private struct GradientMagnitude: Criterion {
 }
 
 /// Runs a pass of its own, then doubles the first layer's weights and leaves them so.
-private struct LeavesWeightsChanged: Criterion {
+private struct LeavesWeightsChanged: Criterion, OptionConstructible {
     static let id = "test-leaves-weights-changed"
     let granularity = Granularity.weight
     let evidence: Evidence = .ownPasses
@@ -48,7 +48,7 @@ private struct LeavesWeightsChanged: Criterion {
 }
 
 /// Taylor-like: |Σ activation · gradient| per channel over the batches, ℓ2-normalised per layer.
-private struct ActivationTaylor: Criterion {
+private struct ActivationTaylor: Criterion, OptionConstructible {
     static let id = "test-taylor"
     static let options: [OptionSpec] = [.bool("normalize", default: true, help: "ℓ2-normalise per layer")]
     let granularity = Granularity.channel
@@ -75,7 +75,7 @@ private struct ActivationTaylor: Criterion {
     }
 }
 
-private struct WrongCount: Criterion {
+private struct WrongCount: Criterion, OptionConstructible {
     static let id = "test-wrong-count"
     let granularity = Granularity.channel
     init(options: OptionValues) {}
@@ -84,7 +84,7 @@ private struct WrongCount: Criterion {
     }
 }
 
-private struct ProducesNaN: Criterion {
+private struct ProducesNaN: Criterion, OptionConstructible {
     static let id = "test-nan"
     let granularity = Granularity.channel
     init(options: OptionValues) {}
@@ -97,7 +97,7 @@ private struct ProducesNaN: Criterion {
 private final class Counter: @unchecked Sendable { var value: Float = 0 }
 private let sharedCounter = Counter()
 
-private struct NonDeterministic: Criterion {
+private struct NonDeterministic: Criterion, OptionConstructible {
     static let id = "test-nondeterministic"
     let granularity = Granularity.channel
     init(options: OptionValues) {}
@@ -107,7 +107,7 @@ private struct NonDeterministic: Criterion {
     }
 }
 
-private struct ByPosition: Criterion {
+private struct ByPosition: Criterion, OptionConstructible {
     static let id = "test-by-position"
     let granularity = Granularity.channel
     init(options: OptionValues) {}
@@ -117,7 +117,7 @@ private struct ByPosition: Criterion {
 }
 
 /// Seeded uniform scores: deterministic, but not equivariant by design.
-private struct SeededRandom: Criterion {
+private struct SeededRandom: Criterion, OptionConstructible {
     static let id = "test-random"
     let granularity = Granularity.channel
     init(options: OptionValues) {}
@@ -127,7 +127,7 @@ private struct SeededRandom: Criterion {
     }
 }
 
-private struct RefusesDefaults: Criterion {
+private struct RefusesDefaults: Criterion, OptionConstructible {
     static let id = "test-refuses-defaults"
     static let options: [OptionSpec] = [.double("ratio", default: 0, help: "must be positive")]
     let granularity = Granularity.channel
@@ -137,7 +137,7 @@ private struct RefusesDefaults: Criterion {
     func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] { [] }
 }
 
-private struct BadID: Criterion {
+private struct BadID: Criterion, OptionConstructible {
     static let id = "bad id!"
     let granularity = Granularity.channel
     init(options: OptionValues) {}
@@ -152,7 +152,7 @@ final class ConformanceCheckerTests: XCTestCase {
     }
 
     func testGoodCriteriaPass() {
-        for type in [L1Filter.self, Magnitude.self, GradientMagnitude.self, ActivationTaylor.self] as [any Criterion.Type] {
+        for type in [L1Filter.self, Magnitude.self, GradientMagnitude.self, ActivationTaylor.self] as [any (Criterion & OptionConstructible).Type] {
             let report = checkCriterion(type)
             XCTAssertTrue(report.passed, report.description)
             // Every check ran on every layer; only the single-output equivariance is skipped.

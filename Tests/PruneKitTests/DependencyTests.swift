@@ -2,7 +2,7 @@ import PruneKit
 import XCTest
 
 /// Σ|w| of each output channel: l1-filter's formula, defined here so these tests need no plugin.
-struct TestL1Channels: Criterion {
+struct TestL1Channels: Criterion, OptionConstructible {
     static let id = "test-l1"
     let granularity = Granularity.channel
     init(options: OptionValues) {}

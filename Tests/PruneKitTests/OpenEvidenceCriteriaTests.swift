@@ -137,7 +137,7 @@ final class OpenEvidenceCriteriaTests: XCTestCase {
     /// The session's own guards, through a criterion written in this test: a replacement of
     /// the wrong shape is an error naming the parameter, and the model is left as it was.
     func testACriterionsOwnPassIsCheckedAndUndone() throws {
-        struct WrongReplacement: Criterion {
+        struct WrongReplacement: Criterion, OptionConstructible {
             static let id = "test-wrong-replacement"
             let granularity = Granularity.weight
             init(options: OptionValues) {}

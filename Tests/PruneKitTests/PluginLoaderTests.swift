@@ -345,7 +345,7 @@ final class PluginLoaderTests: XCTestCase {
         let object = Unmanaged<AnyObject>.fromOpaque(raw).takeRetainedValue()
         let asCriterion = object as? any Criterion
         XCTAssertNotNil(asCriterion)
-        XCTAssertEqual(asCriterion.map { type(of: $0).id }, "fixture-shared-sdk")
+        XCTAssertEqual(asCriterion?.id, "fixture-shared-sdk")
         // Exactly one libPruneKit.so is mapped.
         // (/proc files report size 0: read them to the end rather than by size.)
         let maps = String(decoding: try XCTUnwrap(FileHandle(forReadingAtPath: "/proc/self/maps")).readDataToEndOfFile(), as: UTF8.self)

@@ -2,7 +2,7 @@ import PruneKit
 import XCTest
 
 /// |w| per weight: the simplest criterion, defined here so these tests need no plugin.
-private struct AbsoluteWeight: Criterion {
+private struct AbsoluteWeight: Criterion, OptionConstructible {
     static let id = "test-abs"
     let granularity = Granularity.weight
     init(options: OptionValues) {}
@@ -16,7 +16,7 @@ private final class Recorder {
     var batches: [(path: String, batch: LayerBatch)] = []
 }
 
-private struct EvidenceProbe: Criterion {
+private struct EvidenceProbe: Criterion, OptionConstructible {
     static let id = "test-probe"
     static var recorder = Recorder()
     let granularity = Granularity.channel
@@ -33,7 +33,7 @@ private struct EvidenceProbe: Criterion {
     }
 }
 
-private struct WrongCount: Criterion {
+private struct WrongCount: Criterion, OptionConstructible {
     static let id = "test-wrong-count"
     static let options: [OptionSpec] = [.bool("nan", default: false, help: "return NaN instead")]
     let nan: Bool

@@ -3,7 +3,7 @@ import PruneKit
 import XCTest
 
 /// |w| per weight, computing chunks on its own (as the magnitude plugin does), or not.
-private struct ChunkedAbs: Criterion {
+private struct ChunkedAbs: Criterion, OptionConstructible {
     static let id = "test-chunked-abs"
     let granularity = Granularity.weight
     var chunked = true

@@ -2,7 +2,7 @@ import PruneKit
 import XCTest
 
 /// |w| per weight, so these tests need no plugin.
-private struct TestMagnitude: Criterion {
+private struct TestMagnitude: Criterion, OptionConstructible {
     static let id = "test-magnitude"
     let granularity = Granularity.weight
     init(options: OptionValues) {}
@@ -10,20 +10,20 @@ private struct TestMagnitude: Criterion {
     func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] { layer.weights.scalars.map(abs) }
 }
 
-private struct OneShot: Schedule {
+private struct OneShot: Schedule, OptionConstructible {
     static let id = "test-one-shot"
     init(options: OptionValues) {}
     func sparsities(toward target: Double) -> [Double] { [target] }
 }
 
-private struct TwoSteps: Schedule {
+private struct TwoSteps: Schedule, OptionConstructible {
     static let id = "test-two-steps"
     init(options: OptionValues) {}
     func sparsities(toward target: Double) -> [Double] { [target / 2, target] }
 }
 
 /// ℓ1 of each filter, counting how often its evidence is gathered (once per scoring).
-private struct CountingL1: Criterion {
+private struct CountingL1: Criterion, OptionConstructible {
     final class Counter: @unchecked Sendable { var gathers = 0 }
     static let id = "test-counting-l1"
     let granularity = Granularity.channel
@@ -36,7 +36,7 @@ private struct CountingL1: Criterion {
     }
 }
 
-private struct NoFinetuning: FinetuneStrategy {
+private struct NoFinetuning: FinetuneStrategy, OptionConstructible {
     static let id = "test-none"
     init(options: OptionValues) {}
     func finetune(_ model: Model, step: Int, of stepCount: Int, context: FinetuneContext) throws {}

@@ -32,7 +32,7 @@ import PruneKit
 ///
 /// References: Hu, Peng, Tai & Tang, "Network Trimming: A Data-Driven Neuron Pruning
 /// Approach towards Efficient Deep Architectures", arXiv:1607.03250, 2016.
-public struct APoZ: Criterion {
+public struct APoZ: Criterion, OptionConstructible {
     public static let id = "apoz"
     public static let summary = "1 − fraction of zeros after the ReLU per channel, the same fraction per layer (Hu et al. 2016)"
     public let granularity = Granularity.channel

@@ -34,7 +34,7 @@ import PruneKit
 ///
 /// References: He, Liu, Wang, Hu & Yang, "Filter Pruning via Geometric Median for Deep
 /// Convolutional Neural Networks Acceleration", CVPR 2019.
-public struct FPGM: Criterion {
+public struct FPGM: Criterion, OptionConstructible {
     public static let id = "fpgm"
     public static let summary = "Σ_k ‖W_j − W_k‖ over the layer's filters: those near the geometric median are pruned first, the same fraction per layer (He et al. 2019)"
     public static let options: [OptionSpec] = [

@@ -29,7 +29,7 @@ import PruneKit
 ///
 /// References: Wang, Zhang & Grosse, "Picking Winning Tickets Before Training by Preserving
 /// Gradient Flow", ICLR 2020.
-public struct GraSP: Criterion {
+public struct GraSP: Criterion, OptionConstructible {
     public static let id = "grasp"
     public static let summary = "θ · Hg (Hessian–gradient product by central differences), keeping the gradient flow; global (Wang et al. 2020)"
     public static let options: [OptionSpec] = [

@@ -37,7 +37,7 @@ public struct LayerGradientMagnitude: GradientMagnitudeScoring {
 }
 
 /// The scoring both gradient-magnitude criteria share: |w · ∂L/∂w|.
-public protocol GradientMagnitudeScoring: Criterion {}
+public protocol GradientMagnitudeScoring: Criterion, OptionConstructible {}
 
 extension GradientMagnitudeScoring {
     public func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {

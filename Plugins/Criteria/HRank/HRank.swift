@@ -55,7 +55,7 @@ import PruneKit
 ///
 /// References: Lin, Ji, Wang, Zhang, Zhang, Tian & Shao, "HRank: Filter Pruning using
 /// High-Rank Feature Map", CVPR 2020.
-public struct HRank: Criterion {
+public struct HRank: Criterion, OptionConstructible {
     public static let id = "hrank"
     public static let summary = "average rank of each channel's feature map after the ReLU, over calibration examples, the same fraction per layer (Lin et al. 2020)"
     public let granularity = Granularity.channel

@@ -8,7 +8,7 @@ import PruneKit
 ///
 /// References: Li, Kadav, Durdanovic, Samet & Graf, "Pruning Filters for Efficient
 /// ConvNets", ICLR 2017.
-public struct L1Filter: Criterion {
+public struct L1Filter: Criterion, OptionConstructible {
     public static let id = "l1-filter"
     public static let summary = "Σ|W[j]| of each filter, the same fraction per layer (Li et al. 2017)"
     public let granularity = Granularity.channel

@@ -37,7 +37,7 @@ import PruneKit
 ///
 /// References: Lee, Park, Mo, Ahn & Shin, "Layer-adaptive Sparsity for the Magnitude-based
 /// Pruning", ICLR 2021.
-public struct LAMP: Criterion {
+public struct LAMP: Criterion, OptionConstructible {
     public static let id = "lamp"
     public static let summary = "w_u² / Σ of w_v² over the layer's weights not smaller than u, one threshold over all layers (Lee et al. 2021)"
     public let granularity = Granularity.weight

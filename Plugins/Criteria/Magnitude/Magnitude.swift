@@ -34,7 +34,7 @@ public struct LayerMagnitude: MagnitudeScoring {
 
 /// The scoring both magnitude criteria share: |w|, whole or chunk by chunk (the chunked
 /// path lets selection stream over the weights without materialising all scores).
-public protocol MagnitudeScoring: Criterion {}
+public protocol MagnitudeScoring: Criterion, OptionConstructible {}
 
 extension MagnitudeScoring {
     public func scores(for layer: PrunableLayer, context: ScoringContext) throws -> [Float] {

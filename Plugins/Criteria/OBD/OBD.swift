@@ -28,7 +28,7 @@ import PruneKit
 /// References: LeCun, Denker & Solla, "Optimal Brain Damage", NIPS 1989 (1990);
 /// the empirical Fisher as a Hessian estimate: Martens, "New insights and perspectives on
 /// the natural gradient method", JMLR 2020, section 11.
-public struct OBD: Criterion {
+public struct OBD: Criterion, OptionConstructible {
     public static let id = "obd"
     public static let summary = "½ · H_ii · w² with H_ii the empirical Fisher diagonal (mean squared per-example gradient); global (LeCun et al. 1990)"
     public let granularity = Granularity.weight

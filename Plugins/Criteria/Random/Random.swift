@@ -14,7 +14,7 @@ import PruneKit
 /// Network Pruning?", MLSys 2020.
 ///
 /// Cost: O(n) for n scores; no data, no gradients.
-public struct RandomCriterion: Criterion {
+public struct RandomCriterion: Criterion, OptionConstructible {
     public static let id = "random"
     public static let summary = "seeded uniform random scores, exact count (baseline; Blalock et al. 2020)"
     public static let options: [OptionSpec] = [

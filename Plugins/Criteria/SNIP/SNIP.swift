@@ -40,7 +40,7 @@ import PruneKit
 ///
 /// References: Lee, Ajanthan & Torr, "SNIP: Single-shot Network Pruning based on
 /// Connection Sensitivity", ICLR 2019.
-public struct SNIP: Criterion {
+public struct SNIP: Criterion, OptionConstructible {
     public static let id = "snip"
     public static let summary = "connection sensitivity |g·w| on calibration batches, one threshold over all layers (Lee et al. 2019)"
     public let granularity = Granularity.weight

@@ -41,7 +41,7 @@ import PruneKit
 ///
 /// References: Liu, Li, Shen, Huang, Yan & Zhang, "Learning Efficient Convolutional
 /// Networks through Network Slimming", ICCV 2017.
-public struct Slimming: Criterion {
+public struct Slimming: Criterion, OptionConstructible {
     public static let id = "slimming"
     public static let summary = "|γ| of the BatchNorm after each layer, trained with s·Σ|γ|; one global threshold (Liu et al. 2017)"
     public static let options: [OptionSpec] = [

@@ -29,7 +29,7 @@ import PruneKit
 ///
 /// References: Tanaka, Kunin, Yamins & Ganguli, "Pruning neural networks without any data
 /// by iteratively conserving synaptic flow", NeurIPS 2020.
-public struct SynFlow: Criterion {
+public struct SynFlow: Criterion, OptionConstructible {
     public static let id = "synflow"
     public static let summary = "|θ · ∂R/∂θ|, R the output sum of the |θ|-network on an all-ones input; data-free, global (Tanaka et al. 2020)"
     public let granularity = Granularity.weight

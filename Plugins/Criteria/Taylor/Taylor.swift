@@ -46,7 +46,7 @@ import PruneKit
 /// References: Molchanov, Tyree, Karras, Aila & Kautz, "Pruning Convolutional Neural
 /// Networks for Resource Efficient Inference", ICLR 2017 (the Taylor criterion, its
 /// per-layer ℓ2 normalisation, and the FLOPs regularisation).
-public struct Taylor: Criterion {
+public struct Taylor: Criterion, OptionConstructible {
     public static let id = "taylor"
     public static let summary = "|mean over h,w of z·∂L/∂z| averaged over examples, ℓ2-normalised per layer, global (Molchanov et al. 2017)"
     public static let options: [OptionSpec] = [

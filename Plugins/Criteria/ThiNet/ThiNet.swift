@@ -65,7 +65,7 @@ import PruneKit
 ///
 /// Cost: per batch and layer, m·(C/g)·kh·kw for the contributions and m·C² (one BLAS
 /// product) for the Gram matrix; O(C²) for the greedy; O(|S|³) for the solve.
-public struct ThiNet: Criterion {
+public struct ThiNet: Criterion, OptionConstructible {
     public static let id = "thinet"
     public static let summary = "greedy channel selection reconstructing the next layer, then least-squares rescaling (Luo et al. 2017)"
     public static let options: [OptionSpec] = [

@@ -88,10 +88,6 @@ extension SanityControls {
 
 struct SanityControlCriterion<Inner: Criterion>: Criterion {
     typealias State = Inner.State
-    static var id: String { "harness-sanity-control" }
-    init(options: OptionValues) throws {
-        throw PruneKitError(.invalidArgument, "the harness's sanity controls are not created from options")
-    }
 
     let inner: Inner
     let check: SanityCheck
@@ -139,15 +135,11 @@ struct SanityControlCriterion<Inner: Criterion>: Criterion {
 /// the surviving weights are re-initialised (``SanityControls/reinitialize(_:seed:)``),
 /// then `inner` trains as it would have.
 struct ReinitializingStrategy: FinetuneStrategy {
-    static let id = "harness-sanity-reinit"
-    init(options: OptionValues) throws {
-        throw PruneKitError(.invalidArgument, "the harness's reinit control is not created from options")
-    }
-
     let inner: any FinetuneStrategy
     let seed: UInt64
     init(_ inner: any FinetuneStrategy, seed: UInt64) { self.inner = inner; self.seed = seed }
 
+    var id: String { inner.id }
     var checkpointEpochs: Set<Int> { inner.checkpointEpochs }
 
     func finetune(_ model: Model, step: Int, of stepCount: Int, context: FinetuneContext) throws {
@@ -161,9 +153,7 @@ struct ReinitializingStrategy: FinetuneStrategy {
 /// ``BaselineConfiguration/trainingConfiguration``), from epoch 0, the masks kept, the last
 /// epoch kept (as the baseline's own training does).
 struct BaselineRecipeTraining: FinetuneStrategy {
-    static let id = "harness-baseline-recipe"
-    init(options: OptionValues) {}
-    init() {}
+    let id = "baseline-recipe"
 
     func finetune(_ model: Model, step: Int, of stepCount: Int, context: FinetuneContext) throws {
         var c = context.training

@@ -302,11 +302,6 @@ private final class Run {
 /// Wraps the trial's finetuning strategy: times it, and measures the accuracy right after
 /// the last pruning step (before the last finetuning).
 private final class ObservedStrategy: FinetuneStrategy {
-    static let id = "harness-observed"
-    init(options: OptionValues) throws {
-        throw PruneKitError(.invalidArgument, "the harness's observing strategy is not created from options")
-    }
-
     let inner: any FinetuneStrategy
     let evaluate: (Model) throws -> Accuracy
     var finetuneSeconds = 0.0, evaluateSeconds = 0.0
@@ -316,6 +311,7 @@ private final class ObservedStrategy: FinetuneStrategy {
         self.inner = inner; self.evaluate = evaluate
     }
 
+    var id: String { inner.id }
     var checkpointEpochs: Set<Int> { inner.checkpointEpochs }
 
     func finetune(_ model: Model, step: Int, of stepCount: Int, context: FinetuneContext) throws {

@@ -20,7 +20,7 @@ import PruneKit
 ///
 /// References: Li, Kadav, Durdanovic, Samet, Graf, "Pruning Filters for Efficient
 /// ConvNets", ICLR 2017.
-public struct __NAME__: Criterion {
+public struct __NAME__: Criterion, OptionConstructible {
     public static let id = "__ID__"
     public static let summary = "ℓ1 norm of each filter (Li et al. 2017), from the PruneKit template"
     public static let options: [OptionSpec] = [

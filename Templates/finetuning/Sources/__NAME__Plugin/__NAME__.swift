@@ -22,7 +22,7 @@ import PruneKit
 ///
 /// References: Han, Pool, Tran & Dally, "Learning both Weights and Connections for
 /// Efficient Neural Networks", NeurIPS 2015 (retraining at a lower learning rate).
-public struct __NAME__: FinetuneStrategy {
+public struct __NAME__: FinetuneStrategy, OptionConstructible {
     public static let id = "__ID__"
     public static let summary = "short finetuning between pruning steps, a longer one after the last, at a reduced learning rate (from the PruneKit template)"
     public static let options: [OptionSpec] = [

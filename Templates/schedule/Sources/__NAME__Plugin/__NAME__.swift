@@ -21,7 +21,7 @@ import PruneKit
 ///
 /// References: Zhu & Gupta, "To prune, or not to prune: exploring the efficacy of pruning
 /// for model compression", ICLR Workshop 2018 (the cubic ramp).
-public struct __NAME__: Schedule {
+public struct __NAME__: Schedule, OptionConstructible {
     public static let id = "__ID__"
     public static let summary = "N steps along a cubic ramp towards the target (after Zhu & Gupta 2017), from the PruneKit template"
     public static let options: [OptionSpec] = [

@@ -5,7 +5,7 @@ import Foundation
 import PruneKit
 
 /// Reads through a null-page pointer in `scores`: SIGSEGV.
-struct FixtureSegfaultCriterion: Criterion {
+struct FixtureSegfaultCriterion: Criterion, OptionConstructible {
     static let id = "fixture-segfault"
     let granularity = Granularity.weight
     init(options: OptionValues) {}
@@ -18,7 +18,7 @@ struct FixtureSegfaultCriterion: Criterion {
 }
 
 /// Calls abort() in `scores`: SIGABRT.
-struct FixtureAbortCriterion: Criterion {
+struct FixtureAbortCriterion: Criterion, OptionConstructible {
     static let id = "fixture-abort"
     let granularity = Granularity.weight
     init(options: OptionValues) {}
@@ -28,7 +28,7 @@ struct FixtureAbortCriterion: Criterion {
 }
 
 /// Throws a PruneKitError from `scores`.
-struct FixtureThrowingScoresCriterion: Criterion {
+struct FixtureThrowingScoresCriterion: Criterion, OptionConstructible {
     static let id = "fixture-throws"
     let granularity = Granularity.weight
     init(options: OptionValues) {}
@@ -38,7 +38,7 @@ struct FixtureThrowingScoresCriterion: Criterion {
 }
 
 /// Returns NaN scores.
-struct FixtureNaNCriterion: Criterion {
+struct FixtureNaNCriterion: Criterion, OptionConstructible {
     static let id = "fixture-nan"
     let granularity = Granularity.weight
     init(options: OptionValues) {}
@@ -49,7 +49,7 @@ struct FixtureNaNCriterion: Criterion {
 
 /// Channel criteria that need no data, so that `compare` scores them while it plans
 /// (``ChannelRankingProbe``): one segfaults, one throws, one returns NaN.
-struct FixtureChannelSegfaultCriterion: Criterion {
+struct FixtureChannelSegfaultCriterion: Criterion, OptionConstructible {
     static let id = "fixture-channel-segfault"
     let granularity = Granularity.channel
     init(options: OptionValues) {}
@@ -60,7 +60,7 @@ struct FixtureChannelSegfaultCriterion: Criterion {
     }
 }
 
-struct FixtureChannelThrowingCriterion: Criterion {
+struct FixtureChannelThrowingCriterion: Criterion, OptionConstructible {
     static let id = "fixture-channel-throws"
     let granularity = Granularity.channel
     init(options: OptionValues) {}
@@ -69,7 +69,7 @@ struct FixtureChannelThrowingCriterion: Criterion {
     }
 }
 
-struct FixtureChannelNaNCriterion: Criterion {
+struct FixtureChannelNaNCriterion: Criterion, OptionConstructible {
     static let id = "fixture-channel-nan"
     let granularity = Granularity.channel
     init(options: OptionValues) {}
@@ -79,7 +79,7 @@ struct FixtureChannelNaNCriterion: Criterion {
 }
 
 /// Never returns from `scores`: a plugin that hangs.
-struct FixtureHangingCriterion: Criterion {
+struct FixtureHangingCriterion: Criterion, OptionConstructible {
     static let id = "fixture-hangs"
     let granularity = Granularity.weight
     init(options: OptionValues) {}

@@ -2,7 +2,7 @@
 // takes, so the registry must refuse it naming both files. Loaded only by tests.
 import PruneKit
 
-struct FixtureDuplicateCriterion: Criterion {
+struct FixtureDuplicateCriterion: Criterion, OptionConstructible {
     static let id = "random"
     let granularity = Granularity.weight
     init(options: OptionValues) {}

@@ -7,7 +7,7 @@ import PruneKit
 /// Thrown through the plugin boundary: the message the host checks.
 let fixtureMessage = "thrown by the shared-SDK fixture"
 
-final class FixtureSharedCriterion: Criterion {
+final class FixtureSharedCriterion: Criterion, OptionConstructible {
     static let id = "fixture-shared-sdk"
     let granularity = Granularity.channel
     init(options: OptionValues) {}

@@ -2,7 +2,7 @@
 // loader must refuse it and roll the registration back. Loaded only by tests (--plugin).
 import PruneKit
 
-struct FixtureThrowingCriterion: Criterion {
+struct FixtureThrowingCriterion: Criterion, OptionConstructible {
     static let id = "fixture-throwing"
     let granularity = Granularity.weight
     init(options: OptionValues) {}

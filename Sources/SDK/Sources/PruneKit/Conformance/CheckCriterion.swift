@@ -37,7 +37,6 @@
 /// - Returns: one result per check and layer; ``ConformanceReport/passed`` tells the verdict.
 public func checkCriterion(_ criterion: any Criterion, seed: UInt64 = 0,
                            skipping: [ConformanceCheck: String] = [:]) -> ConformanceReport {
-    let type = Swift.type(of: criterion)
     var report = ConformanceReport(criterionID: criterion.id)
     func skipped(_ check: ConformanceCheck, _ layer: String?) -> Bool {
         guard let why = skipping[check] else { return false }
@@ -45,17 +44,21 @@ public func checkCriterion(_ criterion: any Criterion, seed: UInt64 = 0,
         return true
     }
 
-    // The type: id and options.
+    // The id, and the options of a criterion made from options.
     if !skipped(.identifier, nil) {
         do {
-            try Registry().register(criterion: type)
+            try Registry().register(criterion: criterion.id, summary: "", options: []) { _ in criterion }
             report.record(.identifier, nil, .passed)
         } catch {
-            report.record(.identifier, nil, .failed("'\(type.id)' is refused by a registry: \(describe(error))"))
+            report.record(.identifier, nil, .failed("'\(criterion.id)' is refused by a registry: \(describe(error))"))
         }
     }
     if !skipped(.defaultOptions, nil) {
-        report.record(.defaultOptions, nil, checkDefaults(type))
+        if let type = Swift.type(of: criterion) as? any OptionConstructible.Type {
+            report.record(.defaultOptions, nil, checkDefaults(type))
+        } else {
+            report.record(.defaultOptions, nil, .skipped("\(Swift.type(of: criterion)) is not made from options (not OptionConstructible)"))
+        }
     }
 
     // A criterion that runs passes of its own needs a whole model.
@@ -130,8 +133,8 @@ public func checkCriterion(_ criterion: any Criterion, seed: UInt64 = 0,
 /// accepted) and checks it with ``checkCriterion(_:seed:skipping:)``.
 ///
 /// - Parameter options: `key=value` settings to use instead of some defaults.
-public func checkCriterion(_ type: any Criterion.Type, options: [String] = [], seed: UInt64 = 0,
-                           skipping: [ConformanceCheck: String] = [:]) -> ConformanceReport {
+public func checkCriterion<C: Criterion & OptionConstructible>(_ type: C.Type, options: [String] = [], seed: UInt64 = 0,
+                                                              skipping: [ConformanceCheck: String] = [:]) -> ConformanceReport {
     let criterion: any Criterion
     do {
         criterion = try type.init(options: OptionValues(parsing: options, specs: type.options, owner: type.id))
@@ -143,7 +146,7 @@ public func checkCriterion(_ type: any Criterion.Type, options: [String] = [], s
     return checkCriterion(criterion, seed: seed, skipping: skipping)
 }
 
-private func checkDefaults(_ type: any Criterion.Type) -> ConformanceReport.Outcome {
+private func checkDefaults(_ type: any OptionConstructible.Type) -> ConformanceReport.Outcome {
     var seen = Set<String>()
     for spec in type.options {
         guard seen.insert(spec.name).inserted else { return .failed("option '\(spec.name)' is declared twice") }

@@ -179,13 +179,37 @@ public struct ScoringContext {
     }
 }
 
+/// What a registry makes by id from `key=value` options: a plugin's criterion, schedule or
+/// finetuning strategy declares it beside its behaviour (``Criterion``, ``Schedule``,
+/// ``FinetuneStrategy``).
+///
+/// Construction is kept apart from behaviour so that a value the pipeline runs need not be
+/// made from options: a wrapper around another criterion (a sanity control, a timer) or a
+/// C criterion made from its manifest conforms to the behaviour protocol alone.
+public protocol OptionConstructible {
+    /// The id users name it by (`l1-filter`); unique per kind across plugins.
+    static var id: String { get }
+    /// A line describing it, with its paper.
+    static var summary: String { get }
+    /// The options it accepts (set as `key=value`).
+    static var options: [OptionSpec] { get }
+    /// Creates it from option values already checked against ``options``.
+    init(options: OptionValues) throws
+}
+
+extension OptionConstructible {
+    public static var summary: String { "" }
+    public static var options: [OptionSpec] { [] }
+}
+
 /// A pruning criterion: scores weights or channels; the lowest scores are pruned first.
 ///
 /// One method is required, ``scores(for:context:)``, for a criterion that reads the weights
-/// (and, declared in ``evidence``, their gradients):
+/// (and, declared in ``evidence``, their gradients). A plugin's criterion is also
+/// ``OptionConstructible``, so that a registry can make it by id:
 ///
 /// ```swift
-/// public struct L1Filter: Criterion {
+/// public struct L1Filter: Criterion, OptionConstructible {
 ///     public static let id = "l1-filter"
 ///     public let granularity = Granularity.channel
 ///     public init(options: OptionValues) {}
@@ -201,7 +225,7 @@ public struct ScoringContext {
 /// ``CalibrationSession``), and scores from it in ``scores(for:state:context:)``:
 ///
 /// ```swift
-/// public struct MeanActivation: Criterion {
+/// public struct MeanActivation: Criterion, OptionConstructible {
 ///     public struct State { var sums: [Double]; var examples = 0 }
 ///     public static let id = "mean-activation"
 ///     public let granularity = Granularity.channel
@@ -221,18 +245,9 @@ public protocol Criterion {
     /// matrix), in its own types. Default: nothing (`Void`).
     associatedtype State = Void
 
-    /// The id users name the criterion by (`l1-filter`); unique across plugins.
-    static var id: String { get }
-    /// A line describing the criterion, with its paper.
-    static var summary: String { get }
-    /// The options the criterion accepts (set as `key=value`).
-    static var options: [OptionSpec] { get }
-
-    /// Creates the criterion with checked option values.
-    init(options: OptionValues) throws
-
-    /// This instance's id: ``id`` for ordinary criteria; criteria defined at run time
-    /// (C criteria from a manifest) share one type and differ here.
+    /// The id users name this criterion by: ``OptionConstructible/id`` for a criterion
+    /// made from options (the default); criteria defined at run time (C criteria from a
+    /// manifest) share one type and differ here, and a wrapper gives its inner criterion's.
     var id: String { get }
 
     /// Weights or channels.
@@ -298,10 +313,11 @@ extension Criterion where State == Void {
     public func makeState(for layer: PrunableLayer) throws {}
 }
 
-extension Criterion {
+extension Criterion where Self: OptionConstructible {
     public var id: String { Self.id }
-    public static var summary: String { "" }
-    public static var options: [OptionSpec] { [] }
+}
+
+extension Criterion {
     public var evidence: Evidence { [] }
     public var preferredScope: SelectionSettings.Scope { granularity == .weight ? .global : .perLayer }
     public func gather(_ session: CalibrationSession, into states: inout [State]) throws {
@@ -338,12 +354,10 @@ extension Criterion {
     }
 }
 
-/// How much to prune at each pruning step.
+/// How much to prune at each pruning step. A plugin's schedule is also ``OptionConstructible``.
 public protocol Schedule {
-    static var id: String { get }
-    static var summary: String { get }
-    static var options: [OptionSpec] { get }
-    init(options: OptionValues) throws
+    /// The id users name this schedule by (``OptionConstructible/id`` by default).
+    var id: String { get }
 
     /// The sparsity (fraction of prunable weights removed) to reach at each pruning step,
     /// ending at `target`.
@@ -361,18 +375,20 @@ public protocol Schedule {
     var trainingSteps: [Int]? { get }
 }
 
+extension Schedule where Self: OptionConstructible {
+    public var id: String { Self.id }
+}
+
 extension Schedule {
-    public static var summary: String { "" }
-    public static var options: [OptionSpec] { [] }
     public var trainingSteps: [Int]? { nil }
 }
 
-/// What happens to the weights between and after pruning steps.
+/// What happens to the weights between and after pruning steps. A plugin's strategy is
+/// also ``OptionConstructible``.
 public protocol FinetuneStrategy {
-    static var id: String { get }
-    static var summary: String { get }
-    static var options: [OptionSpec] { get }
-    init(options: OptionValues) throws
+    /// The id users name this strategy by (``OptionConstructible/id`` by default); a
+    /// wrapper gives its inner strategy's.
+    var id: String { get }
 
     /// Trains (or resets) `model` after pruning step `step` of `stepCount`.
     func finetune(_ model: Model, step: Int, of stepCount: Int, context: FinetuneContext) throws
@@ -384,9 +400,11 @@ public protocol FinetuneStrategy {
     var checkpointEpochs: Set<Int> { get }
 }
 
+extension FinetuneStrategy where Self: OptionConstructible {
+    public var id: String { Self.id }
+}
+
 extension FinetuneStrategy {
-    public static var summary: String { "" }
-    public static var options: [OptionSpec] { [] }
     public var checkpointEpochs: Set<Int> { [] }
 }
 

@@ -38,9 +38,19 @@ public final class Registry {
     private let lock = NSLock()
     /// Criteria by id: their options and how to make one (a type's `init(options:)`, or a
     /// factory for criteria that are not Swift types of their own, such as C criteria).
-    private var criteria: [String: (options: [OptionSpec], make: (OptionValues) throws -> any Criterion)] = [:]
-    private var schedules: [String: any Schedule.Type] = [:]
-    private var finetunes: [String: any FinetuneStrategy.Type] = [:]
+    private var criteria: [String: Factory<any Criterion>] = [:]
+    private var schedules: [String: Factory<any Schedule>] = [:]
+    private var finetunes: [String: Factory<any FinetuneStrategy>] = [:]
+
+    /// How to make one registered thing: its options and a function of checked values.
+    private struct Factory<Made> {
+        let options: [OptionSpec]
+        let make: (OptionValues) throws -> Made
+
+        func make(_ id: String, _ arguments: [String]) throws -> Made {
+            try make(OptionValues(parsing: arguments, specs: options, owner: id))
+        }
+    }
     private var entryList: [RegistryEntry] = []
     /// The source and version that registrations are attributed to while a plugin registers.
     private var currentSource = (file: "built-in", version: SDKVersion.string, sdk: SDKVersion.string)
@@ -55,7 +65,7 @@ public final class Registry {
         entries.filter { $0.kind == kind }.map(\.id).sorted()
     }
 
-    public func register(criterion type: any Criterion.Type) throws {
+    public func register<C: Criterion & OptionConstructible>(criterion type: C.Type) throws {
         try register(criterion: type.id, summary: type.summary, options: type.options) { try type.init(options: $0) }
     }
 
@@ -65,15 +75,19 @@ public final class Registry {
     /// (``ForeignCriterion/loadManifest(at:into:)``).
     public func register(criterion id: String, summary: String, options: [OptionSpec],
                          factory make: @escaping (OptionValues) throws -> any Criterion) throws {
-        try add(id, .criterion, summary, options) { criteria[id] = (options, make) }
+        try add(id, .criterion, summary, options) { criteria[id] = Factory(options: options, make: make) }
     }
 
-    public func register(schedule type: any Schedule.Type) throws {
-        try add(type.id, .schedule, type.summary, type.options) { schedules[type.id] = type }
+    public func register<S: Schedule & OptionConstructible>(schedule type: S.Type) throws {
+        try add(type.id, .schedule, type.summary, type.options) {
+            schedules[type.id] = Factory(options: type.options) { try type.init(options: $0) }
+        }
     }
 
-    public func register(finetune type: any FinetuneStrategy.Type) throws {
-        try add(type.id, .finetune, type.summary, type.options) { finetunes[type.id] = type }
+    public func register<F: FinetuneStrategy & OptionConstructible>(finetune type: F.Type) throws {
+        try add(type.id, .finetune, type.summary, type.options) {
+            finetunes[type.id] = Factory(options: type.options) { try type.init(options: $0) }
+        }
     }
 
     private func add(_ id: String, _ kind: PluginKind, _ summary: String, _ options: [OptionSpec],
@@ -119,21 +133,21 @@ public final class Registry {
     /// A criterion instance by id, with `key=value` options.
     /// - Throws: ``PruneKitError`` for an unknown id (listing the known ones) or bad options.
     public func criterion(_ id: String, options: [String] = []) throws -> any Criterion {
-        lock.lock(); let entry = criteria[id]; lock.unlock()
-        guard let entry else { throw unknown(id, .criterion) }
-        return try entry.make(OptionValues(parsing: options, specs: entry.options, owner: id))
+        lock.lock(); let factory = criteria[id]; lock.unlock()
+        guard let factory else { throw unknown(id, .criterion) }
+        return try factory.make(id, options)
     }
 
     public func schedule(_ id: String, options: [String] = []) throws -> any Schedule {
-        lock.lock(); let type = schedules[id]; lock.unlock()
-        guard let type else { throw unknown(id, .schedule) }
-        return try type.init(options: OptionValues(parsing: options, specs: type.options, owner: id))
+        lock.lock(); let factory = schedules[id]; lock.unlock()
+        guard let factory else { throw unknown(id, .schedule) }
+        return try factory.make(id, options)
     }
 
     public func finetune(_ id: String, options: [String] = []) throws -> any FinetuneStrategy {
-        lock.lock(); let type = finetunes[id]; lock.unlock()
-        guard let type else { throw unknown(id, .finetune) }
-        return try type.init(options: OptionValues(parsing: options, specs: type.options, owner: id))
+        lock.lock(); let factory = finetunes[id]; lock.unlock()
+        guard let factory else { throw unknown(id, .finetune) }
+        return try factory.make(id, options)
     }
 
     private func unknown(_ id: String, _ kind: PluginKind) -> PruneKitError {

@@ -15,13 +15,13 @@ extension Model {
             return
         }
         guard trainingSteps.count == sparsities.count, trainingSteps == trainingSteps.sorted() else {
-            throw PruneKitError(.plugin, "schedule '\(type(of: schedule).id)' gives \(sparsities.count) sparsities but \(trainingSteps.count) training steps, or steps out of order")
+            throw PruneKitError(.plugin, "schedule '\(schedule.id)' gives \(sparsities.count) sparsities but \(trainingSteps.count) training steps, or steps out of order")
         }
         let c = context.training
         try c.validate()
         let batches = try DataLoader(context.train, batchSize: c.batchSize).batchCount * (c.epochs - c.startEpoch)
         if let last = trainingSteps.last, last > batches {
-            throw PruneKitError(.invalidArgument, "schedule '\(type(of: schedule).id)' prunes until training step \(last), but the training run has only \(batches) batches",
+            throw PruneKitError(.invalidArgument, "schedule '\(schedule.id)' prunes until training step \(last), but the training run has only \(batches) batches",
                                 hint: "train for more epochs, or shorten the schedule")
         }
         var next = 0, done = 0

@@ -462,7 +462,7 @@ extension NMPattern {
     public func check(_ schedule: any Schedule) throws {
         let steps = schedule.sparsities(toward: sparsity)
         guard steps.count == 1 else {
-            throw PruneKitError(.invalidArgument, "schedule '\(type(of: schedule).id)' prunes in \(steps.count) steps, but the N:M pattern \(self) fixes the sparsity of every step at \(sparsity)",
+            throw PruneKitError(.invalidArgument, "schedule '\(schedule.id)' prunes in \(steps.count) steps, but the N:M pattern \(self) fixes the sparsity of every step at \(sparsity)",
                                 hint: "use the one-shot schedule with an N:M pattern")
         }
     }

@@ -8,12 +8,9 @@ import Foundation
 /// and `Templates/c-criterion/`. Register one with ``loadManifest(at:into:)``; then
 /// `registry.criterion(manifest.id, options: ["p=2"])` makes a criterion like any other.
 ///
-/// Every instance of this one type behaves as its manifest says, so the static ``id`` is
-/// only the kind (`foreign`): the criterion's own id is ``manifest``'s (``id`` and ``criterionID``).
+/// Every instance of this one type behaves as its manifest says, and is made from it (not
+/// ``OptionConstructible``): the criterion's id is ``manifest``'s (``id`` and ``criterionID``).
 public struct ForeignCriterion: Criterion {
-    /// The kind of every C criterion; each registers under its manifest's id.
-    public static let id = "foreign"
-    public static let summary = "a criterion written in C, described by a JSON manifest (registered under the manifest's id)"
 
     /// The manifest this criterion runs.
     public let manifest: ForeignCriterionManifest
@@ -28,13 +25,6 @@ public struct ForeignCriterion: Criterion {
     public var id: String { manifest.id }
     public var granularity: Granularity { manifest.granularity }
     public var evidence: Evidence { manifest.evidence }
-
-    /// Always throws: a C criterion needs its manifest. Use ``loadManifest(at:into:)`` and
-    /// ``Registry/criterion(_:options:)``, or ``init(manifest:options:)``.
-    public init(options: OptionValues) throws {
-        throw PruneKitError(.plugin, "a C criterion is made from its manifest",
-                            hint: "register it with ForeignCriterion.loadManifest(at:into:), then ask the registry for its id")
-    }
 
     /// A criterion running `manifest` with `options` (checked against the manifest's options).
     /// - Throws: ``PruneKitError`` `.invalidArgument` for an `int` option that the function
