@@ -6,7 +6,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks that print figures (build with -c release).",
         subcommands: [EngineBench.self, AccuracyBench.self, PluginBench.self, CriteriaBench.self, SelectionBench.self,
-                      SurgeryBench.self, StorageBench.self, DataBench.self])
+                      SurgeryBench.self, StorageBench.self, DataBench.self, ONNXBench.self])
 }
 
 /// The figures the engine issue compares against: PyTorch 2.15 on this machine's CPU

@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import PruneKit
 import PruneKitHarness
+import PruneKitONNX
 
 struct Prune: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -54,7 +55,7 @@ struct Prune: ParsableCommand {
     @Option(help: "Seed: a zoo model's weights and training, the validation split, calibration images.") var seed: UInt64 = 0
     @Option(help: "Timed runs per latency figure (the median is printed).") var latencyRuns: Int = 10
     @Option(help: "Warn when the test accuracy falls by more than this many percentage points.") var warnDrop: Double = 2
-    @Option(help: "Folder to save the pruned model in (must not exist, or be empty).") var out: String
+    @Option(help: "Folder to save the pruned model in (must not exist, or be empty); a path ending in .onnx writes it as an ONNX file instead.") var out: String
     @OptionGroup var plugins: PluginOptions
     @OptionGroup var engine: EngineOptions
 
@@ -161,6 +162,14 @@ struct Prune: ParsableCommand {
                       + String(format: "%g", warnDrop) + "): finetune longer (--finetune 'finetune epochs=10') or prune less")
             }
 
+            if ONNX.isONNXPath(out) {
+                try exportONNX(final, initializerNames: source.onnxInitializerNames)
+                if c.granularity == .weight {
+                    print("note: the ONNX file holds the weights dense, the pruned ones as zeros; for a file that stores only the kept weights, save to a folder (sparse safetensors)")
+                }
+                print("saved to \(out) (ONNX opset \(ONNX.exportOpset))")
+                return
+            }
             // Everything into a temporary folder beside --out, renamed at the end.
             let staging = URL(fileURLWithPath: out).deletingLastPathComponent()
                 .appendingPathComponent(".\(URL(fileURLWithPath: out).lastPathComponent).partial-\(UUID().uuidString)").path
@@ -242,6 +251,19 @@ struct Prune: ParsableCommand {
                 ? "\(out) was created or filled by something else while this command ran" : String(cString: strerror(errno))
             throw PruneKitError(.io, "could not save the pruned model to \(out): \(reason); nothing in it was touched",
                                 hint: "the pruned model is kept in \(staging): move it where you want it (mv \(staging) NEW-FOLDER)")
+        }
+    }
+
+    /// Writes `model` to `--out` as ONNX: into a temporary sibling first, then linked to
+    /// `out`, which fails rather than replace a file that appeared meanwhile.
+    private func exportONNX(_ model: Model, initializerNames: [String: String]) throws {
+        let url = URL(fileURLWithPath: out)
+        let staging = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial-\(UUID().uuidString)").path
+        defer { unlink(staging) }
+        try ONNX.export(model, to: staging, initializerNames: initializerNames)
+        guard link(staging, out) == 0 else {
+            throw PruneKitError(.io, "could not save the pruned model to \(out): \(errno == EEXIST ? "the file was created by something else while this command ran" : String(cString: strerror(errno)))",
+                                hint: "choose another --out; nothing was replaced")
         }
     }
 

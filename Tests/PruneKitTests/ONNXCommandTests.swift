@@ -65,6 +65,28 @@ final class ONNXCommandTests: XCTestCase {
         ONNXTests.assertClose(ONNXTests.outputs(back.model, input), ONNXTests.outputs(saved, input), tolerance: 1e-6, "exported")
     }
 
+    /// `prune --out FILE.onnx` writes the pruned, narrower model straight to ONNX, with the
+    /// original initialiser names, and never replaces a file that is already there.
+    func testPruneWritesAnONNXFile() throws {
+        let dir = try temporaryScratchDirectory("prunekit-onnx")
+        let prune = try run(["prune", "--model", mnistCNN, "--criterion", "l1-filter", "--speedup", "2", "--finetune", "none",
+                             "--out", "pruned.onnx"], in: dir)
+        XCTAssertEqual(prune.status, 0, prune.err)
+        XCTAssert(prune.out.contains("saved to pruned.onnx (ONNX opset 17)"), prune.out)
+        let original = try ONNX.importModel(contentsOf: mnistCNN)
+        let written = try ONNX.importModel(contentsOf: dir.appendingPathComponent("pruned.onnx").path)
+        XCTAssertGreaterThanOrEqual(Double(original.model.macs) / Double(written.model.macs), 2)
+        XCTAssertEqual(Set(written.initializerNames.values), Set(original.initializerNames.values))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.contains("partial") }, [])
+
+        let again = try run(["prune", "--model", mnistCNN, "--criterion", "l1-filter", "--speedup", "2", "--finetune", "none",
+                             "--out", "pruned.onnx"], in: dir)
+        XCTAssertNotEqual(again.status, 0)
+        XCTAssert(again.err.contains("already exists"), again.err)
+        let unchanged = try ONNX.importModel(contentsOf: dir.appendingPathComponent("pruned.onnx").path)
+        XCTAssertEqual(unchanged.model.macs, written.model.macs)
+    }
+
     /// The harness compares criteria on an ONNX model from its own weights (no baseline
     /// training), and refuses one whose input does not fit the data, naming both shapes.
     func testCompareTakesAnONNXModel() throws {
