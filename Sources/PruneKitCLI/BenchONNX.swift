@@ -31,6 +31,7 @@ struct ONNXBench: ParsableCommand {
     var files: [String]
     @Option(help: "The channel criterion to prune with (data-free).") var criterion = "l1-filter"
     @Option(help: "The MACs speed-up to prune toward.") var speedup = 2.0
+    @Option(help: "Round kept channel counts up to a multiple of this (see prune --channel-multiple).") var channelMultiple = 1
     @Option(help: "Batch sizes to time, comma-separated.") var batchSizes = "1,32"
     @Option(help: "Timed passes per model and batch size (the median is reported).") var runs = 5
     @Option(help: ArgumentHelp("A Python with onnxruntime and numpy (default: .build/onnx-venv/bin/python if it exists, else python3).", valueName: "path"))
@@ -43,6 +44,7 @@ struct ONNXBench: ParsableCommand {
     func validate() throws {
         guard speedup.isFinite, speedup > 1 else { throw ValidationError("--speedup must be a number above 1, got \(speedup)") }
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1, got \(runs)") }
+        guard channelMultiple >= 1 else { throw ValidationError("--channel-multiple must be at least 1, got \(channelMultiple)") }
         guard (try? parsedBatchSizes()) != nil else { throw ValidationError("--batch-sizes takes positive integers separated by commas, got '\(batchSizes)'") }
     }
 
@@ -69,7 +71,8 @@ struct ONNXBench: ParsableCommand {
             try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
             defer { if out == nil { try? fm.removeItem(atPath: directory) } }
 
-            print("PruneKit ONNX benchmark — \(Parallel.threadCount) thread(s); \(c.id) toward a \(Units.ratio(speedup, 1)) MACs speed-up; \(runtime.version)")
+            print("PruneKit ONNX benchmark — \(Parallel.threadCount) thread(s); \(c.id) toward a \(Units.ratio(speedup, 1)) MACs speed-up"
+                  + (channelMultiple > 1 ? ", kept channels in multiples of \(channelMultiple)" : "") + "; \(runtime.version)")
             var rows: [Row] = []
             for file in files {
                 let name = URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent
@@ -88,7 +91,9 @@ struct ONNXBench: ParsableCommand {
                 var ownTimes: [Int: Double] = [:]
                 for b in batches { ownTimes[b] = try model.measureLatency(batchSize: b, runs: runs, warmup: 1).median }
 
-                let pruning = try model.prune(with: c, toward: .speedup(speedup), data: nil)
+                var settings = TargetedPruningSettings()
+                settings.channelMultiple = channelMultiple
+                let pruning = try model.prune(with: c, toward: .speedup(speedup), settings: settings, data: nil)
                 let cut = try model.removingPrunedChannels()
                 let pruned = cut.model
                 let after = (params: pruned.parameterCount, macs: pruned.macs)

@@ -45,6 +45,8 @@ struct Prune: ParsableCommand {
     var excluded: [String] = []
     @Flag(help: "Prune the classifier (the last linear layer) too; by default it is kept whole.") var pruneClassifier = false
     @Option(help: "Channels every layer keeps at least (channel criteria).") var minimumChannels: Int = 1
+    @Option(help: "Round kept channel counts up to a multiple of this (channel criteria; 8 suits CPU runtimes, Torch-Pruning's round_to).")
+    var channelMultiple: Int = 1
     @Option(help: "Residual additions (channel criteria).") var residualPolicy: ResidualPolicy = .withinBlocks
     @Option(help: "A channel group's score from its layers' (channel criteria).") var groupScore: GroupScoreReduction = .mean
     @OptionGroup var data: DataOptions
@@ -218,10 +220,14 @@ struct Prune: ParsableCommand {
         guard minimumChannels >= 1 else {
             throw PruneKitError(.invalidArgument, "--minimum-channels must be at least 1, got \(minimumChannels)", hint: "a layer never goes to zero channels")
         }
+        guard channelMultiple >= 1 else {
+            throw PruneKitError(.invalidArgument, "--channel-multiple must be at least 1, got \(channelMultiple)", hint: "8 or 16 for CPU runtimes; 1 keeps counts as selected")
+        }
         var settings = TargetedPruningSettings(
             scope: scope?.scope,
             excluded: Set(excluded), keepClassifier: !pruneClassifier, minimumChannels: minimumChannels,
             policy: residualPolicy, reduction: groupScore)
+        settings.channelMultiple = channelMultiple
         settings.pattern = try parsedPattern()
         return settings
     }

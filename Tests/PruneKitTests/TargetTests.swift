@@ -100,6 +100,36 @@ final class TargetTests: XCTestCase {
         XCTAssertLessThan(Double(dense) / Double(try m.removingPrunedChannels().model.macs), 2)
     }
 
+    /// With a channel multiple, every pruned layer keeps a multiple of it (or stays whole),
+    /// the channels brought back are the best-scored of those pruned, and the speed-up
+    /// target is still met on the narrower model.
+    func testChannelMultipleRoundsKeptCountsAndStillMeetsTheTarget() throws {
+        let model = TinyModels.randomized(try ModelZoo.make("vgg-small", inputShape: [1, 28, 28], classCount: 10, seed: 0))
+        let dense = model.macs
+        let reference = try model.clone()
+        var settings = TargetedPruningSettings()
+        settings.channelMultiple = 8
+        let r = try model.prune(with: TestL1Channels(), toward: .speedup(2), settings: settings, data: nil)
+        let cut = try model.removingPrunedChannels()
+        XCTAssertGreaterThanOrEqual(Double(dense) / Double(cut.model.macs), 2)
+        var rounded = 0
+        for layer in r.plan.layers where layer.keptCount < layer.units {
+            XCTAssertEqual(layer.keptCount % 8, 0, "\(layer.path) keeps \(layer.keptCount) of \(layer.units)")
+            rounded += 1
+        }
+        XCTAssertGreaterThan(rounded, 0, "no layer was pruned")
+        // Without the multiple, the same selection keeps counts that are not multiples of 8
+        // (so the test above can fail), and a kept channel never scores below a pruned one.
+        let plain = try reference.prune(with: TestL1Channels(), toward: .speedup(2), data: nil)
+        XCTAssert(plain.plan.layers.contains { $0.keptCount < $0.units && $0.keptCount % 8 != 0 }, "\(plain.plan.layers.map(\.keptCount))")
+        let scores = try reference.score(with: TestL1Channels(), data: nil)
+        for (layer, s) in zip(r.plan.layers, scores) where layer.keptCount < layer.units {
+            let kept = Set(0..<layer.units).subtracting(layer.prunedPositions)
+            let lowestKept = kept.map { s.scores[$0] }.min()!, highestPruned = layer.prunedPositions.map { s.scores[$0] }.max()!
+            XCTAssertGreaterThanOrEqual(lowestKept, highestPruned, layer.path)
+        }
+    }
+
     func testGlobalChannelSpeedUp() throws {
         let model = try ModelZoo.make("vgg-small", inputShape: [1, 28, 28], classCount: 10, seed: 0)
         let dense = model.macs

@@ -24,6 +24,12 @@ public struct SelectionSettings: Sendable, Equatable {
     public var keepClassifier = true
     /// Channels kept in every layer at least (channel granularity).
     public var minimumChannels = 1
+    /// Kept channel counts are rounded up to a multiple of this (channel granularity): the
+    /// best-scored pruned channels come back until it is met, or the layer is whole. CPU
+    /// runtimes compute convolutions in blocks of 8 or 16 channels, so a width of 45 costs
+    /// about what 48 does; 8 turns more of a MACs reduction into measured speed
+    /// (Torch-Pruning's `round_to`). Default 1: counts as selected.
+    public var channelMultiple = 1
     /// An N:M pattern (weight granularity): when set, every in-scope layer keeps the N
     /// best-scored weights of each group of M input channels (``NMPattern``) and
     /// ``sparsity`` and ``scope`` are not used — the pattern alone fixes the mask, at
@@ -203,6 +209,14 @@ private func finish(_ plans: [PruningPlan.Layer], _ sources: [ScoreSource], _ gr
             let pruned = plans[k].prunedPositions.sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }
             plans[k].restore(Array(pruned.prefix(need)))
             notes.append("layer '\(plans[k].path)' keeps \(plans[k].keptCount) of \(plans[k].units) channels: the requested ratio would have removed all but \(plans[k].keptCount - need)")
+        }
+        let multiple = max(settings.channelMultiple, 1)
+        for k in plans.indices where multiple > 1 && plans[k].keptCount % multiple != 0 && plans[k].keptCount < plans[k].units {
+            // Restore the best-scored pruned channels up to the next multiple (or all of them).
+            let scores = try sources[k].allScores()
+            let need = min((plans[k].keptCount + multiple - 1) / multiple * multiple, plans[k].units) - plans[k].keptCount
+            let pruned = plans[k].prunedPositions.sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }
+            plans[k].restore(Array(pruned.prefix(need)))
         }
     }
     return PruningPlan(criterion: criterion, granularity: granularity, scope: settings.scope,

@@ -66,6 +66,10 @@ public struct TargetedPruningSettings: Sendable, Equatable {
     public var keepClassifier: Bool
     /// Channels every group keeps at least (channel criteria).
     public var minimumChannels: Int
+    /// Kept channel counts rounded up to a multiple of this (channel criteria; see
+    /// ``SelectionSettings/channelMultiple``). A speed-up or compression target is still
+    /// met: the search prunes further elsewhere to make up for the rounding.
+    public var channelMultiple = 1
     /// How channels tied by residual additions are pruned (channel criteria).
     public var policy: ResidualPolicy
     /// How a channel group's score is made from its layers' scores (channel criteria).
@@ -85,8 +89,10 @@ public struct TargetedPruningSettings: Sendable, Equatable {
 
     /// The selection settings these imply (scope `.global` where none is given; sparsity 0).
     var selection: SelectionSettings {
-        SelectionSettings(scope: scope ?? .global, sparsity: 0, excluded: excluded, keepClassifier: keepClassifier,
-                          minimumChannels: minimumChannels)
+        var s = SelectionSettings(scope: scope ?? .global, sparsity: 0, excluded: excluded, keepClassifier: keepClassifier,
+                                  minimumChannels: minimumChannels)
+        s.channelMultiple = channelMultiple
+        return s
     }
 }
 
