@@ -73,44 +73,67 @@ struct ONNXBench: ParsableCommand {
 
             print("PruneKit ONNX benchmark — \(Parallel.threadCount) thread(s); \(c.id) toward a \(Units.ratio(speedup, 1)) MACs speed-up"
                   + (channelMultiple > 1 ? ", kept channels in multiples of \(channelMultiple)" : "") + "; \(runtime.version)")
-            var rows: [Row] = []
+            var rows: [Row] = [], failures: [(name: String, error: String)] = []
             for file in files {
                 let name = URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent
                 print("\n\(name): importing \(file)")
-                PeakMemory.reset()
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                let imported = try ONNX.importModel(contentsOf: file)
-                let importSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
-                let peak = PeakMemory.bytes()
-                let model = imported.model
-                model.mode = .inference
-                let before = (params: model.parameterCount, macs: model.macs)
-                let densePath = "\(directory)/\(name).onnx", prunedPath = "\(directory)/\(name)-pruned.onnx"
-                try ONNX.export(model, to: densePath, initializerNames: imported.initializerNames)
+                do {
+                    PeakMemory.reset()
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    let imported = try ONNX.importModel(contentsOf: file)
+                    let importSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+                    let peak = PeakMemory.bytes()
+                    let model = imported.model
+                    model.mode = .inference
+                    let before = (params: model.parameterCount, macs: model.macs)
+                    let densePath = "\(directory)/\(name).onnx", prunedPath = "\(directory)/\(name)-pruned.onnx"
+                    try ONNX.export(model, to: densePath, initializerNames: imported.initializerNames)
+                    // Both exports run in ONNX Runtime on two random examples, against PruneKit's outputs.
+                    var rng = RandomGenerator(seed: 0, stream: "bench-onnx")
+                    let probe = Tensor.randomNormal([2] + model.inputShape, using: &rng)
+                    let denseOutput = model.forward(probe)
 
-                var ownTimes: [Int: Double] = [:]
-                for b in batches { ownTimes[b] = try model.measureLatency(batchSize: b, runs: runs, warmup: 1).median }
+                    var ownTimes: [Int: Double] = [:]
+                    for b in batches { ownTimes[b] = try model.measureLatency(batchSize: b, runs: runs, warmup: 1).median }
 
-                var settings = TargetedPruningSettings()
-                settings.channelMultiple = channelMultiple
-                let pruning = try model.prune(with: c, toward: .speedup(speedup), settings: settings, data: nil)
-                let cut = try model.removingPrunedChannels()
-                let pruned = cut.model
-                let after = (params: pruned.parameterCount, macs: pruned.macs)
-                try ONNX.export(pruned, to: prunedPath, initializerNames: imported.initializerNames)
-                for note in pruning.notes + cut.notes { print("  note: \(note)") }
+                    var settings = TargetedPruningSettings()
+                    settings.channelMultiple = channelMultiple
+                    let pruning = try model.prune(with: c, toward: .speedup(speedup), settings: settings, data: nil)
+                    let cut = try model.removingPrunedChannels()
+                    let pruned = cut.model
+                    let after = (params: pruned.parameterCount, macs: pruned.macs)
+                    try ONNX.export(pruned, to: prunedPath, initializerNames: imported.initializerNames)
+                    for note in pruning.notes + cut.notes { print("  note: \(note)") }
 
-                let ort = try runtime.medians(files: [densePath, prunedPath], batches: batches, runs: runs)
-                let row = Row(name: name, importSeconds: importSeconds, peakBytes: peak, before: before, after: after,
-                              ortBefore: ort[densePath] ?? [:], ortAfter: ort[prunedPath] ?? [:], own: ownTimes)
-                rows.append(row)
-                print(row.detail(batches: batches))
+                    pruned.mode = .inference
+                    let checks = [densePath: ONNXRuntimeTimer.Check(input: probe, output: denseOutput),
+                                  prunedPath: ONNXRuntimeTimer.Check(input: probe, output: pruned.forward(probe))]
+                    let ort = try runtime.medians(files: [densePath, prunedPath], batches: batches, runs: runs, checks: checks, scratch: directory)
+                    let row = Row(name: name, importSeconds: importSeconds, peakBytes: peak, before: before, after: after,
+                                  ortBefore: ort.times[densePath] ?? [:], ortAfter: ort.times[prunedPath] ?? [:], own: ownTimes,
+                                  errors: (ort.errors[densePath] ?? .infinity, ort.errors[prunedPath] ?? .infinity))
+                    rows.append(row)
+                    print(row.detail(batches: batches))
+                } catch {
+                    // One model that can't be carried does not stop the others.
+                    let message = (error as? PruneKitError)?.message ?? "\(error)"
+                    failures.append((name, message))
+                    print("  not carried: \(message)")
+                }
             }
-            print("\nmodel              import   peak mem   params before → after        MACs before → after")
+            print("\nmodel              import   peak mem   params before → after        MACs before → after        ONNX Runtime vs PruneKit (before, after)")
             for r in rows { print(r.summaryLine) }
+            let differing = rows.filter { !$0.agrees }.map(\.name)
+            print("\(rows.count - differing.count) of \(files.count) models imported, pruned, exported and agree with ONNX Runtime"
+                  + (differing.isEmpty ? "" : "; differ: \(differing.joined(separator: ", "))"))
+            for f in failures { print("not carried: \(f.name): \(f.error)") }
             print("\nONNX Runtime latency (ms), unpruned → pruned export, and PruneKit's forward of the unpruned model beside ONNX Runtime's")
             print("model            " + batches.map { String(format: "  batch %-3d  ORT before → after (speed-up)   PruneKit / ORT", $0) }.joined())
             for r in rows { print(r.latencyLine(batches: batches)) }
+            if !failures.isEmpty || !differing.isEmpty {
+                throw PruneKitError(.invalidFile, "\(failures.count + differing.count) of \(files.count) models were not carried end to end",
+                                    hint: "the lines 'not carried' and 'differ' above say which and why")
+            }
         }
     }
 
@@ -121,12 +144,18 @@ struct ONNXBench: ParsableCommand {
         let before: (params: Int, macs: Int)
         let after: (params: Int, macs: Int)
         let ortBefore: [Int: Double], ortAfter: [Int: Double], own: [Int: Double]
+        /// ONNX Runtime's largest output difference from PruneKit's, relative, before and after.
+        let errors: (before: Double, after: Double)
+
+        /// Whether ONNX Runtime's outputs agree with PruneKit's to 1e-4 of the largest, both exports.
+        var agrees: Bool { errors.before <= 1e-4 && errors.after <= 1e-4 }
 
         var summaryLine: String {
             name.padding(toLength: 17, withPad: " ", startingAt: 0)
-                + String(format: "%6.2f s  %9@   %@ → %@ (%@)   %@ → %@ (%@)", importSeconds, peakBytes.map(Units.bytes) ?? "?",
+                + String(format: "%6.2f s  %9@   %@ → %@ (%@)   %@ → %@ (%@)   %@ (%.1e, %.1e)", importSeconds, peakBytes.map(Units.bytes) ?? "?",
                          Units.count(before.params), Units.count(after.params), Units.ratio(Double(before.params), Double(after.params)),
-                         Units.macs(before.macs), Units.macs(after.macs), Units.ratio(Double(before.macs), Double(after.macs)))
+                         Units.macs(before.macs), Units.macs(after.macs), Units.ratio(Double(before.macs), Double(after.macs)),
+                         agrees ? "agree" : "DIFFER", errors.before, errors.after)
         }
 
         func latencyLine(batches: [Int]) -> String {
@@ -180,6 +209,13 @@ struct ONNXRuntimeTimer {
         first = session.get_inputs()[0]
         shape = [d if isinstance(d, int) else 1 for d in first.shape]
         times = {}
+        check = args["checks"].get(path)
+        if check:
+            x = np.fromfile(check["input"], dtype=np.float32).reshape(check["input_shape"])
+            expected = np.fromfile(check["output"], dtype=np.float32)
+            got = session.run(None, {first.name: x})[0].astype(np.float32).reshape(-1)
+            scale = max(float(np.abs(expected).max()), 1e-12)
+            times["error"] = float(np.abs(got - expected).max()) / scale if got.shape == expected.shape else float("inf")
         for batch in args["batches"]:
             x = np.random.default_rng(0).standard_normal([batch] + shape[1:]).astype(np.float32)
             session.run(None, {first.name: x})
@@ -204,9 +240,23 @@ struct ONNXRuntimeTimer {
         version = "ONNX Runtime " + probe.output.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    /// {file: {batch size: median seconds}}.
-    func medians(files: [String], batches: [Int], runs: Int) throws -> [String: [Int: Double]] {
-        let request: [String: Any] = ["files": files, "batches": batches, "runs": runs, "threads": Parallel.threadCount]
+    /// What ONNX Runtime's output on `input` is checked against: PruneKit's `output`.
+    struct Check {
+        let input: Tensor
+        let output: Tensor
+    }
+
+    /// {file: {batch size: median seconds}}, and each checked file's largest output
+    /// difference from PruneKit's, relative to PruneKit's largest output (key `error`).
+    func medians(files: [String], batches: [Int], runs: Int, checks: [String: Check] = [:], scratch: String) throws -> (times: [String: [Int: Double]], errors: [String: Double]) {
+        var checkFiles: [String: Any] = [:]
+        for (file, check) in checks {
+            let stem = scratch + "/" + URL(fileURLWithPath: file).lastPathComponent
+            try check.input.scalars.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: stem + ".input.bin")) }
+            try check.output.scalars.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: stem + ".output.bin")) }
+            checkFiles[file] = ["input": stem + ".input.bin", "output": stem + ".output.bin", "input_shape": check.input.shape]
+        }
+        let request: [String: Any] = ["files": files, "batches": batches, "runs": runs, "threads": Parallel.threadCount, "checks": checkFiles]
         let json = String(decoding: try JSONSerialization.data(withJSONObject: request), as: UTF8.self)
         let result = try ONNXRuntimeTimer.run(python, ["-c", ONNXRuntimeTimer.script, json])
         guard result.status == 0, let line = result.output.split(separator: "\n").last,
@@ -214,7 +264,8 @@ struct ONNXRuntimeTimer {
             throw PruneKitError(.io, "ONNX Runtime could not run \(files.joined(separator: ", ")): \(result.output.suffix(600))",
                                 hint: "check the exported files with .ci/onnx-check, or run them in onnxruntime by hand")
         }
-        return object.mapValues { Dictionary(uniqueKeysWithValues: $0.compactMap { k, v in Int(k).map { ($0, v) } }) }
+        return (object.mapValues { Dictionary(uniqueKeysWithValues: $0.compactMap { k, v in Int(k).map { ($0, v) } }) },
+                object.compactMapValues { $0["error"] })
     }
 
     private static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
