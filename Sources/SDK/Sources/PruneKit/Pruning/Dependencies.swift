@@ -41,8 +41,13 @@ public struct ChannelConsumer: Sendable, Equatable {
     /// concatenation, where the group's channels sit after those of the earlier inputs.
     public let offset: Int
 
-    public init(path: String, inputsPerChannel: Int, offset: Int = 0) {
+    public init(path: String, inputsPerChannel: Int, offset: Int) {
         self.path = path; self.inputsPerChannel = inputsPerChannel; self.offset = offset
+    }
+
+    /// A consumer that reads the group's channels first (offset 0).
+    public init(path: String, inputsPerChannel: Int) {
+        self.init(path: path, inputsPerChannel: inputsPerChannel, offset: 0)
     }
 }
 

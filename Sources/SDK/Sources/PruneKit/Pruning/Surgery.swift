@@ -85,8 +85,11 @@ extension Model {
     ///   - minimumChannels: channels every group keeps at least (≥ 1); masked channels
     ///     are kept, still masked, to reach it, and the notes say so.
     /// - Returns: the new model with the widths before and after. This model is unchanged.
-    /// - Throws: ``PruneKitError`` naming the layer when the model has a layer surgery
-    ///   can't handle (see ``channelDependencies(policy:)``), for a minimum below 1, and
+    /// Layers whose channels are kept whole (grouped convolutions, layers channel pruning does
+    /// not know; see ``channelDependencies(policy:)``) keep their width; a layer PruneKit does
+    /// not know is shared with the new model as it is, and the notes say so.
+    ///
+    /// - Throws: ``PruneKitError`` for a non-square kernel, a minimum below 1, and
     ///   for ``ResidualPolicy/wholeStream`` with option-A shortcuts.
     /// Cost: one copy of the kept weights.
     public func removingPrunedChannels(policy: ResidualPolicy = .withinBlocks, minimumChannels: Int = 1) throws -> SurgeryResult {
