@@ -272,6 +272,26 @@ final class GraphStructureTests: XCTestCase {
         assertSame(result.masked, result.pruned)
     }
 
+    /// model.json carries the new kinds and their many inputs: a saved and reloaded model
+    /// (and a clone) computes what the original does.
+    func testConcatAndSqueezeExcitationModelsSaveAndLoad() throws {
+        let dir = try TestSupport.scratchDirectory("graph-layers")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for model in [try GraphModels.dense(), try GraphModels.squeezeExcitation()] {
+            let path = dir.appendingPathComponent(model.architecture).path
+            try model.save(to: path)
+            let loaded = try Model.load(from: path), clone = try model.clone()
+            XCTAssertEqual(loaded.nodes.map(\.layer.kind), model.nodes.map(\.layer.kind))
+            XCTAssertEqual(loaded.nodes.map(\.inputs), model.nodes.map(\.inputs))
+            var rng = RandomGenerator(seed: 9)
+            let x = Tensor.randomNormal([2] + model.inputShape, using: &rng)
+            for other in [loaded, clone] {
+                model.mode = .inference; other.mode = .inference
+                XCTAssertEqual(other.forward(x).scalars, model.forward(x).scalars, model.architecture)
+            }
+        }
+    }
+
     /// The graph layers train: a model with concatenation and squeeze-and-excitation gives
     /// the gradients finite differences give, through Model.backward.
     func testGradientsFlowThroughConcatAndSqueezeExcitation() throws {
