@@ -114,6 +114,22 @@ struct GraphWriter {
             case is Dropout:
                 // Inference: nothing. Its output is its input (an Identity when it is the model's output).
                 if i == last { emit("Identity", node.name, inputs, out, []) } else { outputs.append(inputs[0]); continue }
+            case is Concat:
+                emit("Concat", node.name, inputs, out, [int("axis", 1)])
+            case is Sigmoid:
+                emit("Sigmoid", node.name, inputs, out, [])
+            case is SiLU:
+                // torch's opset-17 form: x · Sigmoid(x).
+                let gate = unique("/" + node.name + "/sigmoid")
+                emit("Sigmoid", node.name, inputs, gate, [])
+                emit("Mul", node.name + "/mul", [inputs[0], gate], out, [])
+            case is ChannelMul:
+                // PruneKit's gate is [N, C]; ONNX broadcasts [N, C, 1, 1] over the map.
+                let c = model.shapes[node.inputs[1]][0]
+                let shape = constant(node.name + ".gate_shape", [-1, c, 1, 1])
+                let gate = unique("/" + node.name + "/gate")
+                emit("Reshape", node.name + "/reshape", [inputs[1], shape], gate, [])
+                emit("Mul", node.name, [inputs[0], gate], out, [])
             case let shortcut as ChannelPadShortcut:
                 try channelPad(shortcut, node, inputs[0], out)
             default:
@@ -127,7 +143,8 @@ struct GraphWriter {
 
     /// The layer kinds ``write()`` handles.
     static let exportedKinds: [LayerKind] = [.conv2d, .batchNorm, .linear, .maxPool2d, .avgPool2d, .globalAvgPool, .relu, .clip,
-                                             .flatten, .add, .dropout, .channelPadShortcut]
+                                             .flatten, .add, .dropout, .channelPadShortcut,
+                                             .concat, .sigmoid, .silu, .channelMul]
 
     /// Option-A shortcut: every `stride`-th row and column (Slice), then zero channels on both sides (Pad).
     mutating func channelPad(_ s: ChannelPadShortcut, _ node: Model.Node, _ input: String, _ out: String) throws {

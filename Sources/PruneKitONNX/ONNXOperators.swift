@@ -27,6 +27,9 @@ enum ONNXOperators {
         "Dropout": passThrough,
         "Identity": passThrough,
         "Constant": constant,
+        "Concat": concat,
+        "Sigmoid": sigmoid,
+        "Mul": mul,
     ]
 
     // MARK: Convolution and normalisation
@@ -36,6 +39,7 @@ enum ONNXOperators {
     static func conv(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
         let x = try r.value(node, 0)
         let xs = r.prunekitShape(x)
+        if xs.count == 1, x.shape.count == 3, x.shape[1] == 1, x.shape[2] == 1 { return try pooledConv(&r, node, x) }
         guard xs.count == 3, x.shape.count == 3 else {
             throw r.unsupported(node, "its input has shape \(x.shape); Conv reads [C, H, W] feature maps",
                                 hint: "a 1×1 convolution after GlobalAveragePool (squeeze-and-excitation) is not read yet")
@@ -71,6 +75,31 @@ enum ONNXOperators {
             r.remember(name + ".bias", b.name)
         }
         try r.add(layer, name: name, node: node, inputs: [x], output: try r.singleOutput(node))
+    }
+
+    /// Conv 1×1 on a pooled `[C, 1, 1]` value (squeeze-and-excitation's squeeze and expand
+    /// convolutions after GlobalAveragePool) → ``Linear`` on PruneKit's `[C]` vector: the
+    /// same weights, `[out, C, 1, 1]` read as `[out, C]`. Its output stays `[out, 1, 1]` to ONNX.
+    static func pooledConv(_ r: inout GraphReader, _ node: Onnx_NodeProto, _ x: ONNXValue) throws {
+        let c = x.shape[0]
+        let w = try r.constant(node, 1)
+        guard w.dims.count == 4, w.dims[1] == c, w.dims[2] == 1, w.dims[3] == 1 else {
+            throw r.unsupported(node, "its weight \(w.dims) on a pooled [\(c), 1, 1] input is not a 1×1 convolution of \(c) channels",
+                                hint: "PruneKit reads a convolution of a pooled map only as a 1×1 one (squeeze-and-excitation)")
+        }
+        if try r.int(node, "group", default: 1) != 1 { throw r.unsupported(node, "a grouped 1×1 convolution of a pooled map is not read") }
+        if let pads = try r.ints(node, "pads"), pads.contains(where: { $0 != 0 }) {
+            throw r.unsupported(node, "pads \(pads) on a pooled [\(c), 1, 1] input are not read")
+        }
+        if let d = try r.ints(node, "dilations"), d.contains(where: { $0 != 1 }) { throw r.unsupported(node, "dilations \(d) are not read") }
+        let o = w.dims[0]
+        let b = r.hasInput(node, 2) ? try r.constant(node, 2) : nil
+        if let b, b.values.count != o { throw r.unsupported(node, "its bias has \(b.values.count) values for \(o) output channels") }
+        let name = r.layerName(node, weight: w.name)
+        let layer = try linear(name, c, o, w.values, b.map { ($0.values, $0.name) }, &r)
+        r.remember(name + ".weight", w.name)
+        if let b { r.remember(name + ".bias", b.name) }
+        try r.add(layer, name: name, node: node, inputs: [x], output: try r.singleOutput(node), onnxShape: [o, 1, 1])
     }
 
     /// BatchNormalization (inference form) → ``BatchNorm``; ONNX's momentum m is PyTorch's 1 − m.
@@ -270,11 +299,18 @@ enum ONNXOperators {
     }
 
     /// Reshape to `[N, features]` (`[-1, F]`, `[0, -1]`, `[N, F]` with the graph's batch size…)
-    /// → ``Flatten``; any other reshape is refused.
+    /// → ``Flatten``, and of a vector `[N, C]` to `[N, C, 1, 1]` (a squeeze-and-excitation
+    /// gate) → nothing; any other reshape is refused.
     static func reshape(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
         let x = try r.value(node, 0)
         let target = try r.integers(node, 1)
         let features = x.shape.reduce(1, *)
+        if r.prunekitShape(x).count == 1, target.count == 4, target[0] == 0 || target[0] == -1 || target[0] == r.declaredBatch,
+           target[1] == features, target[2] == 1, target[3] == 1 {
+            // [N, C] → [N, C, 1, 1]: the same values; PruneKit keeps the vector.
+            r.values[try r.singleOutput(node)] = ONNXValue(node: x.node, shape: [features, 1, 1])
+            return
+        }
         let batchOK = target.first.map { $0 == 0 || $0 == -1 || $0 == r.declaredBatch } ?? false
         guard target.count == 2, batchOK, target[1] == -1 || target[1] == features, !(target[0] == -1 && target[1] == -1) else {
             throw r.unsupported(node, "it reshapes [N, \(x.shape.map(String.init).joined(separator: ", "))] to \(target); only a flatten to [N, \(features)] is read")
@@ -320,6 +356,63 @@ enum ONNXOperators {
         }
         t.name = output
         r.constants[output] = t
+    }
+
+    /// Concat along the channels (axis 1 of `[N, C, H, W]`) → ``Concat``, any number of inputs.
+    static func concat(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        guard !node.input.isEmpty else { throw r.unsupported(node, "it has no inputs") }
+        if node.input.contains(where: { r.constants[$0] != nil }) {
+            throw r.unsupported(node, "it concatenates a constant; PruneKit reads Concat of computed feature maps only")
+        }
+        let xs = try node.input.indices.map { try r.value(node, $0) }
+        let rank = xs[0].shape.count + 1
+        let axis = try r.int(node, "axis", default: 1)
+        guard axis == 1 || axis == 1 - rank else {
+            throw r.unsupported(node, "axis \(axis) of a rank-\(rank) tensor; PruneKit reads Concat along the channels (axis 1) only")
+        }
+        guard xs.allSatisfy({ r.prunekitShape($0).count == 3 && $0.shape.count == 3 }) else {
+            throw r.unsupported(node, "it joins shapes \(xs.map(\.shape)); PruneKit reads Concat of [C, H, W] feature maps only")
+        }
+        try r.add(Concat(), name: r.layerName(node), node: node, inputs: xs, output: try r.singleOutput(node))
+    }
+
+    /// Sigmoid → ``Sigmoid``; `Mul(x, Sigmoid(x))`, as torch writes SiLU at opset 17, → one ``SiLU``.
+    static func sigmoid(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let x = try r.value(node, 0)
+        var output = try r.singleOutput(node)
+        var layer: Layer = Sigmoid()
+        if output != r.outputName, let readers = r.readers[output], readers.count == 1 {
+            let next = r.nodes[readers[0]]
+            if next.opType == "Mul", next.domain.isEmpty || next.domain == "ai.onnx", next.input.count == 2,
+               Set(next.input) == [node.input[0], output] {
+                r.fused.insert(readers[0])
+                output = try r.singleOutput(next)
+                layer = SiLU()
+            }
+        }
+        try r.add(layer, name: r.layerName(node), node: node, inputs: [x], output: output, onnxShape: x.shape)
+    }
+
+    /// Mul of a `[C, H, W]` map by a `[C, 1, 1]` gate (either order) → ``ChannelMul``
+    /// (squeeze-and-excitation). SiLU's Mul is read with its Sigmoid; other forms are refused.
+    static func mul(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let supported = "PruneKit reads Mul only as squeeze-and-excitation's rescaling ([N, C, H, W] × [N, C, 1, 1]) and as SiLU (x · Sigmoid(x))"
+        guard node.input.count == 2 else { throw r.unsupported(node, "it has \(node.input.count) inputs", hint: supported) }
+        if node.input.contains(where: { r.constants[$0] != nil }) {
+            throw r.unsupported(node, "it multiplies by a constant", hint: supported)
+        }
+        let a = try r.value(node, 0), b = try r.value(node, 1)
+        func isGate(_ v: ONNXValue, of map: ONNXValue) -> Bool {
+            r.prunekitShape(v) == [map.shape[0]] && v.shape == [map.shape[0], 1, 1]
+        }
+        let pair: (ONNXValue, ONNXValue)?
+        if r.prunekitShape(a).count == 3, a.shape.count == 3, isGate(b, of: a) { pair = (a, b) }
+        else if r.prunekitShape(b).count == 3, b.shape.count == 3, isGate(a, of: b) { pair = (b, a) }
+        else { pair = nil }
+        guard let (map, gate) = pair else {
+            throw r.unsupported(node, "it multiplies shapes \(a.shape) and \(b.shape)", hint: supported)
+        }
+        try r.add(ChannelMul(), name: r.layerName(node), node: node, inputs: [map, gate], output: try r.singleOutput(node))
     }
 
     // MARK: Attribute helpers

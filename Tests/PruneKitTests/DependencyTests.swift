@@ -176,17 +176,17 @@ final class DependencyTests: XCTestCase {
         XCTAssert(g.isPrunable)
     }
 
-    func testGroupedConvolutionIsAClearError() throws {
+    /// A grouped convolution (not depthwise) is kept whole with the groups it reads and
+    /// writes, and says why; it used to make the whole model refuse channel pruning.
+    func testGroupedConvolutionIsKeptWholeNotRefused() throws {
         var rng = RandomGenerator(seed: 0)
         var b = ModelBuilder(architecture: "grouped", inputShape: [4, 4, 4])
         b.add("g", Conv2d(inChannels: 4, outChannels: 4, kernelSize: 3, padding: 1, groups: 2, rng: &rng))
         b.add("pool", GlobalAvgPool())
         b.add("fc", Linear(inFeatures: 4, outFeatures: 2, rng: &rng))
-        XCTAssertThrowsError(try b.build().channelDependencies()) { error in
-            let e = error as? PruneKitError
-            XCTAssert(e?.message.contains("'g'") == true && e?.message.contains("groups 2") == true, "\(error)")
-            XCTAssert(e?.hint?.contains("depthwise") == true, "\(error)")
-        }
+        let g = try group(try b.build().channelDependencies(), scoredBy: "g")
+        XCTAssertFalse(g.isPrunable)
+        XCTAssert(g.reason?.contains("grouped convolution 'g' (groups 2") == true, g.reason ?? "")
     }
 
     func testVGGGroupsAreOnePerConvolution() throws {

@@ -1,3 +1,4 @@
+import Foundation
 import PruneKit
 import XCTest
 
@@ -183,6 +184,57 @@ final class GradientCheckTests: XCTestCase {
     func testFlatten() { check(Flatten(), inputs: [random([3, 2, 2, 2])]) }
 
     func testAdd() { check(Add(), inputs: [random([2, 3, 2, 2], seed: 1), random([2, 3, 2, 2], seed: 2)]) }
+
+    /// Sigmoid and SiLU against their formulas in Double, on inputs large enough to saturate.
+    func testSigmoidAndSiLU() {
+        var x = random([2, 3, 4, 4])
+        x.withUnsafeMutableBufferPointer { for i in 0..<$0.count { $0[i] *= 4 } }
+        check(Sigmoid(), inputs: [x], eps: 1e-3)
+        check(SiLU(), inputs: [x], eps: 1e-3)
+        let extremes = Tensor(shape: [1, 6], scalars: [-100, -20, 0, 1, 20, 100])
+        for (layer, f) in [(Sigmoid() as Layer, { (v: Double) in 1 / (1 + exp(-v)) }), (SiLU(), { (v: Double) in v / (1 + exp(-v)) })] {
+            for input in [x, extremes] {
+                let y = layer.forward([input], mode: .inference).scalars
+                for (a, v) in zip(y, input.scalars) {
+                    XCTAssertEqual(Double(a), f(Double(v)), accuracy: 1e-6 * max(1, abs(f(Double(v)))), "\(type(of: layer))(\(v))")
+                }
+            }
+        }
+        check(Sigmoid(), inputs: [random([3, 5])], eps: 1e-3)
+    }
+
+    /// Concat of one, two and three maps; its output against a channel-by-channel copy.
+    func testConcat() {
+        let (a, b, c) = (random([2, 2, 3, 3], seed: 1), random([3, 2, 3, 3], seed: 2), random([1, 2, 3, 3], seed: 3))
+        check(Concat(), inputs: [a])
+        check(Concat(), inputs: [a, b])
+        check(Concat(), inputs: [a, b, c])
+        // Channel-major [C, N, H, W]: channel k of the output is channel k − offset of its input.
+        let y = Concat().forward([a, b, c], mode: .inference)
+        XCTAssertEqual(y.shape, [6, 2, 3, 3])
+        let per = 2 * 3 * 3
+        for k in 0..<6 {
+            let (source, channel) = k < 2 ? (a, k) : k < 5 ? (b, k - 2) : (c, k - 5)
+            XCTAssertEqual(Array(y.scalars[(k * per)..<((k + 1) * per)]), Array(source.scalars[(channel * per)..<((channel + 1) * per)]))
+        }
+        XCTAssertThrowsError(try Concat().outputShape(for: [[2, 3, 3], [2, 4, 3]]))
+        XCTAssertThrowsError(try Concat().outputShape(for: [[2], [3]]))
+    }
+
+    /// Squeeze-and-excitation's rescaling: the map's and the gate's gradients, and the product
+    /// against a direct loop over [C, N, H, W] × [N, C].
+    func testChannelMul() {
+        let x = random([3, 2, 4, 5], seed: 1), g = random([2, 3], seed: 2)
+        check(ChannelMul(), inputs: [x, g])
+        let y = ChannelMul().forward([x, g], mode: .inference)
+        for c in 0..<3 { for n in 0..<2 { for j in 0..<20 {
+            let i = (c * 2 + n) * 20 + j
+            XCTAssertEqual(y.scalars[i], x.scalars[i] * g.scalars[n * 3 + c])
+        } } }
+        XCTAssertEqual(try ChannelMul().outputShape(for: [[3, 4, 5], [3]]), [3, 4, 5])
+        XCTAssertThrowsError(try ChannelMul().outputShape(for: [[3, 4, 5], [4]]))
+        XCTAssertThrowsError(try ChannelMul().outputShape(for: [[3, 4, 5], [3, 4, 5]]))
+    }
 
     func testChannelPadShortcut() {
         check(ChannelPadShortcut(outChannels: 4, stride: 2), inputs: [random([2, 2, 5, 5])])

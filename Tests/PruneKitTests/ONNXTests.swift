@@ -8,7 +8,12 @@ import XCTest
 final class ONNXTests: XCTestCase {
     static let fixtures = TestSupport.repoRoot.appendingPathComponent("Tests/Fixtures/ONNX")
     /// The models exported from torch, with ONNX Runtime's reference outputs.
-    static let models = ["tiny_resnet", "tiny_resnet_folded", "tiny_vgg_bn", "tiny_mobilenet"]
+    static let models = ["tiny_resnet", "tiny_resnet_folded", "tiny_vgg_bn", "tiny_mobilenet",
+                         "tiny_densenet", "tiny_efficientnet", "tiny_resnext"]
+    /// The residual policy each fixture is pruned 2× under (within-blocks otherwise): the
+    /// ResNets' blocks, and ResNeXt's, whose grouped convolutions stay whole, need the stream.
+    static let pruningPolicy: [String: ResidualPolicy] = ["tiny_resnet": .wholeStream, "tiny_resnet_folded": .wholeStream,
+                                                          "tiny_resnext": .wholeStream]
 
     struct Reference: Decodable {
         let input_shape: [Int]
@@ -279,7 +284,7 @@ final class ONNXRuntimeExportTests: XCTestCase {
             let imported = try ONNX.importModel(contentsOf: ONNXTests.path(name))
             cases.append((name, imported.model, imported.initializerNames))
             let copy = try ONNX.importModel(contentsOf: ONNXTests.path(name))
-            let policy: ResidualPolicy = name.hasPrefix("tiny_resnet") ? .wholeStream : .withinBlocks
+            let policy = ONNXTests.pruningPolicy[name] ?? .withinBlocks
             try copy.model.prune(with: l1, toward: .speedup(2), settings: TargetedPruningSettings(policy: policy), data: nil)
             cases.append((name + "-x2", try copy.model.removingPrunedChannels(policy: policy).model, copy.initializerNames))
         }

@@ -107,9 +107,37 @@ final class PruneCommandTests: XCTestCase {
         let out = dir.appendingPathComponent("out").path
         let r = try run(["prune", "--model", saved, "--criterion", "l1-filter", "--sparsity", "0.5", "--out", out] + bare)
         XCTAssertNotEqual(r.status, 0)
-        XCTAssert(r.err.contains("layer 'grouped'") && r.err.contains("groups 2"), r.err)
-        XCTAssert(r.err.contains("surgery supports"), r.err)
+        // The grouped convolution is kept whole with what it reads, which here leaves nothing.
+        XCTAssert(r.err.contains("no channel group of the model can be pruned"), r.err)
+        XCTAssert(r.err.contains("stem, grouped: tied to the grouped convolution 'grouped' (groups 2"), r.err)
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+
+    /// A grouped convolution is kept whole and the rest of the model pruned; the output names
+    /// what stayed whole and why, and so does pruning.json.
+    func testAGroupedConvolutionIsKeptWholeWithANoteAndTheRestPruned() throws {
+        let dir = try scratch()
+        var rng = RandomGenerator(seed: 0)
+        var b = ModelBuilder(architecture: "grouped", inputShape: [1, 28, 28])
+        b.add("stem", Conv2d(inChannels: 1, outChannels: 4, kernelSize: 3, padding: 1, rng: &rng))
+        b.add("grouped", Conv2d(inChannels: 4, outChannels: 4, kernelSize: 3, padding: 1, groups: 2, rng: &rng))
+        b.add("relu", ReLU())
+        b.add("conv", Conv2d(inChannels: 4, outChannels: 8, kernelSize: 3, padding: 1, rng: &rng))
+        b.add("pool", GlobalAvgPool())
+        b.add("fc", Linear(inFeatures: 8, outFeatures: 10, rng: &rng))
+        let saved = dir.appendingPathComponent("grouped").path
+        try b.build().save(to: saved)
+        let out = dir.appendingPathComponent("out").path
+        let r = try run(["prune", "--model", saved, "--criterion", "l1-filter", "--sparsity", "0.5", "--out", out] + bare)
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssert(r.out.contains("note: kept whole (tied to the grouped convolution 'grouped' (groups 2, 4→4 channels), which PruneKit keeps whole): stem, grouped"), r.out)
+        let pruned = try Model.load(from: out)
+        let conv = try XCTUnwrap(pruned.nodes.first { $0.name == "conv" }?.layer as? Conv2d)
+        let grouped = try XCTUnwrap(pruned.nodes.first { $0.name == "grouped" }?.layer as? Conv2d)
+        XCTAssertEqual(conv.outChannels, 4)
+        XCTAssertEqual([grouped.inChannels, grouped.outChannels, grouped.groups], [4, 4, 2])
+        let report = try String(contentsOfFile: out + "/pruning.json", encoding: .utf8)
+        XCTAssert(report.contains("grouped convolution 'grouped'"), report)
     }
 
     /// Two prunes to one --out: before, the second deleted the first's result and both said

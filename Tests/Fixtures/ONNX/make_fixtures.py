@@ -20,6 +20,7 @@ form (eval-mode default) as well as the kept-BatchNorm form (TrainingMode.PRESER
 """
 import json
 import os
+import sys
 
 import numpy as np
 import onnx
@@ -226,5 +227,72 @@ def main():
     bad_models()
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and sys.argv[1:] != ["graphs"]:
     main()
+
+
+# ---------------------------------------------------------------------------------------------
+# The graph families of issue 11: concatenation (DenseNet), squeeze-and-excitation with SiLU and
+# Sigmoid (EfficientNet's MBConv) and grouped convolution (ResNeXt), at small widths, built from
+# torchvision's own classes. Run `make_fixtures.py graphs` to write only these.
+
+GRAPH_INPUT = (2, 3, 16, 16)
+
+
+def tiny_densenet():
+    """torchvision's DenseNet with growth 4, two dense blocks of two layers, 8 initial features."""
+    from torchvision.models import DenseNet
+    return DenseNet(growth_rate=4, block_config=(2, 2), num_init_features=8, bn_size=2, drop_rate=0, num_classes=10)
+
+
+def tiny_efficientnet():
+    """torchvision's EfficientNet with three small MBConv stages (depthwise 3x3 and 5x5, SE, SiLU)."""
+    from torchvision.models.efficientnet import EfficientNet, MBConvConfig
+    setting = [MBConvConfig(1, 3, 1, 8, 8, 1), MBConvConfig(4, 3, 2, 8, 16, 2), MBConvConfig(4, 5, 2, 16, 16, 1)]
+    return EfficientNet(setting, dropout=0.2, stochastic_depth_prob=0.2, num_classes=10)
+
+
+class TinyResNeXt(nn.Module):
+    """A stem and two of torchvision's ResNeXt bottlenecks (grouped 3x3, 4 groups), identity and projection shortcuts.
+
+    torchvision's ResNet class fixes its stage widths at 64-2048; the blocks are its own.
+    """
+
+    def __init__(self, classes=10):
+        super().__init__()
+        from torchvision.models.resnet import Bottleneck
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU(inplace=True)
+        # width = planes * base_width / 64 * groups: 4 * 64/64 * 4 = 16 and 8 * 64/64 * 4 = 32.
+        self.layer1 = Bottleneck(16, 4, groups=4, base_width=64)
+        down = nn.Sequential(nn.Conv2d(16, 32, 1, stride=2, bias=False), nn.BatchNorm2d(32))
+        self.layer2 = Bottleneck(16, 8, stride=2, downsample=down, groups=4, base_width=64)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(32, classes)
+
+    def forward(self, x):
+        x = self.layer2(self.layer1(self.relu(self.bn1(self.conv1(x)))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def graph_fixtures():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(5)
+    for name, make in [("tiny_densenet", tiny_densenet), ("tiny_efficientnet", tiny_efficientnet),
+                       ("tiny_resnext", TinyResNeXt)]:
+        with torch.no_grad():
+            model = make()
+            randomize_batchnorm(model, g)
+        export(model, name, preserve_batchnorm=True, input_shape=GRAPH_INPUT)
+    # Mul of two feature maps (not squeeze-and-excitation's [N, C, 1, 1] gate, not SiLU): refused.
+    f = TensorProto.FLOAT
+    x = helper.make_tensor_value_info("x", f, ["batch", 2, 4, 4])
+    y = helper.make_tensor_value_info("y", f, ["batch", 2, 4, 4])
+    k = helper.make_tensor("conv.weight", f, [2, 2, 1, 1], [0.5, -1, 2, 0.25])
+    tiny_graph("bad_elementwise_mul", [helper.make_node("Conv", ["x", "conv.weight"], ["h"], name="/conv/Conv"),
+                                       helper.make_node("Mul", ["h", "x"], ["y"], name="/gate/Mul")], [k], [x], [y])
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["graphs"]:
+    graph_fixtures()

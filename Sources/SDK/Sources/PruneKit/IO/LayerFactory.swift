@@ -14,6 +14,7 @@
 /// | `channelPadShortcut` | `out_channels`, `stride` | |
 /// | `clip` | | `min`, `max` (absent: unbounded; `min` ≤ `max`) |
 /// | `relu`, `globalAvgPool`, `flatten`, `add` | | |
+/// | `concat`, `sigmoid`, `silu`, `channelMul` | | |
 ///
 /// Counts must be whole numbers, `bias` 0 or 1. Keys a kind does not know are an error
 /// (they are usually typos).
@@ -88,6 +89,10 @@ public enum LayerFactory {
         case .globalAvgPool: try c.finish(); layer = GlobalAvgPool()
         case .flatten: try c.finish(); layer = Flatten()
         case .add: try c.finish(); layer = Add()
+        case .concat: try c.finish(); layer = Concat()
+        case .sigmoid: try c.finish(); layer = Sigmoid()
+        case .silu: try c.finish(); layer = SiLU()
+        case .channelMul: try c.finish(); layer = ChannelMul()
         }
         return layer
     }

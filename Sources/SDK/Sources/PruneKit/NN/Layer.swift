@@ -53,6 +53,14 @@ public enum LayerKind: String, CaseIterable, Sendable {
     case linear, conv2d, batchNorm, relu, maxPool2d, avgPool2d, globalAvgPool, flatten, dropout, add, channelPadShortcut
     /// ``Clip``: y = min(max(x, lower), upper), as ReLU6 (ONNX's Clip).
     case clip
+    /// ``Concat``: feature maps joined along the channels.
+    case concat
+    /// ``Sigmoid``: y = 1 / (1 + e^(−x)).
+    case sigmoid
+    /// ``SiLU``: y = x · σ(x) (swish).
+    case silu
+    /// ``ChannelMul``: a `[C, H, W]` map scaled by a `[C]` gate (squeeze-and-excitation).
+    case channelMul
 }
 
 /// One operation of a model, with a forward and a backward pass.

@@ -37,17 +37,42 @@ public struct ChannelConsumer: Sendable, Equatable {
     /// Inputs of the layer per channel: 1 for a convolution, H·W for a linear layer that
     /// reads a flattened `[C, H, W]` map (channel c is inputs `c·H·W ..< (c+1)·H·W`).
     public let inputsPerChannel: Int
+    /// The layer's input channel that is the group's channel 0: 0 unless the layer reads a
+    /// concatenation, where the group's channels sit after those of the earlier inputs.
+    public let offset: Int
 
+    public init(path: String, inputsPerChannel: Int, offset: Int) {
+        self.path = path; self.inputsPerChannel = inputsPerChannel; self.offset = offset
+    }
+
+    /// A consumer that reads the group's channels first (offset 0).
     public init(path: String, inputsPerChannel: Int) {
-        self.path = path; self.inputsPerChannel = inputsPerChannel
+        self.init(path: path, inputsPerChannel: inputsPerChannel, offset: 0)
+    }
+}
+
+/// Where a group's channels sit in a layer that holds one entry per channel (a BatchNorm):
+/// channel `c` of the group is the layer's channel `offset + c`, that is its features
+/// `(offset + c) · featuresPerChannel ..< (offset + c + 1) · featuresPerChannel`.
+public struct ChannelSlice: Sendable, Equatable {
+    /// The dotted path of the layer.
+    public let path: String
+    /// The layer's channel that is the group's channel 0 (non-zero after a concatenation).
+    public let offset: Int
+    /// Features per channel: 1, or H·W for a BatchNorm1d behind a flatten.
+    public let featuresPerChannel: Int
+
+    public init(path: String, offset: Int = 0, featuresPerChannel: Int = 1) {
+        self.path = path; self.offset = offset; self.featuresPerChannel = featuresPerChannel
     }
 }
 
 /// A set of channels that must be removed together: channel `c` of the group is output
 /// channel `c` of every producer (its filter or weight row, and its bias), entry `c` of
-/// every BatchNorm in the group, input channel `c` of every depthwise convolution and
-/// every consumer, across all the layers that only pass the channels on (ReLU, pooling,
-/// flatten, additions).
+/// every BatchNorm in the group (at its slice's offset), input channel `c` of every
+/// depthwise convolution, input channel `offset + c` of every consumer, across all the
+/// layers that only pass the channels on (ReLU, pooling, flatten, additions,
+/// concatenations, squeeze-and-excitation's rescaling).
 public struct ChannelGroup: Sendable, Equatable {
     /// The group's position in ``ChannelDependencies/groups``.
     public let index: Int
@@ -57,8 +82,8 @@ public struct ChannelGroup: Sendable, Equatable {
     public let producers: [String]
     /// Depthwise convolutions in the group: filter `c` reads channel `c` and writes it.
     public let depthwise: [String]
-    /// BatchNorm layers normalising the channels.
-    public let batchNorms: [String]
+    /// BatchNorm layers normalising the channels, and where in each the channels sit.
+    public let batchNormSlices: [ChannelSlice]
     /// Layers that read the channels as inputs.
     public let consumers: [ChannelConsumer]
     /// Whether the group's channels may be removed under the policy.
@@ -69,6 +94,9 @@ public struct ChannelGroup: Sendable, Equatable {
     /// The layers whose per-channel scores make the group's score: the producers and the
     /// depthwise convolutions, in node order.
     public let scoredLayers: [String]
+
+    /// The BatchNorm layers normalising the channels (the paths of ``batchNormSlices``).
+    public var batchNorms: [String] { batchNormSlices.map(\.path) }
 }
 
 /// Which channels of a model must be pruned together, under a ``ResidualPolicy``.
@@ -80,14 +108,22 @@ public struct ChannelDependencies: Sendable {
     public let policy: ResidualPolicy
     /// Every group, in the order of the node that first produces it (the model input's first).
     public let groups: [ChannelGroup]
-    /// Group of each node's output (index `nodes.count` is the model input).
-    let tensorGroup: [Int]
+    /// The channels of each node's output as runs of groups, in channel order (index
+    /// `nodes.count` is the model input): one run, except after a concatenation.
+    let tensorLayout: [[Segment]]
     /// Features per channel of each node's output (1 for feature maps; H·W after a flatten).
     let tensorBlock: [Int]
 
-    /// The group of a node's output channels (a layer's output: `features.0`), if the node exists.
+    /// A run of a tensor's channels that are the channels of one group.
+    struct Segment: Equatable {
+        var group: Int
+        var channels: Int
+    }
+
+    /// The group of a node's output channels (a layer's output: `features.0`), if the node
+    /// exists; for a concatenation, the group of its first channels.
     public func group(ofOutput path: String, in model: Model) -> ChannelGroup? {
-        model.nodeIndex(named: path).map { groups[tensorGroup[$0]] }
+        model.nodeIndex(named: path).flatMap { tensorLayout[$0].first.map { groups[$0.group] } }
     }
 
     /// The group whose score a scored layer (producer or depthwise convolution) contributes to.
@@ -95,8 +131,23 @@ public struct ChannelDependencies: Sendable {
         groups.first { $0.scoredLayers.contains(path) }
     }
 
-    func group(ofTensor t: Int) -> Int { tensorGroup[t < 0 ? tensorGroup.count - 1 : t] }
+    func layout(ofTensor t: Int) -> [Segment] { tensorLayout[t < 0 ? tensorLayout.count - 1 : t] }
     func block(ofTensor t: Int) -> Int { tensorBlock[t < 0 ? tensorBlock.count - 1 : t] }
+
+    /// The channels of tensor `t` that stay when group `g` keeps `kept[g]` (ascending).
+    func keptChannels(ofTensor t: Int, _ kept: [[Int]]) -> [Int] {
+        var out: [Int] = [], offset = 0
+        for s in layout(ofTensor: t) {
+            out += kept[s.group].map { offset + $0 }
+            offset += s.channels
+        }
+        return out
+    }
+
+    /// How many channels of tensor `t` stay when group `g` keeps `kept[g]` (`nil`: all).
+    func keptCount(ofTensor t: Int, _ kept: [Int?]) -> Int {
+        layout(ofTensor: t).reduce(0) { $0 + (kept[$1.group] ?? $1.channels) }
+    }
 
     /// Group scores from layer scores: for each group, the reduction of its scored
     /// layers' scores channel by channel; `nil` for a group kept whole.
@@ -147,130 +198,220 @@ public struct ChannelDependencies: Sendable {
 }
 
 /// The layers surgery knows, for error messages.
-let surgerySupportedLayers = "linear, conv2d (groups 1, or depthwise: groups = in = out channels), batchNorm, relu, clip, dropout, maxPool2d, avgPool2d, globalAvgPool, flatten, add, channelPadShortcut (within-blocks only)"
+let surgerySupportedLayers = "linear, conv2d (groups 1 or depthwise pruned; other grouped convolutions kept whole), batchNorm, relu, clip, sigmoid, silu, dropout, maxPool2d, avgPool2d, globalAvgPool, flatten, add, concat, channelMul, channelPadShortcut (within-blocks only); any other layer is kept whole with the channels it reads and writes"
 
 extension Model {
     /// The groups of channels that must be pruned together.
     ///
-    /// Rules, followed node by node over the graph:
+    /// Every tensor's channels are followed as runs of groups (one run, except after a
+    /// concatenation). Rules, node by node over the graph:
     /// - a convolution (groups 1) or linear layer starts a new group for its outputs and
-    ///   is a consumer of its input's group;
-    /// - BatchNorm, ReLU, dropout and pooling pass their input's group on (BatchNorm
-    ///   joins it as a member);
-    /// - flatten passes the group on with H·W inputs per channel, so a linear layer
+    ///   is a consumer of each group of its input, at that group's offset;
+    /// - BatchNorm, ReLU, Clip, Sigmoid, SiLU, dropout and pooling pass their input's
+    ///   groups on (BatchNorm joins each as a member, at its offset);
+    /// - flatten passes the groups on with H·W inputs per channel, so a linear layer
     ///   behind it reads each channel as a block of inputs;
     /// - a depthwise convolution ties its input and output channels;
-    /// - an addition ties the groups of all the tensors added; under
+    /// - a concatenation lays its inputs' groups end to end: a producer's channel `c`
+    ///   reaches every later reader at `offset + c` (DenseNet's producers reach many
+    ///   consumers through several concatenations);
+    /// - an addition ties the groups of all the tensors added, run by run; under
     ///   ``ResidualPolicy/withinBlocks`` such groups are kept whole;
-    /// - the model input's and output's groups are kept whole.
+    /// - ``ChannelMul`` (squeeze-and-excitation) ties the gate's channels to the map's: the
+    ///   excitation's expand layer becomes a producer of the gated channels, and the
+    ///   squeeze layer, which reads their pooled values, a consumer;
+    /// - a grouped convolution that is not depthwise is **kept whole**, with the groups it
+    ///   reads and writes (their channels must split evenly into its groups, and its
+    ///   filters mix each group's channels); the rest of the model is pruned. This is a
+    ///   choice: pruning whole convolution groups (ResNeXt's cardinality) is not done;
+    /// - a removed channel must be exactly zero wherever it is read: a layer that maps 0
+    ///   to something else (Sigmoid: ½; a Clip whose range excludes 0) makes the groups a
+    ///   convolution or linear layer reads through it whole, except as the gate of a
+    ///   ``ChannelMul``, whose product is zero when the map's channel is;
+    /// - structures that can't be followed are kept whole rather than refused: a layer
+    ///   surgery does not know (a custom layer), tensors added or gated whose runs of
+    ///   groups differ, a depthwise convolution reading a concatenation; the model's input
+    ///   and output groups are kept whole too. ``ChannelGroup/reason`` names the layer.
     ///
-    /// - Throws: ``PruneKitError`` naming the layer for a layer kind that can't be
-    ///   pruned structurally (a grouped, non-depthwise convolution, a custom layer), and
-    ///   for ``ResidualPolicy/wholeStream`` on a model with a ``ChannelPadShortcut``.
-    /// Cost: linear in the number of nodes.
+    /// - Throws: ``PruneKitError`` only for ``ResidualPolicy/wholeStream`` on a model with
+    ///   a ``ChannelPadShortcut``, whose zero padding places channels by position.
+    /// Cost: linear in the number of nodes and the runs of their tensors.
     public func channelDependencies(policy: ResidualPolicy = .withinBlocks) throws -> ChannelDependencies {
+        typealias Run = (set: Int, channels: Int, zeroBreaker: String?)
         let n = nodes.count
-        let input = n   // tensor index of the model input
-        var parent = Array(0...n)
+        var parent: [Int] = [], setChannels: [Int] = []
+        func newSet(_ channels: Int) -> Int { parent.append(parent.count); setChannels.append(channels); return parent.count - 1 }
         func find(_ x: Int) -> Int {
             var x = x
             while parent[x] != x { parent[x] = parent[parent[x]]; x = parent[x] }
             return x
         }
         func union(_ a: Int, _ b: Int) { let (ra, rb) = (find(a), find(b)); if ra != rb { parent[max(ra, rb)] = min(ra, rb) } }
-        func tensor(_ i: Int) -> Int { i == Model.inputIndex ? input : i }
+        // Runs of every tensor: index i for node i, n for the model input. zeroBreaker names
+        // the layer after which a removed channel is no longer zero (nil: it is zero).
+        var runs = [[Run]](repeating: [], count: n + 1)
         var block = [Int](repeating: 1, count: n + 1)
-        var channels = [Int](repeating: 0, count: n + 1)
-        channels[input] = inputShape.count == 3 ? inputShape[0] : inputShape.reduce(1, *)
-        // Facts gathered per tensor, attributed to the groups at the end.
-        var producers: [(Int, String)] = [], depthwise: [(Int, String)] = [], norms: [(Int, String)] = []
-        var consumers: [(Int, ChannelConsumer)] = []
-        var additions: [Int] = [], mismatched: [(Int, String)] = []
-
-        func unsupported(_ i: Int, _ what: String) -> PruneKitError {
-            PruneKitError(.invalidArgument, "layer '\(nodes[i].name)' (\(what)) can't be pruned structurally",
-                          hint: "surgery supports \(surgerySupportedLayers); prune this model with a weight criterion, or mask its channels without removing them")
+        let input = n
+        func tensor(_ i: Int) -> Int { i == Model.inputIndex ? input : i }
+        let inputChannels = inputShape.count == 3 ? inputShape[0] : inputShape.reduce(1, *)
+        runs[input] = [(newSet(inputChannels), inputChannels, nil)]
+        // Facts gathered per set, attributed to the groups at the end.
+        var producers: [(Int, Int, String)] = [], depthwise: [(Int, Int, String)] = []   // (set, node, name)
+        var norms: [(Int, ChannelSlice)] = [], consumers: [(Int, ChannelConsumer)] = []
+        var additions: [Int] = [], whole: [(Int, String)] = []
+        func keepWhole(_ rs: [Run], _ why: String) { for r in rs { whole.append((r.set, why)) } }
+        /// Ties runs of equal layout pairwise; false (nothing tied) when the layouts differ.
+        func tie(_ a: [Run], _ b: [Run]) -> Bool {
+            guard a.count == b.count, zip(a, b).allSatisfy({ $0.channels == $1.channels }) else { return false }
+            for (x, y) in zip(a, b) { union(x.set, y.set) }
+            return true
         }
+        /// Consumer entries for a layer reading `rs`; groups read after a zero-breaking layer are kept whole.
+        func consume(_ rs: [Run], _ name: String, perChannel: Int) {
+            var offset = 0
+            for r in rs {
+                consumers.append((r.set, ChannelConsumer(path: name, inputsPerChannel: perChannel, offset: offset)))
+                if let breaker = r.zeroBreaker {
+                    whole.append((r.set, "'\(name)' reads these channels after '\(breaker)', which does not map a removed channel's zero to zero"))
+                }
+                offset += r.channels
+            }
+        }
+
         for (i, node) in nodes.enumerated() {
             let layer = node.layer
             let ins = node.inputs.map(tensor)
             let shape = shapes[i]
+            let first = runs[ins[0]]
+            func fresh(_ channels: Int) -> [Run] { [(newSet(channels), channels, nil)] }
+            func opaque(_ why: String) {
+                for t in ins { keepWhole(runs[t], why) }
+                let c = shape.count == 3 ? shape[0] : shape.reduce(1, *)
+                runs[i] = fresh(c)
+                keepWhole(runs[i], why)
+            }
             switch layer {
             case let conv as Conv2d where conv.kind == .conv2d:
                 if conv.groups == 1 {
-                    channels[i] = conv.outChannels
-                    producers.append((i, node.name))
-                    consumers.append((ins[0], ChannelConsumer(path: node.name, inputsPerChannel: 1)))
+                    runs[i] = fresh(conv.outChannels)
+                    producers.append((runs[i][0].set, i, node.name))
+                    consume(first, node.name, perChannel: 1)
+                } else if conv.groups == conv.inChannels && conv.outChannels == conv.inChannels && first.count == 1 {
+                    runs[i] = [(first[0].set, first[0].channels, nil)]   // a masked filter and bias give zero
+                    depthwise.append((first[0].set, i, node.name))
                 } else if conv.groups == conv.inChannels && conv.outChannels == conv.inChannels {
-                    union(i, ins[0]); channels[i] = conv.outChannels
-                    depthwise.append((i, node.name))
+                    opaque("the depthwise convolution '\(node.name)' reads a concatenation, which PruneKit keeps whole")
                 } else {
-                    throw unsupported(i, "conv2d with groups \(conv.groups), \(conv.inChannels)→\(conv.outChannels) channels")
+                    let why = "tied to the grouped convolution '\(node.name)' (groups \(conv.groups), \(conv.inChannels)→\(conv.outChannels) channels), which PruneKit keeps whole"
+                    for t in ins { keepWhole(runs[t], why) }
+                    consume(first, node.name, perChannel: 1)
+                    runs[i] = fresh(conv.outChannels)
+                    producers.append((runs[i][0].set, i, node.name))
+                    keepWhole(runs[i], why)
                 }
             case let linear as Linear where linear.kind == .linear:
-                channels[i] = linear.outFeatures
-                producers.append((i, node.name))
-                consumers.append((ins[0], ChannelConsumer(path: node.name, inputsPerChannel: block[ins[0]])))
-            case is BatchNorm, is ReLU, is Clip, is Dropout, is MaxPool2d, is AvgPool2d, is GlobalAvgPool:
-                guard [.batchNorm, .relu, .clip, .dropout, .maxPool2d, .avgPool2d, .globalAvgPool].contains(layer.kind) else {
-                    throw unsupported(i, "a \(type(of: layer)) that reports kind \(layer.kind.rawValue)")
+                runs[i] = fresh(linear.outFeatures)
+                producers.append((runs[i][0].set, i, node.name))
+                consume(first, node.name, perChannel: block[ins[0]])
+            case is BatchNorm where layer.kind == .batchNorm:
+                var offset = 0
+                for r in first {
+                    norms.append((r.set, ChannelSlice(path: node.name, offset: offset, featuresPerChannel: block[ins[0]])))
+                    offset += r.channels
                 }
-                union(i, ins[0]); channels[i] = channels[ins[0]]; block[i] = block[ins[0]]
-                if layer.kind == .batchNorm { norms.append((i, node.name)) }
+                runs[i] = first.map { ($0.set, $0.channels, nil) }   // γ = β = 0 gives zero
+                block[i] = block[ins[0]]
+            case let clip as Clip where clip.kind == .clip:
+                let keepsZero = (clip.lower ?? 0) <= 0 && (clip.upper ?? 0) >= 0
+                runs[i] = keepsZero ? first : first.map { ($0.set, $0.channels, node.name) }
+                block[i] = block[ins[0]]
+            case is Sigmoid where layer.kind == .sigmoid:
+                runs[i] = first.map { ($0.set, $0.channels, node.name) }
+                block[i] = block[ins[0]]
+            case is ReLU, is SiLU, is Dropout, is MaxPool2d, is AvgPool2d, is GlobalAvgPool:
+                guard [.relu, .silu, .dropout, .maxPool2d, .avgPool2d, .globalAvgPool].contains(layer.kind) else {
+                    opaque("'\(node.name)' is a \(type(of: layer)) that reports kind \(layer.kind.rawValue), which channel pruning does not know")
+                    continue
+                }
+                runs[i] = first; block[i] = block[ins[0]]
             case is Flatten where layer.kind == .flatten:
-                union(i, ins[0]); channels[i] = channels[ins[0]]
-                block[i] = shape[0] / max(channels[ins[0]], 1)
+                runs[i] = first
+                block[i] = shape[0] / max(first.reduce(0) { $0 + $1.channels }, 1)
+            case is Concat where layer.kind == .concat:
+                runs[i] = ins.flatMap { runs[$0] }
             case is Add where layer.kind == .add:
-                for t in ins { union(i, t) }
-                channels[i] = channels[ins[0]]; block[i] = block[ins[0]]
                 additions.append(i)
-                if Set(ins.map { block[$0] }).count > 1 { mismatched.append((i, node.name)) }
+                if Set(ins.map { block[$0] }).count > 1 {
+                    opaque("added tensors differ in layout at '\(node.name)'")
+                    continue
+                }
+                var tied = true
+                for t in ins.dropFirst() where !tie(first, runs[t]) { tied = false }
+                if !tied {
+                    opaque("the tensors added at '\(node.name)' are concatenations of different layers")
+                    continue
+                }
+                runs[i] = first.indices.map { k in
+                    (first[k].set, first[k].channels, ins.lazy.compactMap { runs[$0][k].zeroBreaker }.first)
+                }
+                block[i] = block[ins[0]]
+            case is ChannelMul where layer.kind == .channelMul:
+                let gate = runs[ins[1]]
+                guard tie(first, gate) else {
+                    opaque("the map and the gate multiplied at '\(node.name)' are laid out differently")
+                    continue
+                }
+                // x · g is zero when either factor is.
+                runs[i] = first.indices.map { k in
+                    (first[k].set, first[k].channels, first[k].zeroBreaker == nil || gate[k].zeroBreaker == nil ? nil : first[k].zeroBreaker)
+                }
             case let pad as ChannelPadShortcut where pad.kind == .channelPadShortcut:
                 if policy == .wholeStream {
                     throw PruneKitError(.invalidArgument, "the whole-stream policy can't prune through the option-A shortcut '\(node.name)', which pads channels with zeros by position",
                                         hint: "use the within-blocks policy (the default) for this model")
                 }
-                channels[i] = pad.outChannels
+                runs[i] = fresh(pad.outChannels)
                 additions.append(i); additions.append(ins[0])   // both sides stay whole
             default:
-                throw unsupported(i, "\(layer.kind.rawValue), \(type(of: layer))")
+                opaque("'\(node.name)' is a \(layer.kind.rawValue) layer (\(type(of: layer))) that channel pruning does not know")
             }
         }
-        // Groups in order of their root (the first tensor of each).
+        keepWhole(runs[input], "the model input's channels")
+        keepWhole(runs[n - 1], "the model's outputs")
+        if policy == .withinBlocks {
+            for t in additions { keepWhole(runs[t], "tied to a residual addition (within-blocks keeps block outputs whole)") }
+        }
+        // Groups in order of their root (the first set of each).
         var groupOf = [Int: Int](), roots: [Int] = []
-        for t in [input] + Array(0..<n) {
-            let r = find(t)
+        for s in parent.indices {
+            let r = find(s)
             if groupOf[r] == nil { groupOf[r] = roots.count; roots.append(r) }
         }
         let count = roots.count
-        var members = (0..<count).map { _ in (producers: [String](), depthwise: [String](), norms: [String](),
+        func g(_ s: Int) -> Int { groupOf[find(s)]! }
+        var members = (0..<count).map { _ in (producers: [String](), depthwise: [String](), norms: [ChannelSlice](),
                                                consumers: [ChannelConsumer](), scored: [String](), reason: String?.none) }
-        func g(_ t: Int) -> Int { groupOf[find(t)]! }
         // Scored layers in node order: producers and depthwise convolutions interleaved.
-        for (t, name) in (producers + depthwise).sorted(by: { $0.0 < $1.0 }) { members[g(t)].scored.append(name) }
-        for (t, name) in producers { members[g(t)].producers.append(name) }
-        for (t, name) in depthwise { members[g(t)].depthwise.append(name) }
-        for (t, name) in norms { members[g(t)].norms.append(name) }
-        for (t, c) in consumers { members[g(t)].consumers.append(c) }
-        func keepWhole(_ t: Int, _ why: String) { if members[g(t)].reason == nil { members[g(t)].reason = why } }
-        keepWhole(input, "the model input's channels")
-        keepWhole(n - 1, "the model's outputs")
-        for (t, name) in mismatched { keepWhole(t, "added tensors differ in layout at '\(name)'") }
-        if policy == .withinBlocks {
-            for t in additions { keepWhole(t, "tied to a residual addition (within-blocks keeps block outputs whole)") }
-        }
+        for (s, _, name) in (producers + depthwise).sorted(by: { $0.1 < $1.1 }) { members[g(s)].scored.append(name) }
+        for (s, _, name) in producers { members[g(s)].producers.append(name) }
+        for (s, _, name) in depthwise { members[g(s)].depthwise.append(name) }
+        for (s, slice) in norms { members[g(s)].norms.append(slice) }
+        for (s, c) in consumers { members[g(s)].consumers.append(c) }
+        for (s, why) in whole where members[g(s)].reason == nil { members[g(s)].reason = why }
         for k in 0..<count where members[k].scored.isEmpty { if members[k].reason == nil { members[k].reason = "no layer produces these channels" } }
         var groupChannels = [Int](repeating: 0, count: count)
-        for t in 0...n { groupChannels[g(t)] = channels[t] }
-        for (t, _) in producers + depthwise { groupChannels[g(t)] = channels[t] }
+        for s in parent.indices { groupChannels[g(s)] = setChannels[s] }
         let groups = (0..<count).map { k in
             ChannelGroup(index: k, channels: groupChannels[k], producers: members[k].producers,
-                         depthwise: members[k].depthwise, batchNorms: members[k].norms,
+                         depthwise: members[k].depthwise, batchNormSlices: members[k].norms,
                          consumers: members[k].consumers, isPrunable: members[k].reason == nil,
                          reason: members[k].reason, scoredLayers: members[k].scored)
         }
-        let tensorGroup = (0..<n).map { g($0) } + [g(input)]
-        let tensorBlock = Array(block[0..<n]) + [block[input]]
-        return ChannelDependencies(policy: policy, groups: groups, tensorGroup: tensorGroup, tensorBlock: tensorBlock)
+        let layouts = runs.map { rs -> [ChannelDependencies.Segment] in
+            var merged: [ChannelDependencies.Segment] = []
+            for r in rs { merged.append(ChannelDependencies.Segment(group: g(r.set), channels: r.channels)) }
+            return merged
+        }
+        return ChannelDependencies(policy: policy, groups: groups, tensorLayout: layouts, tensorBlock: block)
     }
 }

@@ -61,7 +61,8 @@ struct GroupSelector {
             sources.append(ScoreSource(path: GroupSelector.name(g), scores: reduced[g.index]!))
         }
         guard !groups.isEmpty else {
-            throw PruneKitError(.invalidArgument, "no channel group of the model can be pruned (policy \(dependencies.policy.rawValue))",
+            let reasons = whole.keys.sorted().map { "\(whole[$0]!.joined(separator: ", ")): \($0)" }
+            throw PruneKitError(.invalidArgument, "no channel group of the model can be pruned (policy \(dependencies.policy.rawValue)); kept whole: \(reasons.joined(separator: "; "))",
                                 hint: "exclude fewer layers, or try the whole-stream residual policy")
         }
         self.groups = groups; self.sources = sources
@@ -115,18 +116,21 @@ extension PruningPlan {
         try apply(to: model)
         guard granularity == .channel else { return }
         let byPath = Dictionary(layers.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
-        for g in dependencies.groups where !g.batchNorms.isEmpty {
+        for g in dependencies.groups where !g.batchNormSlices.isEmpty {
             // A channel is pruned in the group when every scored layer prunes it.
             let plans = g.scoredLayers.compactMap { byPath[$0] }
             guard plans.count == g.scoredLayers.count, let first = plans.first else { continue }
             let pruned = first.prunedPositions.filter { c in plans.allSatisfy { !$0.isKept(c) } }
             guard !pruned.isEmpty else { continue }
-            for path in g.batchNorms {
-                guard let i = model.nodeIndex(named: path) else { continue }
+            for slice in g.batchNormSlices {
+                guard let i = model.nodeIndex(named: slice.path) else { continue }
+                let per = slice.featuresPerChannel
                 for name in ["weight", "bias"] {
-                    guard let p = model.nodes[i].layer.parameter(named: name), p.value.count == g.channels else { continue }
+                    guard let p = model.nodes[i].layer.parameter(named: name), (slice.offset + g.channels) * per <= p.value.count else { continue }
                     var m = p.mask ?? Tensor(shape: p.value.shape, repeating: 1)
-                    m.withUnsafeMutableBufferPointer { mp in for c in pruned { mp[c] = 0 } }
+                    m.withUnsafeMutableBufferPointer { mp in
+                        for c in pruned { for f in 0..<per { mp[(slice.offset + c) * per + f] = 0 } }
+                    }
                     p.mask = m
                 }
             }

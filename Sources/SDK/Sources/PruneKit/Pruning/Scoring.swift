@@ -36,11 +36,11 @@ extension Model {
     }
 
     /// The node whose output is prunable node `i`'s activation: its output after a
-    /// following BatchNorm and ReLU (or Clip, as ReLU6), where they follow directly (the
+    /// following BatchNorm and ReLU (or Clip, as ReLU6, or SiLU), where they follow directly (the
     /// layer's own output otherwise).
     func activationNode(after i: Int) -> Int {
         var j = i
-        while let c = soleConsumer(of: j), [.batchNorm, .relu, .clip].contains(nodes[c].layer.kind) {
+        while let c = soleConsumer(of: j), [.batchNorm, .relu, .clip, .silu].contains(nodes[c].layer.kind) {
             j = c
             if nodes[c].layer.kind != .batchNorm { break }
         }

@@ -85,8 +85,11 @@ extension Model {
     ///   - minimumChannels: channels every group keeps at least (≥ 1); masked channels
     ///     are kept, still masked, to reach it, and the notes say so.
     /// - Returns: the new model with the widths before and after. This model is unchanged.
-    /// - Throws: ``PruneKitError`` naming the layer when the model has a layer surgery
-    ///   can't handle (see ``channelDependencies(policy:)``), for a minimum below 1, and
+    /// Layers whose channels are kept whole (grouped convolutions, layers channel pruning does
+    /// not know; see ``channelDependencies(policy:)``) keep their width; a layer PruneKit does
+    /// not know is shared with the new model as it is, and the notes say so.
+    ///
+    /// - Throws: ``PruneKitError`` for a non-square kernel, a minimum below 1, and
     ///   for ``ResidualPolicy/wholeStream`` with option-A shortcuts.
     /// Cost: one copy of the kept weights.
     public func removingPrunedChannels(policy: ResidualPolicy = .withinBlocks, minimumChannels: Int = 1) throws -> SurgeryResult {
@@ -111,25 +114,32 @@ extension Model {
         }
         var newNodes: [Node] = [], widths: [SurgeryResult.Width] = []
         for (i, node) in nodes.enumerated() {
-            let outKept = kept[deps.group(ofTensor: i)]
+            let outKept = deps.keptChannels(ofTensor: i, kept)
             let inTensor = node.inputs[0]
-            let inKept = kept[deps.group(ofTensor: inTensor)]
+            let inKept = deps.keptChannels(ofTensor: inTensor, kept)
             let layer: Layer
             switch node.layer {
-            case let conv as Conv2d:
+            case let conv as Conv2d where conv.kind == .conv2d:
                 let (kh, kw) = conv.kernelSize
                 guard kh == kw else {
                     throw PruneKitError(.invalidArgument, "layer '\(node.name)' has a \(kh)×\(kw) kernel; surgery rebuilds square kernels only",
                                         hint: "surgery supports \(surgerySupportedLayers)")
                 }
-                let depthwise = conv.groups > 1
+                let depthwise = conv.groups > 1 && conv.groups == conv.inChannels && conv.outChannels == conv.inChannels
+                // A grouped convolution that is not depthwise is kept whole (its groups are).
+                let grouped = conv.groups > 1 && !depthwise
+                if grouped, inKept.count != conv.inChannels || outKept.count != conv.outChannels {
+                    throw PruneKitError(.invalidArgument, "the grouped convolution '\(node.name)' would lose channels, which surgery does not do",
+                                        hint: "this is a bug in PruneKit's dependency groups; please report it with the model")
+                }
                 var rng = RandomGenerator(seed: 0)
                 let new = Conv2d(inChannels: inKept.count, outChannels: outKept.count, kernelSize: kh, stride: conv.stride,
-                                 padding: conv.padding, groups: depthwise ? outKept.count : 1, bias: conv.bias != nil, rng: &rng)
-                copy(conv.weight, into: new.weight, rows: outKept, columns: depthwise ? [0] : inKept, inner: kh * kw)
+                                 padding: conv.padding, groups: depthwise ? outKept.count : conv.groups, bias: conv.bias != nil, rng: &rng)
+                let columns = depthwise ? [0] : grouped ? Array(0..<conv.weight.value.shape[1]) : inKept
+                copy(conv.weight, into: new.weight, rows: outKept, columns: columns, inner: kh * kw)
                 if let b = conv.bias, let nb = new.bias { copy(b, into: nb, rows: outKept, columns: [0], inner: 1) }
                 layer = new
-            case let linear as Linear:
+            case let linear as Linear where linear.kind == .linear:
                 let block = deps.block(ofTensor: inTensor)
                 let columns = inKept.flatMap { c in (c * block)..<((c + 1) * block) }
                 var rng = RandomGenerator(seed: 0)
@@ -137,7 +147,7 @@ extension Model {
                 copy(linear.weight, into: new.weight, rows: outKept, columns: columns, inner: 1)
                 if let b = linear.bias, let nb = new.bias { copy(b, into: nb, rows: outKept, columns: [0], inner: 1) }
                 layer = new
-            case let bn as BatchNorm:
+            case let bn as BatchNorm where bn.kind == .batchNorm:
                 // BatchNorm1d behind a flatten normalises H·W features per channel.
                 let block = deps.block(ofTensor: i)
                 let features = outKept.flatMap { c in (c * block)..<((c + 1) * block) }
@@ -145,8 +155,17 @@ extension Model {
                 for (a, b) in zip(bn.parameters, new.parameters) { copy(a.parameter, into: b.parameter, rows: features, columns: [0], inner: 1) }
                 layer = new
             default:
-                // Parameter-free layers: a fresh copy (layers keep per-pass state).
-                layer = try LayerFactory.make(kind: node.layer.kind, configuration: node.layer.configuration, nodeName: node.name)
+                if Model.rebuildableKinds.contains(node.layer.kind), node.layer.parameters.isEmpty,
+                   let fresh = try? LayerFactory.make(kind: node.layer.kind, configuration: node.layer.configuration, nodeName: node.name),
+                   type(of: fresh) == type(of: node.layer) {
+                    // Parameter-free layers: a fresh copy (layers keep per-pass state).
+                    layer = fresh
+                } else {
+                    // A layer surgery does not know: its channels were kept whole, so the
+                    // same layer object serves the new model.
+                    layer = node.layer
+                    notes.append("'\(node.name)' (\(type(of: node.layer))) is shared with the new model unchanged: channel pruning does not know it")
+                }
             }
             if [.conv2d, .linear, .batchNorm].contains(node.layer.kind) {
                 widths.append(SurgeryResult.Width(path: node.name, kind: node.layer.kind, before: shapes[i][0],
@@ -184,10 +203,14 @@ extension Model {
             }
             var everywhere = masked.dropFirst().reduce(masked[0]) { $0.intersection($1) }
             // BatchNorm entries must be zero too, or the channel is a constant, not a zero.
-            for path in g.batchNorms {
-                guard let i = nodeIndex(named: path), let bn = nodes[i].layer as? BatchNorm else { continue }
+            for slice in g.batchNormSlices {
+                guard let i = nodeIndex(named: slice.path), let bn = nodes[i].layer as? BatchNorm else { continue }
                 let (gamma, beta) = (bn.weight.value.scalars, bn.bias.value.scalars)
-                everywhere = everywhere.filter { gamma[$0] == 0 && beta[$0] == 0 }
+                let per = slice.featuresPerChannel
+                guard (slice.offset + g.channels) * per <= gamma.count else { continue }
+                everywhere = everywhere.filter { c in
+                    (0..<per).allSatisfy { f in let k = (slice.offset + c) * per + f; return gamma[k] == 0 && beta[k] == 0 }
+                }
             }
             if everywhere.count < anywhere.count {
                 notes.append("'\(GroupSelector.name(g))': \(anywhere.count - everywhere.count) masked channel(s) stay, as zeros: not zero in every layer of the group (filters, biases, BatchNorm γ and β)")
@@ -196,6 +219,12 @@ extension Model {
         }
         return (removed, notes)
     }
+}
+
+extension Model {
+    /// Parameter-free layer kinds that surgery rebuilds from their kind and configuration.
+    static let rebuildableKinds: Set<LayerKind> = [.relu, .clip, .sigmoid, .silu, .dropout, .maxPool2d, .avgPool2d, .globalAvgPool,
+                                                   .flatten, .add, .concat, .channelMul, .channelPadShortcut]
 }
 
 /// Copies the kept part of a parameter viewed as `[rows, columns, inner]` (values and

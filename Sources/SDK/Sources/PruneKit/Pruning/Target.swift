@@ -411,9 +411,12 @@ private func ratio(_ before: Int, _ after: Int) -> Double {
 /// are removed, from the kept channel count of each group.
 private struct StructureCounter {
     struct Entry {
-        var outGroup: Int, inGroup: Int
+        /// The node's output and input tensors (``ChannelDependencies/layout(ofTensor:)``).
+        var outTensor: Int, inTensor: Int
         var out: Int, inChannels: Int, inBlock: Int
         var depthwise: Bool
+        /// Convolution groups (1 for linear layers); grouped convolutions are kept whole.
+        var groups: Int
         /// Weights per (output, input-channel-feature) pair: kh·kw (1 for linear).
         var perPair: Int
         /// MACs per weight for one example.
@@ -421,19 +424,22 @@ private struct StructureCounter {
     }
     var entries: [Entry] = []
     var groupChannels: [Int]
+    let deps: ChannelDependencies
 
     init(_ model: Model, _ deps: ChannelDependencies) {
+        self.deps = deps
         groupChannels = deps.groups.map(\.channels)
         for i in model.prunableNodeIndices {
             let node = model.nodes[i], w = node.layer.parameter(named: "weight")!.value
             let inTensor = node.inputs[0]
-            let inGroup = deps.group(ofTensor: inTensor)
-            let depthwise = (node.layer as? Conv2d).map { $0.groups > 1 } ?? false
+            let conv = node.layer as? Conv2d
+            let depthwise = conv.map { $0.groups > 1 && $0.groups == $0.inChannels && $0.outChannels == $0.inChannels } ?? false
             let perPair = w.count / max(w.shape[0] * w.shape[1], 1)
             let macs = node.layer.macs(inputShapes: model.inputShapes(ofNode: i))
-            entries.append(Entry(outGroup: deps.group(ofTensor: i), inGroup: inGroup, out: w.shape[0],
-                                 inChannels: deps.groups[inGroup].channels, inBlock: deps.block(ofTensor: inTensor),
-                                 depthwise: depthwise, perPair: perPair, macsPerWeight: macs / max(w.count, 1)))
+            entries.append(Entry(outTensor: i, inTensor: inTensor, out: w.shape[0],
+                                 inChannels: deps.keptCount(ofTensor: inTensor, Array(repeating: nil, count: deps.groups.count)),
+                                 inBlock: deps.block(ofTensor: inTensor), depthwise: depthwise, groups: conv?.groups ?? 1,
+                                 perPair: perPair, macsPerWeight: macs / max(w.count, 1)))
         }
     }
 
@@ -441,8 +447,9 @@ private struct StructureCounter {
     func counts(_ kept: [Int?]) -> (weights: Int, macs: Int) {
         var weights = 0, macs = 0
         for e in entries {
-            let out = kept[e.outGroup] ?? e.out
-            let w = e.depthwise ? out * e.perPair : out * (kept[e.inGroup] ?? e.inChannels) * e.inBlock * e.perPair
+            let out = deps.keptCount(ofTensor: e.outTensor, kept)
+            let inputs = deps.keptCount(ofTensor: e.inTensor, kept)
+            let w = e.depthwise ? out * e.perPair : out * (inputs / max(e.groups, 1)) * e.inBlock * e.perPair
             weights += w; macs += w * e.macsPerWeight
         }
         return (weights, macs)
