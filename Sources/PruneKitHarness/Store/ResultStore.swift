@@ -113,23 +113,44 @@ public final class ResultStore: Sendable {
         var configuration = Configuration()
         configuration.busyMode = .timeout(Self.busyTimeout)
         configuration.label = "prunekit-results"
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
         do {
-            configuration.prepareDatabase { db in
-                try db.execute(sql: "PRAGMA synchronous = FULL")
-            }
-            let pool = try DatabasePool(path: path, configuration: configuration)
-            try pool.writeWithoutTransaction { db in
-                try db.inTransaction(.immediate) {
-                    try ResultStoreFormat.createIfNeeded(db, path: path)
-                    return .commit
-                }
-            }
-            writer = pool
+            writer = try Self.openPool(path: path, configuration: configuration)
         } catch let error as PruneKitError {
             throw error
         } catch {
             throw PruneKitError(.io, "could not open the result store \(path): \(ResultStoreFormat.sqliteMessage(error)).",
                                 hint: "check that the directory is writable, the disk is not full, and it is a local disk")
+        }
+    }
+
+    /// Opens the pool and creates the schema if the file has none. Two processes opening a
+    /// new file at once race to switch it to write-ahead logging and to create its log and
+    /// index files; SQLite then answers "database is locked" (or, while the other process
+    /// sizes the shared-memory index, an I/O error) without waiting for its busy timeout. So
+    /// the opening is retried: on "locked" or "busy" for up to ``busyTimeout`` seconds, on an
+    /// I/O error a few times, and what persists is the error.
+    private static func openPool(path: String, configuration: Configuration) throws -> DatabasePool {
+        let deadline = Date().addingTimeInterval(busyTimeout)
+        var ioErrors = 0
+        while true {
+            do {
+                let pool = try DatabasePool(path: path, configuration: configuration)
+                try pool.writeWithoutTransaction { db in
+                    try db.inTransaction(.immediate) {
+                        try ResultStoreFormat.createIfNeeded(db, path: path)
+                        return .commit
+                    }
+                }
+                return pool
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED
+                                                    || (error.resultCode == .SQLITE_IOERR && ioErrors < 5) {
+                if error.resultCode == .SQLITE_IOERR { ioErrors += 1 }
+                guard Date() < deadline else { throw error }
+                usleep(20_000)
+            }
         }
     }
 
