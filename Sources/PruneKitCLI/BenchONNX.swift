@@ -32,6 +32,7 @@ struct ONNXBench: ParsableCommand {
     @Option(help: "The channel criterion to prune with (data-free).") var criterion = "l1-filter"
     @Option(help: "The MACs speed-up to prune toward.") var speedup = 2.0
     @Option(help: "Round kept channel counts up to a multiple of this (see prune --channel-multiple).") var channelMultiple = 1
+    @Option(help: "Residual additions (see prune --residual-policy).") var residualPolicy: ResidualPolicy = .withinBlocks
     @Option(help: "Batch sizes to time, comma-separated.") var batchSizes = "1,32"
     @Option(help: "Timed passes per model and batch size (the median is reported).") var runs = 5
     @Option(help: ArgumentHelp("A Python with onnxruntime and numpy (default: .build/onnx-venv/bin/python if it exists, else python3).", valueName: "path"))
@@ -72,7 +73,8 @@ struct ONNXBench: ParsableCommand {
             defer { if out == nil { try? fm.removeItem(atPath: directory) } }
 
             print("PruneKit ONNX benchmark — \(Parallel.threadCount) thread(s); \(c.id) toward a \(Units.ratio(speedup, 1)) MACs speed-up"
-                  + (channelMultiple > 1 ? ", kept channels in multiples of \(channelMultiple)" : "") + "; \(runtime.version)")
+                  + (channelMultiple > 1 ? ", kept channels in multiples of \(channelMultiple)" : "")
+                  + ", residual policy \(residualPolicy.rawValue); \(runtime.version)")
             var rows: [Row] = [], failures: [(name: String, error: String)] = []
             for file in files {
                 let name = URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent
@@ -96,10 +98,10 @@ struct ONNXBench: ParsableCommand {
                     var ownTimes: [Int: Double] = [:]
                     for b in batches { ownTimes[b] = try model.measureLatency(batchSize: b, runs: runs, warmup: 1).median }
 
-                    var settings = TargetedPruningSettings()
+                    var settings = TargetedPruningSettings(policy: residualPolicy)
                     settings.channelMultiple = channelMultiple
                     let pruning = try model.prune(with: c, toward: .speedup(speedup), settings: settings, data: nil)
-                    let cut = try model.removingPrunedChannels()
+                    let cut = try model.removingPrunedChannels(policy: residualPolicy)
                     let pruned = cut.model
                     let after = (params: pruned.parameterCount, macs: pruned.macs)
                     try ONNX.export(pruned, to: prunedPath, initializerNames: imported.initializerNames)
