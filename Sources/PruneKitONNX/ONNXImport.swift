@@ -404,6 +404,20 @@ struct GraphReader {
         Onnx_TensorProto.DataType(rawValue: Int(code)).map { "\($0)" } ?? "code \(code)"
     }
 
+    /// The single float value of a constant tensor: an initialiser, a Constant node already
+    /// read, or a Constant node later in the graph (torch writes some just before their
+    /// reader); `nil` when `name` is computed or not a one-element number.
+    func constantScalar(_ name: String) throws -> Float? {
+        var tensor = constants[name]
+        if tensor == nil, let producer = nodes.first(where: { $0.output.first == name }), producer.opType == "Constant" {
+            tensor = try ONNXOperators.constantTensor(self, producer)
+        }
+        let floating = [Onnx_TensorProto.DataType.float, .double].map { Int32($0.rawValue) }
+        guard let t = tensor, t.dims.reduce(1, *) == 1, floating.contains(t.dataType) else { return nil }
+        let values = try floats(t)
+        return values.count == 1 ? values[0] : nil
+    }
+
     // MARK: Attributes
 
     func attribute(_ node: Onnx_NodeProto, _ name: String) -> Onnx_AttributeProto? {

@@ -16,6 +16,13 @@ enum ONNXOperators {
         "BatchNormalization": batchNormalization,
         "Relu": relu,
         "Clip": clip,
+        "LeakyRelu": leakyRelu,
+        "Tanh": tanh,
+        "HardSigmoid": hardSigmoid,
+        "HardSwish": hardSwish,
+        "Gelu": gelu,
+        "Div": geluPattern,
+        "Erf": erf,
         "MaxPool": pool,
         "AveragePool": pool,
         "GlobalAveragePool": globalAveragePool,
@@ -127,6 +134,104 @@ enum ONNXOperators {
         }
         try r.add(Clip(lower: bounds[0], upper: bounds[1]), name: r.layerName(node), node: node, inputs: [x],
                   output: try r.singleOutput(node), onnxShape: x.shape)
+    }
+
+    /// LeakyRelu → ``LeakyReLU`` (`alpha`, 0.01 by default).
+    static func leakyRelu(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let x = try r.value(node, 0)
+        let alpha = try r.float(node, "alpha", default: 0.01)
+        try r.add(LeakyReLU(alpha: alpha), name: r.layerName(node), node: node, inputs: [x], output: try r.singleOutput(node),
+                  onnxShape: x.shape)
+    }
+
+    /// Tanh → ``Tanh``.
+    static func tanh(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let x = try r.value(node, 0)
+        try r.add(Tanh(), name: r.layerName(node), node: node, inputs: [x], output: try r.singleOutput(node), onnxShape: x.shape)
+    }
+
+    /// HardSigmoid → ``HardSigmoid`` (`alpha` 0.2 and `beta` 0.5 by default; PyTorch writes 1/6 and 1/2).
+    static func hardSigmoid(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let x = try r.value(node, 0)
+        let alpha = try r.float(node, "alpha", default: 0.2), beta = try r.float(node, "beta", default: 0.5)
+        try r.add(HardSigmoid(alpha: alpha, beta: beta), name: r.layerName(node), node: node, inputs: [x],
+                  output: try r.singleOutput(node), onnxShape: x.shape)
+    }
+
+    /// HardSwish → ``HardSwish``.
+    static func hardSwish(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let x = try r.value(node, 0)
+        try r.add(HardSwish(), name: r.layerName(node), node: node, inputs: [x], output: try r.singleOutput(node),
+                  onnxShape: x.shape)
+    }
+
+    /// Gelu (opset 20) → ``GELU``: `approximate` "none" (erf) or "tanh".
+    static func gelu(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let x = try r.value(node, 0)
+        let approximate = try r.string(node, "approximate", default: "none")
+        guard let approximation = GELU.Approximation(rawValue: approximate) else {
+            throw r.unsupported(node, "approximate '\(approximate)' is not an ONNX value; PruneKit reads \"none\" and \"tanh\"")
+        }
+        try r.add(GELU(approximation: approximation), name: r.layerName(node), node: node, inputs: [x],
+                  output: try r.singleOutput(node), onnxShape: x.shape)
+    }
+
+    /// Div → ``GELU``, only as the start of the exact GELU that torch writes below opset 20:
+    /// `Div(x, √2) → Erf → Add(·, 1) → Mul(·, x) → Mul(·, 0.5)` (the two Muls in either
+    /// order, each operand on either side). The later nodes are read as part of it; a graph
+    /// that begins the pattern and leaves it is refused at the node where it leaves.
+    static func geluPattern(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let pattern = "Div(x, √2) → Erf → Add(·, 1) → Mul(·, x) → Mul(·, 0.5)"
+        let hint = "PruneKit reads Div only inside GELU's erf form, \(pattern); export with opset 20 for a Gelu node"
+        guard node.input.count == 2, let c = try r.constantScalar(node.input[1]), abs(c - Float(2).squareRoot()) < 1e-4 else {
+            throw r.unsupported(node, "it is not the division by √2 that begins GELU's erf form", hint: hint)
+        }
+        let x = try r.value(node, 0)
+        let xName = node.input[0]
+        var chain: [Int] = []
+        var output = try r.singleOutput(node)
+        /// The sole reader of `output`, which must be `op`; its other operand must satisfy `other`.
+        func step(_ op: String, _ what: String, other: (String) throws -> Bool) throws -> Int {
+            let at = r.nodes[chain.last ?? r.current]
+            guard output != r.outputName, let readers = r.readers[output], readers.count == 1,
+                  case let next = r.nodes[readers[0]], next.opType == op, next.domain.isEmpty || next.domain == "ai.onnx" else {
+                throw r.unsupported(at, "it begins GELU's erf form, but its output '\(output)' is not read by \(what) alone",
+                                    hint: hint)
+            }
+            if op != "Erf" {
+                guard next.input.count == 2, next.input.contains(output) else { throw r.unsupported(next, "it has \(next.input.count) inputs", hint: hint) }
+                let operand = next.input[0] == output ? next.input[1] : next.input[0]
+                guard try other(operand) else {
+                    throw r.unsupported(next, "it continues GELU's erf form but its other operand '\(operand)' is not \(what.split(separator: " ").dropFirst().joined(separator: " "))",
+                                        hint: hint)
+                }
+            }
+            chain.append(readers[0])
+            output = try r.singleOutput(next)
+            return readers[0]
+        }
+        func isScalar(_ name: String, _ v: Float) throws -> Bool {
+            try r.constantScalar(name).map { abs($0 - v) < 1e-6 } ?? false
+        }
+        _ = try step("Erf", "an Erf", other: { _ in true })
+        _ = try step("Add", "an Add of 1", other: { try isScalar($0, 1) })
+        // Then ·x and ·0.5, in either order.
+        let byX = r.nodes[r.readers[output]?.first ?? r.current].input.contains(xName)
+        if byX {
+            _ = try step("Mul", "a Mul by x", other: { $0 == xName })
+            _ = try step("Mul", "a Mul by 0.5", other: { try isScalar($0, 0.5) })
+        } else {
+            _ = try step("Mul", "a Mul by 0.5", other: { try isScalar($0, 0.5) })
+            _ = try step("Mul", "a Mul by x", other: { $0 == xName })
+        }
+        for i in chain { r.fused.insert(i) }
+        try r.add(GELU(), name: r.layerName(node), node: node, inputs: [x], output: output, onnxShape: x.shape)
+    }
+
+    /// Erf outside GELU's pattern (which ``geluPattern(_:_:)`` reads from its Div) is refused.
+    static func erf(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        throw r.unsupported(node, "Erf is read only inside GELU's erf form, 0.5·x·(1 + erf(x/√2)), starting at its Div by √2",
+                            hint: "export GELU as torch does (nn.GELU()), or with opset 20 as a Gelu node")
     }
 
     /// MaxPool and AveragePool → ``MaxPool2d``, ``AvgPool2d``: square windows, equal strides,
@@ -304,6 +409,13 @@ enum ONNXOperators {
     /// Constant: its `value` tensor (or `value_int(s)` / `value_float(s)`) joins the initialisers.
     static func constant(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
         let output = try r.singleOutput(node)
+        var t = try constantTensor(r, node)
+        t.name = output
+        r.constants[output] = t
+    }
+
+    /// The tensor a Constant node holds.
+    static func constantTensor(_ r: GraphReader, _ node: Onnx_NodeProto) throws -> Onnx_TensorProto {
         var t = Onnx_TensorProto()
         if let a = r.attribute(node, "value") {
             t = a.t
@@ -318,8 +430,8 @@ enum ONNXOperators {
         } else {
             throw r.unsupported(node, "only value, value_int(s) and value_float(s) constants are read")
         }
-        t.name = output
-        r.constants[output] = t
+        t.name = node.output.first ?? ""
+        return t
     }
 
     // MARK: Attribute helpers

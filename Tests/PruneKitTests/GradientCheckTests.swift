@@ -1,3 +1,4 @@
+import Foundation
 import PruneKit
 import XCTest
 
@@ -104,6 +105,46 @@ final class GradientCheckTests: XCTestCase {
     }
 
     func testReLU() { check(ReLU(), inputs: [random([2, 3, 4, 4])], eps: 1e-3) }
+
+    /// The element-wise activations of ONNX import, on inputs scaled ×4 so that every piece
+    /// of HardSigmoid and HardSwish (below, on and above the ramp) is sampled.
+    func testLeakyReLUTanhHardSigmoidHardSwishGELU() {
+        var x = random([2, 3, 4, 4])
+        x.withUnsafeMutableBufferPointer { for i in 0..<$0.count { $0[i] *= 4 } }
+        check(LeakyReLU(alpha: 0.1), inputs: [x], eps: 1e-3)
+        check(Tanh(), inputs: [x], eps: 1e-3)
+        check(HardSigmoid(alpha: 0.2, beta: 0.5), inputs: [x], eps: 1e-3)
+        check(HardSigmoid(alpha: 1 / 6, beta: 0.5), inputs: [x], eps: 1e-3)
+        check(HardSwish(), inputs: [x], eps: 1e-3)
+        check(GELU(), inputs: [x], eps: 1e-3)
+        check(GELU(approximation: .tanh), inputs: [x], eps: 1e-3)
+        XCTAssert(x.scalars.contains { $0 > 3 } && x.scalars.contains { $0 < -3 } && x.scalars.contains { abs($0) < 2 })
+    }
+
+    /// Forward values against the definitions, computed in Double (GELU's Φ by erf and by tanh).
+    func testActivationValuesAgainstTheirDefinitions() {
+        let values: [Float] = [-5, -3, -2.5, -1, -0.25, 0, 0.3, 1, 2.9, 3, 4]
+        let x = Tensor(shape: [values.count], scalars: values)
+        func run(_ layer: Layer) -> [Float] { layer.forward([x], mode: .inference).scalars }
+        func close(_ a: [Float], _ b: [Double], _ what: String) {
+            for (u, v) in zip(a, b) { XCTAssertEqual(Double(u), v, accuracy: 1e-6 * max(1, abs(v)), what) }
+        }
+        let d = values.map(Double.init)
+        close(run(LeakyReLU(alpha: 0.1)), d.map { $0 >= 0 ? $0 : 0.1 * $0 }, "leakyRelu")
+        close(run(Tanh()), d.map { Foundation.tanh($0) }, "tanh")
+        close(run(HardSigmoid()), d.map { max(0, min(1, 0.2 * $0 + 0.5)) }, "hardSigmoid")
+        close(run(HardSwish()), d.map { $0 * max(0, min(1, $0 / 6 + 0.5)) }, "hardSwish")
+        close(run(GELU()), d.map { 0.5 * $0 * (1 + erf($0 / 2.0.squareRoot())) }, "gelu")
+        close(run(GELU(approximation: .tanh)),
+              d.map { 0.5 * $0 * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * ($0 + 0.044715 * $0 * $0 * $0))) }, "gelu tanh")
+    }
+
+    func testZeroPad2d() {
+        check(ZeroPad2d(top: 1, left: 0, bottom: 2, right: 1), inputs: [random([2, 3, 4, 5])])
+        let y = ZeroPad2d(top: 1, left: 2, bottom: 0, right: 1).forward([Tensor(shape: [1, 1, 1, 1], scalars: [7])], mode: .inference)
+        XCTAssertEqual(y.shape, [1, 1, 2, 4])
+        XCTAssertEqual(y.scalars, [0, 0, 0, 0, 0, 0, 7, 0])
+    }
 
     /// A 3×3 "same" convolution with 16 input channels on 8×8 maps: Winograd forward,
     /// input gradient and weight gradient.

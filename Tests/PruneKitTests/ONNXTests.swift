@@ -172,6 +172,42 @@ final class ONNXTests: XCTestCase {
         Self.assertClose(Self.outputs(back, input), Self.outputs(imported.model, input), tolerance: 1e-6, "masked")
     }
 
+    /// A model built in Swift with every element-wise activation (GELU with both forms of Φ).
+    static func activationModel(tanhGELU: Bool = true) throws -> Model {
+        var rng = RandomGenerator(seed: 5)
+        var layers: [(String, Layer)] = [
+            ("conv1", Conv2d(inChannels: 3, outChannels: 8, kernelSize: 3, padding: 1, rng: &rng)), ("leaky", LeakyReLU(alpha: 0.1)),
+            ("conv2", Conv2d(inChannels: 8, outChannels: 8, kernelSize: 3, padding: 1, rng: &rng)), ("gelu", GELU()),
+            ("tanh", Tanh()), ("hardswish", HardSwish()), ("hardsigmoid", HardSigmoid(alpha: 1 / 6, beta: 0.5)),
+            ("pool", GlobalAvgPool()), ("fc", Linear(inFeatures: 8, outFeatures: 4, rng: &rng)),
+        ]
+        if tanhGELU { layers.insert(("gelu_tanh", GELU(approximation: .tanh)), at: 4) }
+        let nodes = layers.enumerated().map { i, l in Model.Node(name: l.0, layer: l.1, inputs: [i == 0 ? Model.inputIndex : i - 1]) }
+        return try Model(architecture: "activations", inputShape: [3, 6, 6], nodes: nodes)
+    }
+
+    /// Export writes GELU as torch does at opset 17 (Div, Erf, Add, Mul, Mul) and the importer
+    /// reads that pattern back as one GELU layer; the other activations are one node each.
+    func testActivationsExportAndReimport() throws {
+        let model = try Self.activationModel(tanhGELU: false)
+        let back = try ONNX.importModel(serialized: try ONNX.exportData(model), source: "activations").model
+        XCTAssertEqual(back.nodes.map(\.layer.kind), model.nodes.map(\.layer.kind))
+        let hs = try XCTUnwrap(back.nodes.compactMap { $0.layer as? HardSigmoid }.first)
+        XCTAssertEqual(hs.alpha, 1 / 6); XCTAssertEqual(hs.beta, 0.5)
+        XCTAssertEqual(back.nodes.compactMap { $0.layer as? LeakyReLU }.first?.alpha, 0.1)
+        let input = Tensor.randomNormal([3, 3, 6, 6], std: 2, using: &rng)
+        Self.assertClose(Self.outputs(back, input), Self.outputs(model, input), tolerance: 1e-6, "activations")
+        // Saved and loaded through model.json.
+        let copy = try model.clone()
+        XCTAssertEqual(copy.nodes.map(\.layer.configuration), model.nodes.map(\.layer.configuration))
+        Self.assertClose(Self.outputs(copy, input), Self.outputs(model, input), tolerance: 0, "clone")
+    }
+
+    /// A graph that starts GELU's erf pattern and leaves it is refused at the node that leaves.
+    func testAPartialGELUPatternIsRefused() {
+        assertRefused("bad_gelu_partial", ["node '/act/Mul_1'", "GELU's erf form", "'other'"], kind: .invalidArgument)
+    }
+
     func testZooModelsExportAndReimport() throws {
         for name in ["lenet-5", "vgg-small", "lenet-300-100"] {
             let model = try ModelZoo.make(name, inputShape: [1, 28, 28], classCount: 10, seed: 3)
@@ -297,6 +333,7 @@ final class ONNXRuntimeExportTests: XCTestCase {
                 print("note: \(name) was not pruned: \(e.message)")
             }
         }
+        cases.append(("activations", try ONNXTests.activationModel(), [:]))
         for name in ["lenet-5", "lenet-300-100", "vgg-small", "resnet-20"] {
             let model = try ModelZoo.make(name, inputShape: name == "resnet-20" ? [3, 32, 32] : [1, 28, 28], classCount: 10, seed: 1)
             cases.append((name, model, [:]))

@@ -13,7 +13,11 @@
 /// | `dropout` | | `p` (0.5) |
 /// | `channelPadShortcut` | `out_channels`, `stride` | |
 /// | `clip` | | `min`, `max` (absent: unbounded; `min` ≤ `max`) |
-/// | `relu`, `globalAvgPool`, `flatten`, `add` | | |
+/// | `leakyRelu` | | `alpha` (0.01) |
+/// | `hardSigmoid` | | `alpha` (0.2), `beta` (0.5) |
+/// | `gelu` | | `approximate` (0: erf, exact; 1: tanh) |
+/// | `zeroPad2d` | | `top`, `left`, `bottom`, `right` (0) |
+/// | `relu`, `tanh`, `hardSwish`, `globalAvgPool`, `flatten`, `add` | | |
 ///
 /// Counts must be whole numbers, `bias` 0 or 1. Keys a kind does not know are an error
 /// (they are usually typos).
@@ -84,6 +88,24 @@ public enum LayerFactory {
             guard (lower ?? -.infinity) <= (upper ?? .infinity) else { throw c.error("min \(lower!) is above max \(upper!)") }
             try c.finish()
             layer = Clip(lower: lower.map(Float.init), upper: upper.map(Float.init))
+        case .leakyRelu:
+            let alpha = try c.real("alpha", default: 0.01)
+            try c.finish()
+            layer = LeakyReLU(alpha: Float(alpha))
+        case .hardSigmoid:
+            let alpha = try c.real("alpha", default: 0.2), beta = try c.real("beta", default: 0.5)
+            try c.finish()
+            layer = HardSigmoid(alpha: Float(alpha), beta: Float(beta))
+        case .gelu:
+            let tanh = try c.flag("approximate", default: false)
+            try c.finish()
+            layer = GELU(approximation: tanh ? .tanh : .none)
+        case .zeroPad2d:
+            let pads = try ["top", "left", "bottom", "right"].map { try c.count($0, minimum: 0, default: 0) }
+            try c.finish()
+            layer = ZeroPad2d(top: pads[0], left: pads[1], bottom: pads[2], right: pads[3])
+        case .tanh: try c.finish(); layer = Tanh()
+        case .hardSwish: try c.finish(); layer = HardSwish()
         case .relu: try c.finish(); layer = ReLU()
         case .globalAvgPool: try c.finish(); layer = GlobalAvgPool()
         case .flatten: try c.finish(); layer = Flatten()

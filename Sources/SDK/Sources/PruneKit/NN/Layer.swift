@@ -53,6 +53,10 @@ public enum LayerKind: String, CaseIterable, Sendable {
     case linear, conv2d, batchNorm, relu, maxPool2d, avgPool2d, globalAvgPool, flatten, dropout, add, channelPadShortcut
     /// ``Clip``: y = min(max(x, lower), upper), as ReLU6 (ONNX's Clip).
     case clip
+    /// ``LeakyReLU``, ``Tanh``, ``HardSigmoid``, ``HardSwish``, ``GELU``: element-wise activations.
+    case leakyRelu, tanh, hardSigmoid, hardSwish, gelu
+    /// ``ZeroPad2d``: zero rows and columns around each feature map (ONNX's constant Pad).
+    case zeroPad2d
 }
 
 /// One operation of a model, with a forward and a backward pass.

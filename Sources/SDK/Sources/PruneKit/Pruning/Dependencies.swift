@@ -147,7 +147,7 @@ public struct ChannelDependencies: Sendable {
 }
 
 /// The layers surgery knows, for error messages.
-let surgerySupportedLayers = "linear, conv2d (groups 1, or depthwise: groups = in = out channels), batchNorm, relu, clip, dropout, maxPool2d, avgPool2d, globalAvgPool, flatten, add, channelPadShortcut (within-blocks only)"
+let surgerySupportedLayers = "linear, conv2d (groups 1, or depthwise: groups = in = out channels), batchNorm, relu, clip, leakyRelu, tanh, hardSigmoid (its channels kept whole), hardSwish, gelu, dropout, maxPool2d, avgPool2d, globalAvgPool, zeroPad2d, flatten, add, channelPadShortcut (within-blocks only)"
 
 extension Model {
     /// The groups of channels that must be pruned together.
@@ -155,8 +155,9 @@ extension Model {
     /// Rules, followed node by node over the graph:
     /// - a convolution (groups 1) or linear layer starts a new group for its outputs and
     ///   is a consumer of its input's group;
-    /// - BatchNorm, ReLU, dropout and pooling pass their input's group on (BatchNorm
-    ///   joins it as a member);
+    /// - BatchNorm, the activations, dropout, zero padding and pooling pass their input's
+    ///   group on (BatchNorm joins it as a member); a ``HardSigmoid`` with β ≠ 0 keeps its
+    ///   group whole (it turns a removed zero channel into the constant β);
     /// - flatten passes the group on with H·W inputs per channel, so a linear layer
     ///   behind it reads each channel as a block of inputs;
     /// - a depthwise convolution ties its input and output channels;
@@ -186,6 +187,7 @@ extension Model {
         var producers: [(Int, String)] = [], depthwise: [(Int, String)] = [], norms: [(Int, String)] = []
         var consumers: [(Int, ChannelConsumer)] = []
         var additions: [Int] = [], mismatched: [(Int, String)] = []
+        var nonZeroAtZero: [(Int, String)] = []
 
         func unsupported(_ i: Int, _ what: String) -> PruneKitError {
             PruneKitError(.invalidArgument, "layer '\(nodes[i].name)' (\(what)) can't be pruned structurally",
@@ -211,12 +213,16 @@ extension Model {
                 channels[i] = linear.outFeatures
                 producers.append((i, node.name))
                 consumers.append((ins[0], ChannelConsumer(path: node.name, inputsPerChannel: block[ins[0]])))
-            case is BatchNorm, is ReLU, is Clip, is Dropout, is MaxPool2d, is AvgPool2d, is GlobalAvgPool:
-                guard [.batchNorm, .relu, .clip, .dropout, .maxPool2d, .avgPool2d, .globalAvgPool].contains(layer.kind) else {
+            case is BatchNorm, is ReLU, is Clip, is Dropout, is MaxPool2d, is AvgPool2d, is GlobalAvgPool,
+                 is LeakyReLU, is Tanh, is HardSigmoid, is HardSwish, is GELU, is ZeroPad2d:
+                guard [.batchNorm, .relu, .clip, .dropout, .maxPool2d, .avgPool2d, .globalAvgPool,
+                       .leakyRelu, .tanh, .hardSigmoid, .hardSwish, .gelu, .zeroPad2d].contains(layer.kind) else {
                     throw unsupported(i, "a \(type(of: layer)) that reports kind \(layer.kind.rawValue)")
                 }
                 union(i, ins[0]); channels[i] = channels[ins[0]]; block[i] = block[ins[0]]
                 if layer.kind == .batchNorm { norms.append((i, node.name)) }
+                // A removed channel must read as zero downstream; HardSigmoid maps 0 to β.
+                if let hs = layer as? HardSigmoid, hs.beta != 0 { nonZeroAtZero.append((i, node.name)) }
             case is Flatten where layer.kind == .flatten:
                 union(i, ins[0]); channels[i] = channels[ins[0]]
                 block[i] = shape[0] / max(channels[ins[0]], 1)
@@ -256,6 +262,9 @@ extension Model {
         keepWhole(input, "the model input's channels")
         keepWhole(n - 1, "the model's outputs")
         for (t, name) in mismatched { keepWhole(t, "added tensors differ in layout at '\(name)'") }
+        for (t, name) in nonZeroAtZero {
+            keepWhole(t, "'\(name)' maps a removed (zero) channel to a non-zero constant, so removing it would change the next layer's input")
+        }
         if policy == .withinBlocks {
             for t in additions { keepWhole(t, "tied to a residual addition (within-blocks keeps block outputs whole)") }
         }

@@ -40,7 +40,8 @@ extension Model {
     /// layer's own output otherwise).
     func activationNode(after i: Int) -> Int {
         var j = i
-        while let c = soleConsumer(of: j), [.batchNorm, .relu, .clip].contains(nodes[c].layer.kind) {
+        while let c = soleConsumer(of: j), [.batchNorm, .relu, .clip, .leakyRelu, .tanh, .hardSigmoid, .hardSwish, .gelu]
+                .contains(nodes[c].layer.kind) {
             j = c
             if nodes[c].layer.kind != .batchNorm { break }
         }
@@ -54,7 +55,8 @@ extension Model {
         while let c = soleConsumer(of: j) {
             switch nodes[c].layer.kind {
             case .conv2d, .linear: return c
-            case .maxPool2d, .avgPool2d, .flatten, .dropout, .globalAvgPool, .relu, .clip, .batchNorm: j = c
+            case .maxPool2d, .avgPool2d, .flatten, .dropout, .globalAvgPool, .relu, .clip, .batchNorm,
+                 .leakyRelu, .tanh, .hardSigmoid, .hardSwish, .gelu, .zeroPad2d: j = c
             default: return nil
             }
         }
