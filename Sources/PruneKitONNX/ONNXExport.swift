@@ -76,9 +76,10 @@ struct GraphWriter {
                 let k = conv.kernelSize
                 var names = inputs + [try initializer(node.name + ".weight", conv.weight)]
                 if let b = conv.bias { names.append(try initializer(node.name + ".bias", b)) }
+                let w = conv.window
                 emit("Conv", node.name, names, out, [
-                    ints("kernel_shape", [k.height, k.width]), ints("strides", [conv.stride, conv.stride]),
-                    ints("pads", Array(repeating: conv.padding, count: 4)), ints("dilations", [1, 1]),
+                    ints("kernel_shape", [k.height, k.width]), ints("strides", [w.strideHeight, w.strideWidth]),
+                    ints("pads", w.pads), ints("dilations", [w.dilationHeight, w.dilationWidth]),
                     int("group", conv.groups)])
             case let bn as BatchNorm:
                 let names = try [("weight", bn.weight), ("bias", bn.bias), ("running_mean", bn.runningMean),

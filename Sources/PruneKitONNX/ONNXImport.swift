@@ -97,6 +97,9 @@ struct GraphReader {
     var readers: [String: [Int]] = [:]
     /// ONNX nodes already read as part of an earlier one (the Add after a MatMul).
     var fused = Set<Int>()
+    /// The outputs of zero Pads folded into the layers that read them: the value padded and
+    /// its padding (top, left, bottom, right), read through ``paddedValue(_:_:)``.
+    var foldedPads: [String: (value: ONNXValue, pads: [Int])] = [:]
     var built: [Model.Node] = []
     var shapes: [[Int]] = []
     var names = Set<String>()
@@ -229,6 +232,14 @@ struct GraphReader {
         }
         throw PruneKitError(.invalidFile, "\(source): node '\(node.name)' (\(node.opType)) reads '\(name)', which no earlier node computes",
                             hint: "the graph is not in topological order or is incomplete; export it again")
+    }
+
+    /// The input `index` of a node that can take over a Pad's zeros into its own padding
+    /// (Conv, AveragePool): the value before the Pad and the padding to add (top, left,
+    /// bottom, right; zeros when no Pad was folded).
+    func paddedValue(_ node: Onnx_NodeProto, _ index: Int) throws -> (ONNXValue, [Int]) {
+        if index < node.input.count, let folded = foldedPads[node.input[index]] { return folded }
+        return (try value(node, index), [0, 0, 0, 0])
     }
 
     /// Whether input `index` of `node` is present (optional inputs may be left out or empty).

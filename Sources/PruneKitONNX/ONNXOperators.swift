@@ -38,10 +38,11 @@ enum ONNXOperators {
 
     // MARK: Convolution and normalisation
 
-    /// Conv → ``Conv2d``: square kernels, equal strides, the same padding on every side
-    /// (explicit, `VALID`, or `SAME_*` where it is symmetric), no dilation; any groups.
+    /// Conv → ``Conv2d``: any kernel, per-axis strides and dilations, a padding per side
+    /// (explicit, `VALID`, or `SAME_UPPER` / `SAME_LOWER`, asymmetric where the total is odd),
+    /// any groups; a zero Pad before it is folded into its padding.
     static func conv(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
-        let x = try r.value(node, 0)
+        let (x, extra) = try r.paddedValue(node, 0)
         let xs = r.prunekitShape(x)
         guard xs.count == 3, x.shape.count == 3 else {
             throw r.unsupported(node, "its input has shape \(x.shape); Conv reads [C, H, W] feature maps",
@@ -54,22 +55,15 @@ enum ONNXOperators {
         guard group >= 1, group <= xs[0], cg * group == xs[0], o % group == 0 else {
             throw r.unsupported(node, "its weight \(w.dims) with group \(group) does not fit an input of \(xs[0]) channels")
         }
-        guard kh == kw, kh >= 1 else { throw r.unsupported(node, "its kernel is \(kh)×\(kw); PruneKit reads square kernels") }
+        guard kh >= 1, kw >= 1 else { throw r.unsupported(node, "its kernel is \(kh)×\(kw)") }
         if let k = try r.ints(node, "kernel_shape"), k != [kh, kw] {
             throw r.unsupported(node, "kernel_shape \(k) disagrees with the weight's \(w.dims)")
         }
-        if let d = try r.ints(node, "dilations"), d.contains(where: { $0 != 1 }) {
-            throw r.unsupported(node, "dilations \(d) are not read yet (only 1)")
-        }
-        let stride = try equalPair(r, node, "strides", default: 1)
-        let padding = try symmetricPadding(r, node, kernel: kh, stride: stride, input: xs)
-        guard padding < kh else {
-            throw r.unsupported(node, "padding \(padding) is not smaller than its \(kh)×\(kw) kernel; such padding only adds zero borders")
-        }
+        let window = try Self.window(r, node, kernel: (kh, kw), input: xs, extra: extra, dilations: true)
         let b = r.hasInput(node, 2) ? try r.constant(node, 2) : nil
         if let b, b.values.count != o { throw r.unsupported(node, "its bias has \(b.values.count) values for \(o) output channels") }
         let name = r.layerName(node, weight: w.name)
-        let layer = Conv2d(inChannels: xs[0], outChannels: o, kernelSize: kh, stride: stride, padding: padding,
+        let layer = Conv2d(inChannels: xs[0], outChannels: o, kernel: (kh, kw), window: window,
                            groups: group, bias: b != nil, rng: &r.rng)
         layer.weight.assign(Tensor(shape: w.dims, scalars: w.values))
         r.remember(name + ".weight", w.name)
@@ -466,6 +460,54 @@ enum ONNXOperators {
         default:
             throw r.unsupported(node, "auto_pad '\(autoPad)' is not an ONNX value")
         }
+    }
+
+    /// The window of a Conv or pooling node on a `[C, H, W]` input: `strides` and `dilations`
+    /// (two positive values each; dilations only where `dilations` is set), and the padding of
+    /// each side from `pads` (top, left, bottom, right) or `auto_pad` (`SAME_UPPER` puts an odd
+    /// total's extra row and column at the end, `SAME_LOWER` at the start), plus `extra` from a
+    /// folded Pad. A side padded by the kernel's whole extent or more is refused (it only adds
+    /// zero borders, and guards the shape arithmetic against absurd values).
+    static func window(_ r: GraphReader, _ node: Onnx_NodeProto, kernel: (height: Int, width: Int), input: [Int],
+                       extra: [Int], dilations allowDilation: Bool) throws -> ConvWindow {
+        func pair(_ name: String) throws -> [Int] {
+            guard let v = try r.ints(node, name) else { return [1, 1] }
+            guard v.count == 2, v.allSatisfy({ $0 >= 1 && $0 <= 1 << 16 }) else {
+                throw r.unsupported(node, "\(name) \(v) are not read (two values from 1 to 65536, for H and W)")
+            }
+            return v
+        }
+        let strides = try pair("strides"), dilations = try pair("dilations")
+        if !allowDilation, dilations != [1, 1] { throw r.unsupported(node, "dilations \(dilations) are not read (only 1)") }
+        var w = ConvWindow(strideHeight: strides[0], strideWidth: strides[1], dilationHeight: dilations[0], dilationWidth: dilations[1])
+        let extents = [w.extent(kernelHeight: kernel.height), w.extent(kernelWidth: kernel.width)]
+        var pads = [0, 0, 0, 0]
+        let autoPad = try r.string(node, "auto_pad", default: "NOTSET")
+        switch autoPad {
+        case "NOTSET":
+            if let p = try r.ints(node, "pads") {
+                guard p.count == 4, p.allSatisfy({ $0 >= 0 }) else {
+                    throw r.unsupported(node, "pads \(p) are not read (four values ≥ 0: top, left, bottom, right)")
+                }
+                for (i, v) in p.enumerated() where v >= extents[i % 2] {
+                    throw r.unsupported(node, "padding \(v) is not smaller than its \(kernel.height)×\(kernel.width) kernel (extent \(extents[i % 2])); such padding only adds zero borders")
+                }
+                pads = p
+            }
+        case "VALID":
+            break
+        case "SAME_UPPER", "SAME_LOWER":
+            for axis in 0..<2 {
+                let size = input[axis + 1] + extra[axis] + extra[axis + 2], s = strides[axis]
+                let total = max(((size + s - 1) / s - 1) * s + extents[axis] - size, 0)
+                let small = total / 2
+                (pads[axis], pads[axis + 2]) = autoPad == "SAME_UPPER" ? (small, total - small) : (total - small, small)
+            }
+        default:
+            throw r.unsupported(node, "auto_pad '\(autoPad)' is not an ONNX value")
+        }
+        (w.padTop, w.padLeft, w.padBottom, w.padRight) = (pads[0] + extra[0], pads[1] + extra[1], pads[2] + extra[2], pads[3] + extra[3])
+        return w
     }
 
     /// A row-major `[rows, columns]` matrix transposed to `[columns, rows]`.

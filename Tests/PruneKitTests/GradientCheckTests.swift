@@ -90,6 +90,20 @@ final class GradientCheckTests: XCTestCase {
         check(Conv2d(inChannels: 3, outChannels: 2, kernelSize: 1, rng: &rng), inputs: [random([3, 2, 4, 4])])
     }
 
+    /// Non-square kernels, per-axis strides, dilation, asymmetric padding, with groups.
+    func testConv2dGeneralWindows() {
+        var rng = RandomGenerator(seed: 3)
+        check(Conv2d(inChannels: 3, outChannels: 4, kernel: (3, 2),
+                     window: ConvWindow(strideHeight: 2, strideWidth: 1, padTop: 0, padLeft: 1, padBottom: 1, padRight: 0), rng: &rng),
+              inputs: [random([3, 2, 7, 6])])
+        check(Conv2d(inChannels: 2, outChannels: 3, kernel: (3, 3),
+                     window: ConvWindow(dilationHeight: 2, dilationWidth: 2, padTop: 2, padLeft: 2, padBottom: 2, padRight: 2), rng: &rng),
+              inputs: [random([2, 2, 6, 6])])
+        check(Conv2d(inChannels: 4, outChannels: 4, kernel: (1, 3),
+                     window: ConvWindow(strideHeight: 1, strideWidth: 2, dilationWidth: 2, padLeft: 2, padRight: 1), groups: 2, rng: &rng),
+              inputs: [random([4, 2, 5, 9])])
+    }
+
     func testBatchNorm2dAndEval() {
         let bn = BatchNorm(featureCount: 3)
         bn.weight.assign(random([3], seed: 4)); bn.bias.assign(random([3], seed: 5))

@@ -6,7 +6,7 @@
 /// | kind | required | optional (default) |
 /// |---|---|---|
 /// | `linear` | `in_features`, `out_features` | `bias` (1) |
-/// | `conv2d` | `in_channels`, `out_channels`, `kernel_size` | `stride` (1), `padding` (0), `groups` (1), `bias` (1) |
+/// | `conv2d` | `in_channels`, `out_channels`, `kernel_size` (or `kernel_height` + `kernel_width`) | `stride` (1; or `stride_height` + `stride_width`), `dilation` (1; or `dilation_height` + `dilation_width`), `padding` (0; or `padding_top`, `padding_left`, `padding_bottom`, `padding_right`), `groups` (1), `bias` (1) |
 /// | `batchNorm` | `num_features` | `eps` (1e-5), `momentum` (0.1) |
 /// | `maxPool2d` | `kernel_size` | `stride` (= `kernel_size`), `padding` (0, at most `kernel_size`/2) |
 /// | `avgPool2d` | `kernel_size` | `stride` (= `kernel_size`) |
@@ -46,16 +46,15 @@ public enum LayerFactory {
             try c.finish()
             layer = Linear(inFeatures: i, outFeatures: o, bias: bias, rng: &rng)
         case .conv2d:
-            let i = try c.count("in_channels"), o = try c.count("out_channels"), k = try c.count("kernel_size")
-            let stride = try c.count("stride", default: 1), padding = try c.count("padding", minimum: 0, default: 0)
+            let i = try c.count("in_channels"), o = try c.count("out_channels")
+            let (kernel, window) = try c.kernelAndWindow(dilation: true, defaultStride: nil)
             let groups = try c.count("groups", default: 1), bias = try c.flag("bias", default: true)
             guard i % groups == 0, o % groups == 0 else {
                 throw c.error("in_channels \(i) and out_channels \(o) must both be divisible by groups \(groups)")
             }
-            try c.checkWeight([o, i / groups, k, k])
+            try c.checkWeight([o, i / groups, kernel.height, kernel.width])
             try c.finish()
-            layer = Conv2d(inChannels: i, outChannels: o, kernelSize: k, stride: stride, padding: padding,
-                           groups: groups, bias: bias, rng: &rng)
+            layer = Conv2d(inChannels: i, outChannels: o, kernel: kernel, window: window, groups: groups, bias: bias, rng: &rng)
         case .batchNorm:
             let n = try c.count("num_features")
             let eps = try c.real("eps", default: 1e-5), momentum = try c.real("momentum", default: 0.1)
@@ -168,6 +167,48 @@ public enum LayerFactory {
             guard let v = value(key) else { return fallback }
             guard v.isFinite else { throw error("'\(key)' must be a finite number, got \(v)") }
             return v
+        }
+
+        /// A kernel and its window: `kernel_size` or `kernel_height` + `kernel_width`; `stride` or
+        /// `stride_height` + `stride_width` (default 1, or the kernel for a pool); with
+        /// `dilation`, `dilation` or `dilation_height` + `dilation_width` (1); `padding` or
+        /// `padding_top`, `padding_left`, `padding_bottom`, `padding_right` (0).
+        mutating func kernelAndWindow(dilation: Bool, defaultStride: (height: Int, width: Int)?) throws
+            -> (kernel: (height: Int, width: Int), window: ConvWindow) {
+            let kernel = try pair("kernel_size", "kernel_height", "kernel_width", minimum: 1, default: nil)
+            let stride = try pair("stride", "stride_height", "stride_width", minimum: 1, default: defaultStride ?? (1, 1))
+            let dilations: (height: Int, width: Int) = dilation
+                ? try pair("dilation", "dilation_height", "dilation_width", minimum: 1, default: (1, 1)) : (1, 1)
+            let sides = ["padding_top", "padding_left", "padding_bottom", "padding_right"]
+            var pads = [Int](repeating: 0, count: 4)
+            if values["padding"] != nil {
+                if let split = sides.first(where: { values[$0] != nil }) { throw error("give 'padding' or '\(split)' and the other sides, not both") }
+                pads = [Int](repeating: try count("padding", minimum: 0), count: 4)
+            } else if sides.contains(where: { values[$0] != nil }) {
+                pads = try sides.map { try count($0, minimum: 0, default: 0) }
+            } else {
+                used.insert("padding")
+            }
+            return (kernel, ConvWindow(strideHeight: stride.height, strideWidth: stride.width, dilationHeight: dilations.height,
+                                       dilationWidth: dilations.width, padTop: pads[0], padLeft: pads[1], padBottom: pads[2], padRight: pads[3]))
+        }
+
+        /// `key` for both axes, or `heightKey` and `widthKey` (both required then).
+        mutating func pair(_ key: String, _ heightKey: String, _ widthKey: String, minimum: Int,
+                           default fallback: (height: Int, width: Int)?) throws -> (height: Int, width: Int) {
+            if values[key] != nil {
+                guard values[heightKey] == nil, values[widthKey] == nil else {
+                    throw error("give '\(key)' or '\(heightKey)' and '\(widthKey)', not both")
+                }
+                let v = try count(key, minimum: minimum)
+                return (v, v)
+            }
+            if values[heightKey] != nil || values[widthKey] != nil {
+                return (try count(heightKey, minimum: minimum), try count(widthKey, minimum: minimum))
+            }
+            used.insert(key)
+            guard let fallback else { throw error("the configuration key '\(key)' is missing (or give '\(heightKey)' and '\(widthKey)')") }
+            return fallback
         }
 
         func checkWeight(_ shape: [Int]) throws {

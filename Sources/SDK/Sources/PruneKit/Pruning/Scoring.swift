@@ -24,7 +24,7 @@ extension Model {
                                  batchNormScale: bn.flatMap { nodes[$0].layer.parameter(named: "weight")?.value },
                                  batchNormPath: bn.map { nodes[$0].name })
         if let conv = layer as? Conv2d {
-            view.convolution = ConvolutionSettings(stride: conv.stride, padding: conv.padding, groups: conv.groups)
+            view.convolution = ConvolutionSettings(window: conv.window, groups: conv.groups)
         }
         return view
     }

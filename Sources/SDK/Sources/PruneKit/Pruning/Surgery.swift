@@ -118,14 +118,10 @@ extension Model {
             switch node.layer {
             case let conv as Conv2d:
                 let (kh, kw) = conv.kernelSize
-                guard kh == kw else {
-                    throw PruneKitError(.invalidArgument, "layer '\(node.name)' has a \(kh)×\(kw) kernel; surgery rebuilds square kernels only",
-                                        hint: "surgery supports \(surgerySupportedLayers)")
-                }
                 let depthwise = conv.groups > 1
                 var rng = RandomGenerator(seed: 0)
-                let new = Conv2d(inChannels: inKept.count, outChannels: outKept.count, kernelSize: kh, stride: conv.stride,
-                                 padding: conv.padding, groups: depthwise ? outKept.count : 1, bias: conv.bias != nil, rng: &rng)
+                let new = Conv2d(inChannels: inKept.count, outChannels: outKept.count, kernel: (kh, kw), window: conv.window,
+                                 groups: depthwise ? outKept.count : 1, bias: conv.bias != nil, rng: &rng)
                 copy(conv.weight, into: new.weight, rows: outKept, columns: depthwise ? [0] : inKept, inner: kh * kw)
                 if let b = conv.bias, let nb = new.bias { copy(b, into: nb, rows: outKept, columns: [0], inner: 1) }
                 layer = new
