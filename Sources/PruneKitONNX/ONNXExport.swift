@@ -91,12 +91,14 @@ struct GraphWriter {
                 if let b = fc.bias { names.append(try initializer(node.name + ".bias", b)) }
                 emit("Gemm", node.name, names, out, [float("alpha", 1), float("beta", 1), int("transB", 1)])
             case let pool as MaxPool2d:
-                emit("MaxPool", node.name, inputs, out, [ints("kernel_shape", [pool.kernelSize, pool.kernelSize]),
-                                                         ints("strides", [pool.stride, pool.stride]),
-                                                         ints("pads", Array(repeating: pool.padding, count: 4))])
+                emit("MaxPool", node.name, inputs, out, [ints("kernel_shape", [pool.kernel.height, pool.kernel.width]),
+                                                         ints("strides", [pool.window.strideHeight, pool.window.strideWidth]),
+                                                         ints("pads", pool.window.pads), int("ceil_mode", pool.ceilMode ? 1 : 0)])
             case let pool as AvgPool2d:
-                emit("AveragePool", node.name, inputs, out, [ints("kernel_shape", [pool.kernelSize, pool.kernelSize]),
-                                                             ints("strides", [pool.stride, pool.stride])])
+                emit("AveragePool", node.name, inputs, out, [ints("kernel_shape", [pool.kernel.height, pool.kernel.width]),
+                                                             ints("strides", [pool.window.strideHeight, pool.window.strideWidth]),
+                                                             ints("pads", pool.window.pads), int("ceil_mode", pool.ceilMode ? 1 : 0),
+                                                             int("count_include_pad", pool.countIncludePad ? 1 : 0)])
             case is GlobalAvgPool:
                 // ONNX keeps [N, C, 1, 1]; PruneKit's is [N, C].
                 let pooled = unique("/" + node.name + "/pooled")

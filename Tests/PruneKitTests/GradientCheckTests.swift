@@ -233,6 +233,35 @@ final class GradientCheckTests: XCTestCase {
 
     func testAvgPool() { check(AvgPool2d(kernelSize: 2), inputs: [random([2, 3, 6, 6])]) }
 
+    /// Non-square windows, per-axis strides, asymmetric padding and ceil_mode's partial windows.
+    func testMaxPoolGeneralWindows() {
+        let pool = MaxPool2d(kernel: (3, 2), window: ConvWindow(strideHeight: 2, strideWidth: 1, padTop: 1, padLeft: 0, padBottom: 0, padRight: 1),
+                             ceilMode: true)
+        XCTAssertEqual(try pool.outputShape(for: [[2, 7, 6]]), [2, 4, 6])   // ⌈(7 + 1 − 3)/2⌉ + 1 = 4; (6 + 1 − 2) + 1 = 6
+        check(pool, inputs: [random([2, 2, 7, 6])], eps: 1e-3)
+        // The last window would start on the bottom padding alone: ceil_mode drops it (8 + 1 − 3 = 6, ⌈6/3⌉ + 1 = 3 → 3·… ).
+        let dropped = MaxPool2d(kernel: (3, 3), window: ConvWindow(stride: 3, padding: 1), ceilMode: true)
+        XCTAssertEqual(try dropped.outputShape(for: [[1, 5, 5]]), [1, 2, 2])
+        check(dropped, inputs: [random([1, 2, 5, 5])], eps: 1e-3)
+    }
+
+    /// AveragePool with padding, ceil_mode, and both divisors, against finite differences and a
+    /// direct computation of one partial window.
+    func testAvgPoolGeneralWindows() {
+        for include in [false, true] {
+            let pool = AvgPool2d(kernel: (2, 3), window: ConvWindow(strideHeight: 2, strideWidth: 2, padTop: 0, padLeft: 1, padBottom: 0, padRight: 1),
+                                 ceilMode: true, countIncludePad: include)
+            XCTAssertEqual(try pool.outputShape(for: [[2, 5, 9]]), [2, 3, 5])
+            check(pool, inputs: [random([2, 2, 5, 9])])
+            // Output (2, 0): rows 4..<5 (the window's second row is past the map: ceil_mode),
+            // columns −1..<2 (one padded): 2 values inside; with count_include_pad 3 positions
+            // (the padded column counts, the row past the map's end does not).
+            let x = random([1, 1, 5, 9], seed: 3)
+            let y = pool.forward([x], mode: .inference)
+            XCTAssertEqual(y[0, 0, 2, 0], (x[0, 0, 4, 0] + x[0, 0, 4, 1]) / (include ? 3 : 2), accuracy: 1e-6)
+        }
+    }
+
     func testGlobalAvgPool() { check(GlobalAvgPool(), inputs: [random([3, 2, 4, 5])]) }
 
     func testFlatten() { check(Flatten(), inputs: [random([3, 2, 2, 2])]) }

@@ -8,8 +8,8 @@
 /// | `linear` | `in_features`, `out_features` | `bias` (1) |
 /// | `conv2d` | `in_channels`, `out_channels`, `kernel_size` (or `kernel_height` + `kernel_width`) | `stride` (1; or `stride_height` + `stride_width`), `dilation` (1; or `dilation_height` + `dilation_width`), `padding` (0; or `padding_top`, `padding_left`, `padding_bottom`, `padding_right`), `groups` (1), `bias` (1) |
 /// | `batchNorm` | `num_features` | `eps` (1e-5), `momentum` (0.1) |
-/// | `maxPool2d` | `kernel_size` | `stride` (= `kernel_size`), `padding` (0, at most `kernel_size`/2) |
-/// | `avgPool2d` | `kernel_size` | `stride` (= `kernel_size`) |
+/// | `maxPool2d` | `kernel_size` (or `kernel_height` + `kernel_width`) | `stride` (= the kernel; or `stride_height` + `stride_width`), `padding` (0; or `padding_top`, `padding_left`, `padding_bottom`, `padding_right`; each smaller than the kernel), `ceil_mode` (0) |
+/// | `avgPool2d` | as `maxPool2d` | as `maxPool2d`, and `count_include_pad` (0) |
 /// | `dropout` | | `p` (0.5) |
 /// | `channelPadShortcut` | `out_channels`, `stride` | |
 /// | `clip` | | `min`, `max` (absent: unbounded; `min` ≤ `max`) |
@@ -47,7 +47,7 @@ public enum LayerFactory {
             layer = Linear(inFeatures: i, outFeatures: o, bias: bias, rng: &rng)
         case .conv2d:
             let i = try c.count("in_channels"), o = try c.count("out_channels")
-            let (kernel, window) = try c.kernelAndWindow(dilation: true, defaultStride: nil)
+            let (kernel, window) = try c.kernelAndWindow(dilation: true, strideDefaultsToKernel: false)
             let groups = try c.count("groups", default: 1), bias = try c.flag("bias", default: true)
             guard i % groups == 0, o % groups == 0 else {
                 throw c.error("in_channels \(i) and out_channels \(o) must both be divisible by groups \(groups)")
@@ -64,12 +64,15 @@ public enum LayerFactory {
             try c.finish()
             layer = BatchNorm(featureCount: n, epsilon: Float(eps), momentum: Float(momentum))
         case .maxPool2d, .avgPool2d:
-            let k = try c.count("kernel_size")
-            let stride = try c.count("stride", default: k)
-            let padding = kind == .maxPool2d ? try c.count("padding", minimum: 0, default: 0) : 0
-            guard padding <= k / 2 else { throw c.error("padding \(padding) must be at most half the kernel size \(k)") }
+            let (kernel, window) = try c.kernelAndWindow(dilation: false, strideDefaultsToKernel: true)
+            guard poolWindowIsValid(kernel, window) else {
+                throw c.error("padding \(window.pads) must be smaller than the \(kernel.height)×\(kernel.width) window along each axis")
+            }
+            let ceil = try c.flag("ceil_mode", default: false)
+            let includePad = kind == .avgPool2d ? try c.flag("count_include_pad", default: false) : false
             try c.finish()
-            layer = kind == .maxPool2d ? MaxPool2d(kernelSize: k, stride: stride, padding: padding) : AvgPool2d(kernelSize: k, stride: stride)
+            layer = kind == .maxPool2d ? MaxPool2d(kernel: kernel, window: window, ceilMode: ceil)
+                : AvgPool2d(kernel: kernel, window: window, ceilMode: ceil, countIncludePad: includePad)
         case .dropout:
             let p = try c.real("p", default: 0.5)
             guard p >= 0, p < 1 else { throw c.error("p must be in [0, 1), got \(p)") }
@@ -173,10 +176,10 @@ public enum LayerFactory {
         /// `stride_height` + `stride_width` (default 1, or the kernel for a pool); with
         /// `dilation`, `dilation` or `dilation_height` + `dilation_width` (1); `padding` or
         /// `padding_top`, `padding_left`, `padding_bottom`, `padding_right` (0).
-        mutating func kernelAndWindow(dilation: Bool, defaultStride: (height: Int, width: Int)?) throws
+        mutating func kernelAndWindow(dilation: Bool, strideDefaultsToKernel: Bool) throws
             -> (kernel: (height: Int, width: Int), window: ConvWindow) {
             let kernel = try pair("kernel_size", "kernel_height", "kernel_width", minimum: 1, default: nil)
-            let stride = try pair("stride", "stride_height", "stride_width", minimum: 1, default: defaultStride ?? (1, 1))
+            let stride = try pair("stride", "stride_height", "stride_width", minimum: 1, default: strideDefaultsToKernel ? kernel : (1, 1))
             let dilations: (height: Int, width: Int) = dilation
                 ? try pair("dilation", "dilation_height", "dilation_width", minimum: 1, default: (1, 1)) : (1, 1)
             let sides = ["padding_top", "padding_left", "padding_bottom", "padding_right"]
