@@ -76,9 +76,10 @@ struct GraphWriter {
                 let k = conv.kernelSize
                 var names = inputs + [try initializer(node.name + ".weight", conv.weight)]
                 if let b = conv.bias { names.append(try initializer(node.name + ".bias", b)) }
+                let w = conv.window
                 emit("Conv", node.name, names, out, [
-                    ints("kernel_shape", [k.height, k.width]), ints("strides", [conv.stride, conv.stride]),
-                    ints("pads", Array(repeating: conv.padding, count: 4)), ints("dilations", [1, 1]),
+                    ints("kernel_shape", [k.height, k.width]), ints("strides", [w.strideHeight, w.strideWidth]),
+                    ints("pads", w.pads), ints("dilations", [w.dilationHeight, w.dilationWidth]),
                     int("group", conv.groups)])
             case let bn as BatchNorm:
                 let names = try [("weight", bn.weight), ("bias", bn.bias), ("running_mean", bn.runningMean),
@@ -90,12 +91,14 @@ struct GraphWriter {
                 if let b = fc.bias { names.append(try initializer(node.name + ".bias", b)) }
                 emit("Gemm", node.name, names, out, [float("alpha", 1), float("beta", 1), int("transB", 1)])
             case let pool as MaxPool2d:
-                emit("MaxPool", node.name, inputs, out, [ints("kernel_shape", [pool.kernelSize, pool.kernelSize]),
-                                                         ints("strides", [pool.stride, pool.stride]),
-                                                         ints("pads", Array(repeating: pool.padding, count: 4))])
+                emit("MaxPool", node.name, inputs, out, [ints("kernel_shape", [pool.kernel.height, pool.kernel.width]),
+                                                         ints("strides", [pool.window.strideHeight, pool.window.strideWidth]),
+                                                         ints("pads", pool.window.pads), int("ceil_mode", pool.ceilMode ? 1 : 0)])
             case let pool as AvgPool2d:
-                emit("AveragePool", node.name, inputs, out, [ints("kernel_shape", [pool.kernelSize, pool.kernelSize]),
-                                                             ints("strides", [pool.stride, pool.stride])])
+                emit("AveragePool", node.name, inputs, out, [ints("kernel_shape", [pool.kernel.height, pool.kernel.width]),
+                                                             ints("strides", [pool.window.strideHeight, pool.window.strideWidth]),
+                                                             ints("pads", pool.window.pads), int("ceil_mode", pool.ceilMode ? 1 : 0),
+                                                             int("count_include_pad", pool.countIncludePad ? 1 : 0)])
             case is GlobalAvgPool:
                 // ONNX keeps [N, C, 1, 1]; PruneKit's is [N, C].
                 let pooled = unique("/" + node.name + "/pooled")
@@ -103,6 +106,19 @@ struct GraphWriter {
                 emit("Flatten", node.name + "/flatten", [pooled], out, [int("axis", 1)])
             case is ReLU:
                 emit("Relu", node.name, inputs, out, [])
+            case let leaky as LeakyReLU:
+                emit("LeakyRelu", node.name, inputs, out, [float("alpha", leaky.alpha)])
+            case is Tanh:
+                emit("Tanh", node.name, inputs, out, [])
+            case let hs as HardSigmoid:
+                emit("HardSigmoid", node.name, inputs, out, [float("alpha", hs.alpha), float("beta", hs.beta)])
+            case is HardSwish:
+                emit("HardSwish", node.name, inputs, out, [])
+            case let gelu as GELU:
+                writeGELU(gelu, node, inputs[0], out)
+            case let pad as ZeroPad2d:
+                let pads = constant(node.name + ".pads", [0, 0, pad.top, pad.left, 0, 0, pad.bottom, pad.right])
+                emit("Pad", node.name, [inputs[0], pads], out, [])
             case let clip as Clip:
                 let lower = clip.lower.map { scalar(node.name + ".min", $0) } ?? ""
                 let upper = clip.upper.map { scalar(node.name + ".max", $0) } ?? ""
@@ -143,8 +159,38 @@ struct GraphWriter {
 
     /// The layer kinds ``write()`` handles.
     static let exportedKinds: [LayerKind] = [.conv2d, .batchNorm, .linear, .maxPool2d, .avgPool2d, .globalAvgPool, .relu, .clip,
+                                             .leakyRelu, .tanh, .hardSigmoid, .hardSwish, .gelu, .zeroPad2d,
                                              .flatten, .add, .dropout, .channelPadShortcut,
                                              .concat, .sigmoid, .silu, .channelMul]
+
+    /// GELU at opset 17, which has no Gelu operator: exact, as torch writes it,
+    /// `Mul(Mul(x, Add(Erf(Div(x, √2)), 1)), 0.5)` (the importer reads this pattern back);
+    /// with the tanh approximation, `Mul(Mul(x, Add(Tanh(Mul(Add(x, Mul(Mul(Mul(x, x), x), κ)), √(2/π))), 1)), 0.5)`.
+    mutating func writeGELU(_ g: GELU, _ node: Model.Node, _ x: String, _ out: String) {
+        let n = node.name
+        func value(_ part: String) -> String { unique("/" + n + "/" + part) }
+        let inner: String
+        if g.approximation == .none {
+            let scaled = value("div")
+            emit("Div", n + "/div", [x, scalar(n + ".sqrt2", Float(2).squareRoot())], scaled, [])
+            inner = value("erf")
+            emit("Erf", n + "/erf", [scaled], inner, [])
+        } else {
+            let square = value("square"), cube = value("cube"), scaledCube = value("kappa_cube")
+            emit("Mul", n + "/square", [x, x], square, [])
+            emit("Mul", n + "/cube", [square, x], cube, [])
+            emit("Mul", n + "/kappa", [cube, scalar(n + ".kappa", 0.044715)], scaledCube, [])
+            let sum = value("sum"), argument = value("argument")
+            emit("Add", n + "/sum", [x, scaledCube], sum, [])
+            emit("Mul", n + "/scale", [sum, scalar(n + ".sqrt_2_over_pi", (2 / Float.pi).squareRoot())], argument, [])
+            inner = value("tanh")
+            emit("Tanh", n + "/tanh", [argument], inner, [])
+        }
+        let plusOne = value("add"), product = value("mul")
+        emit("Add", n + "/add", [inner, scalar(n + ".one", 1)], plusOne, [])
+        emit("Mul", n + "/mul", [x, plusOne], product, [])
+        emit("Mul", n + "/half", [product, scalar(n + ".half", 0.5)], out, [])
+    }
 
     /// Option-A shortcut: every `stride`-th row and column (Slice), then zero channels on both sides (Pad).
     mutating func channelPad(_ s: ChannelPadShortcut, _ node: Model.Node, _ input: String, _ out: String) throws {

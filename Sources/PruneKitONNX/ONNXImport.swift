@@ -97,6 +97,9 @@ struct GraphReader {
     var readers: [String: [Int]] = [:]
     /// ONNX nodes already read as part of an earlier one (the Add after a MatMul).
     var fused = Set<Int>()
+    /// The outputs of zero Pads folded into the layers that read them: the value padded and
+    /// its padding (top, left, bottom, right), read through ``paddedValue(_:_:)``.
+    var foldedPads: [String: (value: ONNXValue, pads: [Int])] = [:]
     var built: [Model.Node] = []
     var shapes: [[Int]] = []
     var names = Set<String>()
@@ -229,6 +232,14 @@ struct GraphReader {
         }
         throw PruneKitError(.invalidFile, "\(source): node '\(node.name)' (\(node.opType)) reads '\(name)', which no earlier node computes",
                             hint: "the graph is not in topological order or is incomplete; export it again")
+    }
+
+    /// The input `index` of a node that can take over a Pad's zeros into its own padding
+    /// (Conv, AveragePool): the value before the Pad and the padding to add (top, left,
+    /// bottom, right; zeros when no Pad was folded).
+    func paddedValue(_ node: Onnx_NodeProto, _ index: Int) throws -> (ONNXValue, [Int]) {
+        if index < node.input.count, let folded = foldedPads[node.input[index]] { return folded }
+        return (try value(node, index), [0, 0, 0, 0])
     }
 
     /// Whether input `index` of `node` is present (optional inputs may be left out or empty).
@@ -402,6 +413,20 @@ struct GraphReader {
 
     static func typeName(_ code: Int32) -> String {
         Onnx_TensorProto.DataType(rawValue: Int(code)).map { "\($0)" } ?? "code \(code)"
+    }
+
+    /// The single float value of a constant tensor: an initialiser, a Constant node already
+    /// read, or a Constant node later in the graph (torch writes some just before their
+    /// reader); `nil` when `name` is computed or not a one-element number.
+    func constantScalar(_ name: String) throws -> Float? {
+        var tensor = constants[name]
+        if tensor == nil, let producer = nodes.first(where: { $0.output.first == name }), producer.opType == "Constant" {
+            tensor = try ONNXOperators.constantTensor(self, producer)
+        }
+        let floating = [Onnx_TensorProto.DataType.float, .double].map { Int32($0.rawValue) }
+        guard let t = tensor, t.dims.reduce(1, *) == 1, floating.contains(t.dataType) else { return nil }
+        let values = try floats(t)
+        return values.count == 1 ? values[0] : nil
     }
 
     // MARK: Attributes

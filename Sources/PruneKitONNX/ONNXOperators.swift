@@ -16,9 +16,20 @@ enum ONNXOperators {
         "BatchNormalization": batchNormalization,
         "Relu": relu,
         "Clip": clip,
+        "LeakyRelu": leakyRelu,
+        "Tanh": tanh,
+        "HardSigmoid": hardSigmoid,
+        "HardSwish": hardSwish,
+        "Gelu": gelu,
+        "Div": geluPattern,
+        "Erf": erf,
         "MaxPool": pool,
         "AveragePool": pool,
         "GlobalAveragePool": globalAveragePool,
+        "ReduceMean": reduceMean,
+        "Pad": pad,
+        "Squeeze": squeeze,
+        "Unsqueeze": unsqueeze,
         "Gemm": gemm,
         "MatMul": matMul,
         "Add": add,
@@ -34,10 +45,11 @@ enum ONNXOperators {
 
     // MARK: Convolution and normalisation
 
-    /// Conv → ``Conv2d``: square kernels, equal strides, the same padding on every side
-    /// (explicit, `VALID`, or `SAME_*` where it is symmetric), no dilation; any groups.
+    /// Conv → ``Conv2d``: any kernel, per-axis strides and dilations, a padding per side
+    /// (explicit, `VALID`, or `SAME_UPPER` / `SAME_LOWER`, asymmetric where the total is odd),
+    /// any groups; a zero Pad before it is folded into its padding.
     static func conv(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
-        let x = try r.value(node, 0)
+        let (x, extra) = try r.paddedValue(node, 0)
         let xs = r.prunekitShape(x)
         if xs.count == 1, x.shape.count == 3, x.shape[1] == 1, x.shape[2] == 1 { return try pooledConv(&r, node, x) }
         guard xs.count == 3, x.shape.count == 3 else {
@@ -51,22 +63,15 @@ enum ONNXOperators {
         guard group >= 1, group <= xs[0], cg * group == xs[0], o % group == 0 else {
             throw r.unsupported(node, "its weight \(w.dims) with group \(group) does not fit an input of \(xs[0]) channels")
         }
-        guard kh == kw, kh >= 1 else { throw r.unsupported(node, "its kernel is \(kh)×\(kw); PruneKit reads square kernels") }
+        guard kh >= 1, kw >= 1 else { throw r.unsupported(node, "its kernel is \(kh)×\(kw)") }
         if let k = try r.ints(node, "kernel_shape"), k != [kh, kw] {
             throw r.unsupported(node, "kernel_shape \(k) disagrees with the weight's \(w.dims)")
         }
-        if let d = try r.ints(node, "dilations"), d.contains(where: { $0 != 1 }) {
-            throw r.unsupported(node, "dilations \(d) are not read yet (only 1)")
-        }
-        let stride = try equalPair(r, node, "strides", default: 1)
-        let padding = try symmetricPadding(r, node, kernel: kh, stride: stride, input: xs)
-        guard padding < kh else {
-            throw r.unsupported(node, "padding \(padding) is not smaller than its \(kh)×\(kw) kernel; such padding only adds zero borders")
-        }
+        let window = try Self.window(r, node, kernel: (kh, kw), input: xs, extra: extra, dilations: true)
         let b = r.hasInput(node, 2) ? try r.constant(node, 2) : nil
         if let b, b.values.count != o { throw r.unsupported(node, "its bias has \(b.values.count) values for \(o) output channels") }
         let name = r.layerName(node, weight: w.name)
-        let layer = Conv2d(inChannels: xs[0], outChannels: o, kernelSize: kh, stride: stride, padding: padding,
+        let layer = Conv2d(inChannels: xs[0], outChannels: o, kernel: (kh, kw), window: window,
                            groups: group, bias: b != nil, rng: &r.rng)
         layer.weight.assign(Tensor(shape: w.dims, scalars: w.values))
         r.remember(name + ".weight", w.name)
@@ -158,38 +163,288 @@ enum ONNXOperators {
                   output: try r.singleOutput(node), onnxShape: x.shape)
     }
 
-    /// MaxPool and AveragePool → ``MaxPool2d``, ``AvgPool2d``: square windows, equal strides,
-    /// the same padding on every side for MaxPool (at most half the window), none for
-    /// AveragePool; `ceil_mode` only where it changes nothing.
-    static func pool(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+    /// LeakyRelu → ``LeakyReLU`` (`alpha`, 0.01 by default).
+    static func leakyRelu(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
         let x = try r.value(node, 0)
+        let alpha = try r.float(node, "alpha", default: 0.01)
+        try r.add(LeakyReLU(alpha: alpha), name: r.layerName(node), node: node, inputs: [x], output: try r.singleOutput(node),
+                  onnxShape: x.shape)
+    }
+
+    /// Tanh → ``Tanh``.
+    static func tanh(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let x = try r.value(node, 0)
+        try r.add(Tanh(), name: r.layerName(node), node: node, inputs: [x], output: try r.singleOutput(node), onnxShape: x.shape)
+    }
+
+    /// HardSigmoid → ``HardSigmoid`` (`alpha` 0.2 and `beta` 0.5 by default; PyTorch writes 1/6 and 1/2).
+    static func hardSigmoid(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let x = try r.value(node, 0)
+        let alpha = try r.float(node, "alpha", default: 0.2), beta = try r.float(node, "beta", default: 0.5)
+        try r.add(HardSigmoid(alpha: alpha, beta: beta), name: r.layerName(node), node: node, inputs: [x],
+                  output: try r.singleOutput(node), onnxShape: x.shape)
+    }
+
+    /// HardSwish → ``HardSwish``.
+    static func hardSwish(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let x = try r.value(node, 0)
+        try r.add(HardSwish(), name: r.layerName(node), node: node, inputs: [x], output: try r.singleOutput(node),
+                  onnxShape: x.shape)
+    }
+
+    /// Gelu (opset 20) → ``GELU``: `approximate` "none" (erf) or "tanh".
+    static func gelu(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let x = try r.value(node, 0)
+        let approximate = try r.string(node, "approximate", default: "none")
+        guard let approximation = GELU.Approximation(rawValue: approximate) else {
+            throw r.unsupported(node, "approximate '\(approximate)' is not an ONNX value; PruneKit reads \"none\" and \"tanh\"")
+        }
+        try r.add(GELU(approximation: approximation), name: r.layerName(node), node: node, inputs: [x],
+                  output: try r.singleOutput(node), onnxShape: x.shape)
+    }
+
+    /// Div → ``GELU``, only as the start of the exact GELU that torch writes below opset 20:
+    /// `Div(x, √2) → Erf → Add(·, 1) → Mul(·, x) → Mul(·, 0.5)` (the two Muls in either
+    /// order, each operand on either side). The later nodes are read as part of it; a graph
+    /// that begins the pattern and leaves it is refused at the node where it leaves.
+    static func geluPattern(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let pattern = "Div(x, √2) → Erf → Add(·, 1) → Mul(·, x) → Mul(·, 0.5)"
+        let hint = "PruneKit reads Div only inside GELU's erf form, \(pattern); export with opset 20 for a Gelu node"
+        guard node.input.count == 2, let c = try r.constantScalar(node.input[1]), abs(c - Float(2).squareRoot()) < 1e-4 else {
+            throw r.unsupported(node, "it is not the division by √2 that begins GELU's erf form", hint: hint)
+        }
+        let x = try r.value(node, 0)
+        let xName = node.input[0]
+        var chain: [Int] = []
+        var output = try r.singleOutput(node)
+        /// The sole reader of `output`, which must be `op`; its other operand must satisfy `other`.
+        func step(_ op: String, _ what: String, other: (String) throws -> Bool) throws -> Int {
+            let at = r.nodes[chain.last ?? r.current]
+            guard output != r.outputName, let readers = r.readers[output], readers.count == 1,
+                  case let next = r.nodes[readers[0]], next.opType == op, next.domain.isEmpty || next.domain == "ai.onnx" else {
+                throw r.unsupported(at, "it begins GELU's erf form, but its output '\(output)' is not read by \(what) alone",
+                                    hint: hint)
+            }
+            if op != "Erf" {
+                guard next.input.count == 2, next.input.contains(output) else { throw r.unsupported(next, "it has \(next.input.count) inputs", hint: hint) }
+                let operand = next.input[0] == output ? next.input[1] : next.input[0]
+                guard try other(operand) else {
+                    throw r.unsupported(next, "it continues GELU's erf form but its other operand '\(operand)' is not \(what.split(separator: " ").dropFirst().joined(separator: " "))",
+                                        hint: hint)
+                }
+            }
+            chain.append(readers[0])
+            output = try r.singleOutput(next)
+            return readers[0]
+        }
+        func isScalar(_ name: String, _ v: Float) throws -> Bool {
+            try r.constantScalar(name).map { abs($0 - v) < 1e-6 } ?? false
+        }
+        _ = try step("Erf", "an Erf", other: { _ in true })
+        _ = try step("Add", "an Add of 1", other: { try isScalar($0, 1) })
+        // Then ·x and ·0.5, in either order.
+        let byX = r.nodes[r.readers[output]?.first ?? r.current].input.contains(xName)
+        if byX {
+            _ = try step("Mul", "a Mul by x", other: { $0 == xName })
+            _ = try step("Mul", "a Mul by 0.5", other: { try isScalar($0, 0.5) })
+        } else {
+            _ = try step("Mul", "a Mul by 0.5", other: { try isScalar($0, 0.5) })
+            _ = try step("Mul", "a Mul by x", other: { $0 == xName })
+        }
+        for i in chain { r.fused.insert(i) }
+        try r.add(GELU(), name: r.layerName(node), node: node, inputs: [x], output: output, onnxShape: x.shape)
+    }
+
+    /// Erf outside GELU's pattern (which ``geluPattern(_:_:)`` reads from its Div) is refused.
+    static func erf(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        throw r.unsupported(node, "Erf is read only inside GELU's erf form, 0.5·x·(1 + erf(x/√2)), starting at its Div by √2",
+                            hint: "export GELU as torch does (nn.GELU()), or with opset 20 as a Gelu node")
+    }
+
+    /// MaxPool and AveragePool → ``MaxPool2d``, ``AvgPool2d``: any 2-d window (per-axis
+    /// strides, a padding per side smaller than the kernel, `auto_pad`), `ceil_mode`,
+    /// AveragePool's `count_include_pad`; no dilation. A zero Pad before an AveragePool with
+    /// `count_include_pad` 1 is folded into its padding.
+    static func pool(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let (x, extra) = try r.paddedValue(node, 0)
         let xs = r.prunekitShape(x)
         guard xs.count == 3, x.shape.count == 3 else { throw r.unsupported(node, "its input has shape \(x.shape); it pools [C, H, W] maps") }
-        guard let kernel = try r.ints(node, "kernel_shape"), kernel.count == 2, kernel[0] == kernel[1], kernel[0] >= 1 else {
-            throw r.unsupported(node, "its kernel_shape is \((try? r.ints(node, "kernel_shape")).flatMap { $0 }.map { "\($0)" } ?? "missing"); PruneKit reads square 2-d windows")
+        guard let kernel = try r.ints(node, "kernel_shape"), kernel.count == 2, kernel.allSatisfy({ $0 >= 1 && $0 <= 1 << 16 }) else {
+            throw r.unsupported(node, "its kernel_shape is \((try? r.ints(node, "kernel_shape")).flatMap { $0 }.map { "\($0)" } ?? "missing"); PruneKit reads 2-d windows")
         }
-        let k = kernel[0]
-        let stride = try equalPair(r, node, "strides", default: 1)
-        if let d = try r.ints(node, "dilations"), d.contains(where: { $0 != 1 }) {
-            throw r.unsupported(node, "dilations \(d) are not read")
-        }
-        let padding = try symmetricPadding(r, node, kernel: k, stride: stride, input: xs)
+        let window = try Self.window(r, node, kernel: (kernel[0], kernel[1]), input: xs, extra: extra, dilations: false)
+        let ceil = try r.int(node, "ceil_mode", default: 0)
+        guard ceil == 0 || ceil == 1 else { throw r.unsupported(node, "ceil_mode \(ceil) is not 0 or 1") }
         let isMax = node.opType == "MaxPool"
-        guard padding == 0 || isMax else {
-            throw r.unsupported(node, "padding \(padding) is not read yet for AveragePool (only unpadded windows)")
-        }
-        guard padding <= k / 2 else {
-            throw r.unsupported(node, "padding \(padding) is more than half the \(k)×\(k) window")
-        }
-        if try r.int(node, "ceil_mode", default: 0) != 0,
-           (xs[1] + 2 * padding - k) % stride != 0 || (xs[2] + 2 * padding - k) % stride != 0 {
-            throw r.unsupported(node, "ceil_mode 1 adds a partial window on a \(xs[1])×\(xs[2]) map, which is not read yet")
-        }
         if isMax, try r.int(node, "storage_order", default: 0) != 0 {
             throw r.unsupported(node, "storage_order 1 is not read")
         }
-        let layer: Layer = isMax ? MaxPool2d(kernelSize: k, stride: stride, padding: padding) : AvgPool2d(kernelSize: k, stride: stride)
+        let layer: Layer
+        if isMax {
+            layer = MaxPool2d(kernel: (kernel[0], kernel[1]), window: window, ceilMode: ceil == 1)
+        } else {
+            let include = try r.int(node, "count_include_pad", default: 0)
+            guard include == 0 || include == 1 else { throw r.unsupported(node, "count_include_pad \(include) is not 0 or 1") }
+            layer = AvgPool2d(kernel: (kernel[0], kernel[1]), window: window, ceilMode: ceil == 1, countIncludePad: include == 1)
+        }
         try r.add(layer, name: r.layerName(node), node: node, inputs: [x], output: try r.singleOutput(node))
+    }
+
+    /// ReduceMean over H and W (`axes` [2, 3] or [−2, −1], as an attribute up to opset 17 and
+    /// an input from 18) → ``GlobalAvgPool``; `keepdims` 1 keeps ONNX's `[C, 1, 1]`.
+    static func reduceMean(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let x = try r.value(node, 0)
+        guard r.prunekitShape(x).count == 3, x.shape.count == 3 else {
+            throw r.unsupported(node, "its input has shape \(x.shape); ReduceMean is read only over the H and W of [C, H, W] maps")
+        }
+        let given = r.hasInput(node, 1) ? try r.integers(node, 1) : try r.ints(node, "axes")
+        let axes = Set((given ?? []).map { $0 < 0 ? $0 + 4 : $0 })
+        guard axes == [2, 3], given?.count == 2 else {
+            throw r.unsupported(node, "it reduces axes \(given.map { "\($0)" } ?? "all (none given)"); only the mean over H and W (axes [2, 3]) is read")
+        }
+        let keep = try r.int(node, "keepdims", default: 1)
+        try r.add(GlobalAvgPool(), name: r.layerName(node), node: node, inputs: [x], output: try r.singleOutput(node),
+                  onnxShape: keep != 0 ? [x.shape[0], 1, 1] : [x.shape[0]])
+    }
+
+    /// Pad with zeros on H and W (`mode` constant, `constant_value` 0 or absent, pads ≥ 0 and at
+    /// most 1024 per side) → folded into the layers that read it when every one is a Conv, or an
+    /// AveragePool with `count_include_pad` 1 and no `ceil_mode`, whose padding per side stays
+    /// below its kernel; otherwise a ``ZeroPad2d`` layer (before a MaxPool, whose own padding is −∞).
+    static func pad(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let x = try r.value(node, 0)
+        guard r.prunekitShape(x).count == 3, x.shape.count == 3 else {
+            throw r.unsupported(node, "its input has shape \(x.shape); Pad is read only on [C, H, W] feature maps")
+        }
+        let mode = try r.string(node, "mode", default: "constant")
+        guard mode == "constant" else {
+            throw r.unsupported(node, "mode '\(mode)' is not read; only constant zero padding is",
+                                hint: "pad with zeros (nn.ZeroPad2d, or the convolution's own padding)")
+        }
+        var pads: [Int]
+        if r.opset >= 11 {
+            guard r.hasInput(node, 1) else { throw r.unsupported(node, "it has no pads input") }
+            pads = try r.integers(node, 1)
+        } else {
+            pads = try r.ints(node, "pads") ?? []
+        }
+        if r.hasInput(node, 3) {
+            // opset 18+: pads for the listed axes only.
+            let axes = try r.integers(node, 3).map { $0 < 0 ? $0 + 4 : $0 }
+            guard pads.count == 2 * axes.count, axes.allSatisfy({ (0..<4).contains($0) }) else {
+                throw r.unsupported(node, "its pads \(pads) do not fit its axes \(axes)")
+            }
+            var full = [Int](repeating: 0, count: 8)
+            for (i, a) in axes.enumerated() { full[a] = pads[i]; full[a + 4] = pads[i + axes.count] }
+            pads = full
+        }
+        guard pads.count == 8 else { throw r.unsupported(node, "its pads \(pads) are not 8 values for a 4-d input") }
+        var value: Float = 0
+        if r.hasInput(node, 2) {
+            guard let v = try r.constantScalar(node.input[2]) else {
+                throw r.unsupported(node, "its constant_value '\(node.input[2])' is not a constant number")
+            }
+            value = v
+        } else if r.opset < 11 {
+            value = try r.float(node, "value", default: 0)
+        }
+        guard value == 0 else {
+            throw r.unsupported(node, "it pads with \(value); only zero padding is read", hint: "pad with zeros, or fold the constant into the next layer's bias by hand")
+        }
+        guard pads.allSatisfy({ $0 >= 0 }) else {
+            throw r.unsupported(node, "its pads \(pads) are negative (a crop), which is not read")
+        }
+        guard pads[0] == 0, pads[1] == 0, pads[4] == 0, pads[5] == 0 else {
+            throw r.unsupported(node, "its pads \(pads) pad the batch or channel axis; only H and W padding is read")
+        }
+        let p = [pads[2], pads[3], pads[6], pads[7]]
+        guard p.allSatisfy({ $0 <= 1024 }) else { throw r.unsupported(node, "its pads \(pads) exceed 1024 on a side") }
+        let output = try r.singleOutput(node)
+        if output != r.outputName, let readers = r.readers[output], !readers.isEmpty,
+           try readers.allSatisfy({ try canFold(r, r.nodes[$0], pads: p, value: output) }) {
+            r.foldedPads[output] = (x, p)
+            return
+        }
+        try r.add(ZeroPad2d(top: p[0], left: p[1], bottom: p[2], right: p[3]), name: r.layerName(node), node: node,
+                  inputs: [x], output: output)
+    }
+
+    /// Whether `reader` can take the zero padding `pads` (top, left, bottom, right) of its
+    /// input `value` into its own: a Conv, or an AveragePool counting its padding without
+    /// ceil_mode, with explicit pads, whose sum stays below the kernel's extent on each side.
+    static func canFold(_ r: GraphReader, _ reader: Onnx_NodeProto, pads: [Int], value: String) throws -> Bool {
+        guard reader.input.first == value, reader.input.dropFirst().allSatisfy({ $0 != value }),
+              reader.domain.isEmpty || reader.domain == "ai.onnx",
+              ["NOTSET", "VALID"].contains(try r.string(reader, "auto_pad", default: "NOTSET")) else { return false }
+        var kernel = try r.ints(reader, "kernel_shape")
+        switch reader.opType {
+        case "Conv":
+            if kernel == nil, reader.input.count > 1, let w = r.constants[reader.input[1]], w.dims.count == 4 {
+                kernel = [Int(w.dims[2]), Int(w.dims[3])]
+            }
+        case "AveragePool":
+            guard try r.int(reader, "count_include_pad", default: 0) == 1, try r.int(reader, "ceil_mode", default: 0) == 0 else { return false }
+        default:
+            return false
+        }
+        guard let k = kernel, k.count == 2 else { return false }
+        let d = try r.ints(reader, "dilations") ?? [1, 1]
+        guard d.count == 2 else { return false }
+        let valid = try r.string(reader, "auto_pad", default: "NOTSET") == "VALID"
+        let own: [Int] = valid ? [0, 0, 0, 0] : (try r.ints(reader, "pads") ?? [0, 0, 0, 0])
+        guard own.count == 4 else { return false }
+        for side in 0..<4 {
+            let extent: Int = (k[side % 2] - 1) * d[side % 2] + 1
+            if own[side] + pads[side] >= extent { return false }
+        }
+        return true
+    }
+
+    /// Squeeze of unit axes (from opset 13 an input, before an attribute), in its flatten roles:
+    /// on a value PruneKit holds as a vector (after GlobalAveragePool, ReduceMean, Flatten) it
+    /// only renames it; on a `[C, 1, 1]` feature map it is a ``Flatten``. Refused without axes
+    /// (it could drop the batch), on the batch axis, or where the result is not `[N, features]`
+    /// of a feature map.
+    static func squeeze(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let x = try r.value(node, 0)
+        let rank = x.shape.count + 1
+        let given = r.hasInput(node, 1) ? try r.integers(node, 1) : try r.ints(node, "axes")
+        guard let given, !given.isEmpty else {
+            throw r.unsupported(node, "it has no axes; PruneKit reads Squeeze only with explicit axes (it could remove the batch)",
+                                hint: "squeeze named axes (x.squeeze(-1).squeeze(-1)) or use flatten(1)")
+        }
+        let axes = Set(given.map { $0 < 0 ? $0 + rank : $0 })
+        guard axes.allSatisfy({ $0 >= 1 && $0 < rank && x.shape[$0 - 1] == 1 }) else {
+            throw r.unsupported(node, "it squeezes axes \(given) of [N, \(x.shape.map(String.init).joined(separator: ", "))]; only unit axes after the batch are read")
+        }
+        let shape = x.shape.enumerated().filter { !axes.contains($0.offset + 1) }.map(\.element)
+        let output = try r.singleOutput(node)
+        if r.prunekitShape(x).count == 1 {
+            r.values[output] = ONNXValue(node: x.node, shape: shape)
+        } else if shape.count == 1 {
+            try r.add(Flatten(), name: r.layerName(node), node: node, inputs: [x], output: output)
+        } else {
+            throw r.unsupported(node, "it squeezes a feature map to [N, \(shape.map(String.init).joined(separator: ", "))]; only squeezes to [N, features] are read")
+        }
+    }
+
+    /// Unsqueeze of a value PruneKit holds as a vector (axes after the batch, from opset 13 an
+    /// input, before an attribute): only a new name and ONNX shape, as before a Flatten.
+    static func unsqueeze(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
+        let x = try r.value(node, 0)
+        let given = r.hasInput(node, 1) ? try r.integers(node, 1) : try r.ints(node, "axes")
+        let rank = x.shape.count + 1 + (given?.count ?? 0)
+        guard let given, !given.isEmpty else { throw r.unsupported(node, "it has no axes") }
+        let axes = Set(given.map { $0 < 0 ? $0 + rank : $0 })
+        guard axes.count == given.count, axes.allSatisfy({ $0 >= 1 && $0 < rank }) else {
+            throw r.unsupported(node, "its axes \(given) are not distinct axes after the batch")
+        }
+        guard r.prunekitShape(x).count == 1 else {
+            throw r.unsupported(node, "it unsqueezes a feature map of shape \(x.shape); Unsqueeze is read only on vectors, in its flatten roles")
+        }
+        var shape: [Int] = [], rest = x.shape.makeIterator()
+        for a in 1..<rank { shape.append(axes.contains(a) ? 1 : rest.next()!) }
+        r.values[try r.singleOutput(node)] = ONNXValue(node: x.node, shape: shape)
     }
 
     /// GlobalAveragePool → ``GlobalAvgPool``: ONNX's `[C, 1, 1]` is PruneKit's `[C]`.
@@ -340,6 +595,13 @@ enum ONNXOperators {
     /// Constant: its `value` tensor (or `value_int(s)` / `value_float(s)`) joins the initialisers.
     static func constant(_ r: inout GraphReader, _ node: Onnx_NodeProto) throws {
         let output = try r.singleOutput(node)
+        var t = try constantTensor(r, node)
+        t.name = output
+        r.constants[output] = t
+    }
+
+    /// The tensor a Constant node holds.
+    static func constantTensor(_ r: GraphReader, _ node: Onnx_NodeProto) throws -> Onnx_TensorProto {
         var t = Onnx_TensorProto()
         if let a = r.attribute(node, "value") {
             t = a.t
@@ -354,8 +616,8 @@ enum ONNXOperators {
         } else {
             throw r.unsupported(node, "only value, value_int(s) and value_float(s) constants are read")
         }
-        t.name = output
-        r.constants[output] = t
+        t.name = node.output.first ?? ""
+        return t
     }
 
     /// Concat along the channels (axis 1 of `[N, C, H, W]`) → ``Concat``, any number of inputs.
@@ -417,36 +679,52 @@ enum ONNXOperators {
 
     // MARK: Attribute helpers
 
-    /// An attribute of two equal integers (strides), or `fallback`.
-    static func equalPair(_ r: GraphReader, _ node: Onnx_NodeProto, _ name: String, default fallback: Int) throws -> Int {
-        guard let v = try r.ints(node, name) else { return fallback }
-        guard v.count == 2, v[0] == v[1], v[0] >= 1 else {
-            throw r.unsupported(node, "\(name) \(v) are not read yet (only two equal positive values)")
+    /// The window of a Conv or pooling node on a `[C, H, W]` input: `strides` and `dilations`
+    /// (two positive values each; dilations only where `dilations` is set), and the padding of
+    /// each side from `pads` (top, left, bottom, right) or `auto_pad` (`SAME_UPPER` puts an odd
+    /// total's extra row and column at the end, `SAME_LOWER` at the start), plus `extra` from a
+    /// folded Pad. A side padded by the kernel's whole extent or more is refused (it only adds
+    /// zero borders, and guards the shape arithmetic against absurd values).
+    static func window(_ r: GraphReader, _ node: Onnx_NodeProto, kernel: (height: Int, width: Int), input: [Int],
+                       extra: [Int], dilations allowDilation: Bool) throws -> ConvWindow {
+        func pair(_ name: String) throws -> [Int] {
+            guard let v = try r.ints(node, name) else { return [1, 1] }
+            guard v.count == 2, v.allSatisfy({ $0 >= 1 && $0 <= 1 << 16 }) else {
+                throw r.unsupported(node, "\(name) \(v) are not read (two values from 1 to 65536, for H and W)")
+            }
+            return v
         }
-        return v[0]
-    }
-
-    /// The padding of every side, from `pads` or `auto_pad`, when all four sides are equal.
-    static func symmetricPadding(_ r: GraphReader, _ node: Onnx_NodeProto, kernel k: Int, stride s: Int, input: [Int]) throws -> Int {
+        let strides = try pair("strides"), dilations = try pair("dilations")
+        if !allowDilation, dilations != [1, 1] { throw r.unsupported(node, "dilations \(dilations) are not read (only 1)") }
+        var w = ConvWindow(strideHeight: strides[0], strideWidth: strides[1], dilationHeight: dilations[0], dilationWidth: dilations[1])
+        let extents = [w.extent(kernelHeight: kernel.height), w.extent(kernelWidth: kernel.width)]
+        var pads = [0, 0, 0, 0]
         let autoPad = try r.string(node, "auto_pad", default: "NOTSET")
         switch autoPad {
         case "NOTSET":
-            guard let pads = try r.ints(node, "pads") else { return 0 }
-            guard pads.count == 4, Set(pads).count == 1, pads[0] >= 0 else {
-                throw r.unsupported(node, "pads \(pads) differ between sides; only the same padding on every side is read yet")
+            if let p = try r.ints(node, "pads") {
+                guard p.count == 4, p.allSatisfy({ $0 >= 0 }) else {
+                    throw r.unsupported(node, "pads \(p) are not read (four values ≥ 0: top, left, bottom, right)")
+                }
+                for (i, v) in p.enumerated() where v >= extents[i % 2] {
+                    throw r.unsupported(node, "padding \(v) is not smaller than its \(kernel.height)×\(kernel.width) kernel (extent \(extents[i % 2])); such padding only adds zero borders")
+                }
+                pads = p
             }
-            return pads[0]
         case "VALID":
-            return 0
+            break
         case "SAME_UPPER", "SAME_LOWER":
-            let totals = [input[1], input[2]].map { size in max(((size + s - 1) / s - 1) * s + k - size, 0) }
-            guard totals[0] == totals[1], totals[0] % 2 == 0 else {
-                throw r.unsupported(node, "auto_pad \(autoPad) pads \(totals) in total, unevenly; only symmetric padding is read yet")
+            for axis in 0..<2 {
+                let size = input[axis + 1] + extra[axis] + extra[axis + 2], s = strides[axis]
+                let total = max(((size + s - 1) / s - 1) * s + extents[axis] - size, 0)
+                let small = total / 2
+                (pads[axis], pads[axis + 2]) = autoPad == "SAME_UPPER" ? (small, total - small) : (total - small, small)
             }
-            return totals[0] / 2
         default:
             throw r.unsupported(node, "auto_pad '\(autoPad)' is not an ONNX value")
         }
+        (w.padTop, w.padLeft, w.padBottom, w.padRight) = (pads[0] + extra[0], pads[1] + extra[1], pads[2] + extra[2], pads[3] + extra[3])
+        return w
     }
 
     /// A row-major `[rows, columns]` matrix transposed to `[columns, rows]`.

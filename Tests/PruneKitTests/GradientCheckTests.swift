@@ -90,6 +90,20 @@ final class GradientCheckTests: XCTestCase {
         check(Conv2d(inChannels: 3, outChannels: 2, kernelSize: 1, rng: &rng), inputs: [random([3, 2, 4, 4])])
     }
 
+    /// Non-square kernels, per-axis strides, dilation, asymmetric padding, with groups.
+    func testConv2dGeneralWindows() {
+        var rng = RandomGenerator(seed: 3)
+        check(Conv2d(inChannels: 3, outChannels: 4, kernel: (3, 2),
+                     window: ConvWindow(strideHeight: 2, strideWidth: 1, padTop: 0, padLeft: 1, padBottom: 1, padRight: 0), rng: &rng),
+              inputs: [random([3, 2, 7, 6])])
+        check(Conv2d(inChannels: 2, outChannels: 3, kernel: (3, 3),
+                     window: ConvWindow(dilationHeight: 2, dilationWidth: 2, padTop: 2, padLeft: 2, padBottom: 2, padRight: 2), rng: &rng),
+              inputs: [random([2, 2, 6, 6])])
+        check(Conv2d(inChannels: 4, outChannels: 4, kernel: (1, 3),
+                     window: ConvWindow(strideHeight: 1, strideWidth: 2, dilationWidth: 2, padLeft: 2, padRight: 1), groups: 2, rng: &rng),
+              inputs: [random([4, 2, 5, 9])])
+    }
+
     func testBatchNorm2dAndEval() {
         let bn = BatchNorm(featureCount: 3)
         bn.weight.assign(random([3], seed: 4)); bn.bias.assign(random([3], seed: 5))
@@ -105,6 +119,46 @@ final class GradientCheckTests: XCTestCase {
     }
 
     func testReLU() { check(ReLU(), inputs: [random([2, 3, 4, 4])], eps: 1e-3) }
+
+    /// The element-wise activations of ONNX import, on inputs scaled ×4 so that every piece
+    /// of HardSigmoid and HardSwish (below, on and above the ramp) is sampled.
+    func testLeakyReLUTanhHardSigmoidHardSwishGELU() {
+        var x = random([2, 3, 4, 4])
+        x.withUnsafeMutableBufferPointer { for i in 0..<$0.count { $0[i] *= 4 } }
+        check(LeakyReLU(alpha: 0.1), inputs: [x], eps: 1e-3)
+        check(Tanh(), inputs: [x], eps: 1e-3)
+        check(HardSigmoid(alpha: 0.2, beta: 0.5), inputs: [x], eps: 1e-3)
+        check(HardSigmoid(alpha: 1 / 6, beta: 0.5), inputs: [x], eps: 1e-3)
+        check(HardSwish(), inputs: [x], eps: 1e-3)
+        check(GELU(), inputs: [x], eps: 1e-3)
+        check(GELU(approximation: .tanh), inputs: [x], eps: 1e-3)
+        XCTAssert(x.scalars.contains { $0 > 3 } && x.scalars.contains { $0 < -3 } && x.scalars.contains { abs($0) < 2 })
+    }
+
+    /// Forward values against the definitions, computed in Double (GELU's Φ by erf and by tanh).
+    func testActivationValuesAgainstTheirDefinitions() {
+        let values: [Float] = [-5, -3, -2.5, -1, -0.25, 0, 0.3, 1, 2.9, 3, 4]
+        let x = Tensor(shape: [values.count], scalars: values)
+        func run(_ layer: Layer) -> [Float] { layer.forward([x], mode: .inference).scalars }
+        func close(_ a: [Float], _ b: [Double], _ what: String) {
+            for (u, v) in zip(a, b) { XCTAssertEqual(Double(u), v, accuracy: 1e-6 * max(1, abs(v)), what) }
+        }
+        let d = values.map(Double.init)
+        close(run(LeakyReLU(alpha: 0.1)), d.map { $0 >= 0 ? $0 : 0.1 * $0 }, "leakyRelu")
+        close(run(Tanh()), d.map { Foundation.tanh($0) }, "tanh")
+        close(run(HardSigmoid()), d.map { max(0, min(1, 0.2 * $0 + 0.5)) }, "hardSigmoid")
+        close(run(HardSwish()), d.map { $0 * max(0, min(1, $0 / 6 + 0.5)) }, "hardSwish")
+        close(run(GELU()), d.map { 0.5 * $0 * (1 + erf($0 / 2.0.squareRoot())) }, "gelu")
+        close(run(GELU(approximation: .tanh)),
+              d.map { 0.5 * $0 * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * ($0 + 0.044715 * $0 * $0 * $0))) }, "gelu tanh")
+    }
+
+    func testZeroPad2d() {
+        check(ZeroPad2d(top: 1, left: 0, bottom: 2, right: 1), inputs: [random([2, 3, 4, 5])])
+        let y = ZeroPad2d(top: 1, left: 2, bottom: 0, right: 1).forward([Tensor(shape: [1, 1, 1, 1], scalars: [7])], mode: .inference)
+        XCTAssertEqual(y.shape, [1, 1, 2, 4])
+        XCTAssertEqual(y.scalars, [0, 0, 0, 0, 0, 0, 7, 0])
+    }
 
     /// A 3×3 "same" convolution with 16 input channels on 8×8 maps: Winograd forward,
     /// input gradient and weight gradient.
@@ -178,6 +232,35 @@ final class GradientCheckTests: XCTestCase {
     }
 
     func testAvgPool() { check(AvgPool2d(kernelSize: 2), inputs: [random([2, 3, 6, 6])]) }
+
+    /// Non-square windows, per-axis strides, asymmetric padding and ceil_mode's partial windows.
+    func testMaxPoolGeneralWindows() {
+        let pool = MaxPool2d(kernel: (3, 2), window: ConvWindow(strideHeight: 2, strideWidth: 1, padTop: 1, padLeft: 0, padBottom: 0, padRight: 1),
+                             ceilMode: true)
+        XCTAssertEqual(try pool.outputShape(for: [[2, 7, 6]]), [2, 4, 6])   // ⌈(7 + 1 − 3)/2⌉ + 1 = 4; (6 + 1 − 2) + 1 = 6
+        check(pool, inputs: [random([2, 2, 7, 6])], eps: 1e-3)
+        // The last window would start on the bottom padding alone: ceil_mode drops it (8 + 1 − 3 = 6, ⌈6/3⌉ + 1 = 3 → 3·… ).
+        let dropped = MaxPool2d(kernel: (3, 3), window: ConvWindow(stride: 3, padding: 1), ceilMode: true)
+        XCTAssertEqual(try dropped.outputShape(for: [[1, 5, 5]]), [1, 2, 2])
+        check(dropped, inputs: [random([1, 2, 5, 5])], eps: 1e-3)
+    }
+
+    /// AveragePool with padding, ceil_mode, and both divisors, against finite differences and a
+    /// direct computation of one partial window.
+    func testAvgPoolGeneralWindows() {
+        for include in [false, true] {
+            let pool = AvgPool2d(kernel: (2, 3), window: ConvWindow(strideHeight: 2, strideWidth: 2, padTop: 0, padLeft: 1, padBottom: 0, padRight: 1),
+                                 ceilMode: true, countIncludePad: include)
+            XCTAssertEqual(try pool.outputShape(for: [[2, 5, 9]]), [2, 3, 5])
+            check(pool, inputs: [random([2, 2, 5, 9])])
+            // Output (2, 0): rows 4..<5 (the window's second row is past the map: ceil_mode),
+            // columns −1..<2 (one padded): 2 values inside; with count_include_pad 3 positions
+            // (the padded column counts, the row past the map's end does not).
+            let x = random([1, 1, 5, 9], seed: 3)
+            let y = pool.forward([x], mode: .inference)
+            XCTAssertEqual(y[0, 0, 2, 0], (x[0, 0, 4, 0] + x[0, 0, 4, 1]) / (include ? 3 : 2), accuracy: 1e-6)
+        }
+    }
 
     func testGlobalAvgPool() { check(GlobalAvgPool(), inputs: [random([3, 2, 4, 5])]) }
 

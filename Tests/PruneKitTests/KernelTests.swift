@@ -38,23 +38,68 @@ final class KernelTests: XCTestCase {
 
     /// Direct convolution from the definition, on channel-major input.
     private func referenceConv(_ x: Tensor, _ w: Tensor, _ b: Tensor?, stride: Int, padding: Int, groups: Int) -> Tensor {
-        let (c, n, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        referenceConv(x, w, b, window: ConvWindow(stride: stride, padding: padding), groups: groups)
+    }
+
+    /// Direct convolution from the definition for any window: output (oy, ox) reads input
+    /// (oy·sh − top + ky·dh, ox·sw − left + kx·dw), zero outside the image.
+    private func referenceConv(_ x: Tensor, _ w: Tensor, _ b: Tensor?, window v: ConvWindow, groups: Int) -> Tensor {
+        let (n, h, wd) = (x.shape[1], x.shape[2], x.shape[3])
         let (o, cg, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3])
-        let ho = (h + 2 * padding - kh) / stride + 1, wo = (wd + 2 * padding - kw) / stride + 1
+        let ho = (h + v.padTop + v.padBottom - ((kh - 1) * v.dilationHeight + 1)) / v.strideHeight + 1
+        let wo = (wd + v.padLeft + v.padRight - ((kw - 1) * v.dilationWidth + 1)) / v.strideWidth + 1
         let og = o / groups
         var y = Tensor(shape: [o, n, ho, wo])
         for oc in 0..<o { for img in 0..<n { for oy in 0..<ho { for ox in 0..<wo {
             var s = Double(b?.scalars[oc] ?? 0)
             let g = oc / og
             for ic in 0..<cg { for ky in 0..<kh { for kx in 0..<kw {
-                let iy = oy * stride - padding + ky, ix = ox * stride - padding + kx
+                let iy = oy * v.strideHeight - v.padTop + ky * v.dilationHeight
+                let ix = ox * v.strideWidth - v.padLeft + kx * v.dilationWidth
                 guard iy >= 0, iy < h, ix >= 0, ix < wd else { continue }
                 s += Double(w[oc, ic, ky, kx]) * Double(x[g * cg + ic, img, iy, ix])
             } } }
             y[oc, img, oy, ox] = Float(s)
         } } } }
-        _ = c
         return y
+    }
+
+    /// Non-square kernels, per-axis strides, dilations and asymmetric padding (the general
+    /// im2col path), forward in both modes and both gradients against the direct definition:
+    /// ∂L/∂x and ∂L/∂w of L = Σ r ⊙ y by the adjoint identities ⟨∂L/∂x, e⟩ = ⟨r, conv(e)⟩.
+    func testConv2dGeneralWindowsMatchDirectConvolution() {
+        let cases: [(cin: Int, cout: Int, kh: Int, kw: Int, window: ConvWindow, g: Int, h: Int, w: Int)] = [
+            (3, 4, 3, 2, ConvWindow(strideHeight: 2, strideWidth: 1, padTop: 0, padLeft: 1, padBottom: 1, padRight: 0), 1, 9, 8),
+            (4, 5, 3, 3, ConvWindow(dilationHeight: 2, dilationWidth: 2, padTop: 2, padLeft: 2, padBottom: 2, padRight: 2), 1, 8, 7),
+            (2, 3, 1, 3, ConvWindow(strideHeight: 1, strideWidth: 2, dilationHeight: 1, dilationWidth: 3, padLeft: 2, padRight: 1), 1, 5, 11),
+            (4, 4, 3, 3, ConvWindow(strideHeight: 2, strideWidth: 3, dilationHeight: 2, dilationWidth: 1, padTop: 1, padLeft: 0, padBottom: 2, padRight: 2), 2, 10, 9),
+            (3, 3, 2, 2, ConvWindow(padTop: 0, padLeft: 0, padBottom: 1, padRight: 1), 3, 6, 6),     // depthwise, SAME_UPPER-like
+            (16, 16, 3, 3, ConvWindow(padTop: 1, padLeft: 1, padBottom: 1, padRight: 1), 1, 8, 8),   // Winograd-shaped control
+        ]
+        for (i, t) in cases.enumerated() {
+            var rng = RandomGenerator(seed: UInt64(i))
+            let conv = Conv2d(inChannels: t.cin, outChannels: t.cout, kernel: (t.kh, t.kw), window: t.window, groups: t.g, rng: &rng)
+            let x = random([t.cin, 2, t.h, t.w], seed: UInt64(20 + i))
+            let expected = referenceConv(x, conv.weight.value, conv.bias?.value, window: t.window, groups: t.g)
+            XCTAssertEqual(try conv.outputShape(for: [[t.cin, t.h, t.w]]), [t.cout, expected.shape[2], expected.shape[3]], "case \(i)")
+            for mode in [ForwardMode.inference, .training] {
+                let y = conv.forward([x], mode: mode)
+                XCTAssertEqual(y.shape, expected.shape, "case \(i)")
+                for j in 0..<y.count {
+                    XCTAssertEqual(y.scalars[j], expected.scalars[j], accuracy: 1e-4, "case \(i) \(mode.training) element \(j)")
+                }
+            }
+            // Backward: ⟨∂L/∂x, e⟩ = ⟨r, conv(e) − bias⟩ and ⟨∂L/∂w, u⟩ = ⟨r, conv_u(x)⟩ for random e, u.
+            let r = random(expected.shape, seed: UInt64(40 + i))
+            conv.weight.zeroGradient()
+            let dx = conv.backward(r, needsInputGradient: [true])[0]!
+            let e = random(x.shape, seed: UInt64(60 + i)), u = random(conv.weight.value.shape, seed: UInt64(80 + i))
+            func dot(_ a: Tensor, _ b: Tensor) -> Double { zip(a.scalars, b.scalars).reduce(0) { $0 + Double($1.0) * Double($1.1) } }
+            let ce = referenceConv(e, conv.weight.value, nil, window: t.window, groups: t.g)
+            let cu = referenceConv(x, u, nil, window: t.window, groups: t.g)
+            XCTAssertEqual(dot(dx, e), dot(r, ce), accuracy: 1e-3 * max(1, abs(dot(r, ce))), "case \(i) ∂L/∂x")
+            XCTAssertEqual(dot(conv.weight.gradient, u), dot(r, cu), accuracy: 1e-3 * max(1, abs(dot(r, cu))), "case \(i) ∂L/∂w")
+        }
     }
 
     func testConv2dForwardMatchesDirectConvolution() {

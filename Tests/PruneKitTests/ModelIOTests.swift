@@ -354,9 +354,9 @@ final class ModelIOTests: XCTestCase {
         let jsonPath = dir + "/model.json"
         let original = try String(contentsOfFile: jsonPath, encoding: .utf8)
 
-        try original.replacingOccurrences(of: #""kind": "relu""#, with: #""kind": "gelu""#)
+        try original.replacingOccurrences(of: #""kind": "relu""#, with: #""kind": "mish""#)
             .write(toFile: jsonPath, atomically: true, encoding: .utf8)
-        assertError(.invalidFile, ["model.json", "features.1", "unknown layer kind 'gelu'"]) { _ = try Model.load(from: dir) }
+        assertError(.invalidFile, ["model.json", "features.1", "unknown layer kind 'mish'"]) { _ = try Model.load(from: dir) }
 
         try original.replacingOccurrences(of: #""kernel_size": 5, "#, with: "")
             .write(toFile: jsonPath, atomically: true, encoding: .utf8)

@@ -9,7 +9,7 @@ final class ONNXTests: XCTestCase {
     static let fixtures = TestSupport.repoRoot.appendingPathComponent("Tests/Fixtures/ONNX")
     /// The models exported from torch, with ONNX Runtime's reference outputs.
     static let models = ["tiny_resnet", "tiny_resnet_folded", "tiny_vgg_bn", "tiny_mobilenet",
-                         "tiny_densenet", "tiny_efficientnet", "tiny_resnext"]
+                         "tiny_densenet", "tiny_efficientnet", "tiny_resnext", "tiny_ops"]
     /// The residual policy each fixture is pruned 2× under (within-blocks otherwise): the
     /// ResNets' blocks, and ResNeXt's, whose grouped convolutions stay whole, need the stream.
     static let pruningPolicy: [String: ResidualPolicy] = ["tiny_resnet": .wholeStream, "tiny_resnet_folded": .wholeStream,
@@ -110,7 +110,7 @@ final class ONNXTests: XCTestCase {
     func testPrunedModelsExportPhysicallyNarrowerAndReimportEqual() throws {
         let criterion = try TestSupport.builtInRegistry().criterion("l1-filter")
         for (name, policy) in [("tiny_resnet", ResidualPolicy.wholeStream), ("tiny_vgg_bn", .withinBlocks),
-                               ("tiny_mobilenet", .withinBlocks)] {
+                               ("tiny_mobilenet", .withinBlocks), ("tiny_ops", .withinBlocks)] {
             let imported = try ONNX.importModel(contentsOf: Self.path(name))
             let model = imported.model
             let dense = model.macs
@@ -175,6 +175,86 @@ final class ONNXTests: XCTestCase {
         XCTAssertEqual(zeros(back), zeros(imported.model))
         let input = try Self.reference("tiny_vgg_bn").inputTensor
         Self.assertClose(Self.outputs(back, input), Self.outputs(imported.model, input), tolerance: 1e-6, "masked")
+    }
+
+    /// A model built in Swift with every element-wise activation (GELU with both forms of Φ).
+    static func activationModel(tanhGELU: Bool = true) throws -> Model {
+        var rng = RandomGenerator(seed: 5)
+        var layers: [(String, Layer)] = [
+            ("conv1", Conv2d(inChannels: 3, outChannels: 8, kernelSize: 3, padding: 1, rng: &rng)), ("leaky", LeakyReLU(alpha: 0.1)),
+            ("conv2", Conv2d(inChannels: 8, outChannels: 8, kernelSize: 3, padding: 1, rng: &rng)), ("gelu", GELU()),
+            ("tanh", Tanh()), ("hardswish", HardSwish()), ("hardsigmoid", HardSigmoid(alpha: 1 / 6, beta: 0.5)),
+            ("pool", GlobalAvgPool()), ("fc", Linear(inFeatures: 8, outFeatures: 4, rng: &rng)),
+        ]
+        if tanhGELU { layers.insert(("gelu_tanh", GELU(approximation: .tanh)), at: 4) }
+        let nodes = layers.enumerated().map { i, l in Model.Node(name: l.0, layer: l.1, inputs: [i == 0 ? Model.inputIndex : i - 1]) }
+        return try Model(architecture: "activations", inputShape: [3, 6, 6], nodes: nodes)
+    }
+
+    /// Export writes GELU as torch does at opset 17 (Div, Erf, Add, Mul, Mul) and the importer
+    /// reads that pattern back as one GELU layer; the other activations are one node each.
+    func testActivationsExportAndReimport() throws {
+        let model = try Self.activationModel(tanhGELU: false)
+        let back = try ONNX.importModel(serialized: try ONNX.exportData(model), source: "activations").model
+        XCTAssertEqual(back.nodes.map(\.layer.kind), model.nodes.map(\.layer.kind))
+        let hs = try XCTUnwrap(back.nodes.compactMap { $0.layer as? HardSigmoid }.first)
+        XCTAssertEqual(hs.alpha, 1 / 6); XCTAssertEqual(hs.beta, 0.5)
+        XCTAssertEqual(back.nodes.compactMap { $0.layer as? LeakyReLU }.first?.alpha, 0.1)
+        let input = Tensor.randomNormal([3, 3, 6, 6], std: 2, using: &rng)
+        Self.assertClose(Self.outputs(back, input), Self.outputs(model, input), tolerance: 1e-6, "activations")
+        // Saved and loaded through model.json.
+        let copy = try model.clone()
+        XCTAssertEqual(copy.nodes.map(\.layer.configuration), model.nodes.map(\.layer.configuration))
+        Self.assertClose(Self.outputs(copy, input), Self.outputs(model, input), tolerance: 0, "clone")
+    }
+
+    /// tiny_ops (torch, opset 17): every element-wise and spatial operator, read into the
+    /// layers that compute them: the zero Pad before conv1 folded into its padding, the one
+    /// before a max pool kept as a ZeroPad2d, GELU from its Erf pattern, the pools' windows,
+    /// ReduceMean as global pooling and the Squeeze/Unsqueeze/Flatten chain as renames.
+    func testTinyOpsReadsEveryOperatorIntoItsLayer() throws {
+        let model = try ONNX.importModel(contentsOf: Self.path("tiny_ops")).model
+        let kinds = model.nodes.map(\.layer.kind)
+        XCTAssertEqual(kinds, [.conv2d, .batchNorm, .leakyRelu, .conv2d, .gelu, .maxPool2d, .conv2d, .batchNorm, .hardSwish,
+                               .zeroPad2d, .maxPool2d, .conv2d, .tanh, .avgPool2d, .conv2d, .hardSigmoid, .globalAvgPool, .linear])
+        let convs = model.nodes.compactMap { $0.layer as? Conv2d }
+        XCTAssertEqual(convs[0].window, ConvWindow(strideHeight: 2, strideWidth: 1, padTop: 0, padLeft: 0, padBottom: 1, padRight: 1))
+        XCTAssert(convs[0].kernelSize == (3, 2))
+        XCTAssertEqual(convs[1].window, ConvWindow(dilationHeight: 2, dilationWidth: 2, padTop: 2, padLeft: 2, padBottom: 2, padRight: 2))
+        XCTAssert(convs[2].kernelSize == (1, 3))
+        let pools = model.nodes.compactMap { $0.layer as? MaxPool2d }
+        XCTAssert(pools[0].ceilMode && pools[0].window == ConvWindow(stride: 2, padding: 1))
+        let avg = try XCTUnwrap(model.nodes.compactMap { $0.layer as? AvgPool2d }.first)
+        XCTAssert(avg.ceilMode && !avg.countIncludePad && avg.kernel == (2, 3))
+        XCTAssertEqual((model.nodes[9].layer as? ZeroPad2d)?.configuration, ["top": 1, "left": 1, "bottom": 0, "right": 0])
+        XCTAssertEqual(model.shapes[5], [16, 5, 9])
+    }
+
+    /// Forms torch does not write at opset 17, from the onnx helper API with ONNX Runtime's
+    /// outputs: Gelu nodes (both approximations), auto_pad SAME_UPPER and SAME_LOWER (odd totals:
+    /// asymmetric), AveragePool counting its padding with ceil_mode, ReduceMean with keepdims 0.
+    func testOpset20GeluAutoPadAndPoolingMatchONNXRuntime() throws {
+        let imported = try ONNX.importModel(contentsOf: Self.path("ops_opset20"))
+        let ref = try Self.reference("ops_opset20")
+        XCTAssertEqual(imported.opset, 20)
+        Self.assertClose(Self.outputs(imported.model, ref.inputTensor), ref.output, "ops_opset20")
+        let convs = imported.model.nodes.compactMap { $0.layer as? Conv2d }
+        XCTAssertEqual(convs[0].window.pads, [0, 0, 1, 1], "SAME_UPPER, kernel 2: the extra row and column at the end")
+        XCTAssertEqual(convs[1].window.pads, [1, 0, 1, 0], "SAME_LOWER, 3×2 stride 2 on 9×8: totals 2 and 0")
+        XCTAssertEqual(imported.model.nodes.compactMap { ($0.layer as? GELU)?.approximation }, [.none, .tanh])
+        let avg = try XCTUnwrap(imported.model.nodes.compactMap { $0.layer as? AvgPool2d }.first)
+        XCTAssert(avg.countIncludePad && avg.ceilMode)
+    }
+
+    func testUnsupportedPadsAreRefused() {
+        assertRefused("bad_pad_reflect", ["node '/pad/Pad'", "mode 'reflect'"], kind: .invalidArgument)
+        assertRefused("bad_pad_value", ["node '/pad/Pad'", "pads with 1.5"], kind: .invalidArgument)
+        assertRefused("bad_pad_channels", ["node '/pad/Pad'", "batch or channel axis"], kind: .invalidArgument)
+    }
+
+    /// A graph that starts GELU's erf pattern and leaves it is refused at the node that leaves.
+    func testAPartialGELUPatternIsRefused() {
+        assertRefused("bad_gelu_partial", ["node '/act/Mul_1'", "GELU's erf form", "'other'"], kind: .invalidArgument)
     }
 
     func testZooModelsExportAndReimport() throws {
@@ -302,6 +382,9 @@ final class ONNXRuntimeExportTests: XCTestCase {
                 print("note: \(name) was not pruned: \(e.message)")
             }
         }
+        cases.append(("activations", try ONNXTests.activationModel(), [:]))
+        let opset20 = try ONNX.importModel(contentsOf: ONNXTests.path("ops_opset20"))
+        cases.append(("ops_opset20", opset20.model, opset20.initializerNames))
         for name in ["lenet-5", "lenet-300-100", "vgg-small", "resnet-20"] {
             let model = try ModelZoo.make(name, inputShape: name == "resnet-20" ? [3, 32, 32] : [1, 28, 28], classCount: 10, seed: 1)
             cases.append((name, model, [:]))

@@ -43,6 +43,41 @@ final class SurgeryTests: XCTestCase {
         XCTAssertEqual(r.model.macs, [(3 * 25 * 784), (8 * 3 * 25 * 100), (60 * 200), (42 * 60), (10 * 42)].reduce(0, +))
     }
 
+    /// Convolutions with non-square kernels, per-axis strides, dilation and asymmetric padding,
+    /// with the element-wise activations and a zero pad between them: the narrower model
+    /// computes what the masked one does, its MACs follow the general formula, and it saves
+    /// and loads (model.json) unchanged.
+    func testGeneralWindowsAndActivations() throws {
+        var rng = RandomGenerator(seed: 4)
+        let layers: [(String, Layer)] = [
+            ("conv1", Conv2d(inChannels: 3, outChannels: 8, kernel: (3, 2),
+                             window: ConvWindow(strideHeight: 2, strideWidth: 1, padTop: 0, padLeft: 1, padBottom: 1, padRight: 0), rng: &rng)),
+            ("act1", LeakyReLU(alpha: 0.1)), ("pad", ZeroPad2d(top: 1, left: 0, bottom: 0, right: 1)),
+            ("conv2", Conv2d(inChannels: 8, outChannels: 8, kernel: (3, 3),
+                             window: ConvWindow(dilationHeight: 2, dilationWidth: 2, padTop: 2, padLeft: 2, padBottom: 2, padRight: 2), rng: &rng)),
+            ("act2", GELU()), ("act3", Tanh()),
+            ("conv3", Conv2d(inChannels: 8, outChannels: 6, kernel: (1, 3), window: ConvWindow(padLeft: 1, padRight: 1), rng: &rng)),
+            ("act4", HardSwish()), ("pool", GlobalAvgPool()), ("fc", Linear(inFeatures: 6, outFeatures: 3, rng: &rng)),
+        ]
+        let nodes = layers.enumerated().map { i, l in Model.Node(name: l.0, layer: l.1, inputs: [i == 0 ? Model.inputIndex : i - 1]) }
+        let model = try Model(architecture: "general", inputShape: [3, 9, 8], nodes: nodes)
+        // conv1: 9×8 → ⌊(9 + 1 − 3)/2⌋ + 1 = 4 × (8 + 1 − 2) + 1 = 8; pad → 5×9; conv2 (dilated, same) → 5×9; conv3 → 5×9.
+        XCTAssertEqual(model.shapes.map { $0 }, [[8, 4, 8], [8, 4, 8], [8, 5, 9], [8, 5, 9], [8, 5, 9], [8, 5, 9], [6, 5, 9], [6, 5, 9], [6], [3]])
+        XCTAssertEqual(model.macs, 8 * 32 * 3 * 6 + 8 * 45 * 8 * 9 + 6 * 45 * 8 * 3 + 18)
+        let r = try maskAndCut(model)
+        XCTAssertLessThan(maxDifference(model, r.model), 1e-5)
+        XCTAssert(width(r, "conv1")! == (8, 4) && width(r, "conv2")! == (8, 4) && width(r, "conv3")! == (6, 3))
+        XCTAssertEqual(r.model.macs, 4 * 32 * 3 * 6 + 4 * 45 * 4 * 9 + 3 * 45 * 4 * 3 + 9)
+        let cut = try XCTUnwrap(r.model.nodes[0].layer as? Conv2d)
+        XCTAssertEqual(cut.window, (model.nodes[0].layer as? Conv2d)?.window)
+        XCTAssertEqual(cut.kernelSize.height, 3); XCTAssertEqual(cut.kernelSize.width, 2)
+        let dir = try temporaryScratchDirectory("prunekit-general-windows")
+        try r.model.save(to: dir.path)
+        let loaded = try Model.load(from: dir.path)
+        XCTAssertEqual(maxDifference(r.model, loaded), 0)
+        XCTAssertEqual(loaded.nodes.map(\.layer.configuration), r.model.nodes.map(\.layer.configuration))
+    }
+
     func testVGGSmallAndTheSavedFileShrinks() throws {
         let model = TinyModels.randomized(try ModelZoo.make("vgg-small", inputShape: [1, 28, 28], classCount: 10, seed: 0))
         let r = try maskAndCut(model)

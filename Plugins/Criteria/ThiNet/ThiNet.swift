@@ -230,8 +230,7 @@ public func thinetContributions(input x: Tensor, nextLayer next: PrunableLayer, 
             throw PruneKitError(.shapeMismatch, "thinet: next layer '\(next.path)' has weight \(ws) with \(conv.groups) groups, which does not read \(c) channels")
         }
         let (n, h, w) = (x.shape[1], x.shape[2], x.shape[3])
-        let g = ConvGeometry(batch: n, height: h, width: w, kernelHeight: kh, kernelWidth: kw,
-                             stride: conv.stride, padding: conv.padding)
+        let g = ConvGeometry(batch: n, height: h, width: w, kernelHeight: kh, kernelWidth: kw, window: conv.window)
         let (ho, wo) = (g.outHeight, g.outWidth)
         guard ho >= 1, wo >= 1 else {
             throw PruneKitError(.shapeMismatch, "thinet: next layer '\(next.path)' has no output on input \(x.shape)")
@@ -252,17 +251,17 @@ public func thinetContributions(input x: Tensor, nextLayer next: PrunableLayer, 
             }
         }
         var out = Tensor(shape: [samples.count, c])
-        let og = o / conv.groups
+        let og = o / conv.groups, cw = conv.window
         x.withUnsafeBufferPointer { xp in next.weights.withUnsafeBufferPointer { wp in out.withUnsafeMutableBufferPointer { op in
             for (s, (i, k, r, q)) in samples.enumerated() {
                 let c0 = (k / og) * cg
                 for cl in 0..<cg {
                     var sum: Float = 0
                     for a in 0..<kh {
-                        let y = r * conv.stride - conv.padding + a
+                        let y = r * cw.strideHeight - cw.padTop + a * cw.dilationHeight
                         guard y >= 0, y < h else { continue }
                         for b in 0..<kw {
-                            let z = q * conv.stride - conv.padding + b
+                            let z = q * cw.strideWidth - cw.padLeft + b * cw.dilationWidth
                             guard z >= 0, z < w else { continue }
                             sum += wp[((k * cg + cl) * kh + a) * kw + b] * xp[(((c0 + cl) * n + i) * h + y) * w + z]
                         }

@@ -5,7 +5,8 @@ Run by hand (the outputs are committed), from anywhere:
 
     python3 -m venv /tmp/fixtures-venv
     /tmp/fixtures-venv/bin/pip install torch torchvision onnx onnxruntime numpy
-    /tmp/fixtures-venv/bin/python Tests/Fixtures/ONNX/make_fixtures.py
+    /tmp/fixtures-venv/bin/python Tests/Fixtures/ONNX/make_fixtures.py        # all of them
+    /tmp/fixtures-venv/bin/python Tests/Fixtures/ONNX/make_fixtures.py ops    # only ops_fixtures()
 
 Each model is small (widths 8-32, input 3x16x16), initialised with a fixed seed, given
 non-trivial BatchNorm statistics, exported with torch.onnx.export(dynamo=False, opset 17,
@@ -225,10 +226,164 @@ def main():
                     save_as_external_data=True, all_tensors_to_one_file=True, location="external_vgg.onnx.data",
                     size_threshold=1024)
     bad_models()
+    ops_fixtures()
 
 
-if __name__ == "__main__" and sys.argv[1:] != ["graphs"]:
-    main()
+class TinyOps(nn.Module):
+    """Every element-wise and spatial operator of the importer at small width: LeakyReLU, GELU (Erf
+    pattern), HardSwish, Tanh, HardSigmoid; a zero Pad folded into a conv with a non-square kernel
+    and per-axis strides; dilation; MaxPool with ceil_mode; a Pad before a max pool (a zero-pad
+    layer); AveragePool with non-square windows, ceil_mode and count_include_pad=False; a 1x3 conv;
+    ReduceMean over H,W (keepdims 1), Squeeze, Unsqueeze and Flatten before the classifier."""
+
+    def __init__(self, classes=10):
+        super().__init__()
+        self.pad = nn.ZeroPad2d((0, 1, 0, 1))                      # left, right, top, bottom
+        self.conv1 = nn.Conv2d(3, 12, (3, 2), stride=(2, 1), bias=False)
+        self.bn1 = nn.BatchNorm2d(12)
+        self.act1 = nn.LeakyReLU(0.1)
+        self.conv2 = nn.Conv2d(12, 16, 3, padding=2, dilation=2)
+        self.act2 = nn.GELU()
+        self.pool1 = nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True)
+        self.conv3 = nn.Conv2d(16, 16, (1, 3), padding=(0, 1), bias=False)
+        self.bn3 = nn.BatchNorm2d(16)
+        self.act3 = nn.Hardswish()
+        self.pad2 = nn.ZeroPad2d((1, 0, 1, 0))
+        self.pool2 = nn.MaxPool2d(2, stride=1)
+        self.conv4 = nn.Conv2d(16, 16, 3, padding=1)
+        self.act4 = nn.Tanh()
+        self.pool3 = nn.AvgPool2d((2, 3), stride=2, padding=(0, 1), ceil_mode=True, count_include_pad=False)
+        self.conv5 = nn.Conv2d(16, 12, 1)
+        self.act5 = nn.Hardsigmoid()
+        self.fc = nn.Linear(12, classes)
+
+    def forward(self, x):
+        x = self.act1(self.bn1(self.conv1(self.pad(x))))   # 17x17 -> 8x16
+        x = self.pool1(self.act2(self.conv2(x)))          # 8x16 -> 5x9 (partial windows)
+        x = self.act3(self.bn3(self.conv3(x)))            # 5x9
+        x = self.pool2(self.pad2(x))                      # 6x10 -> 5x9
+        x = self.act4(self.conv4(x))                      # 5x9
+        x = self.act5(self.conv5(self.pool3(x)))          # 3x5 (partial windows)
+        x = x.mean(dim=(2, 3), keepdim=True).squeeze(3).squeeze(2)
+        return self.fc(torch.flatten(x.unsqueeze(2), 1))
+
+
+def fold_constants(name):
+    """Evaluates every node whose inputs are all constants (onnx's reference evaluator) and keeps
+    its outputs as initialisers. torch writes the pads of F.pad / nn.ZeroPad2d as a computed
+    chain (ConstantOfShape, Concat, Slice with step -1, Transpose, Reshape, Cast) that its own
+    constant folding leaves; onnx-simplifier does the same as this for a user's model. Constant
+    nodes that other nodes read stay as they are."""
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+    path = os.path.join(HERE, name + ".onnx")
+    model = onnx.load(path)
+    graph = model.graph
+    known = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    kept = []
+    for node in graph.node:
+        if all(i == "" or i in known for i in node.input):
+            if node.op_type == "Constant":        # kept as a node: the importer reads those too
+                known[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+                kept.append(node)
+                continue
+            else:
+                feeds = {i: known[i] for i in node.input if i}
+                sub = helper.make_model(helper.make_graph([node], "fold",
+                                                          [helper.make_tensor_value_info(i, helper.np_dtype_to_tensor_dtype(known[i].dtype), known[i].shape) for i in feeds],
+                                                          [helper.make_value_info(o, onnx.TypeProto()) for o in node.output]),
+                                        opset_imports=model.opset_import)
+                outs = ReferenceEvaluator(sub).run(None, feeds)
+            for o, v in zip(node.output, outs):
+                known[o] = np.asarray(v)
+                graph.initializer.append(numpy_helper.from_array(np.asarray(v), o))
+        else:
+            kept.append(node)
+    used = {i for n in kept for i in n.input}
+    kept = [n for n in kept if n.op_type != "Constant" or n.output[0] in used]
+    del graph.node[:]
+    graph.node.extend(kept)
+    live = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(live)
+    onnx.save(model, path)
+
+
+def reference_outputs(name, x):
+    """Runs NAME.onnx in ONNX Runtime on x and writes NAME.json."""
+    path = os.path.join(HERE, name + ".onnx")
+    onnx.checker.check_model(onnx.load(path))
+    got = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    write_reference(name, x, got)
+    ops = sorted({n.op_type for n in onnx.load(path).graph.node})
+    print(f"{name}.onnx: {os.path.getsize(path)} bytes, ops {', '.join(ops)}")
+
+
+def ops_fixtures():
+    """tiny_ops (torch, opset 17) and graphs written with the onnx helper API for the forms torch
+    does not write at opset 17: a Gelu node (opset 20, both approximations), Conv with auto_pad
+    SAME_UPPER / SAME_LOWER, AveragePool with count_include_pad=1 and ceil_mode, ReduceMean with
+    keepdims 0; and the malformed forms the importer must refuse."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        model = TinyOps(); randomize_batchnorm(model, g)
+    export(model, "tiny_ops", preserve_batchnorm=True)
+    fold_constants("tiny_ops")
+    reference_outputs("tiny_ops", torch.randn(*INPUT, generator=torch.Generator().manual_seed(1)).numpy())
+
+    f = TensorProto.FLOAT
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+
+    def w(name, *shape):
+        return helper.make_tensor(name, f, list(shape), (rng.standard_normal(shape) * 0.3).astype(np.float32).ravel().tolist())
+
+    inp = helper.make_tensor_value_info("input", f, ["batch", 3, 9, 8])
+    out = helper.make_tensor_value_info("logits", f, ["batch", 5])
+    nodes = [
+        # SAME_UPPER with an even kernel: total padding 1, the extra row and column at the end.
+        helper.make_node("Conv", ["input", "c1.weight", "c1.bias"], ["a"], name="/c1/Conv", auto_pad="SAME_UPPER", kernel_shape=[2, 2]),
+        helper.make_node("Gelu", ["a"], ["b"], name="/act1/Gelu"),
+        # SAME_LOWER, stride 2 on 9x8: total padding 2 and 1, the extra at the start.
+        helper.make_node("Conv", ["b", "c2.weight"], ["c"], name="/c2/Conv", auto_pad="SAME_LOWER", kernel_shape=[3, 2], strides=[2, 2]),
+        helper.make_node("Gelu", ["c"], ["d"], name="/act2/Gelu", approximate="tanh"),
+        helper.make_node("AveragePool", ["d"], ["e"], name="/pool/AveragePool", kernel_shape=[3, 3], strides=[2, 2],
+                         pads=[1, 1, 1, 1], ceil_mode=1, count_include_pad=1),
+        helper.make_node("Conv", ["e", "c3.weight"], ["h"], name="/c3/Conv", pads=[0, 1, 1, 0], kernel_shape=[2, 2]),
+        helper.make_node("ReduceMean", ["h"], ["m"], name="/mean/ReduceMean", axes=[2, 3], keepdims=0),
+        helper.make_node("Gemm", ["m", "fc.weight", "fc.bias"], ["logits"], name="/fc/Gemm", transB=1),
+    ]
+    inits = [w("c1.weight", 8, 3, 2, 2), w("c1.bias", 8), w("c2.weight", 8, 8, 3, 2), w("c3.weight", 6, 8, 2, 2),
+             w("fc.weight", 5, 6), w("fc.bias", 5)]
+    # ReduceMean takes its axes as an attribute up to opset 17 and as an input from 18: opset 20
+    # needs the input form.
+    nodes[6] = helper.make_node("ReduceMean", ["h", "mean_axes"], ["m"], name="/mean/ReduceMean", keepdims=0)
+    inits.append(helper.make_tensor("mean_axes", TensorProto.INT64, [2], [2, 3]))
+    tiny_graph("ops_opset20", nodes, inits, [inp], [out], opset=20)
+    reference_outputs("ops_opset20", x)
+
+    # Malformed forms, each refused with one clear error.
+    v = helper.make_tensor_value_info("x", f, ["batch", 3, 4, 4])
+    y = helper.make_tensor_value_info("y", f, ["batch", 3, 4, 4])
+    sqrt2 = helper.make_tensor("sqrt2", f, [], [2 ** 0.5])
+    one = helper.make_tensor("one", f, [], [1.0])
+    other = helper.make_tensor("other", f, [], [0.7])
+    tiny_graph("bad_gelu_partial", [
+        helper.make_node("Div", ["x", "sqrt2"], ["s"], name="/act/Div"),
+        helper.make_node("Erf", ["s"], ["e"], name="/act/Erf"),
+        helper.make_node("Add", ["e", "one"], ["p"], name="/act/Add"),
+        helper.make_node("Mul", ["x", "p"], ["q"], name="/act/Mul"),
+        helper.make_node("Mul", ["q", "other"], ["y"], name="/act/Mul_1"),
+    ], [sqrt2, one, other], [v], [y])
+    pads = helper.make_tensor("pads", TensorProto.INT64, [8], [0, 0, 1, 1, 0, 0, 1, 1])
+    yp = helper.make_tensor_value_info("y", f, ["batch", 3, 6, 6])
+    tiny_graph("bad_pad_reflect", [helper.make_node("Pad", ["x", "pads"], ["y"], name="/pad/Pad", mode="reflect")], [pads], [v], [yp])
+    tiny_graph("bad_pad_value", [helper.make_node("Pad", ["x", "pads", "value"], ["y"], name="/pad/Pad")],
+               [pads, helper.make_tensor("value", f, [], [1.5])], [v], [yp])
+    channel_pads = helper.make_tensor("pads", TensorProto.INT64, [8], [0, 1, 0, 0, 0, 1, 0, 0])
+    tiny_graph("bad_pad_channels", [helper.make_node("Pad", ["x", "pads"], ["y"], name="/pad/Pad")], [channel_pads], [v],
+               [helper.make_tensor_value_info("y", f, ["batch", 5, 4, 4])])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,5 +449,11 @@ def graph_fixtures():
                                        helper.make_node("Mul", ["h", "x"], ["y"], name="/gate/Mul")], [k], [x], [y])
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["graphs"]:
-    graph_fixtures()
+if __name__ == "__main__":
+    if sys.argv[1:] == ["ops"]:
+        ops_fixtures()      # only the fixtures of the element-wise and spatial operators
+    elif sys.argv[1:] == ["graphs"]:
+        graph_fixtures()    # only the graph families
+    else:
+        main()              # every fixture
+        graph_fixtures()

@@ -6,14 +6,18 @@
 /// | kind | required | optional (default) |
 /// |---|---|---|
 /// | `linear` | `in_features`, `out_features` | `bias` (1) |
-/// | `conv2d` | `in_channels`, `out_channels`, `kernel_size` | `stride` (1), `padding` (0), `groups` (1), `bias` (1) |
+/// | `conv2d` | `in_channels`, `out_channels`, `kernel_size` (or `kernel_height` + `kernel_width`) | `stride` (1; or `stride_height` + `stride_width`), `dilation` (1; or `dilation_height` + `dilation_width`), `padding` (0; or `padding_top`, `padding_left`, `padding_bottom`, `padding_right`), `groups` (1), `bias` (1) |
 /// | `batchNorm` | `num_features` | `eps` (1e-5), `momentum` (0.1) |
-/// | `maxPool2d` | `kernel_size` | `stride` (= `kernel_size`), `padding` (0, at most `kernel_size`/2) |
-/// | `avgPool2d` | `kernel_size` | `stride` (= `kernel_size`) |
+/// | `maxPool2d` | `kernel_size` (or `kernel_height` + `kernel_width`) | `stride` (= the kernel; or `stride_height` + `stride_width`), `padding` (0; or `padding_top`, `padding_left`, `padding_bottom`, `padding_right`; each smaller than the kernel), `ceil_mode` (0) |
+/// | `avgPool2d` | as `maxPool2d` | as `maxPool2d`, and `count_include_pad` (0) |
 /// | `dropout` | | `p` (0.5) |
 /// | `channelPadShortcut` | `out_channels`, `stride` | |
 /// | `clip` | | `min`, `max` (absent: unbounded; `min` ≤ `max`) |
-/// | `relu`, `globalAvgPool`, `flatten`, `add` | | |
+/// | `leakyRelu` | | `alpha` (0.01) |
+/// | `hardSigmoid` | | `alpha` (0.2), `beta` (0.5) |
+/// | `gelu` | | `approximate` (0: erf, exact; 1: tanh) |
+/// | `zeroPad2d` | | `top`, `left`, `bottom`, `right` (0) |
+/// | `relu`, `tanh`, `hardSwish`, `globalAvgPool`, `flatten`, `add` | | |
 /// | `concat`, `sigmoid`, `silu`, `channelMul` | | |
 ///
 /// Counts must be whole numbers, `bias` 0 or 1. Keys a kind does not know are an error
@@ -43,16 +47,15 @@ public enum LayerFactory {
             try c.finish()
             layer = Linear(inFeatures: i, outFeatures: o, bias: bias, rng: &rng)
         case .conv2d:
-            let i = try c.count("in_channels"), o = try c.count("out_channels"), k = try c.count("kernel_size")
-            let stride = try c.count("stride", default: 1), padding = try c.count("padding", minimum: 0, default: 0)
+            let i = try c.count("in_channels"), o = try c.count("out_channels")
+            let (kernel, window) = try c.kernelAndWindow(dilation: true, strideDefaultsToKernel: false)
             let groups = try c.count("groups", default: 1), bias = try c.flag("bias", default: true)
             guard i % groups == 0, o % groups == 0 else {
                 throw c.error("in_channels \(i) and out_channels \(o) must both be divisible by groups \(groups)")
             }
-            try c.checkWeight([o, i / groups, k, k])
+            try c.checkWeight([o, i / groups, kernel.height, kernel.width])
             try c.finish()
-            layer = Conv2d(inChannels: i, outChannels: o, kernelSize: k, stride: stride, padding: padding,
-                           groups: groups, bias: bias, rng: &rng)
+            layer = Conv2d(inChannels: i, outChannels: o, kernel: kernel, window: window, groups: groups, bias: bias, rng: &rng)
         case .batchNorm:
             let n = try c.count("num_features")
             let eps = try c.real("eps", default: 1e-5), momentum = try c.real("momentum", default: 0.1)
@@ -62,12 +65,15 @@ public enum LayerFactory {
             try c.finish()
             layer = BatchNorm(featureCount: n, epsilon: Float(eps), momentum: Float(momentum))
         case .maxPool2d, .avgPool2d:
-            let k = try c.count("kernel_size")
-            let stride = try c.count("stride", default: k)
-            let padding = kind == .maxPool2d ? try c.count("padding", minimum: 0, default: 0) : 0
-            guard padding <= k / 2 else { throw c.error("padding \(padding) must be at most half the kernel size \(k)") }
+            let (kernel, window) = try c.kernelAndWindow(dilation: false, strideDefaultsToKernel: true)
+            guard poolWindowIsValid(kernel, window) else {
+                throw c.error("padding \(window.pads) must be smaller than the \(kernel.height)×\(kernel.width) window along each axis")
+            }
+            let ceil = try c.flag("ceil_mode", default: false)
+            let includePad = kind == .avgPool2d ? try c.flag("count_include_pad", default: false) : false
             try c.finish()
-            layer = kind == .maxPool2d ? MaxPool2d(kernelSize: k, stride: stride, padding: padding) : AvgPool2d(kernelSize: k, stride: stride)
+            layer = kind == .maxPool2d ? MaxPool2d(kernel: kernel, window: window, ceilMode: ceil)
+                : AvgPool2d(kernel: kernel, window: window, ceilMode: ceil, countIncludePad: includePad)
         case .dropout:
             let p = try c.real("p", default: 0.5)
             guard p >= 0, p < 1 else { throw c.error("p must be in [0, 1), got \(p)") }
@@ -85,6 +91,24 @@ public enum LayerFactory {
             guard (lower ?? -.infinity) <= (upper ?? .infinity) else { throw c.error("min \(lower!) is above max \(upper!)") }
             try c.finish()
             layer = Clip(lower: lower.map(Float.init), upper: upper.map(Float.init))
+        case .leakyRelu:
+            let alpha = try c.real("alpha", default: 0.01)
+            try c.finish()
+            layer = LeakyReLU(alpha: Float(alpha))
+        case .hardSigmoid:
+            let alpha = try c.real("alpha", default: 0.2), beta = try c.real("beta", default: 0.5)
+            try c.finish()
+            layer = HardSigmoid(alpha: Float(alpha), beta: Float(beta))
+        case .gelu:
+            let tanh = try c.flag("approximate", default: false)
+            try c.finish()
+            layer = GELU(approximation: tanh ? .tanh : .none)
+        case .zeroPad2d:
+            let pads = try ["top", "left", "bottom", "right"].map { try c.count($0, minimum: 0, default: 0) }
+            try c.finish()
+            layer = ZeroPad2d(top: pads[0], left: pads[1], bottom: pads[2], right: pads[3])
+        case .tanh: try c.finish(); layer = Tanh()
+        case .hardSwish: try c.finish(); layer = HardSwish()
         case .relu: try c.finish(); layer = ReLU()
         case .globalAvgPool: try c.finish(); layer = GlobalAvgPool()
         case .flatten: try c.finish(); layer = Flatten()
@@ -151,6 +175,48 @@ public enum LayerFactory {
             guard let v = value(key) else { return fallback }
             guard v.isFinite else { throw error("'\(key)' must be a finite number, got \(v)") }
             return v
+        }
+
+        /// A kernel and its window: `kernel_size` or `kernel_height` + `kernel_width`; `stride` or
+        /// `stride_height` + `stride_width` (default 1, or the kernel for a pool); with
+        /// `dilation`, `dilation` or `dilation_height` + `dilation_width` (1); `padding` or
+        /// `padding_top`, `padding_left`, `padding_bottom`, `padding_right` (0).
+        mutating func kernelAndWindow(dilation: Bool, strideDefaultsToKernel: Bool) throws
+            -> (kernel: (height: Int, width: Int), window: ConvWindow) {
+            let kernel = try pair("kernel_size", "kernel_height", "kernel_width", minimum: 1, default: nil)
+            let stride = try pair("stride", "stride_height", "stride_width", minimum: 1, default: strideDefaultsToKernel ? kernel : (1, 1))
+            let dilations: (height: Int, width: Int) = dilation
+                ? try pair("dilation", "dilation_height", "dilation_width", minimum: 1, default: (1, 1)) : (1, 1)
+            let sides = ["padding_top", "padding_left", "padding_bottom", "padding_right"]
+            var pads = [Int](repeating: 0, count: 4)
+            if values["padding"] != nil {
+                if let split = sides.first(where: { values[$0] != nil }) { throw error("give 'padding' or '\(split)' and the other sides, not both") }
+                pads = [Int](repeating: try count("padding", minimum: 0), count: 4)
+            } else if sides.contains(where: { values[$0] != nil }) {
+                pads = try sides.map { try count($0, minimum: 0, default: 0) }
+            } else {
+                used.insert("padding")
+            }
+            return (kernel, ConvWindow(strideHeight: stride.height, strideWidth: stride.width, dilationHeight: dilations.height,
+                                       dilationWidth: dilations.width, padTop: pads[0], padLeft: pads[1], padBottom: pads[2], padRight: pads[3]))
+        }
+
+        /// `key` for both axes, or `heightKey` and `widthKey` (both required then).
+        mutating func pair(_ key: String, _ heightKey: String, _ widthKey: String, minimum: Int,
+                           default fallback: (height: Int, width: Int)?) throws -> (height: Int, width: Int) {
+            if values[key] != nil {
+                guard values[heightKey] == nil, values[widthKey] == nil else {
+                    throw error("give '\(key)' or '\(heightKey)' and '\(widthKey)', not both")
+                }
+                let v = try count(key, minimum: minimum)
+                return (v, v)
+            }
+            if values[heightKey] != nil || values[widthKey] != nil {
+                return (try count(heightKey, minimum: minimum), try count(widthKey, minimum: minimum))
+            }
+            used.insert(key)
+            guard let fallback else { throw error("the configuration key '\(key)' is missing (or give '\(heightKey)' and '\(widthKey)')") }
+            return fallback
         }
 
         func checkWeight(_ shape: [Int]) throws {

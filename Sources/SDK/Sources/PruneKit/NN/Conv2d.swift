@@ -1,13 +1,16 @@
 import Dispatch
 
-/// A 2-d convolution with stride, zero padding and groups (depthwise when
-/// `groups == inChannels == outChannels`).
+/// A 2-d convolution with strides, dilations, zero padding (its own on each side) and groups
+/// (depthwise when `groups == inChannels == outChannels`).
 ///
-/// Input `[C, N, H, W]` (channel-major), output `[O, N, Ho, Wo]`; weight
-/// `[O, C/groups, kh, kw]` and bias `[O]` in PyTorch's layout.
+/// Input `[C, N, H, W]` (channel-major), output `[O, N, Ho, Wo]` with
+/// Ho = ⌊(H + padTop + padBottom − ((kh − 1)·dilationHeight + 1)) / strideHeight⌋ + 1 (Wo likewise);
+/// weight `[O, C/groups, kh, kw]` and bias `[O]` in PyTorch's layout.
 /// Implemented as im2col followed by one BLAS product per group, in cache-sized chunks of
-/// images per thread; 3×3 "same" convolutions with ≥ 16 input channels on maps ≥ 8×8 use
-/// Winograd F(2×2, 3×3) for the forward pass and both gradients (Kernels/Winograd.swift).
+/// images per thread; 3×3 "same" convolutions with a uniform window (``ConvWindow/isUniform``),
+/// ≥ 16 input channels on maps ≥ 8×8 use Winograd F(2×2, 3×3) for the forward pass and both
+/// gradients (Kernels/Winograd.swift); any other window (non-square kernels, per-axis strides,
+/// dilation, asymmetric padding) goes through the general im2col.
 /// A column matrix of at most ``columnCacheLimit`` floats is kept from the forward pass for
 /// the weight gradient instead of being unfolded again.
 /// Cost: 2·N·O·Ho·Wo·(C/groups)·kh·kw flops forward, twice that backward (2.25× fewer in
@@ -16,7 +19,13 @@ public final class Conv2d: Layer {
     public let kind = LayerKind.conv2d
     public let weight: Parameter
     public let bias: Parameter?
-    public let stride: Int, padding: Int, groups: Int
+    /// Strides, dilations and the padding of each side.
+    public let window: ConvWindow
+    public let groups: Int
+    /// The vertical stride: the stride of a uniform window (see ``window`` for the general one).
+    public var stride: Int { window.strideHeight }
+    /// The top padding: the padding of a uniform window (see ``window`` for the general one).
+    public var padding: Int { window.padTop }
     public var outChannels: Int { weight.value.shape[0] }
     public var inChannels: Int { weight.value.shape[1] * groups }
     public var kernelSize: (height: Int, width: Int) { (weight.value.shape[2], weight.value.shape[3]) }
@@ -27,34 +36,54 @@ public final class Conv2d: Layer {
     private var inputShape: [Int] = []
     private var parameterGradients = true
 
-    public init(inChannels: Int, outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
+    /// A square `kernelSize` kernel with a uniform window.
+    public convenience init(inChannels: Int, outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
+                            groups: Int = 1, bias: Bool = true, initializer: WeightInit = .pytorchDefault,
+                            rng: inout RandomGenerator) {
+        self.init(inChannels: inChannels, outChannels: outChannels, kernel: (kernelSize, kernelSize),
+                  window: ConvWindow(stride: stride, padding: padding), groups: groups, bias: bias,
+                  initializer: initializer, rng: &rng)
+    }
+
+    /// A `kernel.height × kernel.width` kernel placed by `window`.
+    /// - Precondition: channels divisible by `groups`; kernel, strides and dilations ≥ 1, pads ≥ 0.
+    public init(inChannels: Int, outChannels: Int, kernel: (height: Int, width: Int), window: ConvWindow,
                 groups: Int = 1, bias: Bool = true, initializer: WeightInit = .pytorchDefault,
                 rng: inout RandomGenerator) {
         precondition(groups >= 1 && inChannels % groups == 0 && outChannels % groups == 0,
                      "Conv2d: channels \(inChannels)→\(outChannels) are not divisible by groups \(groups)")
-        let fanIn = inChannels / groups * kernelSize * kernelSize
-        weight = Parameter(initialWeight([outChannels, inChannels / groups, kernelSize, kernelSize],
+        precondition(kernel.height >= 1 && kernel.width >= 1 && min(window.strideHeight, window.strideWidth) >= 1
+                     && min(window.dilationHeight, window.dilationWidth) >= 1 && window.pads.allSatisfy { $0 >= 0 },
+                     "Conv2d: kernel \(kernel) or window \(window) is out of range")
+        let fanIn = inChannels / groups * kernel.height * kernel.width
+        weight = Parameter(initialWeight([outChannels, inChannels / groups, kernel.height, kernel.width],
                                          fanIn: fanIn, initializer, rng: &rng))
         self.bias = bias ? Parameter(initialWeight([outChannels], fanIn: fanIn, .pytorchDefault, rng: &rng)) : nil
-        self.stride = stride; self.padding = padding; self.groups = groups
+        self.window = window; self.groups = groups
     }
 
     public var parameters: [(name: String, parameter: Parameter)] {
         [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
     }
 
+    /// A square kernel with a uniform window saves as before (`kernel_size`, `stride`, `padding`);
+    /// otherwise the keys that differ per axis or side are split (see ``LayerFactory``).
     public var configuration: [String: Double] {
-        ["in_channels": Double(inChannels), "out_channels": Double(outChannels),
-         "kernel_size": Double(kernelSize.height), "stride": Double(stride), "padding": Double(padding),
-         "groups": Double(groups), "bias": bias == nil ? 0 : 1]
+        var c: [String: Double] = ["in_channels": Double(inChannels), "out_channels": Double(outChannels),
+                                   "groups": Double(groups), "bias": bias == nil ? 0 : 1]
+        c.merge(windowConfiguration(kernel: kernelSize, window, dilation: true)) { a, _ in a }
+        return c
     }
 
     public func outputShape(for inputShapes: [[Int]]) throws -> [Int] {
         try requireShape(inputShapes.count == 1 && inputShapes[0].count == 3 && inputShapes[0][0] == inChannels,
                          "Conv2d(\(inChannels)→\(outChannels)) expects inputs [\(inChannels), H, W], got \(inputShapes)")
-        let g = geometry(batch: 1, inputShapes[0])
-        try requireShape(g.outHeight >= 1 && g.outWidth >= 1,
-                         "Conv2d: a \(kernelSize.height)×\(kernelSize.width) kernel does not fit input \(inputShapes[0]) with padding \(padding)")
+        let s = inputShapes[0]
+        try requireShape(s[1] + window.padTop + window.padBottom >= window.extent(kernelHeight: kernelSize.height)
+                         && s[2] + window.padLeft + window.padRight >= window.extent(kernelWidth: kernelSize.width),
+                         "Conv2d: a \(kernelSize.height)×\(kernelSize.width) kernel does not fit input \(s) with padding \(window.pads)"
+                         + (window.dilationHeight * window.dilationWidth > 1 ? " and dilation \([window.dilationHeight, window.dilationWidth])" : ""))
+        let g = geometry(batch: 1, s)
         return [outChannels, g.outHeight, g.outWidth]
     }
 
@@ -65,11 +94,11 @@ public final class Conv2d: Layer {
 
     func geometry(batch: Int, _ shape: [Int]) -> ConvGeometry {
         ConvGeometry(batch: batch, height: shape[1], width: shape[2], kernelHeight: kernelSize.height,
-                     kernelWidth: kernelSize.width, stride: stride, padding: padding)
+                     kernelWidth: kernelSize.width, window: window)
     }
 
     /// A 1×1, stride-1, unpadded convolution reads its input as the column matrix itself.
-    private var isPointwise: Bool { kernelSize == (1, 1) && stride == 1 && padding == 0 }
+    private var isPointwise: Bool { kernelSize == (1, 1) && window == ConvWindow() }
 
     public func forward(_ inputs: [Tensor], mode: ForwardMode) -> Tensor {
         let x = inputs[0]
@@ -80,8 +109,9 @@ public final class Conv2d: Layer {
         let pointwise = isPointwise, groups = self.groups
         var y = Tensor(uninitializedShape: [outChannels, g.batch, g.outHeight, g.outWidth])
         let (kh, kw) = kernelSize
-        let winograd = winogradApplies(kernelHeight: kh, kernelWidth: kw, stride: stride, padding: padding,
-                                       groups: groups, inChannels: inChannels, height: g.height, width: g.width)
+        let winograd = window.isUniform
+            && winogradApplies(kernelHeight: kh, kernelWidth: kw, stride: stride, padding: padding,
+                               groups: groups, inChannels: inChannels, height: g.height, width: g.width)
         let (cin, cout) = (inChannels, outChannels)
         let cacheColumns = !winograd && !pointwise && groups == 1 && mode.recordsForBackward
             && mode.parameterGradients && k * l <= columnCacheLimit
@@ -156,7 +186,7 @@ public final class Conv2d: Layer {
         let (kh, kw) = kernelSize
         // Only for "same" padding: otherwise the transposed convolution pads by k−1−p and
         // does more work than the scatter (2× for LeNet-5's unpadded 5×5).
-        let asConvolution = wantsInput && !pointwise && stride == 1 && groups == 1
+        let asConvolution = wantsInput && !pointwise && window.isUniform && stride == 1 && groups == 1
             && 2 * padding == kh - 1 && 2 * padding == kw - 1
         let transposedGeometry = ConvGeometry(batch: g.batch, height: g.outHeight, width: g.outWidth,
                                               kernelHeight: kh, kernelWidth: kw, stride: 1,
@@ -183,7 +213,7 @@ public final class Conv2d: Layer {
             ? winogradFloatsPerImage(inChannels: outChannels, outChannels: inChannels, height: g.height, width: g.width)
             : kTransposed * g.height * g.width
         // The weight gradient of a Winograd-shaped layer by Winograd too (Kernels/Winograd.swift).
-        let winogradWeights = parameterGradients
+        let winogradWeights = parameterGradients && window.isUniform
             && winogradApplies(kernelHeight: kh, kernelWidth: kw, stride: stride, padding: padding, groups: groups,
                                inChannels: inChannels, height: g.height, width: g.width)
         let weightFloats = winogradWeights
@@ -355,4 +385,29 @@ func accumulateChannelSums(_ dy: UnsafePointer<Float>, planeCount: Int, into bia
             }
         }
     }
+}
+
+/// The configuration keys of a kernel and its window, in the form ``LayerFactory`` reads: one
+/// key where both axes (or all four sides) agree (`kernel_size`, `stride`, `padding`,
+/// `dilation`, the last only when not 1), split keys where they differ (`kernel_height` and
+/// `kernel_width`, `stride_height` and `stride_width`, `dilation_height` and `dilation_width`,
+/// `padding_top`, `padding_left`, `padding_bottom` and `padding_right`).
+func windowConfiguration(kernel: (height: Int, width: Int), _ w: ConvWindow, dilation: Bool) -> [String: Double] {
+    var c: [String: Double] = [:]
+    func pair(_ key: String, _ a: Int, _ b: Int) {
+        if a == b { c[key] = Double(a) } else { c[key + "_height"] = Double(a); c[key + "_width"] = Double(b) }
+    }
+    if kernel.height == kernel.width {
+        c["kernel_size"] = Double(kernel.height)
+    } else {
+        c["kernel_height"] = Double(kernel.height); c["kernel_width"] = Double(kernel.width)
+    }
+    pair("stride", w.strideHeight, w.strideWidth)
+    if dilation, w.dilationHeight != 1 || w.dilationWidth != 1 { pair("dilation", w.dilationHeight, w.dilationWidth) }
+    if Set(w.pads).count == 1 {
+        c["padding"] = Double(w.padTop)
+    } else {
+        for (side, v) in zip(["top", "left", "bottom", "right"], w.pads) { c["padding_" + side] = Double(v) }
+    }
+    return c
 }

@@ -61,6 +61,10 @@ public enum LayerKind: String, CaseIterable, Sendable {
     case silu
     /// ``ChannelMul``: a `[C, H, W]` map scaled by a `[C]` gate (squeeze-and-excitation).
     case channelMul
+    /// ``LeakyReLU``, ``Tanh``, ``HardSigmoid``, ``HardSwish``, ``GELU``: element-wise activations.
+    case leakyRelu, tanh, hardSigmoid, hardSwish, gelu
+    /// ``ZeroPad2d``: zero rows and columns around each feature map (ONNX's constant Pad).
+    case zeroPad2d
 }
 
 /// One operation of a model, with a forward and a backward pass.

@@ -1,68 +1,80 @@
-/// Max pooling over square windows of channel-major feature maps, with optional padding.
+/// Max pooling over channel-major feature maps, with any window: a `kh × kw` kernel,
+/// per-axis strides, −∞ padding of its own on each side, and `ceilMode`.
 ///
-/// Input `[C, N, H, W]`, output `[C, N, Ho, Wo]` with Ho = ⌊(H + 2·padding − k)/stride⌋ + 1;
-/// `stride` defaults to the window size. Padding counts as −∞ (PyTorch's `MaxPool2d(padding:)`):
-/// a window's maximum is over its positions inside the map, and `padding` is at most k/2 so
-/// that every window has one. Backward sends each output's gradient to the position of its
-/// maximum (the first one on ties). Cost: one pass over the input; planes in parallel.
+/// Input `[C, N, H, W]`, output `[C, N, Ho, Wo]` with Ho = ⌊(H + padTop + padBottom − kh)/strideHeight⌋ + 1
+/// (⌈·⌉ with `ceilMode`, less the last window when it would start below the map and its top
+/// padding, as PyTorch and ONNX Runtime count it); Wo likewise. Padding counts as −∞
+/// (PyTorch's `MaxPool2d(padding:)`): a window's maximum is over its positions inside the map,
+/// and every pad is smaller than the kernel so that every window has one. Backward sends each
+/// output's gradient to the position of its maximum (the first one on ties). The 2×2, stride-2
+/// unpadded case has a vectorised kernel (the general loop is its reference).
+/// Cost: one pass over the input; planes in parallel.
 public final class MaxPool2d: Layer {
     public let kind = LayerKind.maxPool2d
-    public let kernelSize: Int, stride: Int
-    /// Implicit −∞ rows and columns on every side.
-    public let padding: Int
+    /// The window's rows and columns.
+    public let kernel: (height: Int, width: Int)
+    /// Strides and the padding of each side (no dilation).
+    public let window: ConvWindow
+    /// Whether partial windows at the end count (ONNX `ceil_mode`).
+    public let ceilMode: Bool
+    /// The kernel's height: its size when square.
+    public var kernelSize: Int { kernel.height }
+    /// The vertical stride: the stride when uniform.
+    public var stride: Int { window.strideHeight }
+    /// The top padding: the padding on every side when uniform.
+    public var padding: Int { window.padTop }
     private var argmax: [Int32] = []
     private var inputShape: [Int] = []
 
-    public init(kernelSize: Int, stride: Int? = nil) {
-        self.kernelSize = kernelSize
-        self.stride = stride ?? kernelSize
-        self.padding = 0
+    public convenience init(kernelSize: Int, stride: Int? = nil) {
+        self.init(kernel: (kernelSize, kernelSize), window: ConvWindow(stride: stride ?? kernelSize))
     }
 
     /// A max pool with `padding` implicit −∞ rows and columns on every side.
     /// - Precondition: 0 ≤ `padding` ≤ `kernelSize` / 2.
-    public init(kernelSize: Int, stride: Int? = nil, padding: Int) {
+    public convenience init(kernelSize: Int, stride: Int? = nil, padding: Int) {
         precondition(padding >= 0 && padding <= kernelSize / 2,
                      "MaxPool2d: padding \(padding) must be in 0...\(kernelSize / 2) for a \(kernelSize)×\(kernelSize) window")
-        self.kernelSize = kernelSize
-        self.stride = stride ?? kernelSize
-        self.padding = padding
+        self.init(kernel: (kernelSize, kernelSize), window: ConvWindow(stride: stride ?? kernelSize, padding: padding))
     }
 
-    /// `padding` appears only when it is not zero, so unpadded pools save as before.
-    public var configuration: [String: Double] {
-        var c = ["kernel_size": Double(kernelSize), "stride": Double(stride)]
-        if padding > 0 { c["padding"] = Double(padding) }
-        return c
+    /// - Precondition: kernel and strides ≥ 1, no dilation, every pad ≥ 0 and smaller than the kernel along its axis.
+    public init(kernel: (height: Int, width: Int), window: ConvWindow, ceilMode: Bool = false) {
+        precondition(poolWindowIsValid(kernel, window), "MaxPool2d: kernel \(kernel) and window \(window) do not make a pool")
+        self.kernel = kernel; self.window = window; self.ceilMode = ceilMode
     }
+
+    /// A square, uniform, unpadded pool saves as before (`kernel_size`, `stride`).
+    public var configuration: [String: Double] { poolConfiguration(kernel, window, ceilMode: ceilMode) }
 
     public func outputShape(for inputShapes: [[Int]]) throws -> [Int] {
-        try poolOutputShape(inputShapes, kernelSize, stride, "MaxPool2d", padding: padding)
+        try poolOutputShape(inputShapes, kernel, window, ceilMode: ceilMode, "MaxPool2d")
     }
 
     public func forward(_ inputs: [Tensor], mode: ForwardMode) -> Tensor {
         let x = inputs[0]
         let (planes, h, w) = (x.shape[0] * x.shape[1], x.shape[2], x.shape[3])
-        let p = padding
-        let ho = (h + 2 * p - kernelSize) / stride + 1, wo = (w + 2 * p - kernelSize) / stride + 1
+        let (ho, wo) = poolOutputSize(h, w, kernel, window, ceilMode: ceilMode)
         var y = Tensor(uninitializedShape: [x.shape[0], x.shape[1], ho, wo])
         var idx = [Int32](repeating: 0, count: mode.recordsForBackward ? planes * ho * wo : 0)
-        let (k, s) = (kernelSize, stride)
+        let (kh, kw, sh, sw) = (kernel.height, kernel.width, window.strideHeight, window.strideWidth)
+        let (pt, pl) = (window.padTop, window.padLeft)
+        let fast = kh == 2 && kw == 2 && sh == 2 && sw == 2 && pt == 0 && pl == 0 && ho == h / 2 && wo == w / 2
         x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in idx.withUnsafeMutableBufferPointer { ip in
             let (src, dst) = (xp.baseAddress!, yp.baseAddress!)
             let record = mode.recordsForBackward ? ip.baseAddress : nil
             Parallel.forEach(planes, grain: 4) { r in
-                if k == 2 && s == 2 && p == 0 {
+                if fast {
                     maxPool2x2(src, planes: r, height: h, width: w, into: dst, argmax: record)
                     return
                 }
-                for pl in r {
-                    let image = src + pl * h * w
+                for pl0 in r {
+                    let image = src + pl0 * h * w
                     for oy in 0..<ho {
-                        // The window's rows and columns inside the map (all of it when p == 0).
-                        let y0 = max(oy * s - p, 0), y1 = min(oy * s - p + k, h)
+                        // The window's rows and columns inside the map.
+                        let y0 = max(oy * sh - pt, 0), y1 = min(oy * sh - pt + kh, h)
                         for ox in 0..<wo {
-                            let x0 = max(ox * s - p, 0), x1 = min(ox * s - p + k, w)
+                            let x0 = max(ox * sw - pl, 0), x1 = min(ox * sw - pl + kw, w)
                             assert(y0 < y1 && x0 < x1)
                             var best = y0 * w + x0
                             var bestValue = image[best]
@@ -72,7 +84,7 @@ public final class MaxPool2d: Layer {
                                     bestValue = image[row + xx]; best = row + xx
                                 }
                             }
-                            let o = (pl * ho + oy) * wo + ox
+                            let o = (pl0 * ho + oy) * wo + ox
                             dst[o] = bestValue
                             record?[o] = Int32(best)
                         }
@@ -89,7 +101,8 @@ public final class MaxPool2d: Layer {
         let (h, w) = (inputShape[2], inputShape[3])
         // Non-overlapping windows that tile the plane write every element of ∂L/∂x exactly
         // once, so it needs no zeroing first.
-        let tiles = padding == 0 && kernelSize == stride && h % stride == 0 && w % stride == 0
+        let tiles = window == ConvWindow(stride: kernelSize) && kernel == (kernelSize, kernelSize)
+            && h % stride == 0 && w % stride == 0 && gradOutput.shape[2] == h / stride && gradOutput.shape[3] == w / stride
         var dx = tiles ? Tensor(uninitializedShape: inputShape) : Tensor(shape: inputShape)
         let planeIn = h * w
         let planeOut = gradOutput.count / (inputShape[0] * inputShape[1])
@@ -221,39 +234,75 @@ func maxUnpool2x2(_ dy: UnsafePointer<Float>, argmax: UnsafePointer<Int32>, plan
     }
 }
 
-/// Average pooling over square windows of channel-major feature maps (no padding).
+/// Average pooling over channel-major feature maps, with any window: a `kh × kw` kernel,
+/// per-axis strides, zero padding of its own on each side, `ceilMode` and `countIncludePad`.
 ///
-/// Input `[C, N, H, W]`, output `[C, N, Ho, Wo]`; `stride` defaults to the window size.
+/// Input `[C, N, H, W]`, output `[C, N, Ho, Wo]` sized as ``MaxPool2d``'s. Each output is the
+/// sum of its window's positions inside the map divided by the window's size: with
+/// `countIncludePad`, the positions inside the padded map (a partial window of `ceilMode`
+/// that runs past the padding counts only up to it, as PyTorch and ONNX Runtime do);
+/// without, the positions inside the map only. Backward spreads each output's gradient over
+/// the same positions with the same divisor. Cost: one pass over the window per output.
 public final class AvgPool2d: Layer {
     public let kind = LayerKind.avgPool2d
-    public let kernelSize: Int, stride: Int
+    public let kernel: (height: Int, width: Int)
+    /// Strides and the padding of each side (no dilation).
+    public let window: ConvWindow
+    public let ceilMode: Bool
+    /// Whether the padding counts in a window's size (ONNX `count_include_pad`; PyTorch's default).
+    public let countIncludePad: Bool
+    /// The kernel's height: its size when square.
+    public var kernelSize: Int { kernel.height }
+    /// The vertical stride: the stride when uniform.
+    public var stride: Int { window.strideHeight }
     private var inputShape: [Int] = []
 
-    public init(kernelSize: Int, stride: Int? = nil) {
-        self.kernelSize = kernelSize
-        self.stride = stride ?? kernelSize
+    public convenience init(kernelSize: Int, stride: Int? = nil) {
+        self.init(kernel: (kernelSize, kernelSize), window: ConvWindow(stride: stride ?? kernelSize))
     }
 
-    public var configuration: [String: Double] { ["kernel_size": Double(kernelSize), "stride": Double(stride)] }
+    /// - Precondition: kernel and strides ≥ 1, no dilation, every pad ≥ 0 and smaller than the kernel along its axis.
+    public init(kernel: (height: Int, width: Int), window: ConvWindow, ceilMode: Bool = false, countIncludePad: Bool = false) {
+        precondition(poolWindowIsValid(kernel, window), "AvgPool2d: kernel \(kernel) and window \(window) do not make a pool")
+        self.kernel = kernel; self.window = window; self.ceilMode = ceilMode; self.countIncludePad = countIncludePad
+    }
+
+    /// A square, uniform, unpadded pool saves as before (`kernel_size`, `stride`);
+    /// `count_include_pad` appears when set.
+    public var configuration: [String: Double] {
+        var c = poolConfiguration(kernel, window, ceilMode: ceilMode)
+        if countIncludePad { c["count_include_pad"] = 1 }
+        return c
+    }
 
     public func outputShape(for inputShapes: [[Int]]) throws -> [Int] {
-        try poolOutputShape(inputShapes, kernelSize, stride, "AvgPool2d")
+        try poolOutputShape(inputShapes, kernel, window, ceilMode: ceilMode, "AvgPool2d")
+    }
+
+    /// For output (oy, ox): the rows `y0..<y1` and columns `x0..<x1` inside the map, and 1/size.
+    @inline(__always)
+    private func span(_ oy: Int, _ ox: Int, _ h: Int, _ w: Int) -> (Int, Int, Int, Int, Float) {
+        let ys = oy * window.strideHeight - window.padTop, xs = ox * window.strideWidth - window.padLeft
+        let ye = min(ys + kernel.height, h + window.padBottom), xe = min(xs + kernel.width, w + window.padRight)
+        let (y0, y1, x0, x1) = (max(ys, 0), min(ye, h), max(xs, 0), min(xe, w))
+        let size = countIncludePad ? (ye - ys) * (xe - xs) : (y1 - y0) * (x1 - x0)
+        return (y0, y1, x0, x1, 1 / Float(max(size, 1)))
     }
 
     public func forward(_ inputs: [Tensor], mode: ForwardMode) -> Tensor {
         let x = inputs[0]
         let (planes, h, w) = (x.shape[0] * x.shape[1], x.shape[2], x.shape[3])
-        let ho = (h - kernelSize) / stride + 1, wo = (w - kernelSize) / stride + 1
+        let (ho, wo) = poolOutputSize(h, w, kernel, window, ceilMode: ceilMode)
         var y = Tensor(uninitializedShape: [x.shape[0], x.shape[1], ho, wo])
-        let (k, s) = (kernelSize, stride), scale = 1 / Float(kernelSize * kernelSize)
         x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
             let (src, dst) = (xp.baseAddress!, yp.baseAddress!)
             Parallel.forEach(planes, grain: 4) { r in
                 for pl in r {
                     let image = src + pl * h * w
                     for oy in 0..<ho { for ox in 0..<wo {
+                        let (y0, y1, x0, x1, scale) = span(oy, ox, h, w)
                         var acc: Float = 0
-                        for ky in 0..<k { for kx in 0..<k { acc += image[(oy * s + ky) * w + ox * s + kx] } }
+                        for yy in y0..<y1 { for xx in x0..<x1 { acc += image[yy * w + xx] } }
                         dst[(pl * ho + oy) * wo + ox] = acc * scale
                     } }
                 }
@@ -268,15 +317,15 @@ public final class AvgPool2d: Layer {
         var dx = Tensor(shape: inputShape)
         let (h, w) = (inputShape[2], inputShape[3])
         let ho = gradOutput.shape[2], wo = gradOutput.shape[3]
-        let (k, s) = (kernelSize, stride), scale = 1 / Float(kernelSize * kernelSize)
         gradOutput.withUnsafeBufferPointer { gp in dx.withUnsafeMutableBufferPointer { dp in
             let (g, d) = (gp.baseAddress!, dp.baseAddress!)
             Parallel.forEach(inputShape[0] * inputShape[1], grain: 4) { r in
                 for pl in r {
                     let image = d + pl * h * w
                     for oy in 0..<ho { for ox in 0..<wo {
+                        let (y0, y1, x0, x1, scale) = span(oy, ox, h, w)
                         let v = g[(pl * ho + oy) * wo + ox] * scale
-                        for ky in 0..<k { for kx in 0..<k { image[(oy * s + ky) * w + ox * s + kx] += v } }
+                        for yy in y0..<y1 { for xx in x0..<x1 { image[yy * w + xx] += v } }
                     } }
                 }
             }
@@ -415,13 +464,45 @@ public final class ChannelPadShortcut: Layer {
     }
 }
 
-private func poolOutputShape(_ inputShapes: [[Int]], _ k: Int, _ s: Int, _ name: String, padding p: Int = 0) throws -> [Int] {
+/// Whether a pooling kernel and window are in range: kernel and strides ≥ 1, no dilation,
+/// every pad ≥ 0 and smaller than the kernel along its axis (so every window overlaps the map).
+func poolWindowIsValid(_ k: (height: Int, width: Int), _ w: ConvWindow) -> Bool {
+    k.height >= 1 && k.width >= 1 && w.strideHeight >= 1 && w.strideWidth >= 1
+        && w.dilationHeight == 1 && w.dilationWidth == 1 && w.pads.allSatisfy { $0 >= 0 }
+        && w.padTop < k.height && w.padBottom < k.height && w.padLeft < k.width && w.padRight < k.width
+}
+
+/// Output rows and columns of a pool on an `h × w` map: ⌊(size + pads − k)/s⌋ + 1, or with
+/// `ceilMode` ⌈·⌉ + 1 less a last window that would start past the map and its leading pad.
+func poolOutputSize(_ h: Int, _ w: Int, _ k: (height: Int, width: Int), _ win: ConvWindow, ceilMode: Bool) -> (Int, Int) {
+    func size(_ n: Int, _ k: Int, _ s: Int, _ begin: Int, _ end: Int) -> Int {
+        let span = n + begin + end - k
+        guard ceilMode else { return span / s + 1 }
+        var out = (span + s - 1) / s + 1
+        if (out - 1) * s >= n + begin { out -= 1 }
+        return out
+    }
+    return (size(h, k.height, win.strideHeight, win.padTop, win.padBottom), size(w, k.width, win.strideWidth, win.padLeft, win.padRight))
+}
+
+/// The saved keys of a pool: as ``windowConfiguration(kernel:_:dilation:)``, and `ceil_mode`
+/// when set.
+func poolConfiguration(_ k: (height: Int, width: Int), _ w: ConvWindow, ceilMode: Bool) -> [String: Double] {
+    var c = windowConfiguration(kernel: k, w, dilation: false)
+    if c["padding"] == 0 { c["padding"] = nil }
+    if ceilMode { c["ceil_mode"] = 1 }
+    return c
+}
+
+private func poolOutputShape(_ inputShapes: [[Int]], _ k: (height: Int, width: Int), _ w: ConvWindow, ceilMode: Bool,
+                             _ name: String) throws -> [Int] {
     try requireShape(inputShapes.count == 1 && inputShapes[0].count == 3,
                      "\(name) expects [C, H, W] inputs, got \(inputShapes)")
     let x = inputShapes[0]
-    try requireShape(x[1] + 2 * p >= k && x[2] + 2 * p >= k,
-                     "\(name): a \(k)×\(k) window does not fit input \(x)" + (p > 0 ? " padded by \(p)" : ""))
-    return [x[0], (x[1] + 2 * p - k) / s + 1, (x[2] + 2 * p - k) / s + 1]
+    try requireShape(x[1] + w.padTop + w.padBottom >= k.height && x[2] + w.padLeft + w.padRight >= k.width,
+                     "\(name): a \(k.height)×\(k.width) window does not fit input \(x)" + (w.pads.contains { $0 > 0 } ? " padded by \(w.pads)" : ""))
+    let (ho, wo) = poolOutputSize(x[1], x[2], k, w, ceilMode: ceilMode)
+    return [x[0], ho, wo]
 }
 
 /// `[C, N, H, W]` → `[N, C, H, W]`.

@@ -92,12 +92,22 @@ public struct PrunableLayer {
 
 /// The geometry of a convolution beyond its weight shape `[O, C/groups, kh, kw]`.
 public struct ConvolutionSettings: Sendable, Equatable {
+    /// The vertical stride and the top padding: the whole window when it is uniform.
     public var stride: Int
     public var padding: Int
     public var groups: Int
+    /// Strides, dilations and the padding of each side (``stride`` and ``padding`` on every
+    /// axis and side unless set otherwise).
+    public var window: ConvWindow
 
     public init(stride: Int = 1, padding: Int = 0, groups: Int = 1) {
         self.stride = stride; self.padding = padding; self.groups = groups
+        self.window = ConvWindow(stride: stride, padding: padding)
+    }
+
+    public init(window: ConvWindow, groups: Int = 1) {
+        self.stride = window.strideHeight; self.padding = window.padTop; self.groups = groups
+        self.window = window
     }
 }
 

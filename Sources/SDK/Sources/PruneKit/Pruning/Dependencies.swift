@@ -198,7 +198,7 @@ public struct ChannelDependencies: Sendable {
 }
 
 /// The layers surgery knows, for error messages.
-let surgerySupportedLayers = "linear, conv2d (groups 1 or depthwise pruned; other grouped convolutions kept whole), batchNorm, relu, clip, sigmoid, silu, dropout, maxPool2d, avgPool2d, globalAvgPool, flatten, add, concat, channelMul, channelPadShortcut (within-blocks only); any other layer is kept whole with the channels it reads and writes"
+let surgerySupportedLayers = "linear, conv2d (groups 1 or depthwise pruned; other grouped convolutions kept whole), batchNorm, relu, clip, leakyRelu, tanh, hardSigmoid, hardSwish, gelu, sigmoid, silu, dropout, maxPool2d, avgPool2d, globalAvgPool, zeroPad2d, flatten, add, concat, channelMul, channelPadShortcut (within-blocks only); any other layer is kept whole with the channels it reads and writes"
 
 extension Model {
     /// The groups of channels that must be pruned together.
@@ -207,8 +207,11 @@ extension Model {
     /// concatenation). Rules, node by node over the graph:
     /// - a convolution (groups 1) or linear layer starts a new group for its outputs and
     ///   is a consumer of each group of its input, at that group's offset;
-    /// - BatchNorm, ReLU, Clip, Sigmoid, SiLU, dropout and pooling pass their input's
-    ///   groups on (BatchNorm joins each as a member, at its offset);
+    /// - BatchNorm, ReLU, Clip, LeakyReLU, Tanh, HardSwish, GELU, SiLU, dropout, zero padding
+    ///   and pooling pass their input's groups on (BatchNorm joins each as a member, at its
+    ///   offset); Sigmoid, a Clip whose range excludes 0 and a ``HardSigmoid`` with β ≠ 0
+    ///   turn a removed (zero) channel into a non-zero value, so a layer that reads their
+    ///   channels keeps them whole;
     /// - flatten passes the groups on with H·W inputs per channel, so a linear layer
     ///   behind it reads each channel as a block of inputs;
     /// - a depthwise convolution ties its input and output channels;
@@ -328,8 +331,14 @@ extension Model {
             case is Sigmoid where layer.kind == .sigmoid:
                 runs[i] = first.map { ($0.set, $0.channels, node.name) }
                 block[i] = block[ins[0]]
-            case is ReLU, is SiLU, is Dropout, is MaxPool2d, is AvgPool2d, is GlobalAvgPool:
-                guard [.relu, .silu, .dropout, .maxPool2d, .avgPool2d, .globalAvgPool].contains(layer.kind) else {
+            case let hardSigmoid as HardSigmoid where layer.kind == .hardSigmoid:
+                // HardSigmoid maps 0 to β: only with β = 0 does a removed channel stay zero.
+                runs[i] = hardSigmoid.beta == 0 ? first : first.map { ($0.set, $0.channels, node.name) }
+                block[i] = block[ins[0]]
+            case is ReLU, is SiLU, is Dropout, is MaxPool2d, is AvgPool2d, is GlobalAvgPool,
+                 is LeakyReLU, is Tanh, is HardSwish, is GELU, is ZeroPad2d:
+                guard [.relu, .silu, .dropout, .maxPool2d, .avgPool2d, .globalAvgPool,
+                       .leakyRelu, .tanh, .hardSwish, .gelu, .zeroPad2d].contains(layer.kind) else {
                     opaque("'\(node.name)' is a \(type(of: layer)) that reports kind \(layer.kind.rawValue), which channel pruning does not know")
                     continue
                 }

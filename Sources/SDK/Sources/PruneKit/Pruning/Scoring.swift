@@ -24,7 +24,7 @@ extension Model {
                                  batchNormScale: bn.flatMap { nodes[$0].layer.parameter(named: "weight")?.value },
                                  batchNormPath: bn.map { nodes[$0].name })
         if let conv = layer as? Conv2d {
-            view.convolution = ConvolutionSettings(stride: conv.stride, padding: conv.padding, groups: conv.groups)
+            view.convolution = ConvolutionSettings(window: conv.window, groups: conv.groups)
         }
         return view
     }
@@ -40,7 +40,8 @@ extension Model {
     /// layer's own output otherwise).
     func activationNode(after i: Int) -> Int {
         var j = i
-        while let c = soleConsumer(of: j), [.batchNorm, .relu, .clip, .silu].contains(nodes[c].layer.kind) {
+        while let c = soleConsumer(of: j), [.batchNorm, .relu, .clip, .silu, .leakyRelu, .tanh, .hardSigmoid, .hardSwish, .gelu]
+                .contains(nodes[c].layer.kind) {
             j = c
             if nodes[c].layer.kind != .batchNorm { break }
         }
@@ -54,7 +55,8 @@ extension Model {
         while let c = soleConsumer(of: j) {
             switch nodes[c].layer.kind {
             case .conv2d, .linear: return c
-            case .maxPool2d, .avgPool2d, .flatten, .dropout, .globalAvgPool, .relu, .clip, .batchNorm: j = c
+            case .maxPool2d, .avgPool2d, .flatten, .dropout, .globalAvgPool, .relu, .clip, .batchNorm,
+                 .leakyRelu, .tanh, .hardSigmoid, .hardSwish, .gelu, .zeroPad2d: j = c
             default: return nil
             }
         }

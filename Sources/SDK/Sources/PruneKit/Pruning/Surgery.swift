@@ -121,10 +121,6 @@ extension Model {
             switch node.layer {
             case let conv as Conv2d where conv.kind == .conv2d:
                 let (kh, kw) = conv.kernelSize
-                guard kh == kw else {
-                    throw PruneKitError(.invalidArgument, "layer '\(node.name)' has a \(kh)×\(kw) kernel; surgery rebuilds square kernels only",
-                                        hint: "surgery supports \(surgerySupportedLayers)")
-                }
                 let depthwise = conv.groups > 1 && conv.groups == conv.inChannels && conv.outChannels == conv.inChannels
                 // A grouped convolution that is not depthwise is kept whole (its groups are).
                 let grouped = conv.groups > 1 && !depthwise
@@ -133,8 +129,8 @@ extension Model {
                                         hint: "this is a bug in PruneKit's dependency groups; please report it with the model")
                 }
                 var rng = RandomGenerator(seed: 0)
-                let new = Conv2d(inChannels: inKept.count, outChannels: outKept.count, kernelSize: kh, stride: conv.stride,
-                                 padding: conv.padding, groups: depthwise ? outKept.count : conv.groups, bias: conv.bias != nil, rng: &rng)
+                let new = Conv2d(inChannels: inKept.count, outChannels: outKept.count, kernel: (kh, kw), window: conv.window,
+                                 groups: depthwise ? outKept.count : conv.groups, bias: conv.bias != nil, rng: &rng)
                 let columns = depthwise ? [0] : grouped ? Array(0..<conv.weight.value.shape[1]) : inKept
                 copy(conv.weight, into: new.weight, rows: outKept, columns: columns, inner: kh * kw)
                 if let b = conv.bias, let nb = new.bias { copy(b, into: nb, rows: outKept, columns: [0], inner: 1) }
