@@ -284,7 +284,7 @@ private func copy(_ source: Parameter, into target: Parameter, rows: [Int], colu
 private func copy(_ source: Parameter, into target: Parameter, rows: [Int], columnsOfRow: (Int) -> [Int], inner: Int) {
     let s = source.value.shape
     let cols = s.count >= 2 ? s[1] : 1
-    let width = rows.first.map { columnsOfRow($0).count } ?? 0
+    let width = columnsOfRow(rows.first ?? 0).count
     let shape = [rows.count] + (s.count >= 2 ? [width] + Array(s.dropFirst(2)) : [])
     func slice(_ t: Tensor) -> Tensor {
         var out = Tensor(uninitializedShape: shape)
