@@ -176,17 +176,28 @@ final class DependencyTests: XCTestCase {
         XCTAssert(g.isPrunable)
     }
 
-    /// A grouped convolution (not depthwise) is kept whole with the groups it reads and
-    /// writes, and says why; it used to make the whole model refuse channel pruning.
-    func testGroupedConvolutionIsKeptWholeNotRefused() throws {
+    /// A grouped convolution (not depthwise) produces a group of its own, pruned uniformly
+    /// across its groups; it used to make the whole model refuse channel pruning, then to be
+    /// kept whole. Two grouped convolutions on one group take the least common multiple of
+    /// their groups.
+    func testGroupedConvolutionIsPrunedAcrossEqualBlocks() throws {
         var rng = RandomGenerator(seed: 0)
         var b = ModelBuilder(architecture: "grouped", inputShape: [4, 4, 4])
-        b.add("g", Conv2d(inChannels: 4, outChannels: 4, kernelSize: 3, padding: 1, groups: 2, rng: &rng))
+        b.add("g", Conv2d(inChannels: 4, outChannels: 12, kernelSize: 3, padding: 1, groups: 2, rng: &rng))
+        b.add("h", Conv2d(inChannels: 12, outChannels: 12, kernelSize: 3, padding: 1, groups: 3, rng: &rng))
         b.add("pool", GlobalAvgPool())
-        b.add("fc", Linear(inFeatures: 4, outFeatures: 2, rng: &rng))
-        let g = try group(try b.build().channelDependencies(), scoredBy: "g")
-        XCTAssertFalse(g.isPrunable)
-        XCTAssert(g.reason?.contains("grouped convolution 'g' (groups 2") == true, g.reason ?? "")
+        b.add("fc", Linear(inFeatures: 12, outFeatures: 2, rng: &rng))
+        let deps = try b.build().channelDependencies()
+        let g = try group(deps, scoredBy: "g")
+        XCTAssert(g.isPrunable, g.reason ?? "")
+        XCTAssertEqual([g.channels, g.blocks, g.blockSize], [12, 6, 2])
+        XCTAssertEqual(g.groupedConvolutions, ["g", "h"])
+        XCTAssertEqual(g.consumers.map(\.path), ["h"])
+        let h = try group(deps, scoredBy: "h")
+        XCTAssertEqual([h.channels, h.blocks], [12, 3])
+        XCTAssertEqual(h.groupedConvolutions, ["h"])
+        // The model's input stays whole (as always), whatever g reads it as.
+        XCTAssertFalse(deps.groups[0].isPrunable)
     }
 
     func testVGGGroupsAreOnePerConvolution() throws {

@@ -81,6 +81,30 @@ enum GraphModels {
         return TinyModels.randomized(try b.build())
     }
 
+    /// ResNeXt's bottleneck with its identity shortcut, `groups` groups in the 3×3:
+    /// stem conv(2→16) → BN → ReLU = x; a 1×1 (16→16) → BN → ReLU → g 3×3 (16→16, `groups`
+    /// groups) → BN → ReLU → c 1×1 (16→16) → BN; x + c → ReLU → GAP → fc(16→2).
+    static func bottleneck(groups: Int) throws -> Model {
+        var rng = RandomGenerator(seed: UInt64(10 + groups))
+        var b = ModelBuilder(architecture: "tiny-resnext-g\(groups)", inputShape: [2, 6, 6])
+        b.add("stem", Conv2d(inChannels: 2, outChannels: 16, kernelSize: 3, padding: 1, rng: &rng))
+        b.add("stem_bn", BatchNorm(featureCount: 16))
+        let x = b.add("stem_relu", ReLU())
+        b.add("a", Conv2d(inChannels: 16, outChannels: 16, kernelSize: 1, bias: false, rng: &rng))
+        b.add("a_bn", BatchNorm(featureCount: 16))
+        b.add("a_relu", ReLU())
+        b.add("g", Conv2d(inChannels: 16, outChannels: 16, kernelSize: 3, padding: 1, groups: groups, bias: false, rng: &rng))
+        b.add("g_bn", BatchNorm(featureCount: 16))
+        b.add("g_relu", ReLU())
+        b.add("c", Conv2d(inChannels: 16, outChannels: 16, kernelSize: 1, bias: false, rng: &rng))
+        let c = b.add("c_bn", BatchNorm(featureCount: 16))
+        b.add("sum", Add(), inputs: [x, c])
+        b.add("out_relu", ReLU())
+        b.add("pool", GlobalAvgPool())
+        b.add("fc", Linear(inFeatures: 16, outFeatures: 2, rng: &rng))
+        return TinyModels.randomized(try b.build())
+    }
+
     /// conv(2→4) → Sigmoid → conv(4→4) → a layer PruneKit does not know → conv(4→3) → ReLU →
     /// conv(3→4) → GAP → fc(4→2).
     static func unsafe() throws -> Model {
@@ -201,28 +225,186 @@ final class GraphStructureTests: XCTestCase {
 
     // MARK: Grouped convolution
 
-    func testAGroupedConvolutionIsKeptWholeAndTheRestPruned() throws {
-        let deps = try GraphModels.grouped().channelDependencies()
-        for path in ["a", "g"] {
-            let g = try group(deps, scoredBy: path)
-            XCTAssertFalse(g.isPrunable, path)
-            XCTAssert(g.reason?.contains("grouped convolution 'g' (groups 4") == true, g.reason ?? "")
-        }
-        XCTAssert(try group(deps, scoredBy: "stem").isPrunable)
-        XCTAssert(try group(deps, scoredBy: "c").isPrunable)
+    /// The kept channels of `plan`'s layer at `path` in each of `blocks` equal blocks.
+    private func keptPerBlock(_ plan: PruningPlan, _ path: String, blocks: Int) throws -> [Int] {
+        let layer = try XCTUnwrap(plan.layers.first { $0.path == path }, path)
+        let size = layer.units / blocks
+        return (0..<blocks).map { b in layer.keptPositions.filter { $0 / size == b }.count }
     }
 
-    func testGroupedConvolutionSurgeryMatchesTheMaskedModelAndNamesWhatIsWhole() throws {
-        let model = try GraphModels.grouped()
-        let r = try maskAndCut(model)
-        assertSame(r.masked, r.pruned)
+    /// The grouped convolution's input channels (what `a` writes) and output channels (what
+    /// `c` reads) are groups of their own, pruned in 4 equal blocks; nothing is kept whole.
+    func testAGroupedConvolutionsInputsAndOutputsArePrunedInEqualBlocks() throws {
+        let deps = try GraphModels.grouped().channelDependencies()
+        let input = try group(deps, scoredBy: "a"), output = try group(deps, scoredBy: "g")
+        XCTAssertNotEqual(input.index, output.index)
+        for g in [input, output] {
+            XCTAssert(g.isPrunable, g.reason ?? "")
+            XCTAssertEqual([g.channels, g.blocks, g.blockSize], [8, 4, 2])
+            XCTAssertEqual(g.groupedConvolutions, ["g"])
+        }
+        XCTAssertEqual(input.consumers, [ChannelConsumer(path: "g", inputsPerChannel: 1)])
+        XCTAssertEqual(input.batchNorms, ["a_bn"])
+        XCTAssertEqual(output.producers, ["g"])
+        XCTAssertEqual(output.batchNorms, ["g_bn"])
+        XCTAssertEqual(output.consumers, [ChannelConsumer(path: "c", inputsPerChannel: 1)])
+        for path in ["stem", "c"] {
+            let g = try group(deps, scoredBy: path)
+            XCTAssert(g.isPrunable && g.blocks == 1 && g.groupedConvolutions.isEmpty, path)
+        }
+        XCTAssert(deps.summary.contains("uniform over 4 blocks of 2"), deps.summary)
+    }
+
+    /// Selection keeps the same number of channels in every block, the best-scored of each
+    /// block, ⌈k / blocks⌉ where the plain selection would keep k, at every sparsity, in both
+    /// scopes, with G = 2 and G = 4; and the channel multiple rounds the total.
+    func testSelectionKeepsTheSameBestScoredCountInEveryBlock() throws {
+        for groups in [2, 4] {
+            let model = try GraphModels.bottleneck(groups: groups)
+            let deps = try model.channelDependencies()
+            XCTAssertEqual(try group(deps, scoredBy: "a").blocks, groups)
+            XCTAssertEqual(try group(deps, scoredBy: "g").blocks, groups)
+            XCTAssertFalse(try group(deps, scoredBy: "stem").isPrunable, "tied to the addition")
+            let scores = try model.score(with: TestL1Channels(), data: nil)
+            let byPath = Dictionary(uniqueKeysWithValues: scores.map { ($0.layer.path, $0.scores) })
+            for scope in [SelectionSettings.Scope.perLayer, .global] {
+                for sparsity in [0.2, 0.5, 0.7, 0.9] {
+                    let label = "G=\(groups) \(scope.rawValue) \(sparsity)"
+                    let plan = try selectGroupPruning(scores, dependencies: deps,
+                                                      settings: SelectionSettings(scope: scope, sparsity: sparsity), criterion: "test-l1")
+                    for path in ["a", "g"] {
+                        let counts = try keptPerBlock(plan, path, blocks: groups)
+                        XCTAssertEqual(Set(counts).count, 1, "\(label) \(path): \(counts)")
+                        XCTAssertGreaterThanOrEqual(counts[0], 1, label)
+                        // The best-scored of each block: no pruned channel beats a kept one of its block.
+                        let layer = try XCTUnwrap(plan.layers.first { $0.path == path })
+                        let s = try XCTUnwrap(byPath[path]), size = 16 / groups
+                        for b in 0..<groups {
+                            let block = b * size..<(b + 1) * size
+                            let kept = block.filter(layer.isKept).map { s[$0] }, pruned = block.filter { !layer.isKept($0) }.map { s[$0] }
+                            XCTAssertLessThanOrEqual(pruned.max() ?? -.infinity, kept.min() ?? .infinity, "\(label) \(path) block \(b)")
+                        }
+                    }
+                    if scope == .perLayer {
+                        // k = round(16 · (1 − s)) by plain selection; every block keeps ⌈k / G⌉.
+                        let k = Int((16 * (1 - sparsity)).rounded())
+                        XCTAssertEqual(try keptPerBlock(plan, "a", blocks: groups)[0], (k + groups - 1) / groups, label)
+                    }
+                }
+            }
+            // The channel multiple applies to the total: 16 · 0.3 ≈ 5 → 6 with multiple 3; over G = 2
+            // blocks 3 each; over G = 4 blocks ⌈6/4⌉ = 2 each, raised to 3 so that the total (12) is a multiple of 3.
+            var settings = SelectionSettings(scope: .perLayer, sparsity: 0.7)
+            settings.channelMultiple = 3
+            let plan = try selectGroupPruning(scores, dependencies: deps, settings: settings, criterion: "test-l1")
+            let counts = try keptPerBlock(plan, "a", blocks: groups)
+            XCTAssertEqual(counts, Array(repeating: 3, count: groups), "G=\(groups) multiple 3")
+            XCTAssertEqual(counts.reduce(0, +) % 3, 0)
+        }
+    }
+
+    /// Masked along the groups, the bottleneck's grouped convolution is rebuilt with its
+    /// groups, each narrower, and computes what the masked model does (G = 2, 4 and the
+    /// model without a shortcut).
+    func testGroupedConvolutionSurgeryMatchesTheMaskedModel() throws {
+        for (model, groups) in [(try GraphModels.bottleneck(groups: 2), 2), (try GraphModels.bottleneck(groups: 4), 4),
+                                (try GraphModels.grouped(), 4)] {
+            let label = model.architecture
+            let before = try XCTUnwrap(model.nodes.first { $0.name == "g" }?.layer as? Conv2d)
+            let r = try maskAndCut(model)
+            assertSame(r.masked, r.pruned)
+            let g = try XCTUnwrap(r.cut.model.nodes.first { $0.name == "g" }?.layer as? Conv2d)
+            XCTAssertEqual(g.groups, groups, label)
+            XCTAssertEqual([g.inChannels, g.outChannels], [before.inChannels / 2, before.outChannels / 2], label)
+            XCTAssertEqual(width(r.cut, "a"), [before.inChannels, before.inChannels / 2], label)
+            XCTAssert(r.plan.notes.allSatisfy { !$0.contains("grouped") }, "\(r.plan.notes)")
+            // MACs of the grouped convolution: out · (in / G) · kh · kw · H · W.
+            XCTAssertEqual(r.cut.model.cost.layer("g")?.macs, g.outChannels * (g.inChannels / groups) * 9 * 36, label)
+        }
+        let r = try maskAndCut(try GraphModels.grouped())
         XCTAssertEqual(width(r.cut, "stem"), [8, 4])
         XCTAssertEqual(width(r.cut, "c"), [6, 3])
-        XCTAssertEqual(width(r.cut, "a"), [8, 8])
-        XCTAssertEqual(width(r.cut, "g"), [8, 8])
-        let g = try XCTUnwrap(r.cut.model.nodes.first { $0.name == "g" }?.layer as? Conv2d)
-        XCTAssertEqual(g.groups, 4)
-        XCTAssert(r.plan.notes.contains { $0.contains("a, g") && $0.contains("grouped convolution 'g'") }, "\(r.plan.notes)")
+        XCTAssertEqual(width(r.cut, "g"), [8, 4])
+    }
+
+    /// Masks that remove more channels from one block than from another (set by hand) leave
+    /// the extra ones in place, as zeros, with a note: the convolution stays grouped and the
+    /// narrower model still computes what the masked one does.
+    func testUnevenMasksKeepTheExtraChannelsSoEveryGroupIsTheSameWidth() throws {
+        let model = try GraphModels.bottleneck(groups: 4)
+        let deps = try model.channelDependencies()
+        // g's outputs, blocks of 4: two channels of block 0, one of blocks 1–3.
+        let plan = PruningPlan(criterion: "hand", granularity: .channel, scope: .perLayer, requestedSparsity: 0, layers: [
+            PruningPlan.Layer(path: "g", granularity: .channel, units: 16, keepWords: [UInt64(0xffff & ~0b0001_0001_0001_0011)]),
+        ])
+        try plan.apply(to: model, dependencies: deps)
+        let cut = try model.removingPrunedChannels()
+        let g = try XCTUnwrap(cut.model.nodes.first { $0.name == "g" }?.layer as? Conv2d)
+        XCTAssertEqual([g.inChannels, g.outChannels, g.groups], [16, 12, 4])
+        XCTAssert(cut.notes.contains { $0.contains("1 masked channel(s) stay") && $0.contains("each of its 4 blocks of 4 keeps 3") }, "\(cut.notes)")
+        var rng = RandomGenerator(seed: 7)
+        let x = Tensor.randomNormal([3] + model.inputShape, using: &rng)
+        model.mode = .inference; cut.model.mode = .inference
+        assertSame(model.forward(x).scalars, cut.model.forward(x).scalars)
+        // The minimum applies per block: 13 channels over 4 blocks keep ⌈13/4⌉ = 4 each, so none goes.
+        let atMinimum = try model.removingPrunedChannels(minimumChannels: 13).model
+        XCTAssertEqual((atMinimum.nodes.first { $0.name == "g" }?.layer as? Conv2d)?.outChannels, 16)
+        XCTAssertEqual((try model.removingPrunedChannels(minimumChannels: 12).model.nodes.first { $0.name == "g" }?.layer as? Conv2d)?.outChannels, 12)
+    }
+
+    /// A 2× MACs speed-up of the bottleneck, counted exactly for the grouped convolution:
+    /// the figure the search reports is the narrower model's, and the groups stay.
+    func testAGroupedBottleneckReachesATwofoldSpeedUpExactly() throws {
+        for groups in [2, 4] {
+            let model = try GraphModels.bottleneck(groups: groups)
+            let dense = model.macs
+            let result = try model.prune(with: TestL1Channels(), toward: .speedup(2), data: nil)
+            let cut = try model.removingPrunedChannels()
+            XCTAssertGreaterThanOrEqual(Double(dense) / Double(cut.model.macs), 2, "G=\(groups)")
+            XCTAssertEqual(result.achieved, Double(dense) / Double(cut.model.macs), accuracy: 1e-9, "G=\(groups)")
+            let g = try XCTUnwrap(cut.model.nodes.first { $0.name == "g" }?.layer as? Conv2d)
+            XCTAssertEqual(g.groups, groups)
+            XCTAssertLessThan(g.inChannels, 16)
+            for path in ["a", "g"] {
+                XCTAssertEqual(Set(try keptPerBlock(result.plan, path, blocks: groups)).count, 1, "G=\(groups) \(path)")
+            }
+            var rng = RandomGenerator(seed: 3)
+            let x = Tensor.randomNormal([2] + model.inputShape, using: &rng)
+            model.mode = .inference; cut.model.mode = .inference
+            assertSame(model.forward(x).scalars, cut.model.forward(x).scalars)
+        }
+    }
+
+    /// What can't be made uniform stays whole, with a note: a grouped convolution that reads
+    /// a concatenation, and channels whose blocks would be single channels.
+    func testGroupedConvolutionsThatCantBeUniformAreKeptWhole() throws {
+        var rng = RandomGenerator(seed: 12)
+        var b = ModelBuilder(architecture: "tiny-grouped-cat", inputShape: [2, 4, 4])
+        let p = b.add("p", Conv2d(inChannels: 2, outChannels: 4, kernelSize: 1, rng: &rng))
+        let q = b.add("q", Conv2d(inChannels: 2, outChannels: 4, kernelSize: 1, rng: &rng), inputs: [Model.inputIndex])
+        b.add("cat", Concat(), inputs: [p, q])
+        b.add("g", Conv2d(inChannels: 8, outChannels: 8, kernelSize: 3, padding: 1, groups: 2, rng: &rng))
+        b.add("r", ReLU())
+        // 8 channels in 8 groups of one, 16 out: its inputs can't lose a channel from every group.
+        b.add("m", Conv2d(inChannels: 8, outChannels: 16, kernelSize: 1, groups: 8, rng: &rng))
+        b.add("pool", GlobalAvgPool())
+        b.add("fc", Linear(inFeatures: 16, outFeatures: 2, rng: &rng))
+        let model = TinyModels.randomized(try b.build())
+        let deps = try model.channelDependencies()
+        for path in ["p", "q"] {
+            let g = try group(deps, scoredBy: path)
+            XCTAssertFalse(g.isPrunable, path)
+            XCTAssert(g.reason?.contains("grouped convolution 'g' (groups 2, 8→8 channels), which reads a concatenation") == true, g.reason ?? "")
+        }
+        let g = try group(deps, scoredBy: "g")
+        XCTAssertFalse(g.isPrunable)
+        XCTAssert(g.reason?.contains("'g'") == true, g.reason ?? "")
+        let m = try group(deps, scoredBy: "m")
+        XCTAssert(m.isPrunable && m.blocks == 8 && m.blockSize == 2, m.reason ?? "")
+        let result = try maskAndCut(model)
+        assertSame(result.masked, result.pruned)
+        XCTAssertEqual(width(result.cut, "m"), [16, 8])
+        XCTAssertEqual(width(result.cut, "g"), [8, 8])
     }
 
     // MARK: Kept whole, never refused

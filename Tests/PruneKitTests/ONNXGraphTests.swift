@@ -58,24 +58,54 @@ final class ONNXGraphTests: XCTestCase {
         }
     }
 
-    /// ResNeXt's grouped convolutions are kept whole (with the channels tied to them) and the
-    /// plan's notes name them; everything else may be pruned.
-    func testResNeXtKeepsItsGroupedConvolutionsWholeAndSaysSo() throws {
-        let model = try ONNX.importModel(contentsOf: ONNXTests.path("tiny_resnext")).model
+    /// ResNeXt within blocks (the default policy): the bottlenecks' insides are pruned —
+    /// conv1's outputs and the grouped conv2's outputs, each uniformly across conv2's 4
+    /// groups — to a 2× MACs speed-up with l1-filter and with Taylor; conv2 stays a grouped
+    /// convolution with 4 equal, narrower groups, the narrower model computes what the masked
+    /// one does, and it exports and reads back with equal outputs.
+    func testResNeXtPrunesInsideItsBottlenecksWithEveryGroupTheSameWidth() throws {
         let registry = try TestSupport.builtInRegistry()
-        let result = try model.prune(with: registry.criterion("l1-filter"), toward: .speedup(2),
-                                     settings: TargetedPruningSettings(policy: .wholeStream), data: nil)
-        XCTAssert(result.notes.contains { $0.contains("layer1.conv1, layer1.conv2") && $0.contains("grouped convolution 'layer1.conv2' (groups 4") },
-                  result.notes.joined(separator: "\n"))
-        let cut = try model.removingPrunedChannels(policy: .wholeStream).model
-        for path in ["layer1.conv2", "layer2.conv2"] {
-            let conv = try XCTUnwrap(cut.nodes.first { $0.name == path }?.layer as? Conv2d)
-            let before = try XCTUnwrap(model.nodes.first { $0.name == path }?.layer as? Conv2d)
-            XCTAssertEqual([conv.inChannels, conv.outChannels, conv.groups], [before.inChannels, before.outChannels, 4], path)
-        }
-        // Within blocks, nothing but the grouped convolutions' neighbours would be left: a clear error naming them.
-        XCTAssertThrowsError(try model.prune(with: registry.criterion("l1-filter"), toward: .speedup(2), data: nil)) { error in
-            XCTAssert((error as? PruneKitError)?.message.contains("grouped convolution 'layer2.conv2'") == true, "\(error)")
+        let data = try Self.randomImages(count: 64)
+        for id in ["l1-filter", "taylor"] {
+            let imported = try ONNX.importModel(contentsOf: ONNXTests.path("tiny_resnext"))
+            let model = imported.model
+            let deps = try model.channelDependencies()
+            for path in ["layer1.conv1", "layer1.conv2", "layer2.conv1", "layer2.conv2"] {
+                let g = try XCTUnwrap(deps.group(scoredBy: path), path)
+                XCTAssert(g.isPrunable, "\(path): \(g.reason ?? "")")
+                XCTAssertEqual(g.blocks, 4, path)
+            }
+            let dense = model.macs
+            let result = try model.prune(with: registry.criterion(id), toward: .speedup(2), data: data,
+                                         calibration: CalibrationSettings(batches: 2, batchSize: 16, seed: 0))
+            XCTAssert(result.notes.allSatisfy { !$0.contains("grouped") }, result.notes.joined(separator: "\n"))
+            let cut = try model.removingPrunedChannels()
+            XCTAssertGreaterThanOrEqual(Double(dense) / Double(cut.model.macs), 2, id)
+            XCTAssertEqual(result.achieved, Double(dense) / Double(cut.model.macs), accuracy: 1e-9, id)
+            var narrowed = 0
+            for path in ["layer1.conv2", "layer2.conv2"] {
+                let before = try XCTUnwrap(model.nodes.first { $0.name == path }?.layer as? Conv2d)
+                let conv = try XCTUnwrap(cut.model.nodes.first { $0.name == path }?.layer as? Conv2d)
+                XCTAssertEqual(conv.groups, 4, path)
+                XCTAssertEqual(conv.inChannels % 4, 0, path)
+                XCTAssertEqual(conv.outChannels % 4, 0, path)
+                XCTAssertLessThanOrEqual(conv.inChannels, before.inChannels, path)
+                XCTAssertLessThanOrEqual(conv.outChannels, before.outChannels, path)
+                if conv.inChannels < before.inChannels || conv.outChannels < before.outChannels { narrowed += 1 }
+                // The plan keeps the same count in each of the 4 blocks.
+                let layer = try XCTUnwrap(result.plan.layers.first { $0.path == path })
+                let size = layer.units / 4
+                XCTAssertEqual(Set((0..<4).map { b in layer.keptPositions.filter { $0 / size == b }.count }).count, 1, "\(id) \(path)")
+            }
+            XCTAssertGreaterThan(narrowed, 0, "\(id): no grouped convolution was narrowed")
+            let input = try ONNXTests.reference("tiny_resnext").inputTensor
+            ONNXTests.assertClose(ONNXTests.outputs(cut.model, input), ONNXTests.outputs(model, input), tolerance: 1e-5,
+                                  "\(id): pruned vs masked")
+            let exported = try ONNX.exportData(cut.model, initializerNames: imported.initializerNames)
+            let back = try ONNX.importModel(serialized: exported, source: "tiny_resnext \(id) (pruned)")
+            XCTAssertEqual(back.model.macs, cut.model.macs, id)
+            XCTAssertEqual(back.model.nodes.compactMap { ($0.layer as? Conv2d)?.groups }.filter { $0 > 1 }, [4, 4], id)
+            ONNXTests.assertClose(ONNXTests.outputs(back.model, input), ONNXTests.outputs(cut.model, input), tolerance: 1e-6, id)
         }
     }
 

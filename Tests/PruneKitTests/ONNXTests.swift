@@ -11,7 +11,8 @@ final class ONNXTests: XCTestCase {
     static let models = ["tiny_resnet", "tiny_resnet_folded", "tiny_vgg_bn", "tiny_mobilenet",
                          "tiny_densenet", "tiny_efficientnet", "tiny_resnext", "tiny_ops"]
     /// The residual policy each fixture is pruned 2× under (within-blocks otherwise): the
-    /// ResNets' blocks, and ResNeXt's, whose grouped convolutions stay whole, need the stream.
+    /// ResNets prune the stream; ResNeXt too here (stream and bottlenecks, grouped
+    /// convolutions included), and within blocks in ONNXGraphTests.
     static let pruningPolicy: [String: ResidualPolicy] = ["tiny_resnet": .wholeStream, "tiny_resnet_folded": .wholeStream,
                                                           "tiny_resnext": .wholeStream]
 

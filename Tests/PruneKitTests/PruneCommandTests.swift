@@ -98,7 +98,9 @@ final class PruneCommandTests: XCTestCase {
         let dir = try scratch()
         var rng = RandomGenerator(seed: 0)
         var b = ModelBuilder(architecture: "grouped", inputShape: [1, 28, 28])
-        b.add("stem", Conv2d(inChannels: 1, outChannels: 4, kernelSize: 3, padding: 1, rng: &rng))
+        let p = b.add("stem", Conv2d(inChannels: 1, outChannels: 2, kernelSize: 3, padding: 1, rng: &rng))
+        let q = b.add("stem2", Conv2d(inChannels: 1, outChannels: 2, kernelSize: 3, padding: 1, rng: &rng), inputs: [Model.inputIndex])
+        b.add("cat", Concat(), inputs: [p, q])
         b.add("grouped", Conv2d(inChannels: 4, outChannels: 4, kernelSize: 3, padding: 1, groups: 2, rng: &rng))
         b.add("pool", GlobalAvgPool())
         b.add("fc", Linear(inFeatures: 4, outFeatures: 10, rng: &rng))
@@ -107,15 +109,16 @@ final class PruneCommandTests: XCTestCase {
         let out = dir.appendingPathComponent("out").path
         let r = try run(["prune", "--model", saved, "--criterion", "l1-filter", "--sparsity", "0.5", "--out", out] + bare)
         XCTAssertNotEqual(r.status, 0)
-        // The grouped convolution is kept whole with what it reads, which here leaves nothing.
+        // A grouped convolution that reads a concatenation is kept whole with what it reads,
+        // which here leaves nothing.
         XCTAssert(r.err.contains("no channel group of the model can be pruned"), r.err)
-        XCTAssert(r.err.contains("stem, grouped: tied to the grouped convolution 'grouped' (groups 2"), r.err)
+        XCTAssert(r.err.contains("stem, stem2, grouped: tied to the grouped convolution 'grouped' (groups 2, 4→4 channels), which reads a concatenation"), r.err)
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
 
-    /// A grouped convolution is kept whole and the rest of the model pruned; the output names
-    /// what stayed whole and why, and so does pruning.json.
-    func testAGroupedConvolutionIsKeptWholeWithANoteAndTheRestPruned() throws {
+    /// A grouped convolution is pruned with both its groups the same width: what it reads
+    /// (stem) and what it writes, and the layer after it; it stays a grouped convolution.
+    func testAGroupedConvolutionIsPrunedWithEveryGroupTheSameWidth() throws {
         let dir = try scratch()
         var rng = RandomGenerator(seed: 0)
         var b = ModelBuilder(architecture: "grouped", inputShape: [1, 28, 28])
@@ -130,14 +133,12 @@ final class PruneCommandTests: XCTestCase {
         let out = dir.appendingPathComponent("out").path
         let r = try run(["prune", "--model", saved, "--criterion", "l1-filter", "--sparsity", "0.5", "--out", out] + bare)
         XCTAssertEqual(r.status, 0, r.err)
-        XCTAssert(r.out.contains("note: kept whole (tied to the grouped convolution 'grouped' (groups 2, 4→4 channels), which PruneKit keeps whole): stem, grouped"), r.out)
+        XCTAssertFalse(r.out.contains("kept whole (tied to the grouped convolution"), r.out)
         let pruned = try Model.load(from: out)
         let conv = try XCTUnwrap(pruned.nodes.first { $0.name == "conv" }?.layer as? Conv2d)
         let grouped = try XCTUnwrap(pruned.nodes.first { $0.name == "grouped" }?.layer as? Conv2d)
         XCTAssertEqual(conv.outChannels, 4)
-        XCTAssertEqual([grouped.inChannels, grouped.outChannels, grouped.groups], [4, 4, 2])
-        let report = try String(contentsOfFile: out + "/pruning.json", encoding: .utf8)
-        XCTAssert(report.contains("grouped convolution 'grouped'"), report)
+        XCTAssertEqual([grouped.inChannels, grouped.outChannels, grouped.groups], [2, 2, 2])
     }
 
     /// Two prunes to one --out: before, the second deleted the first's result and both said

@@ -73,6 +73,12 @@ public struct ChannelSlice: Sendable, Equatable {
 /// depthwise convolution, input channel `offset + c` of every consumer, across all the
 /// layers that only pass the channels on (ReLU, pooling, flatten, additions,
 /// concatenations, squeeze-and-excitation's rescaling).
+///
+/// A group that a grouped convolution reads or writes has ``blocks`` > 1: its channels
+/// are that many equal, contiguous blocks (block `b` is channels
+/// `b · channels/blocks ..< (b + 1) · channels/blocks`), and pruning keeps the same
+/// number of channels in every block, so that each of the convolution's groups keeps the
+/// same width and it stays a valid grouped convolution.
 public struct ChannelGroup: Sendable, Equatable {
     /// The group's position in ``ChannelDependencies/groups``.
     public let index: Int
@@ -90,6 +96,13 @@ public struct ChannelGroup: Sendable, Equatable {
     public let isPrunable: Bool
     /// Why the group is kept whole, when it is.
     public let reason: String?
+    /// Equal blocks across which the group is pruned uniformly (the same number of channels
+    /// kept in each): the least common multiple of the groups of the grouped convolutions
+    /// that read or write these channels, 1 when none does. `channels` is a multiple of it.
+    public let blocks: Int
+    /// The grouped convolutions (not depthwise) that read or write the channels, whose
+    /// groups set ``blocks``.
+    public let groupedConvolutions: [String]
 
     /// The layers whose per-channel scores make the group's score: the producers and the
     /// depthwise convolutions, in node order.
@@ -97,6 +110,9 @@ public struct ChannelGroup: Sendable, Equatable {
 
     /// The BatchNorm layers normalising the channels (the paths of ``batchNormSlices``).
     public var batchNorms: [String] { batchNormSlices.map(\.path) }
+
+    /// Channels per block (see ``blocks``).
+    public var blockSize: Int { channels / max(blocks, 1) }
 }
 
 /// Which channels of a model must be pruned together, under a ``ResidualPolicy``.
@@ -191,6 +207,7 @@ public struct ChannelDependencies: Sendable {
                          + "scored \(g.scoredLayers.joined(separator: ", "))"
                          + (g.batchNorms.isEmpty ? "" : "; bn \(g.batchNorms.joined(separator: ", "))")
                          + (g.consumers.isEmpty ? "" : "; read by \(g.consumers.map(\.path).joined(separator: ", "))")
+                         + (g.blocks > 1 ? "; uniform over \(g.blocks) blocks of \(g.blockSize)" : "")
                          + "  (\(state))")
         }
         return lines.joined(separator: "\n")
@@ -198,7 +215,7 @@ public struct ChannelDependencies: Sendable {
 }
 
 /// The layers surgery knows, for error messages.
-let surgerySupportedLayers = "linear, conv2d (groups 1 or depthwise pruned; other grouped convolutions kept whole), batchNorm, relu, clip, leakyRelu, tanh, hardSigmoid, hardSwish, gelu, sigmoid, silu, dropout, maxPool2d, avgPool2d, globalAvgPool, zeroPad2d, flatten, add, concat, channelMul, channelPadShortcut (within-blocks only); any other layer is kept whole with the channels it reads and writes"
+let surgerySupportedLayers = "linear, conv2d (groups 1, depthwise, and grouped convolutions pruned with every group the same width), batchNorm, relu, clip, leakyRelu, tanh, hardSigmoid, hardSwish, gelu, sigmoid, silu, dropout, maxPool2d, avgPool2d, globalAvgPool, zeroPad2d, flatten, add, concat, channelMul, channelPadShortcut (within-blocks only); any other layer is kept whole with the channels it reads and writes"
 
 extension Model {
     /// The groups of channels that must be pruned together.
@@ -223,10 +240,18 @@ extension Model {
     /// - ``ChannelMul`` (squeeze-and-excitation) ties the gate's channels to the map's: the
     ///   excitation's expand layer becomes a producer of the gated channels, and the
     ///   squeeze layer, which reads their pooled values, a consumer;
-    /// - a grouped convolution that is not depthwise is **kept whole**, with the groups it
-    ///   reads and writes (their channels must split evenly into its groups, and its
-    ///   filters mix each group's channels); the rest of the model is pruned. This is a
-    ///   choice: pruning whole convolution groups (ResNeXt's cardinality) is not done;
+    /// - a grouped convolution with G groups that is not depthwise (weight
+    ///   `[out, in/G, kh, kw]`; output group `b` reads only input group `b`) starts a new
+    ///   group for its outputs and is a consumer of its input's group, like a convolution
+    ///   with groups 1; both groups are then pruned **uniformly across G equal blocks**
+    ///   (``ChannelGroup/blocks``): every input block of `in/G` channels keeps the same
+    ///   number, and so does every output block of `out/G`, so the convolution stays a
+    ///   valid grouped one with G groups, each narrower. A group that several grouped
+    ///   convolutions touch takes the least common multiple of their groups (uniform over
+    ///   4 blocks is uniform over 2). This is a choice: the cardinality G is never reduced
+    ///   (whole convolution groups are not removed). A grouped convolution that reads a
+    ///   concatenation (several runs) is kept whole, with the channels it reads and writes,
+    ///   and so is a group whose blocks would be single channels or don't divide it;
     /// - a removed channel must be exactly zero wherever it is read: a layer that maps 0
     ///   to something else (Sigmoid: ½; a Clip whose range excludes 0) makes the groups a
     ///   convolution or linear layer reads through it whole, except as the gate of a
@@ -262,6 +287,8 @@ extension Model {
         var producers: [(Int, Int, String)] = [], depthwise: [(Int, Int, String)] = []   // (set, node, name)
         var norms: [(Int, ChannelSlice)] = [], consumers: [(Int, ChannelConsumer)] = []
         var additions: [Int] = [], whole: [(Int, String)] = []
+        // Uniform-block requirements: (set, blocks, the grouped convolution's name).
+        var blockNeeds: [(Int, Int, String)] = []
         func keepWhole(_ rs: [Run], _ why: String) { for r in rs { whole.append((r.set, why)) } }
         /// Ties runs of equal layout pairwise; false (nothing tied) when the layouts differ.
         func tie(_ a: [Run], _ b: [Run]) -> Bool {
@@ -305,12 +332,19 @@ extension Model {
                 } else if conv.groups == conv.inChannels && conv.outChannels == conv.inChannels {
                     opaque("the depthwise convolution '\(node.name)' reads a concatenation, which PruneKit keeps whole")
                 } else {
-                    let why = "tied to the grouped convolution '\(node.name)' (groups \(conv.groups), \(conv.inChannels)→\(conv.outChannels) channels), which PruneKit keeps whole"
-                    for t in ins { keepWhole(runs[t], why) }
+                    // Grouped: output block b reads input block b only; both sides pruned
+                    // uniformly across the groups.
                     consume(first, node.name, perChannel: 1)
                     runs[i] = fresh(conv.outChannels)
                     producers.append((runs[i][0].set, i, node.name))
-                    keepWhole(runs[i], why)
+                    if first.count == 1 {
+                        blockNeeds.append((first[0].set, conv.groups, node.name))
+                        blockNeeds.append((runs[i][0].set, conv.groups, node.name))
+                    } else {
+                        let why = "tied to the grouped convolution '\(node.name)' (groups \(conv.groups), \(conv.inChannels)→\(conv.outChannels) channels), which reads a concatenation and is kept whole"
+                        for t in ins { keepWhole(runs[t], why) }
+                        keepWhole(runs[i], why)
+                    }
                 }
             case let linear as Linear where linear.kind == .linear:
                 runs[i] = fresh(linear.outFeatures)
@@ -399,7 +433,8 @@ extension Model {
         let count = roots.count
         func g(_ s: Int) -> Int { groupOf[find(s)]! }
         var members = (0..<count).map { _ in (producers: [String](), depthwise: [String](), norms: [ChannelSlice](),
-                                               consumers: [ChannelConsumer](), scored: [String](), reason: String?.none) }
+                                               consumers: [ChannelConsumer](), scored: [String](), reason: String?.none,
+                                               blocks: 1, grouped: [(name: String, groups: Int)]()) }
         // Scored layers in node order: producers and depthwise convolutions interleaved.
         for (s, _, name) in (producers + depthwise).sorted(by: { $0.1 < $1.1 }) { members[g(s)].scored.append(name) }
         for (s, _, name) in producers { members[g(s)].producers.append(name) }
@@ -410,11 +445,28 @@ extension Model {
         for k in 0..<count where members[k].scored.isEmpty { if members[k].reason == nil { members[k].reason = "no layer produces these channels" } }
         var groupChannels = [Int](repeating: 0, count: count)
         for s in parent.indices { groupChannels[g(s)] = setChannels[s] }
+        for (s, blocks, name) in blockNeeds {
+            let k = g(s)
+            members[k].blocks = lcm(members[k].blocks, blocks)
+            if !members[k].grouped.contains(where: { $0.name == name }) { members[k].grouped.append((name, blocks)) }
+        }
+        for k in 0..<count where members[k].blocks > 1 {
+            let (blocks, channels) = (members[k].blocks, groupChannels[k])
+            guard channels % blocks != 0 || channels == blocks else { continue }
+            let convs = members[k].grouped.map { "'\($0.name)' (groups \($0.groups))" }.joined(separator: ", ")
+            if members[k].reason == nil {
+                members[k].reason = channels == blocks
+                    ? "tied to the grouped convolution(s) \(convs), whose groups read or write one of these \(channels) channels each, so no channel can go from every group alike"
+                    : "tied to the grouped convolutions \(convs), whose groups would need these \(channels) channels in \(blocks) equal blocks"
+            }
+            members[k].blocks = 1
+        }
         let groups = (0..<count).map { k in
             ChannelGroup(index: k, channels: groupChannels[k], producers: members[k].producers,
                          depthwise: members[k].depthwise, batchNormSlices: members[k].norms,
                          consumers: members[k].consumers, isPrunable: members[k].reason == nil,
-                         reason: members[k].reason, scoredLayers: members[k].scored)
+                         reason: members[k].reason, blocks: members[k].blocks,
+                         groupedConvolutions: members[k].grouped.map(\.name), scoredLayers: members[k].scored)
         }
         let layouts = runs.map { rs -> [ChannelDependencies.Segment] in
             var merged: [ChannelDependencies.Segment] = []
@@ -424,3 +476,9 @@ extension Model {
         return ChannelDependencies(policy: policy, groups: groups, tensorLayout: layouts, tensorBlock: block)
     }
 }
+
+/// The greatest common divisor of two non-negative integers.
+func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+
+/// The least common multiple of two positive integers.
+func lcm(_ a: Int, _ b: Int) -> Int { a / gcd(a, b) * b }

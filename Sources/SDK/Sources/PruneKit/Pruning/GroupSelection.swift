@@ -11,6 +11,15 @@ import Foundation
 /// group's kept channels; layers in groups kept whole (the policy, the model's output, an
 /// excluded or classifier layer in the group) keep every channel, and the notes say why.
 ///
+/// A group pruned across equal blocks (``ChannelGroup/blocks`` > 1: it is read or written
+/// by a grouped convolution) keeps the same number of channels in every block: if the
+/// selection above keeps `k` of its channels (after the minimum and the multiple), every
+/// block keeps `⌈k / blocks⌉`, raised until the group's total is a multiple of
+/// `settings.channelMultiple` (the rounding applies to the total width, which is what the
+/// next layers read, not to each block), at most the whole block — its best-scored
+/// channels by group score, ties to the lower channel. The group may so keep a few more
+/// channels than its share; a speed-up or compression target makes up for it elsewhere.
+///
 /// - Parameters:
 ///   - scores: channel scores of every prunable layer, as ``Model/score(with:data:settings:)`` gives them.
 ///   - dependencies: the model's groups.
@@ -35,6 +44,10 @@ struct GroupSelector {
     let settings: SelectionSettings
     let criterion: String
     let wholeNotes: [String]
+    /// The blocks of each in-scope group (``ChannelGroup/blocks``), parallel to ``groups``.
+    let blocks: [Int]
+    /// The group scores of each in-scope group, parallel to ``groups``.
+    let groupScores: [[Float]]
 
     init(scores: [LayerScores], dependencies: ChannelDependencies, settings: SelectionSettings,
          reduction: GroupScoreReduction, criterion: String) throws {
@@ -47,7 +60,7 @@ struct GroupSelector {
         }
         let classifier = layers.last(where: \.isClassifier)?.path
         let reduced = try dependencies.groupScores(scores, reduction: reduction)
-        var groups: [Int] = [], sources: [ScoreSource] = []
+        var groups: [Int] = [], sources: [ScoreSource] = [], blocks: [Int] = [], groupScores: [[Float]] = []
         var whole: [String: [String]] = [:]
         for g in dependencies.groups where !g.scoredLayers.isEmpty {
             var reason = g.reason
@@ -59,13 +72,15 @@ struct GroupSelector {
             }
             groups.append(g.index)
             sources.append(ScoreSource(path: GroupSelector.name(g), scores: reduced[g.index]!))
+            blocks.append(g.blocks)
+            groupScores.append(reduced[g.index]!)
         }
         guard !groups.isEmpty else {
             let reasons = whole.keys.sorted().map { "\(whole[$0]!.joined(separator: ", ")): \($0)" }
             throw PruneKitError(.invalidArgument, "no channel group of the model can be pruned (policy \(dependencies.policy.rawValue)); kept whole: \(reasons.joined(separator: "; "))",
                                 hint: "exclude fewer layers, or try the whole-stream residual policy")
         }
-        self.groups = groups; self.sources = sources
+        self.groups = groups; self.sources = sources; self.blocks = blocks; self.groupScores = groupScores
         wholeNotes = whole.keys.sorted().map { "kept whole (\($0)): \(whole[$0]!.joined(separator: ", "))" }
     }
 
@@ -74,11 +89,42 @@ struct GroupSelector {
         g.scoredLayers.count == 1 ? g.scoredLayers[0] : "\(g.scoredLayers[0]) + \(g.scoredLayers.count - 1) tied layers"
     }
 
-    /// The plan over the in-scope groups alone (one entry per group).
+    /// The plan over the in-scope groups alone (one entry per group), uniform across the
+    /// blocks of each group that has several.
     func groupPlan(sparsity: Double) throws -> PruningPlan {
         var s = settings
         s.sparsity = sparsity; s.excluded = []; s.keepClassifier = false
-        return try selectPruning(sources, granularity: .channel, settings: s, criterion: criterion)
+        var plan = try selectPruning(sources, granularity: .channel, settings: s, criterion: criterion)
+        for k in plan.layers.indices where blocks[k] > 1 {
+            plan.layers[k] = GroupSelector.uniform(plan.layers[k], blocks: blocks[k], scores: groupScores[k],
+                                                   multiple: max(settings.channelMultiple, 1))
+        }
+        return plan
+    }
+
+    /// A group's selection made the same in each of its `blocks` equal blocks: every block
+    /// keeps `⌈kept / blocks⌉` channels, raised until `blocks ·` that is a multiple of
+    /// `multiple`, at most the block size — its best-scored channels, ties to the lower one.
+    ///
+    /// - Parameters:
+    ///   - layer: the group's selection, `[channels]` keep bits.
+    ///   - scores: the group's scores, `[channels]`; higher is kept.
+    /// - Returns: keep bits with the same count in every block, at least as many as `layer` keeps.
+    /// Cost: one sort of each block's scores.
+    static func uniform(_ layer: PruningPlan.Layer, blocks: Int, scores: [Float], multiple: Int) -> PruningPlan.Layer {
+        let size = layer.units / blocks
+        guard blocks > 1, size * blocks == layer.units, layer.keptCount < layer.units else { return layer }
+        let step = multiple / gcd(multiple, blocks)            // blocks · per is a multiple of `multiple`
+        var per = (layer.keptCount + blocks - 1) / blocks
+        per = min((per + step - 1) / step * step, size)
+        guard per < size else { return PruningPlan.Layer(path: layer.path, granularity: layer.granularity, units: layer.units) }
+        var out = PruningPlan.Layer(path: layer.path, granularity: layer.granularity, units: layer.units,
+                                    keepWords: [UInt64](repeating: 0, count: layer.keepWords.count))
+        for b in 0..<blocks {
+            let best = (b * size..<(b + 1) * size).sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }
+            out.restore(Array(best.prefix(per)))
+        }
+        return out
     }
 
     /// Kept channels per group (`nil`: whole) of a group plan.

@@ -85,9 +85,18 @@ extension Model {
     ///   - minimumChannels: channels every group keeps at least (≥ 1); masked channels
     ///     are kept, still masked, to reach it, and the notes say so.
     /// - Returns: the new model with the widths before and after. This model is unchanged.
-    /// Layers whose channels are kept whole (grouped convolutions, layers channel pruning does
-    /// not know; see ``channelDependencies(policy:)``) keep their width; a layer PruneKit does
-    /// not know is shared with the new model as it is, and the notes say so.
+    ///
+    /// A grouped convolution with G groups (weight `[out, in/G, kh, kw]`) is rebuilt with G
+    /// groups, `in′` inputs and `out′` outputs: output group `b`'s kept filters, each with
+    /// the kept input channels of input group `b` only. This needs the same number of
+    /// channels removed from every block of a group with ``ChannelGroup/blocks`` > 1; where
+    /// the masks remove more from some blocks than from others, the extra masked channels
+    /// stay (as zeros, the lowest-numbered first) and the notes say so. The minimum is then
+    /// `⌈minimumChannels / blocks⌉` per block.
+    /// Layers whose channels are kept whole (layers channel pruning does not know, grouped
+    /// convolutions reading a concatenation; see ``channelDependencies(policy:)``) keep their
+    /// width; a layer PruneKit does not know is shared with the new model as it is, and the
+    /// notes say so.
     ///
     /// - Throws: ``PruneKitError`` for a non-square kernel, a minimum below 1, and
     ///   for ``ResidualPolicy/wholeStream`` with option-A shortcuts.
@@ -101,6 +110,10 @@ extension Model {
         var (removed, notes) = removableChannels(deps)
         // The minimum: keep the lowest-numbered masked channels (they stay zero).
         for g in deps.groups where !removed[g.index].isEmpty {
+            if g.blocks > 1 {
+                removed[g.index] = uniformRemoval(removed[g.index], g, minimumChannels: minimumChannels, notes: &notes)
+                continue
+            }
             let keep = min(minimumChannels, g.channels)
             let left = g.channels - removed[g.index].count
             if left < keep {
@@ -122,17 +135,29 @@ extension Model {
             case let conv as Conv2d where conv.kind == .conv2d:
                 let (kh, kw) = conv.kernelSize
                 let depthwise = conv.groups > 1 && conv.groups == conv.inChannels && conv.outChannels == conv.inChannels
-                // A grouped convolution that is not depthwise is kept whole (its groups are).
+                // A grouped convolution that is not depthwise keeps its groups, each narrower:
+                // output group b reads the kept channels of input group b.
                 let grouped = conv.groups > 1 && !depthwise
-                if grouped, inKept.count != conv.inChannels || outKept.count != conv.outChannels {
-                    throw PruneKitError(.invalidArgument, "the grouped convolution '\(node.name)' would lose channels, which surgery does not do",
-                                        hint: "this is a bug in PruneKit's dependency groups; please report it with the model")
+                let (inPer, outPer) = (conv.inChannels / conv.groups, conv.outChannels / conv.groups)
+                if grouped {
+                    for (kept, per, side) in [(inKept, inPer, "input"), (outKept, outPer, "output")] {
+                        let counts = (0..<conv.groups).map { b in kept.filter { $0 / per == b }.count }
+                        guard Set(counts).count == 1, counts[0] > 0 else {
+                            throw PruneKitError(.invalidArgument, "the grouped convolution '\(node.name)' would keep \(counts.map(String.init).joined(separator: ", ")) \(side) channels in its \(conv.groups) groups; every group must keep the same number, at least one",
+                                                hint: "this is a bug in PruneKit's dependency groups or selection; please report it with the model")
+                        }
+                    }
                 }
                 var rng = RandomGenerator(seed: 0)
                 let new = Conv2d(inChannels: inKept.count, outChannels: outKept.count, kernel: (kh, kw), window: conv.window,
                                  groups: depthwise ? outKept.count : conv.groups, bias: conv.bias != nil, rng: &rng)
-                let columns = depthwise ? [0] : grouped ? Array(0..<conv.weight.value.shape[1]) : inKept
-                copy(conv.weight, into: new.weight, rows: outKept, columns: columns, inner: kh * kw)
+                if grouped {
+                    // Row r (output group r / outPer) keeps the columns of its own input group.
+                    let columnsOfGroup = (0..<conv.groups).map { b in inKept.filter { $0 / inPer == b }.map { $0 - b * inPer } }
+                    copy(conv.weight, into: new.weight, rows: outKept, columnsOfRow: { columnsOfGroup[$0 / outPer] }, inner: kh * kw)
+                } else {
+                    copy(conv.weight, into: new.weight, rows: outKept, columns: depthwise ? [0] : inKept, inner: kh * kw)
+                }
                 if let b = conv.bias, let nb = new.bias { copy(b, into: nb, rows: outKept, columns: [0], inner: 1) }
                 layer = new
             case let linear as Linear where linear.kind == .linear:
@@ -172,6 +197,25 @@ extension Model {
         let model = try Model(architecture: architecture, inputShape: inputShape, nodes: newNodes)
         model.mode = mode
         return SurgeryResult(model: model, widths: widths, notes: notes)
+    }
+
+    /// A group's removable channels cut down so that each of its ``ChannelGroup/blocks``
+    /// equal blocks loses the same number, and keeps at least `⌈minimumChannels / blocks⌉`:
+    /// in each block the lowest-numbered masked channels beyond that number stay (as zeros).
+    /// - Parameters:
+    ///   - removed: the group's removable channels, ascending.
+    /// - Returns: the channels to remove, ascending; `notes` gains a line when some stay.
+    func uniformRemoval(_ removed: [Int], _ g: ChannelGroup, minimumChannels: Int, notes: inout [String]) -> [Int] {
+        let size = g.blockSize
+        let perBlock = (0..<g.blocks).map { b in removed.filter { $0 / size == b } }
+        let keep = min((minimumChannels + g.blocks - 1) / g.blocks, size)
+        let count = min(perBlock.map(\.count).min() ?? 0, size - keep)
+        let uniform = perBlock.flatMap { $0.suffix(count) }
+        if uniform.count < removed.count {
+            let convs = g.groupedConvolutions.map { "'\($0)'" }.joined(separator: ", ")
+            notes.append("'\(GroupSelector.name(g))': \(removed.count - uniform.count) masked channel(s) stay, as zeros, so that each of its \(g.blocks) blocks of \(size) keeps \(size - count) (grouped convolution \(convs); minimum \(minimumChannels))")
+        }
+        return uniform
     }
 
     /// Per group, the channels that are exactly zero wherever they appear (see
@@ -227,15 +271,23 @@ extension Model {
 /// mask; a mask that keeps everything is dropped). `columns == [0]` with a source of one
 /// column reads `[rows, inner]`.
 private func copy(_ source: Parameter, into target: Parameter, rows: [Int], columns: [Int], inner: Int) {
+    copy(source, into: target, rows: rows, columnsOfRow: { _ in columns }, inner: inner)
+}
+
+/// Copies the kept part of a parameter viewed as `[rows, columns, inner]`, where source row
+/// `r` keeps the columns `columnsOfRow(r)` (the same number for every row: a grouped
+/// convolution's filters each keep their own group's input channels).
+private func copy(_ source: Parameter, into target: Parameter, rows: [Int], columnsOfRow: (Int) -> [Int], inner: Int) {
     let s = source.value.shape
     let cols = s.count >= 2 ? s[1] : 1
-    let shape = [rows.count] + (s.count >= 2 ? [columns.count] + Array(s.dropFirst(2)) : [])
+    let width = columnsOfRow(rows.first ?? 0).count
+    let shape = [rows.count] + (s.count >= 2 ? [width] + Array(s.dropFirst(2)) : [])
     func slice(_ t: Tensor) -> Tensor {
         var out = Tensor(uninitializedShape: shape)
         t.withUnsafeBufferPointer { src in out.withUnsafeMutableBufferPointer { dst in
             var o = 0
             for r in rows {
-                for c in columns {
+                for c in columnsOfRow(r) {
                     let base = (r * cols + c) * inner
                     for k in 0..<inner { dst[o] = src[base + k]; o += 1 }
                 }

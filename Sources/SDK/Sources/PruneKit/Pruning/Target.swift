@@ -415,7 +415,9 @@ private struct StructureCounter {
         var outTensor: Int, inTensor: Int
         var out: Int, inChannels: Int, inBlock: Int
         var depthwise: Bool
-        /// Convolution groups (1 for linear layers); grouped convolutions are kept whole.
+        /// Convolution groups (1 for linear layers). A grouped convolution keeps the same
+        /// number of channels in each of its groups (``ChannelGroup/blocks``), so its
+        /// weights are exactly `out′ · (in′ / groups) · kh · kw` and its MACs that times Ho·Wo.
         var groups: Int
         /// Weights per (output, input-channel-feature) pair: kh·kw (1 for linear).
         var perPair: Int
