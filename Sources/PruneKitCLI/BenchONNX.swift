@@ -13,7 +13,7 @@ struct ONNXBench: ParsableCommand {
         commandName: "onnx",
         abstract: "ONNX models imported, pruned to a speed-up, exported: import time and memory, params and MACs, ONNX Runtime latency before → after, PruneKit's forward beside ONNX Runtime's.",
         discussion: """
-        Each FILE is imported (time, and the process's peak resident memory during the import), \
+        Each FILE is imported (time, and how far the process's resident memory rose at its peak during the import), \
         pruned toward --speedup with --criterion (a data-free channel criterion: l1-filter, fpgm), \
         its pruned channels removed, and exported to ONNX before and after. ONNX Runtime (from \
         --python, which must import onnxruntime and numpy) times both exports at each batch size \
@@ -80,11 +80,11 @@ struct ONNXBench: ParsableCommand {
                 let name = URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent
                 print("\n\(name): importing \(file)")
                 do {
-                    PeakMemory.reset()
+                    let resident = PeakMemory.reset()
                     let t0 = DispatchTime.now().uptimeNanoseconds
                     let imported = try ONNX.importModel(contentsOf: file)
                     let importSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
-                    let peak = PeakMemory.bytes()
+                    let peak = PeakMemory.rise(since: resident)
                     let model = imported.model
                     model.mode = .inference
                     let before = (params: model.parameterCount, macs: model.macs)
@@ -123,7 +123,7 @@ struct ONNXBench: ParsableCommand {
                     print("  not carried: \(message)")
                 }
             }
-            print("\nmodel              import   peak mem   params before → after        MACs before → after        ONNX Runtime vs PruneKit (before, after)")
+            print("\nmodel              import   mem rise   params before → after        MACs before → after        ONNX Runtime vs PruneKit (before, after)")
             for r in rows { print(r.summaryLine) }
             let differing = rows.filter { !$0.agrees }.map(\.name)
             print("\(rows.count - differing.count) of \(files.count) models imported, pruned, exported and agree with ONNX Runtime"
@@ -173,16 +173,30 @@ struct ONNXBench: ParsableCommand {
     }
 }
 
-/// The process's peak resident memory, reset before each import (Linux `clear_refs` 5).
+/// How much the process's resident memory rose at its peak during a step: the high-water
+/// mark (`VmHWM`) is reset to the current resident size (Linux `clear_refs` 5) before it,
+/// and read after it. Memory freed earlier but kept by malloc counts as resident, so the
+/// figure is the rise above what the process already held.
 enum PeakMemory {
-    static func reset() {
-        try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
+    /// Resets the high-water mark; returns the resident bytes now, or nil where it can't.
+    static func reset() -> Int? {
+        let fd = open("/proc/self/clear_refs", O_WRONLY)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        guard write(fd, "5", 1) == 1 else { return nil }
+        return field("VmRSS:")
     }
 
-    /// `VmHWM` of /proc/self/status, in bytes; nil where it cannot be read.
-    static func bytes() -> Int? {
+    /// The rise of the high-water mark above `start` (from ``reset()``), in bytes.
+    static func rise(since start: Int?) -> Int? {
+        guard let start, let peak = field("VmHWM:") else { return nil }
+        return max(peak - start, 0)
+    }
+
+    /// A `kB` field of /proc/self/status, in bytes.
+    private static func field(_ name: String) -> Int? {
         guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name) }),
               let kb = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") else { return nil }
         return kb * 1024
     }
