@@ -20,14 +20,7 @@ public final class Sigmoid: Layer {
     }
 
     public func forward(_ inputs: [Tensor], mode: ForwardMode) -> Tensor {
-        let x = inputs[0]
-        var y = Tensor(uninitializedShape: x.shape)
-        x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
-            let (src, dst) = (xp.baseAddress!, yp.baseAddress!)
-            Parallel.forEach(x.count, grain: 32_768) { r in
-                for i in r { dst[i] = logistic(src[i]) }
-            }
-        } }
+        let y = mapElements(inputs[0], logistic)
         if mode.recordsForBackward { output = y }
         return y
     }
@@ -36,16 +29,7 @@ public final class Sigmoid: Layer {
         guard let y = output else { return [nil] }
         output = nil
         guard needsInputGradient.first == true else { return [nil] }
-        var dx = Tensor(uninitializedShape: y.shape)
-        y.withUnsafeBufferPointer { yp in gradOutput.withUnsafeBufferPointer { gp in
-            dx.withUnsafeMutableBufferPointer { dp in
-                let (out, g, d) = (yp.baseAddress!, gp.baseAddress!, dp.baseAddress!)
-                Parallel.forEach(y.count, grain: 65_536) { r in
-                    for i in r { let s = out[i]; d[i] = g[i] * s * (1 - s) }
-                }
-            }
-        } }
-        return [dx]
+        return [mapGradient(y, gradOutput) { s in s * (1 - s) }]
     }
 }
 
@@ -70,13 +54,7 @@ public final class SiLU: Layer {
 
     public func forward(_ inputs: [Tensor], mode: ForwardMode) -> Tensor {
         let x = inputs[0]
-        var y = Tensor(uninitializedShape: x.shape)
-        x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
-            let (src, dst) = (xp.baseAddress!, yp.baseAddress!)
-            Parallel.forEach(x.count, grain: 32_768) { r in
-                for i in r { let v = src[i]; dst[i] = v * logistic(v) }
-            }
-        } }
+        let y = mapElements(x) { $0 * logistic($0) }
         if mode.recordsForBackward { input = x }
         return y
     }
@@ -85,16 +63,7 @@ public final class SiLU: Layer {
         guard let x = input else { return [nil] }
         input = nil
         guard needsInputGradient.first == true else { return [nil] }
-        var dx = Tensor(uninitializedShape: x.shape)
-        x.withUnsafeBufferPointer { xp in gradOutput.withUnsafeBufferPointer { gp in
-            dx.withUnsafeMutableBufferPointer { dp in
-                let (v, g, d) = (xp.baseAddress!, gp.baseAddress!, dp.baseAddress!)
-                Parallel.forEach(x.count, grain: 32_768) { r in
-                    for i in r { let xi = v[i], s = logistic(xi); d[i] = g[i] * s * (1 + xi * (1 - s)) }
-                }
-            }
-        } }
-        return [dx]
+        return [mapGradient(x, gradOutput) { v in let s = logistic(v); return s * (1 + v * (1 - s)) }]
     }
 }
 
