@@ -358,6 +358,15 @@ final class ModelIOTests: XCTestCase {
             .write(toFile: jsonPath, atomically: true, encoding: .utf8)
         assertError(.invalidFile, ["model.json", "features.1", "unknown layer kind 'mish'"]) { _ = try Model.load(from: dir) }
 
+        // A value finite as a Double but past Float's range, for a layer that keeps it as a
+        // Float: an error, not the layer's precondition.
+        for (kind, config) in [("leakyRelu", #"{"alpha": 1e300}"#), ("hardSigmoid", #"{"beta": -1e300}"#), ("clip", #"{"max": 1e39}"#)] {
+            try original.replacingOccurrences(of: #""kind": "relu", "inputs": ["features.0"], "config": {}"#,
+                                              with: #""kind": "\#(kind)", "inputs": ["features.0"], "config": \#(config)"#)
+                .write(toFile: jsonPath, atomically: true, encoding: .utf8)
+            assertError(.invalidFile, ["features.1", "finite number within ±3.4e38"]) { _ = try Model.load(from: dir) }
+        }
+
         try original.replacingOccurrences(of: #""kernel_size": 5, "#, with: "")
             .write(toFile: jsonPath, atomically: true, encoding: .utf8)
         assertError(.invalidFile, ["features.0", "'kernel_size' is missing"]) { _ = try Model.load(from: dir) }

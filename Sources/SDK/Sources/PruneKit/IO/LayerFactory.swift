@@ -85,8 +85,8 @@ public enum LayerFactory {
             layer = ChannelPadShortcut(outChannels: o, stride: stride)
         case .clip:
             let lower = c.value("min"), upper = c.value("max")
-            for (key, v) in [("min", lower), ("max", upper)] where v.map({ !$0.isFinite }) == true {
-                throw c.error("'\(key)' must be a finite number, got \(v!)")
+            for (key, v) in [("min", lower), ("max", upper)] where v.map({ !Float($0).isFinite }) == true {
+                throw c.error("'\(key)' must be a finite number within ±3.4e38, got \(v!)")
             }
             guard (lower ?? -.infinity) <= (upper ?? .infinity) else { throw c.error("min \(lower!) is above max \(upper!)") }
             try c.finish()
@@ -171,9 +171,11 @@ public enum LayerFactory {
             return v == 1
         }
 
+        /// A number that the layer keeps as a finite `Float` (every real key is one): a value
+        /// past `Float`'s range (±3.4e38) would become infinite there.
         mutating func real(_ key: String, default fallback: Double) throws -> Double {
             guard let v = value(key) else { return fallback }
-            guard v.isFinite else { throw error("'\(key)' must be a finite number, got \(v)") }
+            guard Float(v).isFinite else { throw error("'\(key)' must be a finite number within ±3.4e38, got \(v)") }
             return v
         }
 
