@@ -78,7 +78,8 @@ struct CriteriaBench: ParsableCommand {
                 }
             }
             print("passes it needs: what Model.score runs for the criterion's evidence, timed alone on the same batches: none (weights only), forward (activations), forward+backward (gradients; parameter gradients only for weight gradients); (its own): the criterion runs its passes itself (own-passes), timed in the criterion")
-            let peak = peakResidentMiB()
+            let hwm = memoryStatus("VmHWM")
+            let peak: Double? = hwm > 0 ? hwm / 1_048_576 : nil   // MiB; 0: /proc unreadable
             print("peak resident memory (VmHWM): " + (peak.map { String(format: "%.1f MiB", $0) } ?? "unavailable"))
             if chosen.contains(where: { $0.criterion.id == "taylor" }) {
                 print(String(format: "reference: PyTorch %.2f s taylor scoring, %.2f s passes alone; target ≤ %.2f s scoring",
@@ -157,10 +158,3 @@ struct TimedCriterion<Inner: Criterion>: Criterion {
     }
 }
 
-/// The process's peak resident set size in MiB (VmHWM in /proc/self/status), on Linux.
-func peakResidentMiB() -> Double? {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return nil }
-    let kb = line.split(separator: " ").dropFirst().first.flatMap { Double($0) }
-    return kb.map { $0 / 1024 }
-}

@@ -184,21 +184,15 @@ enum PeakMemory {
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         guard write(fd, "5", 1) == 1 else { return nil }
-        return field("VmRSS:")
+        let resident = memoryStatus("VmRSS")
+        return resident > 0 ? Int(resident) : nil
     }
 
     /// The rise of the high-water mark above `start` (from ``reset()``), in bytes.
     static func rise(since start: Int?) -> Int? {
-        guard let start, let peak = field("VmHWM:") else { return nil }
-        return max(peak - start, 0)
-    }
-
-    /// A `kB` field of /proc/self/status, in bytes.
-    private static func field(_ name: String) -> Int? {
-        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name) }),
-              let kb = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") else { return nil }
-        return kb * 1024
+        let peak = memoryStatus("VmHWM")
+        guard let start, peak > 0 else { return nil }
+        return max(Int(peak) - start, 0)
     }
 }
 
